@@ -1,0 +1,424 @@
+"""Builder for emulated hosts: writes a sysfs tree that umockdev's preload
+library serves as /sys and /dev, plus /proc files under the same root.
+
+A host is described in Python (see hosts.py) with real capability layouts;
+write() turns it into binary 4096-byte config spaces, attribute files, the
+driver / iommu_group / physfn / virtfn links, /sys/bus/pci and
+/sys/kernel/iommu_groups, exactly as Linux lays them out.  The description is
+what is checked in; the tree is built at test time.
+"""
+
+import os
+import struct
+
+# PCIe port types (PCI_EXP_FLAGS_TYPE)
+ENDPOINT, LEG_END, ROOT_PORT, UPSTREAM, DOWNSTREAM, PCIE_PCI_BRIDGE = 0, 1, 4, 5, 6, 7
+RC_END = 9
+
+# ACS control / capability bits
+ACS_SV, ACS_TB, ACS_RR, ACS_CR, ACS_UF, ACS_EC, ACS_DT = 1, 2, 4, 8, 0x10, 0x20, 0x40
+ACS_PORT = ACS_SV | ACS_TB | ACS_RR | ACS_CR | ACS_UF  # what a good port offers
+ACS_REQUIRED = ACS_SV | ACS_RR | ACS_CR | ACS_UF
+
+
+def parse_addr(addr):
+    if addr.count(":") == 1:
+        addr = "0000:" + addr
+    dom, bus, rest = addr.split(":")
+    dev, fn = rest.split(".")
+    return int(dom, 16), int(bus, 16), int(dev, 16), int(fn, 16)
+
+
+def fmt_addr(dom, bus, dev, fn):
+    return "%04x:%02x:%02x.%x" % (dom, bus, dev, fn)
+
+
+class Config:
+    """A 4096-byte config space built capability by capability."""
+
+    def __init__(self, size=4096):
+        self.b = bytearray(size)
+        self.last_cap = None      # offset of the last standard capability
+        self.next_cap = 0x40
+        self.last_ecap = None
+        self.next_ecap = 0x100
+
+    def w8(self, off, v):
+        self.b[off] = v & 0xff
+
+    def w16(self, off, v):
+        struct.pack_into("<H", self.b, off, v & 0xffff)
+
+    def w32(self, off, v):
+        struct.pack_into("<I", self.b, off, v & 0xffffffff)
+
+    def cap(self, cap_id, length):
+        off = self.next_cap
+        self.next_cap = (off + length + 3) & ~3
+        self.w8(off, cap_id)
+        self.w8(off + 1, 0)
+        if self.last_cap is None:
+            self.w8(0x34, off)
+            self.w16(0x06, self.b[0x06] | 0x10)   # status: capability list
+        else:
+            self.w8(self.last_cap + 1, off)
+        self.last_cap = off
+        return off
+
+    def ecap(self, cap_id, version, length):
+        off = self.next_ecap
+        self.next_ecap = (off + length + 3) & ~3
+        self.w32(off, cap_id | (version << 16))
+        if self.last_ecap is not None:
+            hdr = struct.unpack_from("<I", self.b, self.last_ecap)[0]
+            self.w32(self.last_ecap, (hdr & 0xfffff) | (off << 20))
+        self.last_ecap = off
+        return off
+
+
+class Device:
+    def __init__(self, host, addr, vendor, device, cls, parent=None, **kw):
+        self.host = host
+        self.addr = addr
+        self.dom, self.bus, self.dev, self.fn = parse_addr(addr)
+        self.vendor, self.device, self.cls = vendor, device, cls
+        self.parent = parent
+        self.driver = kw.get("driver")
+        self.group = kw.get("group")
+        self.numa = kw.get("numa", -1)
+        self.cpulist = kw.get("cpulist", host.cpulist_for(self.numa))
+        self.revision = kw.get("revision", 1)
+        self.subsys = kw.get("subsys", (vendor, 0))
+        self.multifunction = kw.get("multifunction", False)
+        self.bridge = kw.get("bridge", False)
+        self.pcie_type = kw.get("pcie_type")            # None: conventional PCI
+        self.acs = kw.get("acs")                        # (cap, ctl) or None
+        self.flr = kw.get("flr", False)
+        self.af_flr = kw.get("af_flr", False)
+        self.pm = kw.get("pm", True)
+        self.no_soft_reset = kw.get("no_soft_reset", False)
+        self.link = kw.get("link", (3, 4, 3, 4))        # cap speed, width, sta speed, width
+        self.reset_method = kw.get("reset_method")      # sysfs attribute text or None
+        self.sriov = kw.get("sriov")                    # dict, PF only
+        self.physfn = None
+        self.vfs = []
+        self.secondary = kw.get("secondary")            # bridges: (secondary, subordinate)
+        self.boot_vga = kw.get("boot_vga")
+        self.config_bytes = kw.get("config_bytes")      # raw override (bad-input hosts)
+        self.extra_attrs = kw.get("attrs", {})
+        self.missing_attrs = set(kw.get("missing_attrs", ()))
+        self.net = kw.get("net")                        # interface name
+        self.children = []
+        if parent is not None:
+            parent.children.append(self)
+
+    @property
+    def is_vf(self):
+        return self.physfn is not None
+
+    def syspath(self):
+        chain = []
+        d = self
+        while d is not None:
+            chain.append(d.addr)
+            d = d.parent
+        root = "pci%04x:%02x" % (self.dom, self.host.root_bus_of(self))
+        return "/sys/devices/" + root + "/" + "/".join(reversed(chain))
+
+    def config(self):
+        if self.config_bytes is not None:
+            return bytes(self.config_bytes)
+        c = Config()
+        if self.is_vf:
+            c.w16(0x00, 0xffff)                         # VFs read 0xffff IDs (SR-IOV spec)
+            c.w16(0x02, 0xffff)
+        else:
+            c.w16(0x00, self.vendor)
+            c.w16(0x02, self.device)
+        c.w16(0x04, 0x0406 if not self.is_vf else 0x0400)
+        c.w8(0x08, self.revision)
+        c.w8(0x09, self.cls & 0xff)
+        c.w16(0x0a, self.cls >> 8)
+        hdr = 1 if self.bridge else 0
+        c.w8(0x0e, hdr | (0x80 if self.multifunction else 0))
+        if self.bridge:
+            sec, sub = self.secondary or (0, 0)
+            c.w8(0x18, self.bus)
+            c.w8(0x19, sec)
+            c.w8(0x1a, sub)
+        else:
+            c.w16(0x2c, self.subsys[0])
+            c.w16(0x2e, self.subsys[1])
+            c.w8(0x3d, 1)
+        if self.pm and not self.is_vf:
+            off = c.cap(0x01, 8)
+            c.w16(off + 2, 0x0003)
+            c.w16(off + 4, 0x0008 if self.no_soft_reset else 0)
+        if self.pcie_type is not None:
+            off = c.cap(0x10, 0x3c)
+            c.w16(off + 2, 0x0002 | (self.pcie_type << 4) |
+                  (0x0100 if self.pcie_type in (ROOT_PORT, DOWNSTREAM) else 0))
+            c.w32(off + 4, 0x00008000 | (0x10000000 if self.flr else 0))
+            if self.pcie_type not in (RC_END,):
+                cs, cw, ss, sw = self.link
+                c.w32(off + 0x0c, cs | (cw << 4) | (self.dev << 24))
+                c.w16(off + 0x12, ss | (sw << 4))
+        if self.af_flr:
+            off = c.cap(0x13, 6)
+            c.w8(off + 2, 6)
+            c.w8(off + 3, 0x03)                         # TP + FLR
+        if self.pcie_type is not None:
+            off = c.ecap(0x0001, 2, 0x48)               # AER, for a realistic chain
+            if self.acs is not None:
+                off = c.ecap(0x000d, 1, 8)
+                c.w16(off + 4, self.acs[0])
+                c.w16(off + 6, self.acs[1])
+            if self.sriov is not None:
+                s = self.sriov
+                off = c.ecap(0x0010, 1, 0x40)
+                c.w32(off + 0x04, 0)
+                c.w16(off + 0x08, 0x19 if s["num"] else 0x10)   # VF Enable, MSE, ARI
+                c.w16(off + 0x0c, s["total"])
+                c.w16(off + 0x0e, s["total"])
+                c.w16(off + 0x10, s["num"])
+                c.w16(off + 0x14, s["offset"])
+                c.w16(off + 0x16, s["stride"])
+                c.w16(off + 0x1a, s["vf_device"])
+                c.w32(off + 0x1c, 0x553)
+                c.w32(off + 0x20, 1)
+        return bytes(c.b)
+
+
+class Host:
+    def __init__(self, name, iommu=True, numa_nodes=1, cpus=8, cmdline=None,
+                 firmware=("DMAR",), intremap=True, modules=("vfio", "vfio_pci", "vfio_iommu_type1"),
+                 allow_unsafe_interrupts=False, osrelease="6.1.0-28-amd64"):
+        self.name = name
+        self.iommu = iommu
+        self.numa_nodes = numa_nodes
+        self.cpus = cpus
+        self.devices = []
+        self.by_addr = {}
+        self.cmdline = cmdline if cmdline is not None else (
+            "BOOT_IMAGE=/boot/vmlinuz root=/dev/sda1 ro quiet" + (" intel_iommu=on iommu=pt" if iommu else ""))
+        self.firmware = firmware
+        self.intremap = intremap
+        self.modules = modules
+        self.allow_unsafe_interrupts = allow_unsafe_interrupts
+        self.osrelease = osrelease
+        self.next_group = 0
+        self.root_buses = {}
+
+    def cpulist_for(self, numa):
+        per = self.cpus // max(self.numa_nodes, 1)
+        node = max(numa, 0)
+        if numa < 0:
+            return "0-%d" % (self.cpus - 1)
+        return "%d-%d" % (node * per, node * per + per - 1)
+
+    def root_bus_of(self, dev):
+        d = dev
+        while d.parent is not None:
+            d = d.parent
+        return d.bus
+
+    def add(self, addr, vendor, device, cls, parent=None, **kw):
+        if ":" in addr and addr.count(":") == 1:
+            addr = "0000:" + addr
+        if "group" not in kw and self.iommu:
+            kw["group"] = self.new_group()
+        elif not self.iommu:
+            kw["group"] = None
+        d = Device(self, addr, vendor, device, cls, parent, **kw)
+        self.devices.append(d)
+        self.by_addr[addr] = d
+        return d
+
+    def new_group(self):
+        g = self.next_group
+        self.next_group += 1
+        return g
+
+    # Building blocks with the register layouts real parts have.
+    def host_bridge(self, addr, numa=-1, **kw):
+        return self.add(addr, 0x8086, 0x3e30, 0x060000, pm=False, numa=numa, **kw)
+
+    def root_port(self, addr, secondary, acs=True, numa=-1, **kw):
+        acs_regs = kw.pop("acs_regs", (ACS_PORT, ACS_REQUIRED) if acs else None)
+        return self.add(addr, 0x8086, 0x1901, 0x060400, bridge=True, pcie_type=ROOT_PORT,
+                        acs=acs_regs, secondary=secondary, driver="pcieport", numa=numa,
+                        reset_method=None, **kw)
+
+    def switch(self, up_addr, parent, bus_range, downstream, acs=True, numa=-1, group=None):
+        """A PCIe switch: upstream port on parent's secondary bus, downstream
+        ports at (addr, secondary bus) on the upstream port's secondary bus."""
+        up = self.add(up_addr, 0x10b5, 0x8747, 0x060400, parent=parent, bridge=True,
+                      pcie_type=UPSTREAM, secondary=bus_range, driver="pcieport", numa=numa,
+                      **({"group": group} if group is not None else {}))
+        ports = []
+        for addr, sec in downstream:
+            ports.append(self.add(addr, 0x10b5, 0x8747, 0x060400, parent=up, bridge=True,
+                                  pcie_type=DOWNSTREAM, secondary=(sec, sec), driver="pcieport",
+                                  acs=(ACS_PORT, ACS_REQUIRED) if acs else None, numa=numa,
+                                  **({"group": group} if group is not None else {})))
+        return up, ports
+
+    def sriov_pf(self, addr, parent, vendor, device, vf_device, total, num, offset, stride,
+                 driver, vf_driver, numa=-1, **kw):
+        pf = self.add(addr, vendor, device, 0x020000, parent=parent, pcie_type=ENDPOINT,
+                      driver=driver, numa=numa, flr=True,
+                      sriov={"total": total, "num": num, "offset": offset, "stride": stride,
+                             "vf_device": vf_device}, **kw)
+        rid = (pf.bus << 8) | (pf.dev << 3) | pf.fn
+        for i in range(num):
+            vrid = rid + offset + i * stride
+            vaddr = fmt_addr(pf.dom, vrid >> 8, (vrid >> 3) & 0x1f, vrid & 7)
+            vf = self.add(vaddr, vendor, vf_device, 0x020000, parent=parent, pcie_type=ENDPOINT,
+                          driver=vf_driver, numa=numa, flr=True, pm=False,
+                          subsys=pf.subsys, reset_method="flr")
+            vf.physfn = pf
+            pf.vfs.append(vf)
+        return pf
+
+    # ---- writing the tree ----
+    def write(self, root):
+        sysd = os.path.join(root, "sys")
+        for d in ("devices", "bus/pci/devices", "bus/pci/drivers", "kernel/iommu_groups",
+                  "module", "firmware/acpi/tables", "class/net"):
+            os.makedirs(os.path.join(sysd, d), exist_ok=True)
+        os.makedirs(os.path.join(root, "dev"), exist_ok=True)
+        os.makedirs(os.path.join(root, "proc/sys/kernel"), exist_ok=True)
+        os.makedirs(os.path.join(sysd, "devices/system/cpu"), exist_ok=True)
+        with open(os.path.join(sysd, "devices/system/cpu/online"), "w") as f:
+            f.write("0-%d\n" % (self.cpus - 1))
+        for n in range(self.numa_nodes):
+            os.makedirs(os.path.join(sysd, "devices/system/node/node%d" % n), exist_ok=True)
+            with open(os.path.join(sysd, "devices/system/node/node%d/cpulist" % n), "w") as f:
+                f.write(self.cpulist_for(n) + "\n")
+        self._write_proc(root)
+        for t in self.firmware:
+            with open(os.path.join(sysd, "firmware/acpi/tables", t), "wb") as f:
+                f.write(t.encode() + b"\0" * 44)
+        for m in self.modules:
+            os.makedirs(os.path.join(sysd, "module", m, "parameters"), exist_ok=True)
+            if m == "vfio_iommu_type1":
+                with open(os.path.join(sysd, "module", m, "parameters/allow_unsafe_interrupts"), "w") as f:
+                    f.write("Y\n" if self.allow_unsafe_interrupts else "N\n")
+        if "vfio" in self.modules:
+            os.makedirs(os.path.join(root, "dev/vfio"), exist_ok=True)
+            open(os.path.join(root, "dev/vfio/vfio"), "w").close()
+        drivers = set()
+        for d in self.devices:
+            self._write_device(root, d)
+            if d.driver:
+                drivers.add(d.driver)
+        for drv in drivers:
+            os.makedirs(os.path.join(sysd, "bus/pci/drivers", drv), exist_ok=True)
+        for d in self.devices:
+            rel = os.path.relpath(os.path.join(root, d.syspath()[1:]), os.path.join(sysd, "bus/pci/devices"))
+            os.symlink(rel, os.path.join(sysd, "bus/pci/devices", d.addr))
+            if d.driver:
+                ddir = os.path.join(sysd, "bus/pci/drivers", d.driver)
+                os.symlink(os.path.relpath(os.path.join(root, d.syspath()[1:]), ddir),
+                           os.path.join(ddir, d.addr))
+        groups = {}
+        for d in self.devices:
+            if d.group is not None:
+                groups.setdefault(d.group, []).append(d)
+        for g, members in groups.items():
+            gdir = os.path.join(sysd, "kernel/iommu_groups", str(g), "devices")
+            os.makedirs(gdir, exist_ok=True)
+            for d in members:
+                os.symlink(os.path.relpath(os.path.join(root, d.syspath()[1:]), gdir),
+                           os.path.join(gdir, d.addr))
+            if all(m.driver == "vfio-pci" for m in members if not m.bridge) and \
+               any(m.driver == "vfio-pci" for m in members):
+                open(os.path.join(root, "dev/vfio", str(g)), "w").close()
+
+    def _write_proc(self, root):
+        def put(rel, text):
+            with open(os.path.join(root, rel), "w") as f:
+                f.write(text)
+        put("proc/cmdline", self.cmdline + "\n")
+        put("proc/sys/kernel/osrelease", self.osrelease + "\n")
+        chip = "IR-PCI-MSI" if self.intremap else "PCI-MSI"
+        put("proc/interrupts",
+            "           CPU0       CPU1\n"
+            "  0:         25          0   IO-APIC   2-edge      timer\n"
+            " 24:       1200          0  %s 65536-edge      eth0\n" % chip)
+        mods = "".join("%s 16384 0 - Live 0x0000000000000000\n" % m for m in self.modules)
+        put("proc/modules", mods)
+        moddir = os.path.join(root, "lib/modules", self.osrelease)
+        os.makedirs(moddir, exist_ok=True)
+        put(os.path.join("lib/modules", self.osrelease, "modules.dep"),
+            "kernel/drivers/vfio/vfio.ko:\n"
+            "kernel/drivers/vfio/vfio_iommu_type1.ko: kernel/drivers/vfio/vfio.ko\n"
+            "kernel/drivers/vfio/pci/vfio-pci.ko: kernel/drivers/vfio/pci/vfio-pci-core.ko kernel/drivers/vfio/vfio.ko\n")
+        put(os.path.join("lib/modules", self.osrelease, "modules.builtin"), "")
+
+    def _write_device(self, root, d):
+        path = os.path.join(root, d.syspath()[1:])
+        os.makedirs(path, exist_ok=True)
+        busdir = os.path.dirname(path)
+        while os.path.basename(busdir).count(":") != 2 and not os.path.exists(os.path.join(busdir, "uevent")):
+            # the pciDDDD:BB host bridge directory
+            with open(os.path.join(busdir, "uevent"), "w") as f:
+                f.write("")
+            break
+        cls = d.cls
+        attrs = {
+            "vendor": "0x%04x\n" % d.vendor,
+            "device": "0x%04x\n" % d.device,
+            "subsystem_vendor": "0x%04x\n" % d.subsys[0],
+            "subsystem_device": "0x%04x\n" % d.subsys[1],
+            "class": "0x%06x\n" % cls,
+            "revision": "0x%02x\n" % d.revision,
+            "irq": "0\n",
+            "enable": "1\n" if d.driver else "0\n",
+            "numa_node": "%d\n" % d.numa,
+            "local_cpulist": d.cpulist + "\n",
+            "driver_override": "(null)\n",
+            "resource": "0x0000000000000000 0x0000000000000000 0x0000000000000000\n" * 13,
+            "uevent": "DRIVER=%sPCI_CLASS=%X\nPCI_ID=%04X:%04X\nPCI_SUBSYS_ID=%04X:%04X\nPCI_SLOT_NAME=%s\n"
+                      "MODALIAS=pci:v%08Xd%08Xsv%08Xsd%08Xbc%02Xsc%02Xi%02X\n" % (
+                          (d.driver + "\n") if d.driver else "", cls, d.vendor, d.device,
+                          d.subsys[0], d.subsys[1], d.addr, d.vendor, d.device, d.subsys[0],
+                          d.subsys[1], cls >> 16, (cls >> 8) & 0xff, cls & 0xff),
+        }
+        if d.reset_method:
+            attrs["reset_method"] = d.reset_method + "\n"
+        if d.boot_vga is not None:
+            attrs["boot_vga"] = "%d\n" % d.boot_vga
+        if d.sriov:
+            s = d.sriov
+            attrs.update({"sriov_totalvfs": "%d\n" % s["total"], "sriov_numvfs": "%d\n" % s["num"],
+                          "sriov_offset": "%d\n" % s["offset"], "sriov_stride": "%d\n" % s["stride"],
+                          "sriov_vf_device": "%x\n" % s["vf_device"],
+                          "sriov_drivers_autoprobe": "1\n"})
+        attrs.update(d.extra_attrs)
+        for name, text in attrs.items():
+            if name in d.missing_attrs:
+                continue
+            with open(os.path.join(path, name), "w") as f:
+                f.write(text)
+        if "config" not in d.missing_attrs:
+            with open(os.path.join(path, "config"), "wb") as f:
+                f.write(d.config())
+        sysd = os.path.join(root, "sys")
+
+        def link(name, target):
+            os.symlink(os.path.relpath(os.path.join(sysd, target), path), os.path.join(path, name))
+        link("subsystem", "bus/pci")
+        if d.driver:
+            link("driver", "bus/pci/drivers/" + d.driver)
+        if d.group is not None:
+            link("iommu_group", "kernel/iommu_groups/%d" % d.group)
+        if d.physfn is not None:
+            os.symlink("../" + d.physfn.addr, os.path.join(path, "physfn"))
+        for i, vf in enumerate(d.vfs):
+            os.symlink("../" + vf.addr, os.path.join(path, "virtfn%d" % i))
+        if d.net:
+            ndir = os.path.join(path, "net", d.net)
+            os.makedirs(ndir, exist_ok=True)
+            os.symlink(os.path.relpath(ndir, os.path.join(sysd, "class/net")),
+                       os.path.join(sysd, "class/net", d.net))
