@@ -1,0 +1,50 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* Every name iovirt shares with the outside world, in one place: bus names,
+ * sysfs attributes, paths, environment variables. */
+
+/* Environment */
+#define IOVIRT_ENV_ROOT "IOVIRT_ROOT"   /* prefix for /proc and /lib/modules; tests point it at a testbed */
+
+/* D-Bus (the daemon arrives with issue 3; the names are fixed already) */
+#define IOVIRT_BUS_NAME "org.iovirt1"
+#define IOVIRT_OBJECT_PATH "/org/iovirt1"
+#define IOVIRT_MANAGER_INTERFACE "org.iovirt1.Manager"
+
+/* sysfs: paths are absolute; under umockdev they are redirected to a testbed */
+#define SYSFS_PCI_DEVICES "/sys/bus/pci/devices"
+#define SYSFS_IOMMU_GROUPS "/sys/kernel/iommu_groups"
+#define SYSFS_CLASS_NET "/sys/class/net"
+#define SYSFS_ACPI_TABLES "/sys/firmware/acpi/tables"
+#define SYSFS_MODULE "/sys/module"
+#define SYSFS_UNSAFE_INTERRUPTS "/sys/module/vfio_iommu_type1/parameters/allow_unsafe_interrupts"
+#define SYSFS_NODE "/sys/devices/system/node"
+#define SYSFS_CPU_ONLINE "/sys/devices/system/cpu/online"
+#define DEV_VFIO "/dev/vfio"
+#define DEV_VFIO_CONTAINER "/dev/vfio/vfio"
+
+/* per-device sysfs attributes and links */
+#define ATTR_CONFIG "config"
+#define ATTR_VENDOR "vendor"
+#define ATTR_DEVICE "device"
+#define ATTR_NUMA_NODE "numa_node"
+#define ATTR_DRIVER_OVERRIDE "driver_override"
+#define ATTR_RESET_METHOD "reset_method"
+#define ATTR_SRIOV_TOTALVFS "sriov_totalvfs"
+#define ATTR_SRIOV_NUMVFS "sriov_numvfs"
+#define ATTR_BOOT_VGA "boot_vga"
+#define LINK_DRIVER "driver"
+#define LINK_IOMMU_GROUP "iommu_group"
+#define LINK_PHYSFN "physfn"
+#define LINK_DEVICE "device"
+
+/* procfs and module files, below $IOVIRT_ROOT */
+#define PROC_CMDLINE "/proc/cmdline"
+#define PROC_INTERRUPTS "/proc/interrupts"
+#define PROC_MODULES "/proc/modules"
+#define PROC_OSRELEASE "/proc/sys/kernel/osrelease"
+#define LIB_MODULES "/lib/modules"
+
+/* drivers */
+#define DRIVER_VFIO_PCI "vfio-pci"

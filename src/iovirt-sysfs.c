@@ -1,0 +1,105 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <fcntl.h>
+#include <limits.h>
+#include <stdint.h>
+#include <sys/stat.h>
+
+#include "iovirt-names.h"
+#include "iovirt-sysfs.h"
+#include "iovirt-util.h"
+
+void *iovirt_grow(void **array, size_t *n, size_t *allocated, size_t size) {
+        if (*n >= *allocated) {
+                size_t a = *allocated ? *allocated * 2 : 16;
+                void *p = reallocarray(*array, a, size);
+                if (!p)
+                        return NULL;
+                *array = p;
+                *allocated = a;
+        }
+        void *e = (char *) *array + (*n)++ * size;
+        memset(e, 0, size);
+        return e;
+}
+
+int iovirt_sysfs_read_at(int dirfd, const char *name, char *buf, size_t size) {
+        _cleanup_close_ int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0)
+                return -errno;
+        /* pread: a sysfs attribute is produced whole at offset 0 (and
+         * umockdev's preload wraps read() but not pread()) */
+        ssize_t l = pread(fd, buf, size - 1, 0);
+        if (l < 0)
+                return -errno;
+        while (l > 0 && (buf[l - 1] == '\n' || buf[l - 1] == '\0'))
+                l--;
+        buf[l] = '\0';
+        return (int) l;
+}
+
+int iovirt_sysfs_link_name_at(int dirfd, const char *name, char *buf, size_t size) {
+        char target[PATH_MAX];
+        ssize_t l = readlinkat(dirfd, name, target, sizeof(target) - 1);
+        if (l < 0)
+                return -errno;
+        target[l] = '\0';
+        const char *base = strrchr(target, '/');
+        base = base ? base + 1 : target;
+        size_t bl = strlen(base);
+        if (bl == 0 || bl >= size)
+                return -EINVAL;
+        memcpy(buf, base, bl + 1);
+        return (int) bl;
+}
+
+int iovirt_read_file(const char *path, char **ret) {
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        size_t n = 0, allocated = 4096;
+        _cleanup_free_ char *buf = malloc(allocated);
+        if (!buf)
+                return -ENOMEM;
+        for (;;) {
+                if (n + 1 >= allocated) {
+                        if (allocated >= 16 * 1024 * 1024)
+                                return -EFBIG;
+                        char *p = realloc(buf, allocated * 2);
+                        if (!p)
+                                return -ENOMEM;
+                        buf = p;
+                        allocated *= 2;
+                }
+                ssize_t l = read(fd, buf + n, allocated - n - 1);
+                if (l < 0)
+                        return -errno;
+                if (l == 0)
+                        break;
+                n += (size_t) l;
+        }
+        buf[n] = '\0';
+        *ret = TAKE_PTR(buf);
+        return 0;
+}
+
+char *iovirt_root_path(const char *path) {
+        const char *root = getenv(IOVIRT_ENV_ROOT);
+        char *p;
+        if (!root || !*root)
+                root = "";
+        if (asprintf(&p, "%s%s", root, path) < 0)
+                return NULL;
+        return p;
+}
+
+int iovirt_parse_int(const char *s, int *ret) {
+        char *end;
+        if (!s || !*s)
+                return -EINVAL;
+        errno = 0;
+        long v = strtol(s, &end, 10);
+        if (errno != 0 || end == s || (*end && strcmp(end, "\n") != 0) || v < INT_MIN || v > INT_MAX)
+                return -EINVAL;
+        *ret = (int) v;
+        return 0;
+}

@@ -1,0 +1,28 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+#include <stddef.h>
+
+/* The one place where iovirt reads sysfs, procfs and device nodes.  Every
+ * call returns a negative errno on failure and never follows a link it was
+ * not asked to follow.  Paths under /sys and /dev are used as they are (umockdev
+ * redirects them in tests); /proc and /lib paths are prefixed with
+ * $IOVIRT_ROOT so that tests can swap them too. */
+
+/* Reads a small attribute of the directory dirfd into buf, without the
+ * trailing newline.  Returns its length. */
+int iovirt_sysfs_read_at(int dirfd, const char *name, char *buf, size_t size);
+
+/* Reads the link dirfd/name and stores the last component of its target
+ * (e.g. "e1000e" for driver -> ../../bus/pci/drivers/e1000e).  Returns its
+ * length, -ENOENT when there is no such link. */
+int iovirt_sysfs_link_name_at(int dirfd, const char *name, char *buf, size_t size);
+
+/* Reads a whole (small) file into a new NUL-terminated string. */
+int iovirt_read_file(const char *path, char **ret);
+
+/* path prefixed with $IOVIRT_ROOT (or as it is without it); a new string. */
+char *iovirt_root_path(const char *path);
+
+/* Parses a decimal integer, allowing a trailing newline.  -EINVAL otherwise. */
+int iovirt_parse_int(const char *s, int *ret);

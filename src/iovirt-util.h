@@ -1,0 +1,84 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* Ownership helpers: our own small versions of the cleanup idiom systemd
+ * uses internally (its macros are not part of libsystemd's API). */
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define _cleanup_(f) __attribute__((cleanup(f)))
+#define _unused_ __attribute__((unused))
+#define _printf_(a, b) __attribute__((format(printf, a, b)))
+
+#define ELEMENTSOF(x) (sizeof(x) / sizeof((x)[0]))
+
+/* Hand ownership over: returns the pointer and clears the variable. */
+#define TAKE_PTR(p)                         \
+        ({                                  \
+                __typeof__(p) _p_ = (p);    \
+                (p) = NULL;                 \
+                _p_;                        \
+        })
+
+#define TAKE_FD(fd)                         \
+        ({                                  \
+                int _fd_ = (fd);            \
+                (fd) = -EBADF;              \
+                _fd_;                       \
+        })
+
+static inline void freep(void *p) {
+        free(*(void **) p);
+}
+#define _cleanup_free_ _cleanup_(freep)
+
+static inline void closep(int *fd) {
+        if (*fd >= 0) {
+                int saved = errno;
+                close(*fd);
+                errno = saved;
+        }
+}
+#define _cleanup_close_ _cleanup_(closep)
+
+static inline void fclosep(FILE **f) {
+        if (*f)
+                fclose(*f);
+}
+#define _cleanup_fclose_ _cleanup_(fclosep)
+
+static inline void closedirp(DIR **d) {
+        if (*d)
+                closedir(*d);
+}
+#define _cleanup_closedir_ _cleanup_(closedirp)
+
+/* Declares fooo_freep() for a destructor fooo_free() that accepts NULL. */
+#define DEFINE_TRIVIAL_CLEANUP_FUNC(type, func) \
+        static inline void func##p(type *p) {   \
+                if (*p)                         \
+                        func(*p);               \
+        }
+
+static inline bool streq_ptr(const char *a, const char *b) {
+        if (!a || !b)
+                return a == b;
+        return strcmp(a, b) == 0;
+}
+
+static inline const char *strna(const char *s) {
+        return s ? s : "n/a";
+}
+
+/* Growable array append: *array of *n elements grows by one; returns a
+ * pointer to the new, zeroed element, or NULL on OOM. */
+void *iovirt_grow(void **array, size_t *n, size_t *allocated, size_t size);
+#define GROW(array, n, allocated) \
+        ((__typeof__(array)) iovirt_grow((void **) &(array), &(n), &(allocated), sizeof((array)[0])))
