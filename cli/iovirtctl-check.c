@@ -1,0 +1,32 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "iovirt-check.h"
+#include "iovirtctl.h"
+
+int verb_check(Ctl *c, int argc, char **argv) {
+        _cleanup_(iovirt_checks_freep) IovirtChecks *checks = NULL;
+        int r;
+
+        if (ctl_load(c) < 0)
+                return 1;
+        r = iovirt_checks_run(c->host, c->verdicts, &checks);
+        if (r < 0) {
+                fprintf(stderr, "iovirtctl: cannot run the host checks: %s\n", strerror(-r));
+                return 1;
+        }
+        if (c->json) {
+                _cleanup_(json_object_putp) json_object *o = iovirt_json_checks(checks);
+                ctl_print_json(o);
+        } else
+                for (size_t i = 0; i < checks->n_checks; i++) {
+                        const IovirtCheck *k = &checks->checks[i];
+                        char line[1024];
+                        snprintf(line, sizeof(line), "%s  %s: %s", iovirt_check_status_name(k->status), k->title,
+                                 k->message);
+                        ctl_wrap(c, 0, line);
+                        if (k->remedy) {
+                                snprintf(line, sizeof(line), "-> %s", k->remedy);
+                                ctl_wrap(c, 6, line);
+                        }
+                }
+        return iovirt_checks_worst(checks) == IOVIRT_CHECK_FAIL ? 1 : 0;
+}

@@ -1,0 +1,143 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "iovirtctl.h"
+
+int ctl_load(Ctl *c) {
+        int r;
+        if (c->host)
+                return 0;
+        r = iovirt_host_discover(&c->host);
+        if (r < 0) {
+                fprintf(stderr, "iovirtctl: cannot read the host's PCI devices: %s\n", strerror(-r));
+                return r;
+        }
+        r = iovirt_verdicts_compute(c->host, &c->verdicts);
+        if (r < 0) {
+                fprintf(stderr, "iovirtctl: cannot compute isolation verdicts: %s\n", strerror(-r));
+                return r;
+        }
+        return 0;
+}
+
+void ctl_print_json(json_object *o) {
+        fputs(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
+                                                        JSON_C_TO_STRING_NOSLASHESCAPE),
+              stdout);
+        fputc('\n', stdout);
+}
+
+void ctl_cell(const char *s, unsigned width, bool pad) {
+        size_t l = strlen(s);
+        if (l > width && width > 3)
+                printf("%.*s...", (int) (width - 3), s);
+        else
+                printf(pad ? "%-*s" : "%.*s", (int) width, s);
+}
+
+const char *ctl_describe(Ctl *c, const IovirtDevice *d, char *buf, size_t size) {
+        char cls[128], name[256];
+        const char *cn = iovirt_class_name(c->host, d->class_code, cls, sizeof(cls));
+        const char *dn = iovirt_host_device_name(c->host, d, name, sizeof(name));
+        if (!cn)
+                snprintf(cls, sizeof(cls), "Class %04x", d->class_code >> 8), cn = cls;
+        if (dn)
+                snprintf(buf, size, "%s: %s", cn, dn);
+        else if (d->ids_known)
+                snprintf(buf, size, "%s: device %04x:%04x", cn, d->vendor, d->device);
+        else
+                snprintf(buf, size, "%s: unknown device", cn);
+        return buf;
+}
+
+const char *ctl_device_name(Ctl *c, const IovirtDevice *d, char *buf, size_t size) {
+        char name[256];
+        const char *dn = iovirt_host_device_name(c->host, d, name, sizeof(name));
+        if (dn)
+                snprintf(buf, size, "%s", dn);
+        else if (d->ids_known)
+                snprintf(buf, size, "device %04x:%04x", d->vendor, d->device);
+        else
+                snprintf(buf, size, "unknown device");
+        return buf;
+}
+
+void ctl_wrap(Ctl *c, unsigned indent, const char *text) {
+        unsigned col = indent;
+        const char *p = text;
+        printf("%*s", (int) indent, "");
+        while (*p) {
+                size_t l = strcspn(p, " ");
+                if (col > indent && col + 1 + l > c->columns) {
+                        printf("\n%*s", (int) indent + 2, "");
+                        col = indent + 2;
+                } else if (col > indent) {
+                        putchar(' ');
+                        col++;
+                }
+                printf("%.*s", (int) l, p);
+                col += (unsigned) l;
+                p += l;
+                p += strspn(p, " ");
+        }
+        putchar('\n');
+}
+
+void ctl_cause_text(Ctl *c, const IovirtCause *cause, char *buf, size_t size) {
+        const IovirtDevice *d = &c->host->devices[cause->device];
+        char bits[64];
+        iovirt_acs_bits_format(cause->missing, bits, sizeof(bits));
+        switch (cause->kind) {
+        case IOVIRT_CAUSE_PORT_WITHOUT_ACS:
+                snprintf(buf, size, "%s (%s) has no ACS capability", d->name,
+                         iovirt_pcie_type_name(d->caps.pcie_type));
+                break;
+        case IOVIRT_CAUSE_PORT_ACS_DISABLED:
+                snprintf(buf, size, "%s (%s) does not enable ACS %s", d->name,
+                         iovirt_pcie_type_name(d->caps.pcie_type), bits);
+                break;
+        case IOVIRT_CAUSE_MULTIFUNCTION:
+                snprintf(buf, size, "%.10s is a multifunction device without ACS", d->name);
+                break;
+        case IOVIRT_CAUSE_PCI_BRIDGE:
+                snprintf(buf, size, "%s is a conventional PCI bridge: all behind it share one requester ID",
+                         d->name);
+                break;
+        }
+}
+
+static void list_addresses(Ctl *c, char *buf, size_t size, const size_t *idx, size_t n) {
+        size_t l = 0;
+        buf[0] = '\0';
+        for (size_t i = 0; i < n && l < size; i++)
+                l += (size_t) snprintf(buf + l, size - l, "%s%s", i ? ", " : "", c->host->devices[idx[i]].name);
+}
+
+void ctl_explain_group(Ctl *c, size_t gi, unsigned indent) {
+        const IovirtGroupVerdict *gv = &c->verdicts->groups[gi];
+        char text[8192], part[512];
+
+        if (gv->isolation == IOVIRT_ISOLATION_UNKNOWN) {
+                const IovirtDevice *d = &c->host->devices[gv->unknown_device];
+                snprintf(text, sizeof(text), "unknown: %s: %s", d->name,
+                         d->problem ? d->problem : "its config space could not be read");
+                ctl_wrap(c, indent, text);
+                return;
+        }
+        if (gv->n_peers > 0) {
+                int l = snprintf(text, sizeof(text), "reachable by DMA from outside the group: ");
+                list_addresses(c, text + l, sizeof(text) - (size_t) l, gv->peers, gv->n_peers);
+                ctl_wrap(c, indent, text);
+        }
+        if (gv->n_peers > 0 || gv->isolation == IOVIRT_SHARED)
+                for (size_t i = 0; i < gv->n_causes; i++) {
+                        const IovirtCause *k = &gv->causes[i];
+                        /* one line for all functions of one multifunction device */
+                        if (i > 0 && k->kind == IOVIRT_CAUSE_MULTIFUNCTION &&
+                            gv->causes[i - 1].kind == IOVIRT_CAUSE_MULTIFUNCTION &&
+                            strncmp(c->host->devices[k->device].name,
+                                    c->host->devices[gv->causes[i - 1].device].name, 10) == 0)
+                                continue;
+                        ctl_cause_text(c, k, part, sizeof(part));
+                        snprintf(text, sizeof(text), "because %s", part);
+                        ctl_wrap(c, indent, text);
+                }
+}

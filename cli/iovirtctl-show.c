@@ -1,0 +1,165 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <stdarg.h>
+
+#include "iovirtctl.h"
+
+static void field(const char *name, const char *fmt, ...) _printf_(2, 3);
+static void field(const char *name, const char *fmt, ...) {
+        va_list ap;
+        printf("  %-14s ", name);
+        va_start(ap, fmt);
+        vprintf(fmt, ap);
+        va_end(ap);
+        putchar('\n');
+}
+
+static const char *unknown_or(bool known, const char *s) {
+        return known ? s : "unknown (config space unreadable)";
+}
+
+static void show_acs(const IovirtDevice *d) {
+        char cap[64], ctl[64];
+        if (d->caps.acs == IOVIRT_UNKNOWN)
+                field("ACS:", "unknown (config space unreadable)");
+        else if (d->caps.acs == IOVIRT_ABSENT)
+                field("ACS:", "none");
+        else
+                field("ACS:", "capable of %s; enabled: %s",
+                      *iovirt_acs_bits_format(d->caps.acs_cap, cap, sizeof(cap)) ? cap : "nothing",
+                      *iovirt_acs_bits_format(d->caps.acs_ctl, ctl, sizeof(ctl)) ? ctl : "nothing");
+}
+
+static void show_upstream(Ctl *c, const IovirtDevice *d) {
+        for (size_t p = d->parent; p != IOVIRT_NONE; p = c->host->devices[p].parent) {
+                const IovirtDevice *u = &c->host->devices[p];
+                char acs[128] = "";
+                if (iovirt_caps_is_port(&u->caps)) {
+                        char bits[64];
+                        uint16_t missing = iovirt_acs_missing(&u->caps);
+                        if (u->caps.acs == IOVIRT_UNKNOWN)
+                                snprintf(acs, sizeof(acs), ", ACS unknown");
+                        else if (u->caps.acs == IOVIRT_ABSENT)
+                                snprintf(acs, sizeof(acs), ", no ACS");
+                        else if (missing)
+                                snprintf(acs, sizeof(acs), ", ACS without %s",
+                                         iovirt_acs_bits_format(missing, bits, sizeof(bits)));
+                        else
+                                snprintf(acs, sizeof(acs), ", ACS ok");
+                }
+                field(p == d->parent ? "Upstream:" : "", "%s (%s%s)", u->name,
+                      u->caps.pcie == IOVIRT_PRESENT ? iovirt_pcie_type_name(u->caps.pcie_type)
+                      : u->bridge                    ? "PCI bridge"
+                                                     : "unknown",
+                      acs);
+        }
+}
+
+int verb_show(Ctl *c, int argc, char **argv) {
+        _cleanup_free_ char *reason = NULL;
+        size_t i;
+        int r;
+
+        if (ctl_load(c) < 0)
+                return 1;
+        r = iovirt_host_lookup(c->host, argv[0], &i, &reason);
+        if (r < 0) {
+                fprintf(stderr, "iovirtctl: %s\n", reason ? reason : strerror(-r));
+                return 1;
+        }
+        if (c->json) {
+                _cleanup_(json_object_putp) json_object *o = iovirt_json_device(c->host, c->verdicts, i);
+                ctl_print_json(o);
+                return 0;
+        }
+
+        const IovirtDevice *d = &c->host->devices[i];
+        const IovirtCaps *k = &d->caps;
+        char buf[512], vb[128], db[256], cls[128];
+        const char *vn = iovirt_host_vendor_name(c->host, d, vb, sizeof(vb));
+        const char *dn = iovirt_host_device_name(c->host, d, db, sizeof(db));
+        const char *cn = iovirt_class_name(c->host, d->class_code, cls, sizeof(cls));
+
+        printf("%s  %s %s [%04x:%04x]\n", d->name, vn ? vn : "Unknown vendor", dn ? dn : "unknown device",
+               d->vendor, d->device);
+        field("Class:", "%s (%06x)%s", cn ? cn : "unknown", d->class_code, d->bridge ? ", bridge" : "");
+        if (k->header_known) {
+                field("Subsystem:", "%04x:%04x", d->subsys_vendor, d->subsys_device);
+                field("Revision:", "%02x%s", d->revision, d->multifunction ? ", multifunction" : "");
+        }
+        field("Driver:", "%s%s%s", d->driver ? d->driver : "none",
+              d->driver_override ? ", driver_override=" : "", d->driver_override ? d->driver_override : "");
+        if (d->group != IOVIRT_NONE) {
+                const IovirtGroup *g = &c->host->groups[d->group];
+                const IovirtGroupVerdict *gv = &c->verdicts->groups[d->group];
+                field("IOMMU group:", "%d (%zu function%s; /dev/vfio/%d %s)", g->number, g->n_members,
+                      g->n_members == 1 ? "" : "s", g->number, g->vfio_node ? "present" : "absent");
+                field("Isolation:", "%s", iovirt_isolation_name(gv->isolation));
+                ctl_explain_group(c, d->group, 18);
+        } else
+                field("IOMMU group:", "none (the IOMMU is off or does not cover this device)");
+        if (d->numa_node >= 0)
+                field("NUMA node:", "%d (CPUs %s)", d->numa_node, d->local_cpulist ? d->local_cpulist : "unknown");
+        else
+                field("NUMA node:", "none%s%s%s", d->local_cpulist ? " (CPUs " : "",
+                      d->local_cpulist ? d->local_cpulist : "", d->local_cpulist ? ")" : "");
+        if (k->pcie == IOVIRT_PRESENT) {
+                if (k->has_link)
+                        field("PCIe:", "%s, link %s x%u (capable of %s x%u)", iovirt_pcie_type_name(k->pcie_type),
+                              strna(iovirt_link_speed_name(k->lnksta & PCI_EXP_LNKSTA_SPEED)),
+                              (k->lnksta & PCI_EXP_LNKSTA_WIDTH) >> 4,
+                              strna(iovirt_link_speed_name(k->lnkcap & PCI_EXP_LNKCAP_SPEED)),
+                              (k->lnkcap & PCI_EXP_LNKCAP_WIDTH) >> 4);
+                else
+                        field("PCIe:", "%s", iovirt_pcie_type_name(k->pcie_type));
+        } else
+                field("PCIe:", "%s", unknown_or(k->pcie != IOVIRT_UNKNOWN, "no (conventional PCI)"));
+        show_upstream(c, d);
+        show_acs(d);
+        if (d->sriov) {
+                size_t l = 0;
+                buf[0] = '\0';
+                for (size_t v = 0; v < d->n_vfs && l < sizeof(buf); v++)
+                        l += (size_t) snprintf(buf + l, sizeof(buf) - l, "%s%s", v ? " " : "",
+                                               c->host->devices[d->vfs[v]].name);
+                field("SR-IOV:", "%u of %u VFs enabled", d->sriov_num, d->sriov_total);
+                if (k->sriov == IOVIRT_PRESENT)
+                        field("", "initial %u, offset %u, stride %u, VF device %04x", d->sriov_initial,
+                              d->sriov_offset, d->sriov_stride, k->iov_did);
+                if (d->n_vfs)
+                        ctl_wrap(c, 18, buf);
+        } else if (k->sriov == IOVIRT_UNKNOWN && !d->bridge)
+                field("SR-IOV:", "unknown (config space unreadable)");
+        if (d->physfn != IOVIRT_NONE)
+                field("Physical fn:", "%s (this is an SR-IOV virtual function)", c->host->devices[d->physfn].name);
+        if (d->reset_source == IOVIRT_RESET_UNKNOWN)
+                field("Reset:", "unknown (config space unreadable)");
+        else
+                field("Reset:", "%s (%s)", d->reset_methods[0] ? d->reset_methods : "none",
+                      d->reset_source == IOVIRT_RESET_KERNEL ? "kernel's reset_method" : "from capabilities");
+        if (d->group != IOVIRT_NONE) {
+                const IovirtGroupVerdict *gv = &c->verdicts->groups[d->group];
+                size_t l = 0;
+                if (gv->n_endpoints > 1) {
+                        l = (size_t) snprintf(buf, sizeof(buf), "goes to a VM together with");
+                        for (size_t e = 0; e < gv->n_endpoints && l < sizeof(buf); e++)
+                                if (gv->endpoints[e] != i)
+                                        l += (size_t) snprintf(buf + l, sizeof(buf) - l, " %s",
+                                                               c->host->devices[gv->endpoints[e]].name);
+                } else if (!iovirt_device_is_endpoint(d))
+                        l = (size_t) snprintf(buf, sizeof(buf), "a bridge: stays with the host");
+                else
+                        l = (size_t) snprintf(buf, sizeof(buf), "goes to a VM alone");
+                if (gv->n_host_bound && iovirt_device_is_endpoint(d)) {
+                        l += (size_t) snprintf(buf + l, l < sizeof(buf) ? sizeof(buf) - l : 0, "; host drivers to unbind:");
+                        for (size_t e = 0; e < gv->n_host_bound && l < sizeof(buf); e++) {
+                                const IovirtDevice *hb = &c->host->devices[gv->host_bound[e]];
+                                l += (size_t) snprintf(buf + l, sizeof(buf) - l, " %s (%s)", hb->driver, hb->name);
+                        }
+                }
+                printf("  %-14s", "Assignment:");
+                ctl_wrap(c, 1, buf);
+        }
+        if (d->problem)
+                field("Problem:", "%s", d->problem);
+        return 0;
+}
