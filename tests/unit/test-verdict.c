@@ -1,0 +1,310 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include "iovirt-verdict.h"
+
+/* Hand-built models: each function as the verdicts see it */
+typedef enum Kind { HOST_BRIDGE, ROOT_PORT, UPSTREAM, DOWNSTREAM, PCI_BRIDGE, ENDPOINT, CONVENTIONAL } Kind;
+
+#define NO_ACS 0xffff
+#define ACS_UNREADABLE 0xfffe
+#define ACS_OK (PCI_ACS_CTRL_VALID | PCI_ACS_CTRL_REQ_RED | PCI_ACS_CTRL_CMPLT_RED | PCI_ACS_CTRL_FORWARD)
+
+typedef struct Spec {
+        const char *addr, *parent;
+        int group;
+        Kind kind;
+        uint16_t acs;      /* control register, NO_ACS or ACS_UNREADABLE */
+        bool mf;
+        const char *driver;
+} Spec;
+
+static int compare_specs(const void *a, const void *b) {
+        IovirtAddress x, y;
+        iovirt_address_parse(((const Spec *) a)->addr, &x, NULL);
+        iovirt_address_parse(((const Spec *) b)->addr, &y, NULL);
+        return iovirt_address_compare(&x, &y);
+}
+
+/* The model is in address order, as discovery leaves it */
+static IovirtHost *build(const Spec *unsorted, size_t n) {
+        IovirtHost *h = calloc(1, sizeof(IovirtHost));
+        Spec specs[64];
+        assert_true(n <= ELEMENTSOF(specs));
+        memcpy(specs, unsorted, n * sizeof(Spec));
+        qsort(specs, n, sizeof(Spec), compare_specs);
+        h->devices = calloc(n, sizeof(IovirtDevice));
+        h->n_devices = n;
+        for (size_t i = 0; i < n; i++) {
+                IovirtDevice *d = &h->devices[i];
+                const Spec *s = &specs[i];
+                assert_int_equal(iovirt_address_parse(s->addr, &d->addr, NULL), 0);
+                iovirt_address_format(&d->addr, d->name);
+                d->syspath = strdup(s->addr);
+                d->ids_known = d->caps.header_known = true;
+                d->multifunction = s->mf;
+                d->driver = s->driver ? strdup(s->driver) : NULL;
+                d->iommu_group = s->group;
+                d->physfn = IOVIRT_NONE;
+                d->header_type = (s->kind == ENDPOINT || s->kind == CONVENTIONAL || s->kind == HOST_BRIDGE)
+                                         ? PCI_HEADER_TYPE_NORMAL
+                                         : PCI_HEADER_TYPE_BRIDGE;
+                d->caps.header_type = d->header_type;
+                d->bridge = s->kind != ENDPOINT && s->kind != CONVENTIONAL;
+                d->class_code = s->kind == HOST_BRIDGE ? 0x060000 : d->bridge ? 0x060400 : 0x020000;
+                static const uint8_t types[] = { [ROOT_PORT] = PCI_EXP_TYPE_ROOT_PORT,
+                                                 [UPSTREAM] = PCI_EXP_TYPE_UPSTREAM,
+                                                 [DOWNSTREAM] = PCI_EXP_TYPE_DOWNSTREAM,
+                                                 [PCI_BRIDGE] = PCI_EXP_TYPE_PCI_BRIDGE,
+                                                 [ENDPOINT] = PCI_EXP_TYPE_ENDPOINT };
+                d->caps.pcie = s->kind == CONVENTIONAL || s->kind == HOST_BRIDGE ? IOVIRT_ABSENT : IOVIRT_PRESENT;
+                d->caps.pcie_type = types[s->kind];
+                d->caps.acs = s->acs == NO_ACS           ? IOVIRT_ABSENT
+                              : s->acs == ACS_UNREADABLE ? IOVIRT_UNKNOWN
+                                                         : IOVIRT_PRESENT;
+                /* ports offer SV TB RR CR UF; endpoints RR CR (what real parts do) */
+                d->caps.acs_cap = d->bridge ? 0x1f : PCI_ACS_CAP_REQ_RED | PCI_ACS_CAP_CMPLT_RED;
+                d->caps.acs_ctl = d->caps.acs == IOVIRT_PRESENT ? s->acs : 0;
+        }
+        for (size_t i = 0; i < n; i++) {
+                IovirtAddress p;
+                h->devices[i].parent = IOVIRT_NONE;
+                if (specs[i].parent) {
+                        assert_int_equal(iovirt_address_parse(specs[i].parent, &p, NULL), 0);
+                        h->devices[i].parent = iovirt_host_find_address(h, &p);
+                        assert_true(h->devices[i].parent != IOVIRT_NONE);
+                }
+        }
+        /* groups in number order, members in address order */
+        int max = -1;
+        for (size_t i = 0; i < n; i++)
+                if (specs[i].group > max)
+                        max = specs[i].group;
+        h->groups = calloc((size_t) max + 1, sizeof(IovirtGroup));
+        for (int g = 0; g <= max; g++) {
+                IovirtGroup *grp = &h->groups[h->n_groups];
+                grp->number = g;
+                grp->members = calloc(n, sizeof(size_t));
+                for (size_t i = 0; i < n; i++)
+                        if (specs[i].group == g) {
+                                grp->members[grp->n_members++] = i;
+                                h->devices[i].group = h->n_groups;
+                        }
+                if (grp->n_members)
+                        h->n_groups++;
+                else
+                        free(grp->members);
+        }
+        return h;
+}
+
+static const IovirtGroupVerdict *verdict(const IovirtHost *h, const IovirtVerdicts *v, int number) {
+        for (size_t i = 0; i < h->n_groups; i++)
+                if (h->groups[i].number == number)
+                        return &v->groups[i];
+        fail_msg("no group %d", number);
+        return NULL;
+}
+
+static void assert_addresses(const IovirtHost *h, const size_t *idx, size_t n, const char *expected) {
+        char buf[1024] = "";
+        size_t l = 0;
+        for (size_t i = 0; i < n; i++)
+                l += (size_t) snprintf(buf + l, sizeof(buf) - l, "%s%s", i ? " " : "", h->devices[idx[i]].name);
+        assert_string_equal(buf, expected);
+}
+
+#define RUN(specs, h, v)                                                            \
+        _cleanup_(iovirt_host_freep) IovirtHost *h = build(specs, ELEMENTSOF(specs)); \
+        _cleanup_(iovirt_verdicts_freep) IovirtVerdicts *v = NULL;                  \
+        assert_int_equal(iovirt_verdicts_compute(h, &v), 0)
+
+static void test_isolated_behind_acs_root_port(void **state) {
+        static const Spec s[] = {
+                { "00:00.0", NULL, 0, HOST_BRIDGE, NO_ACS, false, NULL },
+                { "00:01.0", NULL, 1, ROOT_PORT, ACS_OK, false, "pcieport" },
+                { "01:00.0", "00:01.0", 2, ENDPOINT, NO_ACS, false, "e1000e" },
+                { "00:02.0", NULL, 3, ROOT_PORT, ACS_OK, false, "pcieport" },
+                { "02:00.0", "00:02.0", 4, ENDPOINT, NO_ACS, false, "nvme" },
+        };
+        RUN(s, h, v);
+        const IovirtGroupVerdict *g = verdict(h, v, 2);
+        assert_int_equal(g->isolation, IOVIRT_ISOLATED);
+        assert_int_equal(g->n_peers, 0);
+        assert_addresses(h, g->endpoints, g->n_endpoints, "0000:01:00.0");
+        assert_addresses(h, g->host_bound, g->n_host_bound, "0000:01:00.0");
+        assert_int_equal(verdict(h, v, 4)->isolation, IOVIRT_ISOLATED);
+        assert_int_equal(verdict(h, v, 0)->isolation, IOVIRT_ISOLATED);
+        assert_addresses(h, verdict(h, v, 1)->bridges, verdict(h, v, 1)->n_bridges, "0000:00:01.0");
+}
+
+static void test_multifunction_without_acs_is_shared(void **state) {
+        static const Spec s[] = {
+                { "00:01.0", NULL, 1, ROOT_PORT, ACS_OK, false, "pcieport" },
+                { "01:00.0", "00:01.0", 2, ENDPOINT, NO_ACS, true, "nouveau" },
+                { "01:00.1", "00:01.0", 2, ENDPOINT, NO_ACS, true, "vfio-pci" },
+        };
+        RUN(s, h, v);
+        const IovirtGroupVerdict *g = verdict(h, v, 2);
+        assert_int_equal(g->isolation, IOVIRT_SHARED);
+        assert_int_equal(g->n_peers, 0);
+        assert_addresses(h, g->endpoints, g->n_endpoints, "0000:01:00.0 0000:01:00.1");
+        /* vfio-pci is not a host driver */
+        assert_addresses(h, g->host_bound, g->n_host_bound, "0000:01:00.0");
+        assert_true(g->n_causes >= 1);
+        assert_int_equal(g->causes[0].kind, IOVIRT_CAUSE_MULTIFUNCTION);
+}
+
+static void test_multifunction_split_without_acs_is_leaky(void **state) {
+        /* pcie_acs_override=multifunction: the kernel split them */
+        static const Spec s[] = {
+                { "00:01.0", NULL, 1, ROOT_PORT, ACS_OK, false, "pcieport" },
+                { "01:00.0", "00:01.0", 2, ENDPOINT, NO_ACS, true, "igb" },
+                { "01:00.1", "00:01.0", 3, ENDPOINT, NO_ACS, true, "igb" },
+        };
+        RUN(s, h, v);
+        const IovirtGroupVerdict *g = verdict(h, v, 2);
+        assert_int_equal(g->isolation, IOVIRT_LEAKY);
+        assert_addresses(h, g->peers, g->n_peers, "0000:01:00.1");
+        assert_int_equal(g->causes[0].kind, IOVIRT_CAUSE_MULTIFUNCTION);
+}
+
+static void test_multifunction_with_acs_is_isolated(void **state) {
+        static const Spec s[] = {
+                { "00:01.0", NULL, 1, ROOT_PORT, ACS_OK, false, "pcieport" },
+                { "01:00.0", "00:01.0", 2, ENDPOINT, PCI_ACS_CTRL_REQ_RED | PCI_ACS_CTRL_CMPLT_RED, true, "i40e" },
+                { "01:00.1", "00:01.0", 3, ENDPOINT, PCI_ACS_CTRL_REQ_RED | PCI_ACS_CTRL_CMPLT_RED, true, "i40e" },
+        };
+        static const Spec t[] = {
+                { "00:01.0", NULL, 1, ROOT_PORT, ACS_OK, false, "pcieport" },
+                /* capable of RR and CR but only RR enabled: not enough */
+                { "01:00.0", "00:01.0", 2, ENDPOINT, PCI_ACS_CTRL_REQ_RED, true, "i40e" },
+                { "01:00.1", "00:01.0", 3, ENDPOINT, PCI_ACS_CTRL_REQ_RED, true, "i40e" },
+        };
+        {
+                RUN(s, h, v);
+                assert_int_equal(verdict(h, v, 2)->isolation, IOVIRT_ISOLATED);
+                assert_int_equal(verdict(h, v, 3)->isolation, IOVIRT_ISOLATED);
+        }
+        {
+                RUN(t, h, v);
+                assert_int_equal(verdict(h, v, 2)->isolation, IOVIRT_LEAKY);
+        }
+}
+
+static void test_switch_without_acs_is_leaky(void **state) {
+        static const Spec s[] = {
+                { "00:01.0", NULL, 1, ROOT_PORT, ACS_OK, false, "pcieport" },
+                { "01:00.0", "00:01.0", 2, UPSTREAM, NO_ACS, false, "pcieport" },
+                { "02:01.0", "01:00.0", 3, DOWNSTREAM, NO_ACS, false, "pcieport" },
+                { "02:02.0", "01:00.0", 4, DOWNSTREAM, ACS_OK & ~PCI_ACS_CTRL_FORWARD, false, "pcieport" },
+                { "03:00.0", "02:01.0", 3, ENDPOINT, NO_ACS, false, "e1000e" },
+                { "04:00.0", "02:02.0", 4, ENDPOINT, NO_ACS, false, "nvme" },
+                { "00:1c.0", NULL, 5, ROOT_PORT, ACS_OK, false, "pcieport" },
+                { "05:00.0", "00:1c.0", 6, ENDPOINT, NO_ACS, false, "igb" },
+        };
+        RUN(s, h, v);
+        const IovirtGroupVerdict *g = verdict(h, v, 3);
+        assert_int_equal(g->isolation, IOVIRT_LEAKY);
+        assert_addresses(h, g->peers, g->n_peers, "0000:04:00.0");
+        assert_addresses(h, g->endpoints, g->n_endpoints, "0000:03:00.0");
+        assert_addresses(h, g->bridges, g->n_bridges, "0000:02:01.0");
+        /* both ports are named, each with what it lacks */
+        assert_int_equal(g->n_causes, 2);
+        assert_string_equal(h->devices[g->causes[0].device].name, "0000:02:01.0");
+        assert_int_equal(g->causes[0].kind, IOVIRT_CAUSE_PORT_WITHOUT_ACS);
+        assert_string_equal(h->devices[g->causes[1].device].name, "0000:02:02.0");
+        assert_int_equal(g->causes[1].kind, IOVIRT_CAUSE_PORT_ACS_DISABLED);
+        assert_int_equal(g->causes[1].missing, PCI_ACS_CTRL_FORWARD);
+        assert_int_equal(verdict(h, v, 4)->isolation, IOVIRT_LEAKY);
+        /* the other root port is not affected, the upstream port hands nothing out */
+        assert_int_equal(verdict(h, v, 6)->isolation, IOVIRT_ISOLATED);
+        assert_int_equal(verdict(h, v, 2)->isolation, IOVIRT_ISOLATED);
+}
+
+static void test_root_ports_without_acs_leak_across_root_bus(void **state) {
+        static const Spec s[] = {
+                { "00:00.0", NULL, 0, HOST_BRIDGE, NO_ACS, false, NULL },
+                { "00:1c.0", NULL, 1, ROOT_PORT, NO_ACS, false, "pcieport" },
+                { "00:1c.1", NULL, 2, ROOT_PORT, NO_ACS, false, "pcieport" },
+                { "01:00.0", "00:1c.0", 3, ENDPOINT, NO_ACS, false, "igb" },
+                { "02:00.0", "00:1c.1", 4, ENDPOINT, NO_ACS, false, "xhci_hcd" },
+                { "80:01.0", NULL, 5, ROOT_PORT, ACS_OK, false, "pcieport" },   /* another root bus */
+                { "81:00.0", "80:01.0", 6, ENDPOINT, NO_ACS, false, "nvme" },
+        };
+        RUN(s, h, v);
+        const IovirtGroupVerdict *g = verdict(h, v, 3);
+        assert_int_equal(g->isolation, IOVIRT_LEAKY);
+        assert_addresses(h, g->peers, g->n_peers, "0000:02:00.0");   /* not the host bridge */
+        assert_int_equal(verdict(h, v, 6)->isolation, IOVIRT_ISOLATED);
+}
+
+static void test_conventional_bridge(void **state) {
+        static const Spec whole[] = {
+                { "00:1c.0", NULL, 1, ROOT_PORT, ACS_OK, false, "pcieport" },
+                { "01:00.0", "00:1c.0", 2, PCI_BRIDGE, NO_ACS, false, NULL },
+                { "02:04.0", "01:00.0", 2, CONVENTIONAL, NO_ACS, false, "snd_emu10k1" },
+                { "02:05.0", "01:00.0", 2, CONVENTIONAL, NO_ACS, false, NULL },
+        };
+        static const Spec split[] = {
+                { "00:1c.0", NULL, 1, ROOT_PORT, ACS_OK, false, "pcieport" },
+                { "01:00.0", "00:1c.0", 2, PCI_BRIDGE, NO_ACS, false, NULL },
+                { "02:04.0", "01:00.0", 3, CONVENTIONAL, NO_ACS, false, "snd_emu10k1" },
+                { "02:05.0", "01:00.0", 4, CONVENTIONAL, NO_ACS, false, NULL },
+        };
+        {
+                RUN(whole, h, v);
+                const IovirtGroupVerdict *g = verdict(h, v, 2);
+                assert_int_equal(g->isolation, IOVIRT_SHARED);
+                assert_addresses(h, g->endpoints, g->n_endpoints, "0000:02:04.0 0000:02:05.0");
+                assert_addresses(h, g->bridges, g->n_bridges, "0000:01:00.0");
+                assert_addresses(h, g->host_bound, g->n_host_bound, "0000:02:04.0");
+                assert_int_equal(g->causes[0].kind, IOVIRT_CAUSE_PCI_BRIDGE);
+        }
+        {
+                RUN(split, h, v);
+                const IovirtGroupVerdict *g = verdict(h, v, 3);
+                assert_int_equal(g->isolation, IOVIRT_LEAKY);
+                assert_addresses(h, g->peers, g->n_peers, "0000:02:05.0");
+        }
+}
+
+static void test_unreadable_port_makes_unknown(void **state) {
+        static const Spec s[] = {
+                { "00:01.0", NULL, 1, ROOT_PORT, ACS_UNREADABLE, false, "pcieport" },
+                { "01:00.0", "00:01.0", 2, ENDPOINT, NO_ACS, false, "e1000e" },
+                { "00:02.0", NULL, 3, ROOT_PORT, ACS_OK, false, "pcieport" },
+                { "02:00.0", "00:02.0", 4, ENDPOINT, NO_ACS, false, "nvme" },
+        };
+        RUN(s, h, v);
+        const IovirtGroupVerdict *g = verdict(h, v, 2);
+        assert_int_equal(g->isolation, IOVIRT_ISOLATION_UNKNOWN);
+        assert_string_equal(h->devices[g->unknown_device].name, "0000:00:01.0");
+        assert_int_equal(verdict(h, v, 4)->isolation, IOVIRT_ISOLATED);
+}
+
+static void test_names(void **state) {
+        char buf[64];
+        assert_string_equal(iovirt_isolation_name(IOVIRT_LEAKY), "leaky");
+        assert_string_equal(iovirt_isolation_name(IOVIRT_ISOLATION_UNKNOWN), "unknown");
+        assert_string_equal(iovirt_acs_bits_format(PCI_ACS_CTRL_VALID | PCI_ACS_CTRL_FORWARD, buf, sizeof(buf)), "SV UF");
+        assert_string_equal(iovirt_acs_bits_format(0, buf, sizeof(buf)), "");
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_isolated_behind_acs_root_port),
+                cmocka_unit_test(test_multifunction_without_acs_is_shared),
+                cmocka_unit_test(test_multifunction_split_without_acs_is_leaky),
+                cmocka_unit_test(test_multifunction_with_acs_is_isolated),
+                cmocka_unit_test(test_switch_without_acs_is_leaky),
+                cmocka_unit_test(test_root_ports_without_acs_leak_across_root_bus),
+                cmocka_unit_test(test_conventional_bridge),
+                cmocka_unit_test(test_unreadable_port_makes_unknown),
+                cmocka_unit_test(test_names),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
