@@ -73,8 +73,8 @@ int verb_list_devices(Ctl *c, int argc, char **argv) {
                 ctl_print_json(o);
                 return 0;
         }
-        unsigned desc = c->columns > 60 ? c->columns - 58 : 10;
-        printf("ADDRESS       ID         GROUP  NUMA  DRIVER         DESCRIPTION\n");
+        unsigned desc = c->columns > 63 ? c->columns - 53 : 10;
+        printf("ADDRESS       ID         GROUP  NUMA  DRIVER         DEVICE\n");
         for (size_t k = 0; k < n; k++) {
                 const IovirtDevice *d = &c->host->devices[sel[k]];
                 char id[16], group[16], numa[16], buf[512];
@@ -85,7 +85,7 @@ int verb_list_devices(Ctl *c, int argc, char **argv) {
                        d->iommu_group >= 0 ? group : "-", d->numa_node >= 0 ? numa : "-");
                 ctl_cell(d->driver ? d->driver : "-", 13, true);
                 printf("  ");
-                ctl_cell(ctl_describe(c, d, buf, sizeof(buf)), desc, false);
+                ctl_cell(ctl_device_name(c, d, buf, sizeof(buf)), desc, false);
                 printf("\n");
         }
         if (n == 0)

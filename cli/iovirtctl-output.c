@@ -60,16 +60,15 @@ const char *ctl_device_name(Ctl *c, const IovirtDevice *d, char *buf, size_t siz
         return buf;
 }
 
-void ctl_wrap(Ctl *c, unsigned indent, const char *text) {
-        unsigned col = indent;
+void ctl_wrap_at(Ctl *c, unsigned col, unsigned indent, const char *text) {
+        unsigned start = col;
         const char *p = text;
-        printf("%*s", (int) indent, "");
         while (*p) {
                 size_t l = strcspn(p, " ");
-                if (col > indent && col + 1 + l > c->columns) {
-                        printf("\n%*s", (int) indent + 2, "");
-                        col = indent + 2;
-                } else if (col > indent) {
+                if (col > start && col + 1 + l > c->columns) {
+                        printf("\n%*s", (int) indent, "");
+                        col = start = indent;
+                } else if (col > start) {
                         putchar(' ');
                         col++;
                 }
@@ -79,6 +78,11 @@ void ctl_wrap(Ctl *c, unsigned indent, const char *text) {
                 p += strspn(p, " ");
         }
         putchar('\n');
+}
+
+void ctl_wrap(Ctl *c, unsigned indent, const char *text) {
+        printf("%*s", (int) indent, "");
+        ctl_wrap_at(c, indent, indent + 2, text);
 }
 
 void ctl_cause_text(Ctl *c, const IovirtCause *cause, char *buf, size_t size) {

@@ -13,14 +13,14 @@ static void field(const char *name, const char *fmt, ...) {
         putchar('\n');
 }
 
-static const char *unknown_or(bool known, const char *s) {
-        return known ? s : "unknown (config space unreadable)";
+static const char *unknown_text(const IovirtDevice *d) {
+        return d->problem ? "unknown (see Problem below)" : "unknown (config space unreadable: run as root)";
 }
 
 static void show_acs(const IovirtDevice *d) {
         char cap[64], ctl[64];
         if (d->caps.acs == IOVIRT_UNKNOWN)
-                field("ACS:", "unknown (config space unreadable)");
+                field("ACS:", "%s", unknown_text(d));
         else if (d->caps.acs == IOVIRT_ABSENT)
                 field("ACS:", "none");
         else
@@ -94,7 +94,7 @@ int verb_show(Ctl *c, int argc, char **argv) {
                 field("IOMMU group:", "%d (%zu function%s; /dev/vfio/%d %s)", g->number, g->n_members,
                       g->n_members == 1 ? "" : "s", g->number, g->vfio_node ? "present" : "absent");
                 field("Isolation:", "%s", iovirt_isolation_name(gv->isolation));
-                ctl_explain_group(c, d->group, 18);
+                ctl_explain_group(c, d->group, 17);
         } else
                 field("IOMMU group:", "none (the IOMMU is off or does not cover this device)");
         if (d->numa_node >= 0)
@@ -112,7 +112,7 @@ int verb_show(Ctl *c, int argc, char **argv) {
                 else
                         field("PCIe:", "%s", iovirt_pcie_type_name(k->pcie_type));
         } else
-                field("PCIe:", "%s", unknown_or(k->pcie != IOVIRT_UNKNOWN, "no (conventional PCI)"));
+                field("PCIe:", "%s", k->pcie == IOVIRT_UNKNOWN ? unknown_text(d) : "no (conventional PCI)");
         show_upstream(c, d);
         show_acs(d);
         if (d->sriov) {
@@ -125,14 +125,16 @@ int verb_show(Ctl *c, int argc, char **argv) {
                 if (k->sriov == IOVIRT_PRESENT)
                         field("", "initial %u, offset %u, stride %u, VF device %04x", d->sriov_initial,
                               d->sriov_offset, d->sriov_stride, k->iov_did);
-                if (d->n_vfs)
-                        ctl_wrap(c, 18, buf);
+                if (d->n_vfs) {
+                        printf("  %-14s ", "");
+                        ctl_wrap_at(c, 17, 17, buf);
+                }
         } else if (k->sriov == IOVIRT_UNKNOWN && !d->bridge)
-                field("SR-IOV:", "unknown (config space unreadable)");
+                field("SR-IOV:", "%s", unknown_text(d));
         if (d->physfn != IOVIRT_NONE)
                 field("Physical fn:", "%s (this is an SR-IOV virtual function)", c->host->devices[d->physfn].name);
         if (d->reset_source == IOVIRT_RESET_UNKNOWN)
-                field("Reset:", "unknown (config space unreadable)");
+                field("Reset:", "%s", unknown_text(d));
         else
                 field("Reset:", "%s (%s)", d->reset_methods[0] ? d->reset_methods : "none",
                       d->reset_source == IOVIRT_RESET_KERNEL ? "kernel's reset_method" : "from capabilities");
@@ -156,8 +158,8 @@ int verb_show(Ctl *c, int argc, char **argv) {
                                 l += (size_t) snprintf(buf + l, sizeof(buf) - l, " %s (%s)", hb->driver, hb->name);
                         }
                 }
-                printf("  %-14s", "Assignment:");
-                ctl_wrap(c, 1, buf);
+                printf("  %-14s ", "Assignment:");
+                ctl_wrap_at(c, 17, 17, buf);
         }
         if (d->problem)
                 field("Problem:", "%s", d->problem);

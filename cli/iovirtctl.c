@@ -87,7 +87,7 @@ int main(int argc, char **argv) {
         int opt, r;
 
         opterr = 0;
-        while ((opt = getopt_long(argc, argv, "+hj", options, NULL)) >= 0 || (optind < argc && opt < 0)) {
+        while ((opt = getopt_long(argc, argv, "+:hj", options, NULL)) >= 0 || (optind < argc && opt < 0)) {
                 if (opt < 0) {
                         /* a non-option (the verb or its argument): keep going past it so that
                          * "iovirtctl CMD --json" works too; "--" ends the options */
@@ -131,7 +131,11 @@ int main(int argc, char **argv) {
                         fprintf(stderr, "iovirtctl: option %s needs a value\n", argv[optind - 1]);
                         return EXIT_USAGE;
                 default:
-                        fprintf(stderr, "iovirtctl: unknown option '%s'; see iovirtctl --help\n", argv[optind - 1]);
+                        if (optopt)
+                                fprintf(stderr, "iovirtctl: unknown option '-%c'; see iovirtctl --help\n", optopt);
+                        else
+                                fprintf(stderr, "iovirtctl: unknown option '%s'; see iovirtctl --help\n",
+                                        argv[optind - 1]);
                         return EXIT_USAGE;
                 }
         }

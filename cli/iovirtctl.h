@@ -37,6 +37,8 @@ const char *ctl_describe(Ctl *c, const IovirtDevice *d, char *buf, size_t size);
 const char *ctl_device_name(Ctl *c, const IovirtDevice *d, char *buf, size_t size);
 /* Prints text wrapped at the terminal width, each line after the first indented */
 void ctl_wrap(Ctl *c, unsigned indent, const char *text);
+/* The same, from column col where the cursor is, continuation lines at indent */
+void ctl_wrap_at(Ctl *c, unsigned col, unsigned indent, const char *text);
 
 int verb_list_groups(Ctl *c, int argc, char **argv);
 int verb_list_devices(Ctl *c, int argc, char **argv);

@@ -30,6 +30,16 @@ _Noreturn static void pci_fatal(char *msg _unused_, ...) {
         abort();    /* a libpci call outside a guard is a bug of ours */
 }
 
+/* libpci's last warning ("Cannot open .../config: ..."), to explain a failed read */
+static __thread char pci_warning[256];
+
+static void pci_warn(char *msg, ...) {
+        va_list ap;
+        va_start(ap, msg);
+        vsnprintf(pci_warning, sizeof(pci_warning), msg, ap);
+        va_end(ap);
+}
+
 static void pci_quiet(char *msg _unused_, ...) {
 }
 
@@ -166,10 +176,12 @@ static unsigned device_read_config(IovirtDevice *d, struct pci_access *pacc, int
                 device_problem(d, "libpci could not open the device");
                 return 0;
         }
+        pci_warning[0] = '\0';
         iovirt_config_init(&cfg, pci_reader, pd);
         iovirt_config_decode(&cfg, &d->caps);
-        d->config_readable = cfg.highest_read;
-        if (d->caps.problem)
+        if (!d->caps.header_known && pci_warning[0])
+                device_problem(d, "config space cannot be read: %s", pci_warning);
+        else if (d->caps.problem)
                 device_problem(d, "%s (at offset 0x%x)", d->caps.problem, d->caps.problem_offset);
 
         if (d->caps.header_known) {
@@ -196,8 +208,10 @@ static unsigned device_read_config(IovirtDevice *d, struct pci_access *pacc, int
                 if (!d->caps.header_known && read_hex_attr(dirfd, "class", &cls) == 0)
                         d->class_code = cls;
         }
-        d->bridge = d->caps.header_known &&
-                    (d->header_type == PCI_HEADER_TYPE_BRIDGE || d->header_type == PCI_HEADER_TYPE_CARDBUS);
+        /* bridges stay with the host: PCI-to-PCI, CardBus and host bridges */
+        d->bridge = (d->caps.header_known &&
+                     (d->header_type == PCI_HEADER_TYPE_BRIDGE || d->header_type == PCI_HEADER_TYPE_CARDBUS)) ||
+                    (d->class_code >> 8) == PCI_CLASS_BRIDGE_HOST;
 
         if (d->caps.sriov == IOVIRT_PRESENT) {
                 d->sriov = true;
@@ -548,7 +562,7 @@ int iovirt_host_discover(IovirtHost **ret) {
                 return -ENOMEM;
         h->pci_access = pacc;
         pacc->error = pci_fatal;
-        pacc->warning = pci_quiet;
+        pacc->warning = pci_warn;
         pacc->debug = pci_quiet;
         pacc->method = PCI_ACCESS_SYS_BUS_PCI;
         /* never pci_scan_bus(): udev says what exists */

@@ -32,7 +32,7 @@ typedef struct IovirtDevice {
         uint8_t revision, header_type;
         bool ids_known;                  /* from config space or the kernel's attributes */
         bool multifunction;
-        bool bridge;                     /* a PCI-to-PCI or CardBus bridge (header type 1/2) */
+        bool bridge;                     /* PCI-to-PCI or CardBus (header type 1/2), or a host bridge */
 
         char *driver;                    /* NULL: no driver bound */
         char *driver_override;           /* NULL: none set */
@@ -43,7 +43,6 @@ typedef struct IovirtDevice {
         bool boot_vga;
 
         IovirtCaps caps;
-        unsigned config_readable;        /* bytes of config space that could be read */
 
         /* SR-IOV counts; from config space, else from the kernel's attributes */
         bool sriov;

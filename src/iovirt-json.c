@@ -123,7 +123,6 @@ json_object *iovirt_json_device(IovirtHost *h, const IovirtVerdicts *v, size_t i
         json_object_object_add(o, "driver_override", str_or_null(d->driver_override));
         json_object_object_add(o, "local_cpulist", str_or_null(d->local_cpulist));
         json_object_object_add(o, "syspath", json_object_new_string(d->syspath));
-        json_object_object_add(o, "config_readable", json_object_new_int((int) d->config_readable));
 
         json_object_object_add(o, "pcie_type", c->pcie == IOVIRT_PRESENT
                                                        ? json_object_new_string(iovirt_pcie_type_name(c->pcie_type))

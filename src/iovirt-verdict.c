@@ -2,8 +2,6 @@
 #include "iovirt-names.h"
 #include "iovirt-verdict.h"
 
-#define PCI_CLASS_HOST_BRIDGE 0x0600
-
 /* Union-find over devices plus one pseudo node per root bus */
 typedef struct Domains {
         size_t *parent;
@@ -26,11 +24,11 @@ static void dom_union(Domains *d, size_t a, size_t b) {
 }
 
 bool iovirt_device_is_endpoint(const IovirtDevice *d) {
-        return !d->bridge && (d->class_code >> 8) != PCI_CLASS_HOST_BRIDGE;
+        return !d->bridge;
 }
 
 static bool is_conventional_bridge(const IovirtDevice *d) {
-        if (!d->bridge)
+        if (!d->caps.header_known || d->header_type != PCI_HEADER_TYPE_BRIDGE)
                 return false;
         if (d->caps.pcie == IOVIRT_ABSENT)
                 return true;
