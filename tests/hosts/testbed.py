@@ -420,5 +420,8 @@ class Host:
         if d.net:
             ndir = os.path.join(path, "net", d.net)
             os.makedirs(ndir, exist_ok=True)
+            os.symlink("../../../" + d.addr, os.path.join(ndir, "device"))
+            with open(os.path.join(ndir, "uevent"), "w") as f:
+                f.write("INTERFACE=%s\n" % d.net)
             os.symlink(os.path.relpath(ndir, os.path.join(sysd, "class/net")),
                        os.path.join(sysd, "class/net", d.net))

@@ -1,0 +1,360 @@
+#!/usr/bin/env python3
+"""test-host.py IOVIRTCTL HOST: every command against one emulated host.
+
+Builds the host as a umockdev testbed, runs iovirtctl under the preload, and
+checks (TAP output):
+  - the text and JSON of every command against golden files in
+    tests/golden/HOST/ (IOVIRT_UPDATE_GOLDEN=1 rewrites them);
+  - facts about the host stated here independently of the golden files
+    (verdicts, peers, members, exit codes, error messages);
+  - lspci -vvv run in the same testbed as an oracle: IDs, ACS registers and
+    SR-IOV counts must agree with 'iovirtctl tree --json'.
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+GOLDEN = os.path.join(HERE, "..", "golden")
+sys.path.insert(0, HERE)
+from hosts import HOSTS  # noqa: E402
+
+PRELOAD = "libumockdev-preload.so.0"
+
+
+class Tap:
+    def __init__(self):
+        self.n = 0
+        self.failed = 0
+
+    def ok(self, cond, name, detail=""):
+        self.n += 1
+        if cond:
+            print("ok %d - %s" % (self.n, name))
+        else:
+            self.failed += 1
+            print("not ok %d - %s" % (self.n, name))
+            for line in str(detail).splitlines()[:60]:
+                print("#   " + line)
+        return cond
+
+    def done(self):
+        print("1..%d" % self.n)
+        return 1 if self.failed else 0
+
+
+class Host:
+    def __init__(self, ctl, name, root):
+        self.ctl, self.name, self.root = ctl, name, root
+        HOSTS[name]().write(root)
+        self.env = dict(os.environ, UMOCKDEV_DIR=root, IOVIRT_ROOT=root, LD_PRELOAD=PRELOAD, COLUMNS="80",
+                        LC_ALL="C")
+        self.env.pop("DBUS_SYSTEM_BUS_ADDRESS", None)
+
+    def run(self, *args):
+        p = subprocess.run([self.ctl] + list(args), env=self.env, capture_output=True, text=True, timeout=120)
+        return p.returncode, p.stdout, p.stderr
+
+    def json(self, *args):
+        rc, out, err = self.run("--json", *args)
+        if rc not in (0, 1):
+            raise RuntimeError("iovirtctl %s: exit %d: %s" % (" ".join(args), rc, err))
+        return json.loads(out)
+
+    def lspci(self):
+        env = dict(self.env)
+        p = subprocess.run(["lspci", "-vvv", "-nn", "-D"], env=env, capture_output=True, text=True, timeout=300)
+        return p.stdout
+
+
+def golden(tap, host, name, args, expect_rc=0):
+    rc, out, err = host.run(*args)
+    path = os.path.join(GOLDEN, host.name, name)
+    if os.environ.get("IOVIRT_UPDATE_GOLDEN"):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as f:
+            f.write(out)
+    tap.ok(rc == expect_rc, "%s: iovirtctl %s exits %d" % (host.name, " ".join(args), expect_rc),
+           "exit %d\nstderr: %s" % (rc, err))
+    try:
+        with open(path) as f:
+            want = f.read()
+    except FileNotFoundError:
+        tap.ok(False, "%s: golden file %s exists" % (host.name, name), "run with IOVIRT_UPDATE_GOLDEN=1")
+        return out
+    if not tap.ok(out == want, "%s: iovirtctl %s matches %s" % (host.name, " ".join(args), name),
+                  "".join(__import__("difflib").unified_diff(want.splitlines(True), out.splitlines(True),
+                                                             "golden", "now"))):
+        pass
+    return out
+
+
+# ---- facts about each host, stated independently of the golden files ----
+
+def group_of(groups, addr):
+    for g in groups["groups"]:
+        if any(d["address"] == addr for d in g["devices"]):
+            return g
+    return None
+
+
+def check_facts(tap, host):
+    groups = host.json("list-groups")
+    devs = host.json("tree")["devices"]
+    by = {d["address"]: d for d in devs}
+    n = host.name
+    spec = HOSTS[n]()
+
+    # what the description built is what discovery found
+    tap.ok(sorted(by) == sorted(d.addr for d in spec.devices), "%s: every function is found" % n,
+           set(by) ^ set(d.addr for d in spec.devices))
+    for d in spec.devices:
+        got = by.get(d.addr)
+        if not got:
+            continue
+        if d.config_bytes is None and "config" not in d.missing_attrs:
+            tap.ok(got["vendor"] == "%04x" % d.vendor and got["device"] == "%04x" % d.device,
+                   "%s: %s IDs" % (n, d.addr), (got["vendor"], got["device"]))
+        tap.ok(got["driver"] == d.driver, "%s: %s driver %s" % (n, d.addr, d.driver), got["driver"])
+        tap.ok(got["iommu_group"] == d.group, "%s: %s group %s" % (n, d.addr, d.group), got["iommu_group"])
+        want_parent = d.parent.addr if d.parent else None
+        tap.ok(got["parent"] == want_parent, "%s: %s parent %s" % (n, d.addr, want_parent), got["parent"])
+        if d.physfn:
+            tap.ok(got["physfn"] == d.physfn.addr, "%s: %s is a VF of %s" % (n, d.addr, d.physfn.addr),
+                   got["physfn"])
+        if d.vfs:
+            tap.ok(got["sriov"]["vfs"] == [v.addr for v in d.vfs], "%s: %s VF list" % (n, d.addr),
+                   got["sriov"]["vfs"])
+        numa = d.numa if d.numa >= 0 else None
+        if "numa_node" not in d.missing_attrs:
+            tap.ok(got["numa_node"] == numa, "%s: %s NUMA node %s" % (n, d.addr, numa), got["numa_node"])
+
+    def verdict(addr, isolation, members=None, peers=None):
+        g = group_of(groups, addr)
+        if not tap.ok(g is not None, "%s: %s has a group" % (n, addr)):
+            return
+        tap.ok(g["isolation"] == isolation, "%s: %s is %s" % (n, addr, isolation), g["isolation"])
+        if members is not None:
+            got = g["viability"]["endpoints"]
+            tap.ok(got == members, "%s: %s goes with %s" % (n, addr, members), got)
+        if peers is not None:
+            tap.ok(g["peers"] == peers, "%s: %s peers %s" % (n, addr, peers), g["peers"])
+
+    if n == "desktop":
+        verdict("0000:01:00.0", "shared", ["0000:01:00.0", "0000:01:00.1"], [])
+        verdict("0000:03:00.0", "isolated", ["0000:03:00.0"], [])
+        g = group_of(groups, "0000:01:00.0")
+        tap.ok(g["viability"]["host_bound"] == ["0000:01:00.0", "0000:01:00.1"], "desktop: GPU group host-bound")
+        tap.ok(by["0000:00:02.0"]["boot_vga"] and not by["0000:01:00.0"]["boot_vga"], "desktop: boot VGA")
+        tap.ok(by["0000:00:02.0"]["link"] is None, "desktop: RC integrated endpoint has no link")
+        tap.ok(by["0000:01:00.0"]["link"] == {"max_speed": "8GT/s", "max_width": 16, "speed": "8GT/s",
+                                               "width": 16}, "desktop: GPU link", by["0000:01:00.0"]["link"])
+        tap.ok(by["0000:03:00.0"]["reset_methods"] == ["flr", "pm", "bus"], "desktop: kernel reset methods")
+        tap.ok(by["0000:00:01.0"]["reset_methods"] == [], "desktop: no reset_method attribute means none")
+        tap.ok(by["0000:01:00.0"]["local_cpulist"] == "0-7", "desktop: local CPUs")
+    elif n == "dual-socket":
+        verdict("0000:81:00.0", "isolated", ["0000:81:00.0"], [])
+        verdict("0000:81:02.2", "isolated")
+        g = group_of(groups, "0000:81:02.2")
+        tap.ok(g["vfio_device"] and g["viability"]["host_bound"] == [], "dual-socket: VF on vfio-pci has /dev/vfio")
+        pf = by["0000:81:00.0"]
+        tap.ok(pf["sriov"]["total_vfs"] == 64 and pf["sriov"]["num_vfs"] == 4, "dual-socket: SR-IOV counts",
+               pf["sriov"])
+        tap.ok(by["0000:81:00.1"]["sriov"]["vfs"] == [], "dual-socket: PF without VFs")
+        tap.ok(pf["numa_node"] == 1 and pf["local_cpulist"] == "16-31", "dual-socket: NUMA locality")
+        tap.ok(by["0000:3b:00.0"]["numa_node"] == 0, "dual-socket: node 0 GPU")
+        rc, out, _ = host.run("list-devices", "--numa", "1", "--class", "net")
+        tap.ok(rc == 0 and "0000:3b:00.0" not in out and "0000:81:02.3" in out and "0000:82:00.0" in out,
+               "dual-socket: --numa 1 --class net filters", out)
+        rc, out, _ = host.run("list-devices", "--driver", "vfio-pci", "--json")
+        tap.ok(rc == 0 and [d["address"] for d in json.loads(out)["devices"]] == ["0000:3b:00.0", "0000:81:02.2"],
+               "dual-socket: --driver vfio-pci", out)
+        rc, out, _ = host.run("--json", "list-devices", "--group", "8")
+        tap.ok(rc == 0 and [d["address"] for d in json.loads(out)["devices"]] == ["0000:81:02.2"],
+               "dual-socket: --group 8", out)
+        rc, out, _ = host.run("show", "ens1f0", "--json")
+        tap.ok(rc == 0 and json.loads(out)["address"] == "0000:81:00.0", "dual-socket: show by interface name")
+        for spelled in ("81:02.1", "0000:81:02.1", "pci_0000_81_02_1",
+                        "/sys/bus/pci/devices/0000:81:02.1", "/sys/devices/pci0000:80/0000:80:02.0/0000:81:02.1/"):
+            rc, out, _ = host.run("show", "--json", spelled)
+            tap.ok(rc == 0 and json.loads(out)["address"] == "0000:81:02.1", "dual-socket: show %s" % spelled)
+    elif n == "switch-no-acs":
+        verdict("0000:03:00.0", "leaky", ["0000:03:00.0"], ["0000:04:00.0", "0000:05:00.0"])
+        verdict("0000:05:00.0", "leaky", ["0000:05:00.0"], ["0000:03:00.0", "0000:04:00.0"])
+        verdict("0000:06:00.0", "isolated", ["0000:06:00.0"], [])
+        g = group_of(groups, "0000:03:00.0")
+        causes = [c["address"] for c in g["causes"] if c["kind"] == "port_without_acs"]
+        tap.ok("0000:02:01.0" in causes, "switch-no-acs: the port lacking ACS is named", g["causes"])
+        tap.ok(by["0000:02:01.0"]["pcie_type"] == "downstream_port" and by["0000:02:01.0"]["acs"] is None,
+               "switch-no-acs: downstream port without ACS")
+        tap.ok(by["0000:00:01.0"]["acs"] == {"cap": 0x1f, "ctl": 0x1d}, "switch-no-acs: root port ACS registers",
+               by["0000:00:01.0"]["acs"])
+    elif n == "pci-bridge":
+        verdict("0000:02:04.0", "shared", ["0000:02:04.0", "0000:02:05.0"], [])
+        g = group_of(groups, "0000:02:04.0")
+        tap.ok(g["viability"]["bridges"] == ["0000:01:00.0"], "pci-bridge: the bridge stays", g["viability"])
+        tap.ok(by["0000:02:05.0"]["pcie_type"] is None and by["0000:02:05.0"]["pcie"] is False,
+               "pci-bridge: conventional device")
+        tap.ok(by["0000:02:05.0"]["reset_methods"] == [], "pci-bridge: PM reset ruled out by NoSoftRst")
+    elif n == "multifunction":
+        verdict("0000:01:00.2", "shared", ["0000:01:00.%d" % i for i in range(4)], [])
+        verdict("0000:02:00.0", "isolated")
+    elif n == "acs-override":
+        verdict("0000:01:00.0", "leaky", ["0000:01:00.0"], ["0000:00:1f.0", "0000:01:00.1", "0000:02:00.0"])
+        verdict("0000:02:00.0", "leaky", ["0000:02:00.0"], ["0000:00:1f.0", "0000:01:00.0", "0000:01:00.1"])
+        checks = {c["id"]: c for c in host.json("check")["checks"]}
+        tap.ok(checks["acs_override"]["status"] == "warn" and "pcie_acs_override" in checks["acs_override"]["message"],
+               "acs-override: check warns of the override", checks["acs_override"])
+        tap.ok(checks["interrupt_remapping"]["status"] == "warn" and
+               "allow_unsafe_interrupts" in checks["interrupt_remapping"]["message"],
+               "acs-override: check warns of unsafe interrupts", checks["interrupt_remapping"])
+    elif n == "no-iommu":
+        tap.ok(groups == {"iommu": False, "groups": []}, "no-iommu: no groups", groups)
+        rc, out, _ = host.run("list-groups")
+        tap.ok(rc == 0 and "No IOMMU groups" in out and "iovirtctl check" in out, "no-iommu: says so plainly", out)
+        c = host.json("check")
+        checks = {k["id"]: k for k in c["checks"]}
+        tap.ok(c["result"] == "fail", "no-iommu: check fails")
+        tap.ok(checks["iommu_firmware"]["status"] == "fail" and "firmware" in checks["iommu_firmware"]["remedy"],
+               "no-iommu: firmware remedy", checks["iommu_firmware"])
+        tap.ok(checks["iommu_kernel"]["status"] == "fail", "no-iommu: kernel IOMMU fails")
+        tap.ok(by["0000:01:00.0"]["iommu_group"] is None and by["0000:01:00.0"]["group"] is None,
+               "no-iommu: devices have no group")
+    elif n == "broken":
+        for addr, why in (("0000:01:00.0", "shorter than the 64-byte header"),
+                          ("0000:00:1d.0", "capability list loops"),
+                          ("0000:00:1f.0", "config space cannot be read")):
+            tap.ok(by[addr]["problem"] and why in by[addr]["problem"], "broken: %s problem names '%s'" % (addr, why),
+                   by[addr]["problem"])
+            verdict(addr, "unknown")
+        tap.ok(by["0000:01:00.0"]["vendor"] == "8086", "broken: IDs from the kernel when config is short")
+        tap.ok(by["0000:00:1d.0"]["numa_node"] is None, "broken: missing numa_node is null")
+        verdict("0000:00:1e.0", "isolated")
+        c = host.json("check")
+        checks = {k["id"]: k for k in c["checks"]}
+        tap.ok(checks["reset"]["status"] == "warn" and "0000:00:1e.0" in checks["reset"]["message"],
+               "broken: device without reset named", checks["reset"])
+        tap.ok(checks["scan"]["status"] == "warn" and "3 problems" in checks["scan"]["message"],
+               "broken: scan problems counted", checks["scan"])
+    elif n == "large":
+        tap.ok(len(devs) == 4130, "large: 4130 functions", len(devs))
+        vfs = [d for d in devs if d["physfn"]]
+        tap.ok(len(vfs) == 4032, "large: 4032 VFs", len(vfs))
+        isol = {g["isolation"] for g in groups["groups"]}
+        tap.ok(isol == {"isolated"}, "large: every group isolated", isol)
+        tap.ok(len(groups["groups"]) == 4130, "large: one group per function", len(groups["groups"]))
+        nodes = {d["numa_node"] for d in devs}
+        tap.ok(nodes == {0, 1}, "large: two NUMA nodes", nodes)
+
+
+# ---- lspci as the oracle ----
+
+def parse_lspci(text):
+    """address -> {vendor, device, acs_cap, acs_ctl, iov_initial, iov_total, iov_num}"""
+    out = {}
+    cur = None
+    flag_bits = {"SrcValid": 0x01, "TransBlk": 0x02, "ReqRedir": 0x04, "CmpltRedir": 0x08,
+                 "UpstreamFwd": 0x10, "EgressCtrl": 0x20, "DirectTrans": 0x40}
+    for line in text.splitlines():
+        m = re.match(r"^([0-9a-f]{4,}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]) .*\[([0-9a-f]{4}):([0-9a-f]{4})\]", line)
+        if m:
+            cur = out.setdefault(m.group(1), {})
+            cur["vendor"], cur["device"] = m.group(2), m.group(3)
+            continue
+        if cur is None:
+            continue
+        m = re.match(r"^\s+(ACSCap|ACSCtl):\s+(.*)$", line)
+        if m:
+            v = 0
+            for word in m.group(2).split():
+                if word[:-1] in flag_bits and word.endswith("+"):
+                    v |= flag_bits[word[:-1]]
+            cur["acs_cap" if m.group(1) == "ACSCap" else "acs_ctl"] = v
+            continue
+        m = re.match(r"^\s+Initial VFs: (\d+), Total VFs: (\d+), Number of VFs: (\d+)", line)
+        if m:
+            cur["iov_initial"], cur["iov_total"], cur["iov_num"] = map(int, m.groups())
+    return out
+
+
+def check_oracle(tap, host):
+    ours = {d["address"]: d for d in host.json("tree")["devices"]}
+    theirs = parse_lspci(host.lspci())
+    mismatches = []
+    for addr, t in sorted(theirs.items()):
+        o = ours.get(addr)
+        if o is None:
+            mismatches.append("%s: lspci sees it, iovirtctl does not" % addr)
+            continue
+        if o["problem"] and "config space" in o["problem"]:
+            continue          # lspci prints what it can of broken devices; we say unknown
+        if (o["vendor"], o["device"]) != (t["vendor"], t["device"]):
+            mismatches.append("%s: IDs %s:%s vs lspci %s:%s" % (addr, o["vendor"], o["device"], t["vendor"],
+                                                                t["device"]))
+        lacs = (t["acs_cap"], t["acs_ctl"]) if "acs_cap" in t else None
+        oacs = (o["acs"]["cap"] & 0x7f, o["acs"]["ctl"] & 0x7f) if o["acs"] else None
+        if lacs != oacs:
+            mismatches.append("%s: ACS %s vs lspci %s" % (addr, oacs, lacs))
+        liov = (t["iov_initial"], t["iov_total"], t["iov_num"]) if "iov_total" in t else None
+        oiov = (o["sriov"]["initial_vfs"], o["sriov"]["total_vfs"], o["sriov"]["num_vfs"]) if o["sriov"] else None
+        if liov != oiov:
+            mismatches.append("%s: SR-IOV %s vs lspci %s" % (addr, oiov, liov))
+    missing = set(ours) - set(theirs)
+    if missing:
+        mismatches.append("iovirtctl sees, lspci does not: %s" % sorted(missing))
+    tap.ok(not mismatches, "%s: lspci agrees on IDs, ACS and SR-IOV for %d functions" % (host.name, len(theirs)),
+           "\n".join(mismatches))
+    tap.ok(sum("acs_cap" in t for t in theirs.values()) == sum(1 for o in ours.values() if o["acs"]),
+           "%s: same number of ACS capabilities" % host.name)
+
+
+COMMANDS = [
+    ("list-groups.txt", ["list-groups"]),
+    ("list-groups.json", ["list-groups", "--json"]),
+    ("list-devices.txt", ["list-devices"]),
+    ("list-devices.json", ["--json", "list-devices"]),
+    ("tree.txt", ["tree"]),
+    ("check.txt", ["check"]),
+    ("check.json", ["check", "--json"]),
+]
+
+SHOW = {
+    "desktop": ["0000:01:00.0", "00:02.0", "enp3s0"],
+    "dual-socket": ["81:00.0", "81:02.2", "3b:00.0"],
+    "switch-no-acs": ["03:00.0", "02:01.0"],
+    "pci-bridge": ["02:05.0", "01:00.0"],
+    "multifunction": ["01:00.1"],
+    "no-iommu": ["01:00.0"],
+    "acs-override": ["01:00.0"],
+    "broken": ["01:00.0", "00:1d.0", "00:1e.0", "00:1f.0"],
+}
+
+
+def main():
+    ctl, name = sys.argv[1], sys.argv[2]
+    tap = Tap()
+    root = tempfile.mkdtemp(prefix="iovirt-test-%s." % name)
+    try:
+        host = Host(ctl, name, root)
+        if name != "large":
+            check_rc = 1 if name == "no-iommu" else 0
+            for fname, args in COMMANDS:
+                golden(tap, host, fname, args, check_rc if args[0] == "check" or "check" in args else 0)
+            for dev in SHOW.get(name, []):
+                safe = dev.replace(":", "_").replace("/", "_")
+                golden(tap, host, "show-%s.txt" % safe, ["show", dev])
+                golden(tap, host, "show-%s.json" % safe, ["show", dev, "--json"])
+        check_facts(tap, host)
+        check_oracle(tap, host)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return tap.done()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
