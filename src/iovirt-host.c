@@ -151,9 +151,9 @@ IovirtHost *iovirt_host_free(IovirtHost *h) {
 }
 
 
-static int read_hex_attr(int dirfd, const char *name, uint32_t *ret) {
+static int read_hex_attr(const char *dir, const char *name, uint32_t *ret) {
         char buf[32];
-        int r = iovirt_sysfs_read_at(dirfd, name, buf, sizeof(buf));
+        int r = iovirt_sysfs_read(dir, name, buf, sizeof(buf));
         if (r < 0)
                 return r;
         char *end;
@@ -168,7 +168,7 @@ static int read_hex_attr(int dirfd, const char *name, uint32_t *ret) {
 /* Fills what config space says into the device, falling back to the
  * kernel's own attributes where config space cannot say it. */
 /* Returns how far config space could be read (64: not root). */
-static unsigned device_read_config(IovirtDevice *d, struct pci_access *pacc, int dirfd) {
+static unsigned device_read_config(IovirtDevice *d, struct pci_access *pacc) {
         _cleanup_(pci_free_devp) struct pci_dev *pd = guarded_get_dev(pacc, &d->addr);
         IovirtConfig cfg;
 
@@ -200,12 +200,12 @@ static unsigned device_read_config(IovirtDevice *d, struct pci_access *pacc, int
          * headers also fall back to them: they are the kernel's, not guesses. */
         if (!d->caps.header_known || d->vendor == 0xffff) {
                 uint32_t v, dev, cls;
-                if (read_hex_attr(dirfd, ATTR_VENDOR, &v) == 0 && read_hex_attr(dirfd, ATTR_DEVICE, &dev) == 0) {
+                if (read_hex_attr(d->syspath, ATTR_VENDOR, &v) == 0 && read_hex_attr(d->syspath, ATTR_DEVICE, &dev) == 0) {
                         d->vendor = (uint16_t) v;
                         d->device = (uint16_t) dev;
                         d->ids_known = true;
                 }
-                if (!d->caps.header_known && read_hex_attr(dirfd, "class", &cls) == 0)
+                if (!d->caps.header_known && read_hex_attr(d->syspath, "class", &cls) == 0)
                         d->class_code = cls;
         }
         /* bridges stay with the host: PCI-to-PCI, CardBus and host bridges */
@@ -224,9 +224,9 @@ static unsigned device_read_config(IovirtDevice *d, struct pci_access *pacc, int
                 /* Unprivileged: the kernel's own counts are readable by all. */
                 char buf[32];
                 int total, num;
-                if (iovirt_sysfs_read_at(dirfd, ATTR_SRIOV_TOTALVFS, buf, sizeof(buf)) >= 0 &&
+                if (iovirt_sysfs_read(d->syspath, ATTR_SRIOV_TOTALVFS, buf, sizeof(buf)) >= 0 &&
                     iovirt_parse_int(buf, &total) == 0 &&
-                    iovirt_sysfs_read_at(dirfd, ATTR_SRIOV_NUMVFS, buf, sizeof(buf)) >= 0 &&
+                    iovirt_sysfs_read(d->syspath, ATTR_SRIOV_NUMVFS, buf, sizeof(buf)) >= 0 &&
                     iovirt_parse_int(buf, &num) == 0) {
                         d->sriov = true;
                         d->sriov_total = (unsigned) total;
@@ -236,48 +236,45 @@ static unsigned device_read_config(IovirtDevice *d, struct pci_access *pacc, int
         return cfg.limit;
 }
 
-static void device_read_sysfs(IovirtDevice *d, int dirfd, bool *has_reset_method) {
+/* Returns -errno when the device is gone. */
+static int device_read_sysfs(IovirtDevice *d, bool *has_reset_method) {
         char buf[4096];
         int r, v;
 
-        r = iovirt_sysfs_link_name_at(dirfd, LINK_DRIVER, buf, sizeof(buf));
+        d->numa_node = -1;
+        r = iovirt_sysfs_read(d->syspath, ATTR_NUMA_NODE, buf, sizeof(buf));
+        if (r >= 0 && iovirt_parse_int(buf, &v) == 0) {
+                d->numa_node = v < 0 ? -1 : v;
+                d->has_numa_attr = true;
+        } else if (r == -ENOENT && access(d->syspath, F_OK) < 0)
+                return -errno;     /* every PCI function has numa_node: is it gone? */
+        else if (r != -ENOENT)
+                device_problem(d, "its numa_node attribute is unreadable or malformed");
+
+        r = iovirt_sysfs_link_name(d->syspath, LINK_DRIVER, buf, sizeof(buf));
         if (r > 0)
                 d->driver = strdup(buf);
         else if (r != -ENOENT)
                 device_problem(d, "cannot read its driver link: %s", strerror(-r));
 
-        r = iovirt_sysfs_link_name_at(dirfd, LINK_IOMMU_GROUP, buf, sizeof(buf));
+        r = iovirt_sysfs_link_name(d->syspath, LINK_IOMMU_GROUP, buf, sizeof(buf));
         d->iommu_group = -1;
         if (r > 0 && iovirt_parse_int(buf, &v) == 0 && v >= 0)
                 d->iommu_group = v;
         else if (r != -ENOENT)
                 device_problem(d, "its iommu_group link is malformed");
 
-        d->numa_node = -1;
-        r = iovirt_sysfs_read_at(dirfd, ATTR_NUMA_NODE, buf, sizeof(buf));
-        if (r >= 0 && iovirt_parse_int(buf, &v) == 0) {
-                d->numa_node = v < 0 ? -1 : v;
-                d->has_numa_attr = true;
-        }
-        else if (r != -ENOENT)
-                device_problem(d, "its numa_node attribute is unreadable or malformed");
-
-
-        r = iovirt_sysfs_read_at(dirfd, ATTR_DRIVER_OVERRIDE, buf, sizeof(buf));
+        r = iovirt_sysfs_read(d->syspath, ATTR_DRIVER_OVERRIDE, buf, sizeof(buf));
         if (r > 0 && !streq_ptr(buf, "(null)"))
                 d->driver_override = strdup(buf);
 
-        r = iovirt_sysfs_read_at(dirfd, ATTR_RESET_METHOD, buf, sizeof(buf));
+        r = iovirt_sysfs_read(d->syspath, ATTR_RESET_METHOD, buf, sizeof(buf));
         if (r >= 0) {
                 d->reset_methods = strdup(buf);
                 d->reset_source = IOVIRT_RESET_KERNEL;
                 *has_reset_method = true;
         }
-
-        if ((d->class_code >> 8) == 0x0300) {
-                r = iovirt_sysfs_read_at(dirfd, ATTR_BOOT_VGA, buf, sizeof(buf));
-                d->boot_vga = r > 0 && streq_ptr(buf, "1");
-        }
+        return 0;
 }
 
 static int compare_devices(const void *a, const void *b) {
@@ -503,14 +500,18 @@ static int host_derive_resets(IovirtHost *h) {
 static int read_devices(IovirtHost *h, struct pci_access *pacc) {
         for (size_t i = 0; i < h->n_devices; i++) {
                 IovirtDevice *d = &h->devices[i];
-                _cleanup_close_ int dirfd = open(d->syspath, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-                if (dirfd < 0) {
-                        d->vanished = errno;
+                int r = device_read_sysfs(d, &h->kernel_has_reset_method);
+                if (r < 0) {
+                        d->vanished = -r;
                         continue;
                 }
-                if (device_read_config(d, pacc, dirfd) == 64)
+                if (device_read_config(d, pacc) == 64)
                         h->config_restricted = true;
-                device_read_sysfs(d, dirfd, &h->kernel_has_reset_method);
+                if ((d->class_code >> 8) == PCI_CLASS_DISPLAY_VGA) {
+                        char buf[8];
+                        r = iovirt_sysfs_read(d->syspath, ATTR_BOOT_VGA, buf, sizeof(buf));
+                        d->boot_vga = r > 0 && streq_ptr(buf, "1");
+                }
         }
         return 0;
 }

@@ -52,6 +52,23 @@ int iovirt_sysfs_link_name_at(int dirfd, const char *name, char *buf, size_t siz
         return (int) bl;
 }
 
+static int attr_path(char path[static PATH_MAX], const char *dir, const char *name) {
+        int l = snprintf(path, PATH_MAX, "%s/%s", dir, name);
+        return l < 0 || l >= PATH_MAX ? -ENAMETOOLONG : 0;
+}
+
+int iovirt_sysfs_read(const char *dir, const char *name, char *buf, size_t size) {
+        char path[PATH_MAX];
+        int r = attr_path(path, dir, name);
+        return r < 0 ? r : iovirt_sysfs_read_at(AT_FDCWD, path, buf, size);
+}
+
+int iovirt_sysfs_link_name(const char *dir, const char *name, char *buf, size_t size) {
+        char path[PATH_MAX];
+        int r = attr_path(path, dir, name);
+        return r < 0 ? r : iovirt_sysfs_link_name_at(AT_FDCWD, path, buf, size);
+}
+
 int iovirt_read_file(const char *path, char **ret) {
         _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
         if (fd < 0)

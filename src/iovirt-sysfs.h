@@ -18,6 +18,11 @@ int iovirt_sysfs_read_at(int dirfd, const char *name, char *buf, size_t size);
  * length, -ENOENT when there is no such link. */
 int iovirt_sysfs_link_name_at(int dirfd, const char *name, char *buf, size_t size);
 
+/* The same for the attribute name of the directory dir (a canonical sysfs
+ * path, as udev gives it: no link is followed on the way). */
+int iovirt_sysfs_read(const char *dir, const char *name, char *buf, size_t size);
+int iovirt_sysfs_link_name(const char *dir, const char *name, char *buf, size_t size);
+
 /* Reads a whole (small) file into a new NUL-terminated string. */
 int iovirt_read_file(const char *path, char **ret);
 
