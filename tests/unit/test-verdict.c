@@ -59,7 +59,7 @@ static IovirtHost *build(const Spec *unsorted, size_t n) {
                                                  [UPSTREAM] = PCI_EXP_TYPE_UPSTREAM,
                                                  [DOWNSTREAM] = PCI_EXP_TYPE_DOWNSTREAM,
                                                  [PCI_BRIDGE] = PCI_EXP_TYPE_PCI_BRIDGE,
-                                                 [ENDPOINT] = PCI_EXP_TYPE_ENDPOINT };
+                                                 [ENDPOINT] = PCI_EXP_TYPE_ENDPOINT, [CONVENTIONAL] = 0 };
                 d->caps.pcie = s->kind == CONVENTIONAL || s->kind == HOST_BRIDGE ? IOVIRT_ABSENT : IOVIRT_PRESENT;
                 d->caps.pcie_type = types[s->kind];
                 d->caps.acs = s->acs == NO_ACS           ? IOVIRT_ABSENT
