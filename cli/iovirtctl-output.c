@@ -10,6 +10,9 @@ int ctl_load(Ctl *c) {
                 fprintf(stderr, "iovirtctl: cannot read the host's PCI devices: %s\n", strerror(-r));
                 return r;
         }
+        /* what the scan skipped: the user should know the list is short */
+        for (size_t i = 0; i < c->host->n_problems; i++)
+                fprintf(stderr, "iovirtctl: %s\n", c->host->problems[i]);
         r = iovirt_verdicts_compute(c->host, &c->verdicts);
         if (r < 0) {
                 fprintf(stderr, "iovirtctl: cannot compute isolation verdicts: %s\n", strerror(-r));

@@ -335,8 +335,51 @@ SHOW = {
 }
 
 
+def check_vanish(tap, ctl, shim):
+    """A function unplugged between udev's listing and our reading is
+    reported by name and skipped; the rest of the scan goes on."""
+    root = tempfile.mkdtemp(prefix="iovirt-test-vanish.")
+    try:
+        host = Host(ctl, "desktop", root)
+        victim = [d for d in HOSTS["desktop"]().devices if d.addr == "0000:03:00.0"][0]
+        host.env["LD_PRELOAD"] = PRELOAD + " " + shim
+        host.env["IOVIRT_TEST_VANISH"] = victim.syspath()
+        rc, out, err = host.run("--json", "list-devices")
+        addrs = [d["address"] for d in json.loads(out)["devices"]] if rc == 0 else []
+        tap.ok(rc == 0, "vanish: the scan goes on", err)
+        tap.ok("0000:03:00.0" not in addrs and "0000:04:00.0" in addrs and len(addrs) == 11,
+               "vanish: the vanished function is skipped, the others listed", addrs)
+        tap.ok("0000:03:00.0 vanished during the scan" in err, "vanish: stderr names it", err)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def check_large_commands(tap, host):
+    """Every command on the 4,130-function host, asserted by shape (its
+    golden files would be megabytes)."""
+    rc, out, _ = host.run("list-devices")
+    lines = out.splitlines()
+    tap.ok(rc == 0 and len(lines) == 4131 and lines[0].startswith("ADDRESS"), "large: list-devices rows",
+           len(lines))
+    tap.ok(all(len(l) <= 80 for l in lines), "large: list-devices fits 80 columns")
+    rc, out, _ = host.run("list-groups")
+    rows = [l for l in out.splitlines() if re.match(r"^ *\d+  isolated ", l)]
+    tap.ok(rc == 0 and len(rows) == 4130, "large: list-groups rows", len(rows))
+    rc, out, _ = host.run("tree")
+    lines = out.splitlines()
+    tap.ok(rc == 0 and lines.count("pci0000:00") == 1 and lines.count("pci0000:80") == 1 and len(lines) == 4132,
+           "large: tree has both root buses and every function", len(lines))
+    rc, out, _ = host.run("check")
+    tap.ok(rc == 0 and "PASS Device scan: 4130 PCI functions read without problems" in out,
+           "large: check passes", out)
+    # the last VF of the last PF: 0x9001 + offset 0x80 + 62 * stride 2 = 90:1f.5
+    rc, out, _ = host.run("show", "0000:90:1f.5")
+    tap.ok(rc == 0 and "Physical fn:   0000:90:00.1" in out, "large: show the last VF", out)
+
+
 def main():
     ctl, name = sys.argv[1], sys.argv[2]
+    shim = sys.argv[3] if len(sys.argv) > 3 else None
     tap = Tap()
     root = tempfile.mkdtemp(prefix="iovirt-test-%s." % name)
     try:
@@ -349,8 +392,12 @@ def main():
                 safe = dev.replace(":", "_").replace("/", "_")
                 golden(tap, host, "show-%s.txt" % safe, ["show", dev])
                 golden(tap, host, "show-%s.json" % safe, ["show", dev, "--json"])
+        else:
+            check_large_commands(tap, host)
         check_facts(tap, host)
         check_oracle(tap, host)
+        if name == "desktop" and shim:
+            check_vanish(tap, ctl, shim)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return tap.done()
