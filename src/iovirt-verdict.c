@@ -82,6 +82,32 @@ typedef struct CauseAt {
         size_t node;    /* the node whose domain it widens */
 } CauseAt;
 
+/* The state of one computation: the host's devices, one union-find node
+ * per device plus one per root bus, and what widens which domain. */
+typedef struct Analysis {
+        const IovirtHost *host;
+        size_t n;
+        size_t *rootbus;        /* per device on a root bus: its root-bus node (n + k) */
+        bool *collapse;         /* per node: everything below it is one domain */
+        bool *unknown;          /* per device: config too unreadable to judge */
+        CauseAt *causes;
+        size_t n_causes, causes_allocated;
+        Domains dom;
+        /* devices grouped by domain root: by_domain[start[r] .. start[r+1]) */
+        size_t *root, *start, *by_domain;
+} Analysis;
+
+static void analysis_clear(Analysis *a) {
+        free(a->rootbus);
+        free(a->collapse);
+        free(a->unknown);
+        free(a->causes);
+        free(a->dom.parent);
+        free(a->root);
+        free(a->start);
+        free(a->by_domain);
+}
+
 static int push_index(size_t **array, size_t *n, size_t value) {
         size_t *p = reallocarray(*array, *n + 1, sizeof(size_t));
         if (!p)
@@ -91,194 +117,221 @@ static int push_index(size_t **array, size_t *n, size_t value) {
         return 0;
 }
 
-int iovirt_verdicts_compute(const IovirtHost *h, IovirtVerdicts **ret) {
-        _cleanup_(iovirt_verdicts_freep) IovirtVerdicts *v = calloc(1, sizeof(IovirtVerdicts));
-        size_t n = h->n_devices;
-        /* pseudo nodes for root buses: node n + k for the k-th device on a
-         * root bus; devices on the same root bus map to the first one's node */
-        _cleanup_free_ size_t *rootbus = malloc((n + 1) * sizeof(size_t));
-        _cleanup_free_ bool *collapse = calloc(2 * n + 1, sizeof(bool));
-        _cleanup_free_ bool *unknown = calloc(n + 1, sizeof(bool));
-        _cleanup_free_ CauseAt *causes = NULL;
-        size_t n_causes = 0, causes_allocated = 0;
-        Domains dom = { .parent = malloc((2 * n + 1) * sizeof(size_t)), .n = 2 * n };
-        _cleanup_free_ size_t *dom_parent = dom.parent;
+static int add_cause(Analysis *a, size_t device, IovirtCauseKind kind, uint16_t missing, size_t node) {
+        CauseAt *c = GROW(a->causes, a->n_causes, a->causes_allocated);
+        if (!c)
+                return -ENOMEM;
+        *c = (CauseAt) { { device, kind, missing }, node };
+        return 0;
+}
 
-        if (!v || !rootbus || !collapse || !unknown || !dom.parent)
+static int analysis_init(Analysis *a, const IovirtHost *h) {
+        size_t n = h->n_devices;
+        *a = (Analysis) { .host = h, .n = n };
+        a->rootbus = malloc((n + 1) * sizeof(size_t));
+        a->collapse = calloc(2 * n + 1, sizeof(bool));
+        a->unknown = calloc(n + 1, sizeof(bool));
+        a->dom.parent = malloc((2 * n + 1) * sizeof(size_t));
+        if (!a->rootbus || !a->collapse || !a->unknown || !a->dom.parent)
                 return -ENOMEM;
         for (size_t i = 0; i < 2 * n; i++)
-                dom.parent[i] = i;
-
-        /* Root bus pseudo node of each device (only meaningful at the top) */
+                a->dom.parent[i] = i;
+        /* devices on one root bus share the first one's pseudo node */
         for (size_t i = 0; i < n; i++) {
                 const IovirtDevice *d = &h->devices[i];
-                rootbus[i] = IOVIRT_NONE;
+                a->rootbus[i] = IOVIRT_NONE;
                 if (d->parent != IOVIRT_NONE)
                         continue;
-                rootbus[i] = n + i;
-                for (size_t j = 0; j < i; j++)     /* devices sorted: root buses few */
+                a->rootbus[i] = n + i;
+                for (size_t j = 0; j < i; j++)     /* root buses are few */
                         if (h->devices[j].parent == IOVIRT_NONE && h->devices[j].addr.domain == d->addr.domain &&
                             h->devices[j].addr.bus == d->addr.bus) {
-                                rootbus[i] = rootbus[j];
+                                a->rootbus[i] = a->rootbus[j];
                                 break;
                         }
         }
+        return 0;
+}
 
-        /* Pass 1: what widens a domain, and where */
-        for (size_t i = 0; i < n; i++) {
-                const IovirtDevice *d = &h->devices[i];
-                unknown[i] = verdict_unknown(d);
-                if (unknown[i])
+/* Pass 1: what widens a domain, and from where. */
+static int find_widenings(Analysis *a) {
+        for (size_t i = 0; i < a->n; i++) {
+                const IovirtDevice *d = &a->host->devices[i];
+                int r = 0;
+                a->unknown[i] = verdict_unknown(d);
+                if (a->unknown[i])
                         continue;
                 if (is_conventional_bridge(d)) {
-                        collapse[i] = true;
-                        CauseAt *c = GROW(causes, n_causes, causes_allocated);
-                        if (!c)
-                                return -ENOMEM;
-                        *c = (CauseAt) { { i, IOVIRT_CAUSE_PCI_BRIDGE, 0 }, i };
+                        a->collapse[i] = true;
+                        r = add_cause(a, i, IOVIRT_CAUSE_PCI_BRIDGE, 0, i);
                 } else if (iovirt_caps_is_port(&d->caps) && iovirt_acs_missing(&d->caps)) {
-                        /* Peers below this port reach everything on the bus above it */
-                        size_t node = d->parent != IOVIRT_NONE ? d->parent : rootbus[i];
-                        collapse[node] = true;
-                        CauseAt *c = GROW(causes, n_causes, causes_allocated);
-                        if (!c)
-                                return -ENOMEM;
-                        *c = (CauseAt) { { i,
-                                           d->caps.acs == IOVIRT_PRESENT ? IOVIRT_CAUSE_PORT_ACS_DISABLED
-                                                                        : IOVIRT_CAUSE_PORT_WITHOUT_ACS,
-                                           iovirt_acs_missing(&d->caps) },
-                                         node };
+                        /* peers below this port reach everything on the bus above it */
+                        size_t node = d->parent != IOVIRT_NONE ? d->parent : a->rootbus[i];
+                        a->collapse[node] = true;
+                        r = add_cause(a, i,
+                                      d->caps.acs == IOVIRT_PRESENT ? IOVIRT_CAUSE_PORT_ACS_DISABLED
+                                                                   : IOVIRT_CAUSE_PORT_WITHOUT_ACS,
+                                      iovirt_acs_missing(&d->caps), node);
                 }
+                if (r < 0)
+                        return r;
         }
+        return 0;
+}
 
-        /* Pass 2: each device joins the widest collapsed node above it */
-        for (size_t i = 0; i < n; i++) {
+/* Pass 2: each device joins the widest collapsed node above it. */
+static void join_collapsed(Analysis *a) {
+        const IovirtDevice *devs = a->host->devices;
+        for (size_t i = 0; i < a->n; i++) {
                 size_t top = IOVIRT_NONE, cur = i;
                 for (;;) {
-                        if (collapse[cur])
+                        if (a->collapse[cur])
                                 top = cur;
-                        size_t p = h->devices[cur].parent;
-                        if (p == IOVIRT_NONE) {
-                                if (rootbus[cur] != IOVIRT_NONE && collapse[rootbus[cur]])
-                                        top = rootbus[cur];
+                        if (devs[cur].parent == IOVIRT_NONE) {
+                                if (a->rootbus[cur] != IOVIRT_NONE && a->collapse[a->rootbus[cur]])
+                                        top = a->rootbus[cur];
                                 break;
                         }
-                        cur = p;
+                        cur = devs[cur].parent;
                 }
                 if (top != IOVIRT_NONE)
-                        dom_union(&dom, i, top);
+                        dom_union(&a->dom, i, top);
         }
+}
 
-        /* Pass 3: functions of one device without ACS share */
-        for (size_t i = 0; i < n; i++) {
-                const IovirtDevice *d = &h->devices[i];
-                if (unknown[i] || !d->multifunction || iovirt_device_is_vf(d) || multifunction_acs_ok(d))
+static bool shares_functions(const Analysis *a, size_t i) {
+        const IovirtDevice *d = &a->host->devices[i];
+        return !a->unknown[i] && d->multifunction && !iovirt_device_is_vf(d) && !multifunction_acs_ok(d);
+}
+
+/* Pass 3: functions of one device without ACS share a domain. */
+static int join_functions(Analysis *a) {
+        const IovirtDevice *devs = a->host->devices;
+        for (size_t i = 0; i < a->n; i++) {
+                if (!shares_functions(a, i))
                         continue;
                 bool shared = false;
-                for (size_t j = i + 1; j < n && same_slot(&h->devices[j], d); j++) {
-                        const IovirtDevice *o = &h->devices[j];
-                        if (!unknown[j] && !iovirt_device_is_vf(o) && !multifunction_acs_ok(o)) {
-                                dom_union(&dom, i, j);
+                /* devices are in address order: a slot's functions are adjacent */
+                for (size_t j = i + 1; j < a->n && same_slot(&devs[j], &devs[i]); j++)
+                        if (shares_functions(a, j)) {
+                                dom_union(&a->dom, i, j);
                                 shared = true;
                         }
-                }
-                for (size_t j = i; j > 0 && same_slot(&h->devices[j - 1], d); j--)
-                        if (!unknown[j - 1] && !iovirt_device_is_vf(&h->devices[j - 1]) &&
-                            !multifunction_acs_ok(&h->devices[j - 1]))
-                                shared = true;
+                for (size_t j = i; j > 0 && same_slot(&devs[j - 1], &devs[i]); j--)
+                        shared = shared || shares_functions(a, j - 1);
                 if (shared) {
-                        CauseAt *c = GROW(causes, n_causes, causes_allocated);
-                        if (!c)
+                        int r = add_cause(a, i, IOVIRT_CAUSE_MULTIFUNCTION, iovirt_acs_missing(&devs[i].caps), i);
+                        if (r < 0)
+                                return r;
+                }
+        }
+        return 0;
+}
+
+/* Lists the devices of each domain (a counting sort on the domain root). */
+static int index_domains(Analysis *a) {
+        size_t n = a->n;
+        a->root = malloc((n + 1) * sizeof(size_t));
+        a->start = calloc(2 * n + 2, sizeof(size_t));
+        a->by_domain = malloc((n + 1) * sizeof(size_t));
+        _cleanup_free_ size_t *fill = malloc((2 * n + 2) * sizeof(size_t));
+        if (!a->root || !a->start || !a->by_domain || !fill)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                a->root[i] = dom_find(&a->dom, i);
+                a->start[a->root[i] + 1]++;
+        }
+        for (size_t k = 1; k <= 2 * n + 1; k++)
+                a->start[k] += a->start[k - 1];
+        memcpy(fill, a->start, (2 * n + 2) * sizeof(size_t));
+        for (size_t i = 0; i < n; i++)
+                a->by_domain[fill[a->root[i]]++] = i;
+        return 0;
+}
+
+/* The verdict on group gi.  seen_domain marks domains already visited for it. */
+static int judge_group(Analysis *a, size_t gi, size_t *seen_domain, IovirtGroupVerdict *gv) {
+        const IovirtHost *h = a->host;
+        const IovirtGroup *g = &h->groups[gi];
+        int r;
+
+        gv->unknown_device = IOVIRT_NONE;
+        for (size_t m = 0; m < g->n_members; m++) {
+                size_t i = g->members[m];
+                const IovirtDevice *d = &h->devices[i];
+
+                /* unknown if it, or anything on its way up, could not be read */
+                for (size_t cur = i; cur != IOVIRT_NONE && gv->unknown_device == IOVIRT_NONE;
+                     cur = h->devices[cur].parent)
+                        if (a->unknown[cur])
+                                gv->unknown_device = cur;
+
+                /* viability */
+                if (iovirt_device_is_endpoint(d)) {
+                        r = push_index(&gv->endpoints, &gv->n_endpoints, i);
+                        if (r == 0 && d->driver && !streq_ptr(d->driver, DRIVER_VFIO_PCI) &&
+                            !streq_ptr(d->driver, "pci-stub"))
+                                r = push_index(&gv->host_bound, &gv->n_host_bound, i);
+                } else
+                        r = push_index(&gv->bridges, &gv->n_bridges, i);
+                if (r < 0)
+                        return r;
+
+                /* peers: the endpoints of this member's domain outside the group */
+                size_t rt = a->root[i];
+                if (seen_domain[rt] == gi + 1)
+                        continue;
+                seen_domain[rt] = gi + 1;
+                for (size_t k = a->start[rt]; k < a->start[rt + 1]; k++) {
+                        size_t p = a->by_domain[k];
+                        if (h->devices[p].group != gi && iovirt_device_is_endpoint(&h->devices[p]) &&
+                            (r = push_index(&gv->peers, &gv->n_peers, p)) < 0)
+                                return r;
+                }
+                for (size_t c = 0; c < a->n_causes; c++) {
+                        if (dom_find(&a->dom, a->causes[c].node) != rt)
+                                continue;
+                        IovirtCause *nc = reallocarray(gv->causes, gv->n_causes + 1, sizeof(IovirtCause));
+                        if (!nc)
                                 return -ENOMEM;
-                        *c = (CauseAt) { { i, IOVIRT_CAUSE_MULTIFUNCTION, iovirt_acs_missing(&d->caps) }, i };
+                        gv->causes = nc;
+                        nc[gv->n_causes++] = a->causes[c].cause;
                 }
         }
 
-        /* Devices by domain, for the peer lists: a counting sort on the root */
-        _cleanup_free_ size_t *root = malloc((n + 1) * sizeof(size_t));
-        _cleanup_free_ size_t *start = calloc(2 * n + 2, sizeof(size_t));
-        _cleanup_free_ size_t *by_domain = malloc((n + 1) * sizeof(size_t));
-        if (!root || !start || !by_domain)
+        if (gv->unknown_device != IOVIRT_NONE)
+                gv->isolation = IOVIRT_ISOLATION_UNKNOWN;
+        else if (gv->n_peers > 0 && gv->n_endpoints > 0)   /* bridges alone hand nothing out */
+                gv->isolation = IOVIRT_LEAKY;
+        else if (gv->n_endpoints > 1)
+                gv->isolation = IOVIRT_SHARED;
+        else
+                gv->isolation = IOVIRT_ISOLATED;
+        return 0;
+}
+
+int iovirt_verdicts_compute(const IovirtHost *h, IovirtVerdicts **ret) {
+        _cleanup_(iovirt_verdicts_freep) IovirtVerdicts *v = calloc(1, sizeof(IovirtVerdicts));
+        _cleanup_(analysis_clear) Analysis a = {};
+        _cleanup_free_ size_t *seen_domain = NULL;    /* group index + 1 */
+        int r;
+
+        if (!v)
                 return -ENOMEM;
-        for (size_t i = 0; i < n; i++) {
-                root[i] = dom_find(&dom, i);
-                start[root[i] + 1]++;
-        }
-        for (size_t k = 1; k <= 2 * n + 1; k++)
-                start[k] += start[k - 1];
-        {
-                _cleanup_free_ size_t *fill = malloc((2 * n + 1) * sizeof(size_t));
-                if (!fill)
-                        return -ENOMEM;
-                memcpy(fill, start, (2 * n + 1) * sizeof(size_t));
-                for (size_t i = 0; i < n; i++)
-                        by_domain[fill[root[i]]++] = i;
-        }
+        if ((r = analysis_init(&a, h)) < 0 || (r = find_widenings(&a)) < 0)
+                return r;
+        join_collapsed(&a);
+        if ((r = join_functions(&a)) < 0 || (r = index_domains(&a)) < 0)
+                return r;
 
         v->n_groups = h->n_groups;
         v->groups = calloc(h->n_groups + 1, sizeof(IovirtGroupVerdict));
-        if (!v->groups)
+        seen_domain = calloc(2 * h->n_devices + 1, sizeof(size_t));
+        if (!v->groups || !seen_domain)
                 return -ENOMEM;
-        _cleanup_free_ size_t *seen_domain = calloc(2 * n + 1, sizeof(size_t)); /* group index + 1 */
-        if (!seen_domain)
-                return -ENOMEM;
-
-        for (size_t gi = 0; gi < h->n_groups; gi++) {
-                const IovirtGroup *g = &h->groups[gi];
-                IovirtGroupVerdict *gv = &v->groups[gi];
-                gv->unknown_device = IOVIRT_NONE;
-                int r;
-
-                for (size_t m = 0; m < g->n_members; m++) {
-                        size_t i = g->members[m];
-                        const IovirtDevice *d = &h->devices[i];
-                        /* unknown if it, or anything on its way up, could not be read */
-                        for (size_t cur = i; cur != IOVIRT_NONE && gv->unknown_device == IOVIRT_NONE;
-                             cur = h->devices[cur].parent)
-                                if (unknown[cur])
-                                        gv->unknown_device = cur;
-                        if (iovirt_device_is_endpoint(d)) {
-                                r = push_index(&gv->endpoints, &gv->n_endpoints, i);
-                                if (r == 0 && d->driver && !streq_ptr(d->driver, DRIVER_VFIO_PCI) &&
-                                    !streq_ptr(d->driver, "pci-stub"))
-                                        r = push_index(&gv->host_bound, &gv->n_host_bound, i);
-                        } else
-                                r = push_index(&gv->bridges, &gv->n_bridges, i);
-                        if (r < 0)
-                                return r;
-
-                        /* peers: everything in this member's domain outside the group */
-                        size_t rt = root[i];
-                        if (seen_domain[rt] == gi + 1)
-                                continue;
-                        seen_domain[rt] = gi + 1;
-                        for (size_t k = start[rt]; k < start[rt + 1]; k++) {
-                                size_t p = by_domain[k];
-                                if (h->devices[p].group == gi || !iovirt_device_is_endpoint(&h->devices[p]))
-                                        continue;
-                                r = push_index(&gv->peers, &gv->n_peers, p);
-                                if (r < 0)
-                                        return r;
-                        }
-                        for (size_t c = 0; c < n_causes; c++)
-                                if (dom_find(&dom, causes[c].node) == rt) {
-                                        IovirtCause *nc = reallocarray(gv->causes, gv->n_causes + 1, sizeof(IovirtCause));
-                                        if (!nc)
-                                                return -ENOMEM;
-                                        gv->causes = nc;
-                                        nc[gv->n_causes++] = causes[c].cause;
-                                }
-                }
-
-                if (gv->unknown_device != IOVIRT_NONE)
-                        gv->isolation = IOVIRT_ISOLATION_UNKNOWN;
-                else if (gv->n_peers > 0 && gv->n_endpoints > 0)   /* bridges alone hand nothing out */
-                        gv->isolation = IOVIRT_LEAKY;
-                else if (gv->n_endpoints > 1)
-                        gv->isolation = IOVIRT_SHARED;
-                else
-                        gv->isolation = IOVIRT_ISOLATED;
-        }
+        for (size_t gi = 0; gi < h->n_groups; gi++)
+                if ((r = judge_group(&a, gi, seen_domain, &v->groups[gi])) < 0)
+                        return r;
 
         *ret = TAKE_PTR(v);
         return 0;
