@@ -448,6 +448,16 @@ static int host_link(IovirtHost *h) {
         return 0;
 }
 
+/* Linux 5.15 added the reset_method attribute; it hides it on devices with
+ * no method.  Asked only when no device showed the attribute. */
+static bool kernel_has_reset_method(void) {
+        _cleanup_free_ char *path = iovirt_root_path(PROC_OSRELEASE), *release = NULL;
+        unsigned major, minor;
+        if (!path || iovirt_read_file(path, &release) < 0 || sscanf(release, "%u.%u", &major, &minor) != 2)
+                return false;
+        return major > 5 || (major == 5 && minor >= 15);
+}
+
 /* Reset methods for kernels without the reset_method attribute, decoded
  * the way the kernel probes them (pci_init_reset_methods). */
 static int host_derive_resets(IovirtHost *h) {
@@ -633,6 +643,8 @@ int iovirt_host_discover(IovirtHost **ret) {
         r = host_link(h);
         if (r < 0)
                 return r;
+        if (!h->kernel_has_reset_method)
+                h->kernel_has_reset_method = kernel_has_reset_method();
         r = host_derive_resets(h);
         if (r < 0)
                 return r;
