@@ -7,10 +7,26 @@
 /* Environment */
 #define IOVIRT_ENV_ROOT "IOVIRT_ROOT"   /* prefix for /proc and /lib/modules; tests point it at a testbed */
 
-/* D-Bus (the daemon arrives with issue 3; the names are fixed already) */
+/* D-Bus */
 #define IOVIRT_BUS_NAME "org.iovirt1"
 #define IOVIRT_OBJECT_PATH "/org/iovirt1"
 #define IOVIRT_MANAGER_INTERFACE "org.iovirt1.Manager"
+
+#define IOVIRT_ERROR_NO_SUCH_DEVICE "org.iovirt1.Error.NoSuchDevice"
+#define IOVIRT_ERROR_INVALID_ARGUMENT "org.iovirt1.Error.InvalidArgument"
+#define IOVIRT_ERROR_NOT_AUTHORIZED "org.iovirt1.Error.NotAuthorized"
+#define IOVIRT_ERROR_BUSY "org.iovirt1.Error.Busy"
+#define IOVIRT_ERROR_FAILED "org.iovirt1.Error.Failed"
+
+/* polkit actions (data/polkit-1/actions/org.iovirt1.policy) */
+#define IOVIRT_ACTION_RELOAD "org.iovirt1.reload"
+
+#define POLKIT_BUS_NAME "org.freedesktop.PolicyKit1"
+#define POLKIT_OBJECT_PATH "/org/freedesktop/PolicyKit1/Authority"
+#define POLKIT_INTERFACE "org.freedesktop.PolicyKit1.Authority"
+
+/* Longest string argument the daemon accepts (a device spec, a path) */
+#define IOVIRT_ARG_MAX 4096
 
 /* sysfs: paths are absolute; under umockdev they are redirected to a testbed */
 #define SYSFS_PCI_DEVICES "/sys/bus/pci/devices"

@@ -1,0 +1,310 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "iovirt-check.h"
+#include "iovirt-json.h"
+#include "iovirt-names.h"
+#include "iovirtd-bouncer.h"
+#include "iovirtd-log.h"
+#include "iovirtd-manager.h"
+
+int manager_new(Manager **ret) {
+        _cleanup_(manager_freep) Manager *m = calloc(1, sizeof(Manager));
+        int r;
+
+        if (!m)
+                return -ENOMEM;
+        r = sd_event_default(&m->event);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(m);
+        return 0;
+}
+
+static void manager_drop_model(Manager *m) {
+        m->verdicts = iovirt_verdicts_free(m->verdicts);
+        m->host = iovirt_host_free(m->host);
+        free(m->groups_json);
+        free(m->devices_json);
+        m->groups_json = m->devices_json = NULL;
+}
+
+Manager *manager_free(Manager *m) {
+        if (!m)
+                return NULL;
+        bouncer_free(m->bouncer);
+        manager_drop_model(m);
+        sd_bus_flush_close_unref(m->bus);
+        sd_event_unref(m->event);
+        free(m);
+        return NULL;
+}
+
+int manager_refresh(Manager *m) {
+        _cleanup_(iovirt_host_freep) IovirtHost *host = NULL;
+        _cleanup_(iovirt_verdicts_freep) IovirtVerdicts *verdicts = NULL;
+        int r;
+
+        r = iovirt_host_discover(&host);
+        if (r < 0)
+                return log_error_errno(r, "Failed to read the host's PCI devices: %m");
+        r = iovirt_verdicts_compute(host, &verdicts);
+        if (r < 0)
+                return log_error_errno(r, "Failed to compute isolation verdicts: %m");
+        for (size_t i = 0; i < host->n_problems; i++)
+                log_warning("%s", host->problems[i]);
+        for (size_t i = 0; i < host->n_devices; i++)
+                if (host->devices[i].problem)
+                        log_full_errno(LOG_WARNING, 0, host->devices[i].name, "%s: %s", host->devices[i].name,
+                                       host->devices[i].problem);
+
+        manager_drop_model(m);
+        m->host = TAKE_PTR(host);
+        m->verdicts = TAKE_PTR(verdicts);
+        m->generation++;
+        log_info("Host model: %zu PCI functions, %zu IOMMU groups%s", m->host->n_devices, m->host->n_groups,
+                 m->host->n_groups ? "" : " (no IOMMU)");
+        return 0;
+}
+
+/* The list documents are what clients ask for most: serialise them once. */
+static const char *cached_json(Manager *m, char **cache, json_object *(*build)(Manager *m)) {
+        if (!*cache) {
+                _cleanup_(json_object_putp) json_object *o = build(m);
+                if (!o)
+                        return NULL;
+                *cache = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+        }
+        return *cache;
+}
+
+static json_object *build_groups(Manager *m) {
+        return iovirt_json_groups(m->host, m->verdicts);
+}
+
+static json_object *build_devices(Manager *m) {
+        _cleanup_free_ size_t *all = malloc((m->host->n_devices + 1) * sizeof(size_t));
+        if (!all)
+                return NULL;
+        for (size_t i = 0; i < m->host->n_devices; i++)
+                all[i] = i;
+        return iovirt_json_devices(m->host, all, m->host->n_devices);
+}
+
+static int reply_json(sd_bus_message *msg, json_object *o) {
+        if (!o)
+                return -ENOMEM;
+        return sd_bus_reply_method_return(msg, "s",
+                                          json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+                                                                                    JSON_C_TO_STRING_NOSLASHESCAPE));
+}
+
+/* ---- properties ---- */
+
+static int property_get_iommu_enabled(sd_bus *bus, const char *path, const char *interface, const char *property,
+                                      sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        return sd_bus_message_append(reply, "b", m->host && m->host->n_groups > 0);
+}
+
+static int property_get_device_count(sd_bus *bus, const char *path, const char *interface, const char *property,
+                                     sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        return sd_bus_message_append(reply, "u", (uint32_t) (m->host ? m->host->n_devices : 0));
+}
+
+static int property_get_group_count(sd_bus *bus, const char *path, const char *interface, const char *property,
+                                    sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        return sd_bus_message_append(reply, "u", (uint32_t) (m->host ? m->host->n_groups : 0));
+}
+
+static int property_get_version(sd_bus *bus, const char *path, const char *interface, const char *property,
+                                sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        return sd_bus_message_append(reply, "s", IOVIRT_VERSION);
+}
+
+/* ---- read-only methods: open to everyone ---- */
+
+static int append_addresses(sd_bus_message *reply, const IovirtHost *h, const size_t *idx, size_t n) {
+        int r = sd_bus_message_open_container(reply, 'a', "s");
+        for (size_t i = 0; r >= 0 && i < n; i++)
+                r = sd_bus_message_append(reply, "s", h->devices[idx[i]].name);
+        return r < 0 ? r : sd_bus_message_close_container(reply);
+}
+
+static int method_list_groups(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        int r;
+
+        r = sd_bus_message_new_method_return(msg, &reply);
+        if (r >= 0)
+                r = sd_bus_message_open_container(reply, 'a', "(isasas)");
+        for (size_t i = 0; r >= 0 && i < m->host->n_groups; i++) {
+                const IovirtGroup *g = &m->host->groups[i];
+                const IovirtGroupVerdict *gv = &m->verdicts->groups[i];
+                r = sd_bus_message_open_container(reply, 'r', "isasas");
+                if (r >= 0)
+                        r = sd_bus_message_append(reply, "is", g->number, iovirt_isolation_name(gv->isolation));
+                if (r >= 0)
+                        r = append_addresses(reply, m->host, g->members, g->n_members);
+                if (r >= 0)
+                        r = append_addresses(reply, m->host, gv->peers, gv->n_peers);
+                if (r >= 0)
+                        r = sd_bus_message_close_container(reply);
+        }
+        if (r >= 0)
+                r = sd_bus_message_close_container(reply);
+        return r < 0 ? r : sd_bus_send(NULL, reply, NULL);
+}
+
+static int method_list_devices(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        int r;
+
+        r = sd_bus_message_new_method_return(msg, &reply);
+        if (r >= 0)
+                r = sd_bus_message_open_container(reply, 'a', "(sssssii)");
+        for (size_t i = 0; r >= 0 && i < m->host->n_devices; i++) {
+                const IovirtDevice *d = &m->host->devices[i];
+                char vendor[8] = "", device[8] = "", cls[8];
+                if (d->ids_known) {
+                        snprintf(vendor, sizeof(vendor), "%04x", d->vendor);
+                        snprintf(device, sizeof(device), "%04x", d->device);
+                }
+                snprintf(cls, sizeof(cls), "%06x", d->class_code);
+                r = sd_bus_message_append(reply, "(sssssii)", d->name, vendor, device, cls, d->driver ? d->driver : "",
+                                          d->iommu_group, d->numa_node);
+        }
+        if (r >= 0)
+                r = sd_bus_message_close_container(reply);
+        return r < 0 ? r : sd_bus_send(NULL, reply, NULL);
+}
+
+static int method_describe_groups(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        const char *s = cached_json(m, &m->groups_json, build_groups);
+        return s ? sd_bus_reply_method_return(msg, "s", s) : -ENOMEM;
+}
+
+static int method_describe_devices(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        const char *s = cached_json(m, &m->devices_json, build_devices);
+        return s ? sd_bus_reply_method_return(msg, "s", s) : -ENOMEM;
+}
+
+static int method_describe_device(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        _cleanup_free_ char *reason = NULL;
+        const char *spec;
+        size_t i;
+        int r;
+
+        r = sd_bus_message_read(msg, "s", &spec);
+        if (r < 0)
+                return r;
+        if (strlen(spec) > IOVIRT_ARG_MAX)
+                return sd_bus_error_setf(error, IOVIRT_ERROR_INVALID_ARGUMENT,
+                                         "The device name is %zu bytes long; at most %d are accepted", strlen(spec),
+                                         IOVIRT_ARG_MAX);
+        r = iovirt_host_lookup(m->host, spec, &i, &reason);
+        if (r < 0)
+                return sd_bus_error_setf(error, r == -ENODEV ? IOVIRT_ERROR_NO_SUCH_DEVICE : IOVIRT_ERROR_INVALID_ARGUMENT,
+                                         "%s", reason ? reason : "No such device");
+        _cleanup_(json_object_putp) json_object *o = iovirt_json_device(m->host, m->verdicts, i);
+        return reply_json(msg, o);
+}
+
+static int method_describe_tree(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        _cleanup_(json_object_putp) json_object *root = json_object_new_object();
+        json_object *a = json_object_new_array_ext((int) m->host->n_devices);
+        for (size_t i = 0; i < m->host->n_devices; i++)
+                json_object_array_add(a, iovirt_json_device(m->host, m->verdicts, i));
+        json_object_object_add(root, "devices", a);
+        return reply_json(msg, root);
+}
+
+static int method_check(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        _cleanup_(iovirt_checks_freep) IovirtChecks *checks = NULL;
+        int r = iovirt_checks_run(m->host, m->verdicts, &checks);
+        if (r < 0)
+                return sd_bus_error_set_errnof(error, r, "Host checks failed: %m");
+        _cleanup_(json_object_putp) json_object *o = iovirt_json_checks(checks);
+        return reply_json(msg, o);
+}
+
+/* ---- mutating methods: each behind the bouncer ---- */
+
+static int act_reload(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        int r = manager_refresh(m);
+        if (r < 0)
+                return sd_bus_error_set_errnof(error, r, "Reading the host failed: %m");
+        log_info("Reloaded on request of %s", strna(sd_bus_message_get_sender(msg)));
+        r = sd_bus_emit_properties_changed(sd_bus_message_get_bus(msg), IOVIRT_OBJECT_PATH, IOVIRT_MANAGER_INTERFACE,
+                                           "IommuEnabled", "DeviceCount", "GroupCount", NULL);
+        if (r < 0)
+                log_warning_errno(r, "Failed to emit PropertiesChanged: %m");
+        return sd_bus_reply_method_return(msg, NULL);
+}
+
+static int method_reload(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        int interactive, r;
+
+        r = sd_bus_message_read(msg, "b", &interactive);
+        if (r < 0)
+                return r;
+        r = bouncer_check(m->bouncer, msg, interactive, act_reload, m, error);
+        return r < 0 ? r : 1;
+}
+
+const sd_bus_vtable manager_vtable[] = {
+        SD_BUS_VTABLE_START(0),
+        SD_BUS_PROPERTY("Version", "s", property_get_version, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("IommuEnabled", "b", property_get_iommu_enabled, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("DeviceCount", "u", property_get_device_count, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("GroupCount", "u", property_get_group_count, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+
+        SD_BUS_METHOD_WITH_ARGS("ListGroups", SD_BUS_NO_ARGS, SD_BUS_RESULT("a(isasas)", groups),
+                                method_list_groups, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("ListDevices", SD_BUS_NO_ARGS, SD_BUS_RESULT("a(sssssii)", devices),
+                                method_list_devices, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("DescribeGroups", SD_BUS_NO_ARGS, SD_BUS_RESULT("s", json),
+                                method_describe_groups, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("DescribeDevices", SD_BUS_NO_ARGS, SD_BUS_RESULT("s", json),
+                                method_describe_devices, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("DescribeDevice", SD_BUS_ARGS("s", device), SD_BUS_RESULT("s", json),
+                                method_describe_device, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("DescribeTree", SD_BUS_NO_ARGS, SD_BUS_RESULT("s", json),
+                                method_describe_tree, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("CheckHost", SD_BUS_NO_ARGS, SD_BUS_RESULT("s", json),
+                                method_check, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("Reload", SD_BUS_ARGS("b", interactive), SD_BUS_NO_RESULT,
+                                method_reload, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_VTABLE_END
+};
+
+int manager_connect_bus(Manager *m) {
+        int r;
+
+        r = sd_bus_open_system(&m->bus);
+        if (r < 0)
+                return log_error_errno(r, "Failed to connect to the system bus: %m");
+        r = sd_bus_add_object_vtable(m->bus, NULL, IOVIRT_OBJECT_PATH, IOVIRT_MANAGER_INTERFACE, manager_vtable, m);
+        if (r < 0)
+                return log_error_errno(r, "Failed to export " IOVIRT_OBJECT_PATH ": %m");
+        r = bouncer_new(m->bus, &m->bouncer);
+        if (r < 0)
+                return log_error_errno(r, "Failed to set up authorization: %m");
+        r = sd_bus_attach_event(m->bus, m->event, SD_EVENT_PRIORITY_NORMAL);
+        if (r < 0)
+                return log_error_errno(r, "Failed to attach the bus to the event loop: %m");
+        r = sd_bus_request_name(m->bus, IOVIRT_BUS_NAME, 0);
+        if (r < 0)
+                return log_error_errno(r, "Failed to take the name " IOVIRT_BUS_NAME
+                                          " (is another iovirtd running, or does the bus policy forbid it?): %m");
+        return 0;
+}

@@ -1,0 +1,36 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+#include <systemd/sd-bus.h>
+#include <systemd/sd-event.h>
+
+#include "iovirt-host.h"
+#include "iovirt-verdict.h"
+
+typedef struct Bouncer Bouncer;
+
+/* The daemon's one context: the bus, the loop, and the host model it owns. */
+typedef struct Manager {
+        sd_event *event;
+        sd_bus *bus;
+        Bouncer *bouncer;
+
+        IovirtHost *host;
+        IovirtVerdicts *verdicts;
+        uint64_t generation;       /* bumped on every change of the model */
+        /* the list documents, serialised once per generation */
+        char *groups_json;
+        char *devices_json;
+} Manager;
+
+int manager_new(Manager **ret);
+Manager *manager_free(Manager *m);
+DEFINE_TRIVIAL_CLEANUP_FUNC(Manager *, manager_free);
+
+/* Reads the host again and replaces the model. */
+int manager_refresh(Manager *m);
+
+/* Connects to the system bus, exports the object, takes the name. */
+int manager_connect_bus(Manager *m);
+
+extern const sd_bus_vtable manager_vtable[];

@@ -1,0 +1,228 @@
+#!/usr/bin/python3
+"""test-daemon.py IOVIRTD IOVIRTCTL: iovirtd on a real dbus-daemon.
+
+A private system bus (tests/dbus/system-bus.conf.in, with iovirt's own bus
+policy included), iovirtd against an emulated host under umockdev, and three
+independent clients: busctl, gdbus and iovirtctl --direct as the reference.
+Authorization is tested with no polkit on the bus and with python-dbusmock's
+polkitd template.  TAP output.  Readiness comes from sd_notify, never from
+sleeping."""
+
+import ast
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "hosts"))
+from hosts import HOSTS  # noqa: E402
+
+PRELOAD = "libumockdev-preload.so.0"
+DEST = ["org.iovirt1", "/org/iovirt1", "org.iovirt1.Manager"]
+NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"]
+
+
+class Tap:
+    def __init__(self):
+        self.n = self.failed = 0
+
+    def ok(self, cond, name, detail=""):
+        self.n += 1
+        print(("ok %d - %s" if cond else "not ok %d - %s") % (self.n, name))
+        if not cond:
+            self.failed += 1
+            for line in str(detail).splitlines()[:40]:
+                print("#   " + line)
+        return cond
+
+
+class Bus:
+    def __init__(self, root):
+        self.dir = os.path.join(root, "bus")
+        os.makedirs(self.dir)
+        os.chmod(root, 0o755)
+        os.chmod(self.dir, 0o755)
+        sock = os.path.join(self.dir, "system_bus_socket")
+        conf = os.path.join(self.dir, "system.conf")
+        with open(os.path.join(HERE, "system-bus.conf.in")) as f:
+            text = f.read().replace("@SOCKET@", sock).replace(
+                "@POLICY@", os.path.join(HERE, "..", "..", "data", "dbus-1", "system.d", "org.iovirt1.conf"))
+        with open(conf, "w") as f:
+            f.write(text)
+        self.proc = subprocess.Popen(["dbus-daemon", "--config-file=" + conf, "--nofork", "--print-address=1"],
+                                     stdout=subprocess.PIPE, text=True)
+        self.address = self.proc.stdout.readline().strip()     # printed once it listens
+        os.chmod(sock, 0o777)
+
+    def env(self, **extra):
+        e = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=self.address, LC_ALL="C")
+        e.update(extra)
+        return e
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def start_iovirtd(iovirtd, bus, testbed):
+    """Starts iovirtd and waits for READY=1 on a notify socket of our own."""
+    notify = os.path.join(bus.dir, "notify")
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    s.bind(notify)
+    s.settimeout(60)
+    p = subprocess.Popen([iovirtd], env=bus.env(UMOCKDEV_DIR=testbed, IOVIRT_ROOT=testbed, LD_PRELOAD=PRELOAD,
+                                                NOTIFY_SOCKET=notify),
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        while b"READY=1" not in s.recv(4096):
+            pass
+    except socket.timeout:
+        p.kill()
+        raise SystemExit("iovirtd did not become ready: " + p.stderr.read())
+    finally:
+        s.close()
+    return p
+
+
+def busctl(bus, *args, user=None):
+    argv = (NOBODY if user == "nobody" else []) + ["busctl", "--system", "--json=short"] + list(args)
+    p = subprocess.run(argv, env=bus.env(), capture_output=True, text=True, timeout=60)
+    return p.returncode, p.stdout, p.stderr
+
+
+def call(bus, method, sig="", *args, user=None):
+    return busctl(bus, "call", *DEST, method, *([sig] + list(args) if sig else []), user=user)
+
+
+def gdbus(bus, method, *args, user=None):
+    p = subprocess.run((NOBODY if user == "nobody" else []) + ["gdbus", "call", "--system", "--dest", DEST[0], "--object-path", DEST[1],
+                        "--method", DEST[2] + "." + method] + list(args),
+                       env=bus.env(), capture_output=True, text=True, timeout=60)
+    return p.returncode, p.stdout, p.stderr
+
+
+def gvariant_string(out):
+    """gdbus prints ('...',): the one string of the tuple."""
+    return ast.literal_eval(out.strip())[0]
+
+
+def direct(ctl, testbed, *args):
+    env = dict(os.environ, UMOCKDEV_DIR=testbed, IOVIRT_ROOT=testbed, LD_PRELOAD=PRELOAD, LC_ALL="C")
+    p = subprocess.run([ctl, "--direct", "--json"] + list(args), env=env, capture_output=True, text=True, timeout=60)
+    return json.loads(p.stdout)
+
+
+def main():
+    iovirtd, ctl = sys.argv[1], sys.argv[2]
+    tap = Tap()
+    root = tempfile.mkdtemp(prefix="iovirt-dbus.")
+    procs = []
+    try:
+        testbed = os.path.join(root, "testbed")
+        os.makedirs(testbed)
+        HOSTS["dual-socket"]().write(testbed)
+        bus = Bus(root)
+        procs.append(bus)
+        daemon = start_iovirtd(iovirtd, bus, testbed)
+
+        # ---- read-only methods, through busctl, against the direct reading ----
+        rc, out, err = call(bus, "ListGroups")
+        ref = direct(ctl, testbed, "list-groups")
+        if tap.ok(rc == 0, "busctl ListGroups", err):
+            got = json.loads(out)["data"][0]
+            want = [[g["group"], g["isolation"], [d["address"] for d in g["devices"]], g["peers"]]
+                    for g in ref["groups"]]
+            tap.ok(got == want, "ListGroups a(isasas) equals list-groups --json", (got, want))
+        rc, out, err = call(bus, "ListDevices")
+        if tap.ok(rc == 0, "busctl ListDevices", err):
+            got = json.loads(out)["data"][0]
+            want = [[d["address"], d["vendor"], d["device"], d["class"], d["driver"] or "",
+                     -1 if d["iommu_group"] is None else d["iommu_group"],
+                     -1 if d["numa_node"] is None else d["numa_node"]]
+                    for d in direct(ctl, testbed, "list-devices")["devices"]]
+            tap.ok(got == want, "ListDevices a(sssssii) equals list-devices --json", (got[:2], want[:2]))
+
+        for method, args, ref_args in (("DescribeGroups", [], ["list-groups"]),
+                                       ("DescribeDevices", [], ["list-devices"]),
+                                       ("DescribeTree", [], ["tree"]),
+                                       ("DescribeDevice", ["81:02.2"], ["show", "81:02.2"]),
+                                       ("DescribeDevice", ["ens1f0"], ["show", "ens1f0"]),
+                                       ("CheckHost", [], ["check"])):
+            want = direct(ctl, testbed, *ref_args)
+            rc, out, err = gdbus(bus, method, *args)
+            tap.ok(rc == 0 and json.loads(gvariant_string(out)) == want,
+                   "gdbus %s %s equals iovirtctl %s --json" % (method, " ".join(args), " ".join(ref_args)), err)
+            rc, out, err = call(bus, method, *(["s"] + args if args else []))
+            tap.ok(rc == 0 and json.loads(json.loads(out)["data"][0]) == want,
+                   "busctl %s %s equals it too" % (method, " ".join(args)), err)
+
+        rc, out, err = busctl(bus, "get-property", *DEST, "DeviceCount")
+        tap.ok(rc == 0 and json.loads(out)["data"] == 13, "DeviceCount property", out + err)
+        rc, out, err = busctl(bus, "get-property", *DEST, "IommuEnabled")
+        tap.ok(rc == 0 and json.loads(out)["data"] is True, "IommuEnabled property", out + err)
+        rc, out, err = busctl(bus, "introspect", *DEST[:2], "--xml-interface")
+        tap.ok(rc == 0 and all(m in out for m in ("ListGroups", "DescribeDevice", "Reload", "CheckHost")),
+               "introspection lists the methods", err)
+
+        # ---- bad input: named errors, and the daemon stays up ----
+        for arg, name, text in (("05:00.8", "org.iovirt1.Error.InvalidArgument", "function number is out of range"),
+                                ("0000:09:00.0", "org.iovirt1.Error.NoSuchDevice", "no PCI function 0000:09:00.0"),
+                                ("", "org.iovirt1.Error.InvalidArgument", "no device given"),
+                                ("x" * 5000, "org.iovirt1.Error.InvalidArgument", "at most 4096"),
+                                ("eth\x01", "org.iovirt1.Error", "")):
+            rc, out, err = gdbus(bus, "DescribeDevice", arg)
+            tap.ok(rc != 0 and name in err and text in err, "DescribeDevice(%r) -> %s" % (arg[:20], name), err)
+        rc, out, err = call(bus, "DescribeDevice", "i", "5")
+        tap.ok(rc != 0 and "org.freedesktop.DBus.Error.InvalidArgs" in err or "Invalid argument" in err,
+               "wrong argument type is refused", err)
+        rc, out, err = call(bus, "NoSuchMethod")
+        tap.ok(rc != 0 and "UnknownMethod" in err or "Unknown method" in err, "unknown method is refused", err)
+        tap.ok(daemon.poll() is None, "the daemon survives bad input")
+
+        # ---- authorization ----
+        rc, out, err = call(bus, "ListGroups", user="nobody")
+        tap.ok(rc == 0, "nobody may read (ListGroups)", err)
+        rc, out, err = call(bus, "Reload", "b", "false")
+        tap.ok(rc == 0, "root may Reload", err)
+        rc, out, err = gdbus(bus, "Reload", "false", user="nobody")
+        tap.ok(rc != 0 and "org.iovirt1.Error.NotAuthorized" in err and "org.iovirt1.reload" in err
+               and "polkit is not running" in err, "nobody may not Reload without polkit (fail closed)", err)
+
+        mock = subprocess.Popen(["/usr/bin/python3", "-m", "dbusmock", "--system", "--template", "polkitd"],
+                                env=bus.env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        procs.append(mock)
+        # returns as soon as the mock owns the name
+        subprocess.run(["gdbus", "wait", "--system", "--timeout", "60", "org.freedesktop.PolicyKit1"],
+                       env=bus.env(), check=True, timeout=90)
+        rc, out, err = gdbus(bus, "Reload", "false", user="nobody")
+        tap.ok(rc != 0 and "org.iovirt1.Error.NotAuthorized" in err and "org.iovirt1.reload" in err
+               and "polkit says no" in err, "nobody may not Reload when polkit says no", err)
+        rc, out, err = busctl(bus, "call", "org.freedesktop.PolicyKit1", "/org/freedesktop/PolicyKit1/Authority",
+                              "org.freedesktop.DBus.Mock", "SetAllowed", "as", "1", "org.iovirt1.reload")
+        tap.ok(rc == 0, "polkit mock allows org.iovirt1.reload", err)
+        rc, out, err = call(bus, "Reload", "b", "true", user="nobody")
+        tap.ok(rc == 0, "nobody may Reload when polkit says yes", err)
+        tap.ok(daemon.poll() is None, "the daemon is still up")
+
+        daemon.send_signal(signal.SIGTERM)
+        tap.ok(daemon.wait(30) == 0, "SIGTERM stops it cleanly")
+    finally:
+        for p in reversed(procs):
+            if isinstance(p, Bus):
+                p.stop()
+            else:
+                p.terminate()
+                p.wait(10)
+        shutil.rmtree(root, ignore_errors=True)
+    print("1..%d" % tap.n)
+    return 1 if tap.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
