@@ -8,10 +8,24 @@ int verb_check(Ctl *c, int argc, char **argv) {
 
         if (ctl_load(c) < 0)
                 return 1;
-        r = iovirt_checks_run(c->host, c->verdicts, &checks);
-        if (r < 0) {
-                fprintf(stderr, "iovirtctl: cannot run the host checks: %s\n", strerror(-r));
-                return 1;
+        if (c->from_daemon) {
+                /* the daemon's view of the host is the one that counts */
+                _cleanup_(json_object_putp) json_object *doc = NULL;
+                _cleanup_free_ char *why = NULL;
+                r = ctl_call_json(c, "CheckHost", NULL, &doc, &why);
+                if (r >= 0)
+                        r = iovirt_checks_from_json(doc, &checks);
+                if (r < 0) {
+                        fprintf(stderr, "iovirtctl: cannot get the host checks from iovirtd: %s\n",
+                                why ? why : strerror(-r));
+                        return 1;
+                }
+        } else {
+                r = iovirt_checks_run(c->host, c->verdicts, &checks);
+                if (r < 0) {
+                        fprintf(stderr, "iovirtctl: cannot run the host checks: %s\n", strerror(-r));
+                        return 1;
+                }
         }
         if (c->json) {
                 _cleanup_(json_object_putp) json_object *o = iovirt_json_checks(checks);

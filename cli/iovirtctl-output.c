@@ -5,10 +5,21 @@ int ctl_load(Ctl *c) {
         int r;
         if (c->host)
                 return 0;
-        r = iovirt_host_discover(&c->host);
-        if (r < 0) {
-                fprintf(stderr, "iovirtctl: cannot read the host's PCI devices: %s\n", strerror(-r));
-                return r;
+        if (!c->direct) {
+                _cleanup_free_ char *why = NULL;
+                r = ctl_load_from_daemon(c, &why);
+                if (r < 0 && r != -ENOTCONN)
+                        return r;
+                if (r == -ENOTCONN)
+                        fprintf(stderr, "iovirtctl: iovirtd is not running (%s); reading the host directly\n",
+                                why ? why : "not on the bus");
+        }
+        if (!c->host) {
+                r = iovirt_host_discover(&c->host);
+                if (r < 0) {
+                        fprintf(stderr, "iovirtctl: cannot read the host's PCI devices: %s\n", strerror(-r));
+                        return r;
+                }
         }
         /* what the scan skipped: the user should know the list is short */
         for (size_t i = 0; i < c->host->n_problems; i++)

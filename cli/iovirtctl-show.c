@@ -61,10 +61,25 @@ int verb_show(Ctl *c, int argc, char **argv) {
 
         if (ctl_load(c) < 0)
                 return 1;
-        r = iovirt_host_lookup(c->host, argv[0], &i, &reason);
-        if (r < 0) {
-                fprintf(stderr, "iovirtctl: %s\n", reason ? reason : strerror(-r));
-                return 1;
+        if (c->from_daemon) {
+                /* the daemon resolves names: interfaces and paths are its host's */
+                _cleanup_(json_object_putp) json_object *doc = NULL;
+                json_object *address;
+                if (ctl_call_json(c, "DescribeDevice", argv[0], &doc, &reason) < 0)
+                        return 1;
+                IovirtAddress a;
+                if (!json_object_object_get_ex(doc, "address", &address) ||
+                    iovirt_address_parse(json_object_get_string(address), &a, NULL) < 0 ||
+                    (i = iovirt_host_find_address(c->host, &a)) == IOVIRT_NONE) {
+                        fprintf(stderr, "iovirtctl: iovirtd's answer names no device it listed\n");
+                        return 1;
+                }
+        } else {
+                r = iovirt_host_lookup(c->host, argv[0], &i, &reason);
+                if (r < 0) {
+                        fprintf(stderr, "iovirtctl: %s\n", reason ? reason : strerror(-r));
+                        return 1;
+                }
         }
         if (c->json) {
                 _cleanup_(json_object_putp) json_object *o = iovirt_json_device(c->host, c->verdicts, i);

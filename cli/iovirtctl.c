@@ -2,6 +2,8 @@
 #include <getopt.h>
 #include <sys/ioctl.h>
 
+#include <systemd/sd-bus.h>
+
 #include "iovirt-names.h"
 #include "iovirtctl.h"
 
@@ -39,7 +41,7 @@ static void help(void) {
                "  -h --help              show this help\n"
                "     --version           show the version\n"
                "  -j --json              print JSON (schema: man iovirtctl)\n"
-               "     --direct            read the host directly (the only mode until iovirtd ships)\n"
+               "     --direct            read the host directly instead of asking iovirtd\n"
                "\nlist-devices filters:\n"
                "     --class CLASS       net, storage, display, multimedia, usb, serial, bridge,\n"
                "                         crypto, accelerator, or a hex class prefix such as 0200\n"
@@ -192,5 +194,6 @@ int main(int argc, char **argv) {
         r = v->run(&c, n - 1, args + 1);
         iovirt_verdicts_free(c.verdicts);
         iovirt_host_free(c.host);
+        sd_bus_flush_close_unref(c.bus);
         return r;
 }

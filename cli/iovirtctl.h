@@ -8,6 +8,8 @@
 #include "iovirt-json.h"
 #include "iovirt-verdict.h"
 
+typedef struct sd_bus sd_bus;
+
 /* What every verb gets: parsed options and, loaded on demand, the host. */
 typedef struct Ctl {
         bool json;
@@ -21,9 +23,18 @@ typedef struct Ctl {
 
         IovirtHost *host;
         IovirtVerdicts *verdicts;
+        sd_bus *bus;
+        bool from_daemon;          /* the model came from iovirtd */
 } Ctl;
 
-/* Reads the host (and computes the verdicts) once; prints the error itself. */
+/* iovirtd as the source (cli/iovirtctl-bus.c).  -ENOTCONN with *why set when
+ * iovirtd is not on the bus; other failures are printed. */
+int ctl_call_json(Ctl *c, const char *method, const char *arg, json_object **ret, char **why);
+int ctl_load_from_daemon(Ctl *c, char **why);
+
+/* Gets the model once, from iovirtd unless --direct (falling back to
+ * reading the host, with a note, when iovirtd is not on the bus), and
+ * computes the verdicts; prints the error itself. */
 int ctl_load(Ctl *c);
 
 /* Prints a JSON document on stdout, pretty, with a final newline. */

@@ -10,6 +10,8 @@ IovirtChecks *iovirt_checks_free(IovirtChecks *c) {
         if (!c)
                 return NULL;
         for (size_t i = 0; i < c->n_checks; i++) {
+                free(c->checks[i].id);
+                free(c->checks[i].title);
                 free(c->checks[i].message);
                 free(c->checks[i].remedy);
         }
@@ -64,18 +66,19 @@ static int add(IovirtChecks *c, const char *id, const char *title, IovirtCheckSt
                 return -ENOMEM;
         c->checks = n;
         IovirtCheck *k = &n[c->n_checks];
-        *k = (IovirtCheck) { .id = id, .title = title, .status = status };
+        *k = (IovirtCheck) { .status = status };
         va_list ap;
         va_start(ap, fmt);
         int r = vasprintf(&k->message, fmt, ap);
         va_end(ap);
         if (r < 0)
+                k->message = NULL;
+        k->id = strdup(id);
+        k->title = strdup(title);
+        k->remedy = remedy ? strdup(remedy) : NULL;
+        c->n_checks++;      /* counted even when incomplete, so that free() releases it */
+        if (!k->message || !k->id || !k->title || (remedy && !k->remedy))
                 return -ENOMEM;
-        if (remedy && !(k->remedy = strdup(remedy))) {
-                free(k->message);
-                return -ENOMEM;
-        }
-        c->n_checks++;
         return 0;
 }
 

@@ -16,8 +16,8 @@ typedef enum IovirtCheckStatus {
 } IovirtCheckStatus;
 
 typedef struct IovirtCheck {
-        const char *id;            /* stable, for --json: "iommu_firmware", ... */
-        const char *title;         /* "IOMMU in firmware" */
+        char *id;                  /* stable, for --json: "iommu_firmware", ... */
+        char *title;               /* "IOMMU in firmware" */
         IovirtCheckStatus status;
         char *message;             /* what was found */
         char *remedy;              /* one line: what to do; NULL on PASS */

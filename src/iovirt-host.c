@@ -656,19 +656,38 @@ int iovirt_host_discover(IovirtHost **ret) {
         return 0;
 }
 
+/* A model rebuilt from a document has no libpci handle until it needs names */
+static struct pci_access *names_access(IovirtHost *h) {
+        if (!h->pci_access) {
+                struct pci_access *pacc = pci_alloc();
+                pacc->error = pci_fatal;
+                pacc->warning = pci_quiet;
+                pacc->debug = pci_quiet;
+                pacc->method = PCI_ACCESS_SYS_BUS_PCI;
+                if (!guarded_init(pacc)) {
+                        pci_cleanup(pacc);
+                        return NULL;
+                }
+                h->pci_access = pacc;
+        }
+        return h->pci_access;
+}
+
 const char *iovirt_host_vendor_name(IovirtHost *h, const IovirtDevice *d, char *buf, size_t size) {
-        if (!d->ids_known)
+        if (!d->ids_known || !names_access(h))
                 return NULL;
         return guarded_lookup(h->pci_access, buf, size, PCI_LOOKUP_VENDOR, d->vendor, 0);
 }
 
 const char *iovirt_host_device_name(IovirtHost *h, const IovirtDevice *d, char *buf, size_t size) {
-        if (!d->ids_known)
+        if (!d->ids_known || !names_access(h))
                 return NULL;
         return guarded_lookup(h->pci_access, buf, size, PCI_LOOKUP_DEVICE, d->vendor, d->device);
 }
 
 const char *iovirt_class_name(IovirtHost *h, uint32_t class_code, char *buf, size_t size) {
+        if (!names_access(h))
+                return NULL;
         return guarded_lookup(h->pci_access, buf, size, PCI_LOOKUP_CLASS, class_code >> 8, 0);
 }
 

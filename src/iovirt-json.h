@@ -21,3 +21,10 @@ json_object *iovirt_json_devices(IovirtHost *h, const size_t *sel, size_t n);
 json_object *iovirt_json_device(IovirtHost *h, const IovirtVerdicts *v, size_t i);
 /* {"result":"pass|warn|fail","checks":[{"id","title","status","message","remedy"}]} */
 json_object *iovirt_json_checks(const IovirtChecks *c);
+
+/* The other way, for clients of iovirtd: a host model rebuilt from the
+ * "tree" document (DescribeTree), holding everything the verdicts and the
+ * CLI's formatting read; and checks from the "check" document.  -EBADMSG
+ * when the document is not what the schema says. */
+int iovirt_host_from_json(json_object *tree, IovirtHost **ret);
+int iovirt_checks_from_json(json_object *doc, IovirtChecks **ret);

@@ -194,6 +194,29 @@ def main():
         tap.ok(rc == 0 and live and live == shipped,
                "the shipped introspection XML matches the live interface", (live, shipped))
 
+        # ---- iovirtctl as a client: every golden command, through the daemon ----
+        # Run outside the testbed: reading this machine instead would not
+        # match the emulated host's golden files.
+        golden = os.path.join(HERE, "..", "golden", "dual-socket")
+        for fname, args in (("list-groups.txt", ["list-groups"]), ("list-groups.json", ["list-groups", "--json"]),
+                            ("list-devices.txt", ["list-devices"]), ("list-devices.json", ["--json", "list-devices"]),
+                            ("tree.txt", ["tree"]), ("check.txt", ["check"]), ("check.json", ["check", "--json"]),
+                            ("show-81_00.0.txt", ["show", "81:00.0"]), ("show-81_02.2.json", ["show", "81:02.2", "--json"]),
+                            ("show-3b_00.0.txt", ["show", "3b:00.0"])):
+            p = subprocess.run([ctl] + args, env=bus.env(COLUMNS="80"), capture_output=True, text=True, timeout=60)
+            with open(os.path.join(golden, fname)) as f:
+                want = f.read()
+            tap.ok(p.returncode == 0 and p.stdout == want and "directly" not in p.stderr,
+                   "iovirtctl %s through iovirtd matches the golden %s" % (" ".join(args), fname),
+                   p.stderr + "".join(__import__("difflib").unified_diff(want.splitlines(True),
+                                                                          p.stdout.splitlines(True))))
+        p = subprocess.run([ctl, "show", "ens1f0", "--json"], env=bus.env(), capture_output=True, text=True, timeout=60)
+        tap.ok(p.returncode == 0 and json.loads(p.stdout)["address"] == "0000:81:00.0",
+               "iovirtctl show IFACE: the daemon resolves the name", p.stderr)
+        p = subprocess.run([ctl, "show", "09:00.0"], env=bus.env(), capture_output=True, text=True, timeout=60)
+        tap.ok(p.returncode == 1 and p.stderr.strip() == "iovirtctl: no PCI function 0000:09:00.0 on this host; "
+               "'iovirtctl list-devices' shows them all", "iovirtctl show: the daemon's error, once", p.stderr)
+
         # ---- bad input: named errors, and the daemon stays up ----
         for arg, name, text in (("05:00.8", "org.iovirt1.Error.InvalidArgument", "function number is out of range"),
                                 ("0000:09:00.0", "org.iovirt1.Error.NoSuchDevice", "no PCI function 0000:09:00.0"),
@@ -236,6 +259,15 @@ def main():
 
         daemon.send_signal(signal.SIGTERM)
         tap.ok(daemon.wait(30) == 0, "SIGTERM stops it cleanly")
+
+        # ---- no daemon: read-only commands read the host, and say so ----
+        env = bus.env(UMOCKDEV_DIR=testbed, IOVIRT_ROOT=testbed, LD_PRELOAD=PRELOAD, COLUMNS="80")
+        p = subprocess.run([ctl, "list-groups"], env=env, capture_output=True, text=True, timeout=60)
+        with open(os.path.join(golden, "list-groups.txt")) as f:
+            tap.ok(p.returncode == 0 and p.stdout == f.read() and
+                   p.stderr.startswith("iovirtctl: iovirtd is not running (") and
+                   p.stderr.endswith("; reading the host directly\n") and p.stderr.count("\n") == 1,
+                   "without iovirtd: one note on stderr, the same answer", p.stderr)
     finally:
         for p in reversed(procs):
             if isinstance(p, Bus):
