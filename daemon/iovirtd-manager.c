@@ -1,4 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <sys/epoll.h>
+
 #include "iovirt-check.h"
 #include "iovirt-json.h"
 #include "iovirt-names.h"
@@ -30,12 +32,24 @@ static void manager_drop_model(Manager *m) {
 Manager *manager_free(Manager *m) {
         if (!m)
                 return NULL;
+        sd_event_source_disable_unref(m->monitor_source);
+        sd_event_source_disable_unref(m->resync_timer);
+        udev_monitor_unref(m->monitor);
+        udev_unref(m->udev);
         bouncer_free(m->bouncer);
         manager_drop_model(m);
         sd_bus_flush_close_unref(m->bus);
         sd_event_unref(m->event);
         free(m);
         return NULL;
+}
+
+/* Drops what was serialised from the old model */
+static void manager_model_changed(Manager *m) {
+        free(m->groups_json);
+        free(m->devices_json);
+        m->groups_json = m->devices_json = NULL;
+        m->generation++;
 }
 
 int manager_refresh(Manager *m) {
@@ -59,9 +73,131 @@ int manager_refresh(Manager *m) {
         manager_drop_model(m);
         m->host = TAKE_PTR(host);
         m->verdicts = TAKE_PTR(verdicts);
-        m->generation++;
+        manager_model_changed(m);
         log_info("Host model: %zu PCI functions, %zu IOMMU groups%s", m->host->n_devices, m->host->n_groups,
                  m->host->n_groups ? "" : " (no IOMMU)");
+        return 0;
+}
+
+static void emit_counts_changed(Manager *m) {
+        if (!m->bus)
+                return;
+        int r = sd_bus_emit_properties_changed(m->bus, IOVIRT_OBJECT_PATH, IOVIRT_MANAGER_INTERFACE, "IommuEnabled",
+                                               "DeviceCount", "GroupCount", NULL);
+        if (r < 0)
+                log_warning_errno(r, "Failed to emit PropertiesChanged: %m");
+}
+
+#define RESYNC_DELAY_USEC (200 * 1000)
+
+static int on_resync(sd_event_source *s, uint64_t usec, void *userdata) {
+        Manager *m = userdata;
+        log_notice("Re-reading the host after lost udev events");
+        if (manager_refresh(m) >= 0)
+                emit_counts_changed(m);
+        return 0;
+}
+
+/* Debounced: a burst of overflows costs one full read. */
+static void manager_schedule_resync(Manager *m) {
+        int r;
+        if (m->resync_timer) {
+                r = sd_event_source_set_time_relative(m->resync_timer, RESYNC_DELAY_USEC);
+                if (r >= 0)
+                        r = sd_event_source_set_enabled(m->resync_timer, SD_EVENT_ONESHOT);
+        } else
+                r = sd_event_add_time_relative(m->event, &m->resync_timer, CLOCK_MONOTONIC, RESYNC_DELAY_USEC, 0,
+                                               on_resync, m);
+        if (r < 0)
+                log_error_errno(r, "Failed to schedule a resync; the model may be stale until Reload: %m");
+}
+
+static void manager_apply_uevent(Manager *m, const char *action, const char *syspath) {
+        _cleanup_(iovirt_device_change_clear) IovirtDeviceChange c = {};
+        int r;
+
+        r = iovirt_host_update_device(m->host, syspath, streq_ptr(action, "remove"), &c);
+        if (r < 0) {
+                if (r != -EINVAL)     /* not a PCI function address: not ours */
+                        manager_schedule_resync(m);
+                return;
+        }
+        if (r == 0)
+                return;
+        iovirt_verdicts_free(m->verdicts);
+        r = iovirt_verdicts_compute(m->host, &m->verdicts);
+        if (r < 0) {
+                m->verdicts = NULL;
+                log_error_errno(r, "Failed to compute verdicts after %s of %s: %m", action, c.address);
+                manager_schedule_resync(m);
+                return;
+        }
+        manager_model_changed(m);
+        if (!m->bus)
+                return;
+
+        switch (c.kind) {
+        case IOVIRT_DEVICE_ADDED:
+                log_device_info(c.address, "%s appeared (driver %s, group %d)", c.address, strna(c.new_driver),
+                                c.new_group);
+                r = sd_bus_emit_signal(m->bus, IOVIRT_OBJECT_PATH, IOVIRT_MANAGER_INTERFACE, "DeviceAdded", "s", c.address);
+                emit_counts_changed(m);
+                break;
+        case IOVIRT_DEVICE_REMOVED:
+                log_device_info(c.address, "%s disappeared", c.address);
+                r = sd_bus_emit_signal(m->bus, IOVIRT_OBJECT_PATH, IOVIRT_MANAGER_INTERFACE, "DeviceRemoved", "s",
+                                       c.address);
+                emit_counts_changed(m);
+                break;
+        case IOVIRT_DEVICE_CHANGED:
+                log_device_info(c.address, "%s: driver %s -> %s, group %d -> %d", c.address, strna(c.old_driver),
+                                strna(c.new_driver), c.old_group, c.new_group);
+                r = sd_bus_emit_signal(m->bus, IOVIRT_OBJECT_PATH, IOVIRT_MANAGER_INTERFACE, "DeviceChanged", "ssi",
+                                       c.address, c.new_driver ? c.new_driver : "", (int32_t) c.new_group);
+                break;
+        default:
+                r = 0;
+        }
+        if (r < 0)
+                log_warning_errno(r, "Failed to emit a signal for %s: %m", c.address);
+}
+
+static int on_uevent(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        Manager *m = userdata;
+        for (;;) {
+                errno = 0;
+                struct udev_device *dev = udev_monitor_receive_device(m->monitor);
+                if (!dev) {
+                        if (errno == ENOBUFS)
+                                manager_schedule_resync(m);      /* the kernel dropped events */
+                        break;
+                }
+                log_debug("uevent %s %s", strna(udev_device_get_action(dev)), strna(udev_device_get_syspath(dev)));
+                if (m->host)
+                        manager_apply_uevent(m, udev_device_get_action(dev), udev_device_get_syspath(dev));
+                udev_device_unref(dev);
+        }
+        return 0;
+}
+
+int manager_start_monitor(Manager *m) {
+        int r;
+
+        m->udev = udev_new();
+        if (!m->udev)
+                return log_error_errno(-ENOMEM, "Failed to set up udev: %m");
+        m->monitor = udev_monitor_new_from_netlink(m->udev, "udev");
+        if (!m->monitor)
+                return log_error_errno(-errno ?: -EIO, "Failed to listen to udev: %m");
+        r = udev_monitor_filter_add_match_subsystem_devtype(m->monitor, "pci", NULL);
+        if (r >= 0)
+                r = udev_monitor_enable_receiving(m->monitor);
+        if (r < 0)
+                return log_error_errno(r, "Failed to listen to udev's pci events: %m");
+        (void) udev_monitor_set_receive_buffer_size(m->monitor, 16 * 1024 * 1024);
+        r = sd_event_add_io(m->event, &m->monitor_source, udev_monitor_get_fd(m->monitor), EPOLLIN, on_uevent, m);
+        if (r < 0)
+                return log_error_errno(r, "Failed to watch udev events: %m");
         return 0;
 }
 
@@ -243,10 +379,7 @@ static int act_reload(sd_bus_message *msg, void *userdata, sd_bus_error *error) 
         if (r < 0)
                 return sd_bus_error_set_errnof(error, r, "Reading the host failed: %m");
         log_info("Reloaded on request of %s", strna(sd_bus_message_get_sender(msg)));
-        r = sd_bus_emit_properties_changed(sd_bus_message_get_bus(msg), IOVIRT_OBJECT_PATH, IOVIRT_MANAGER_INTERFACE,
-                                           "IommuEnabled", "DeviceCount", "GroupCount", NULL);
-        if (r < 0)
-                log_warning_errno(r, "Failed to emit PropertiesChanged: %m");
+        emit_counts_changed(m);
         return sd_bus_reply_method_return(msg, NULL);
 }
 
@@ -284,6 +417,10 @@ const sd_bus_vtable manager_vtable[] = {
                                 method_check, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("Reload", SD_BUS_ARGS("b", interactive), SD_BUS_NO_RESULT,
                                 method_reload, SD_BUS_VTABLE_UNPRIVILEGED),
+
+        SD_BUS_SIGNAL_WITH_ARGS("DeviceAdded", SD_BUS_ARGS("s", address), 0),
+        SD_BUS_SIGNAL_WITH_ARGS("DeviceRemoved", SD_BUS_ARGS("s", address), 0),
+        SD_BUS_SIGNAL_WITH_ARGS("DeviceChanged", SD_BUS_ARGS("s", address, "s", driver, "i", group), 0),
         SD_BUS_VTABLE_END
 };
 

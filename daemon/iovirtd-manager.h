@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
+#include <libudev.h>
 #include <systemd/sd-bus.h>
 #include <systemd/sd-event.h>
 
@@ -14,6 +15,10 @@ typedef struct Manager {
         sd_event *event;
         sd_bus *bus;
         Bouncer *bouncer;
+        struct udev *udev;
+        struct udev_monitor *monitor;
+        sd_event_source *monitor_source;
+        sd_event_source *resync_timer;    /* armed when the monitor lost events */
 
         IovirtHost *host;
         IovirtVerdicts *verdicts;
@@ -29,6 +34,10 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(Manager *, manager_free);
 
 /* Reads the host again and replaces the model. */
 int manager_refresh(Manager *m);
+
+/* Listens to udev's pci events; each updates the model as it arrives.
+ * Call before manager_refresh(), so that nothing falls between the two. */
+int manager_start_monitor(Manager *m);
 
 /* Connects to the system bus, exports the object, takes the name. */
 int manager_connect_bus(Manager *m);

@@ -70,7 +70,11 @@ static int run(void) {
                 return log_error_errno(r, "Failed to handle signals: %m");
         (void) sd_event_set_watchdog(m->event, true);
 
-        /* The model first: once the name is taken, every query is answered from it */
+        /* Listen first, then read: an event between the two is applied again, harmlessly.
+         * The model comes before the name: once the name is taken, every query is answered. */
+        r = manager_start_monitor(m);
+        if (r < 0)
+                return r;
         r = manager_refresh(m);
         if (r < 0)
                 return r;

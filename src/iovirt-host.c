@@ -394,8 +394,16 @@ static int host_link_vfs(IovirtHost *h) {
 static int host_link(IovirtHost *h) {
         int r;
 
+        /* built anew each time: a device added or removed can change any of it */
+        for (size_t i = 0; i < h->n_groups; i++)
+                free(h->groups[i].members);
+        free(h->groups);
+        h->groups = NULL;
+        h->n_groups = 0;
         for (size_t i = 0; i < h->n_devices; i++) {
                 IovirtDevice *d = &h->devices[i];
+                d->vfs = mfree(d->vfs);
+                d->n_vfs = 0;
                 d->parent = find_parent(h, d->syspath);
                 d->physfn = IOVIRT_NONE;
                 d->group = IOVIRT_NONE;
@@ -495,6 +503,7 @@ static int host_derive_resets(IovirtHost *h) {
                 /* Secondary bus reset: only when the device is alone below its bridge */
                 if (d->parent != IOVIRT_NONE && !d->bridge && below[d->parent] == 1)
                         strcat(buf, " bus");
+                free(d->reset_methods);     /* siblings may have changed: derive again */
                 d->reset_methods = strdup(buf[0] ? buf + 1 : "");
                 if (!d->reset_methods)
                         return -ENOMEM;
@@ -507,25 +516,6 @@ static int host_derive_resets(IovirtHost *h) {
  * takes a global lock, and on real hosts config reads dominate, which
  * threads would only reorder (measured: threads made the 4,130-function scan
  * 8% slower under the preload). */
-static int read_devices(IovirtHost *h, struct pci_access *pacc) {
-        for (size_t i = 0; i < h->n_devices; i++) {
-                IovirtDevice *d = &h->devices[i];
-                int r = device_read_sysfs(d, &h->kernel_has_reset_method);
-                if (r < 0) {
-                        d->vanished = -r;
-                        continue;
-                }
-                if (device_read_config(d, pacc) == 64)
-                        h->config_restricted = true;
-                if ((d->class_code >> 8) == PCI_CLASS_DISPLAY_VGA) {
-                        char buf[8];
-                        r = iovirt_sysfs_read(d->syspath, ATTR_BOOT_VGA, buf, sizeof(buf));
-                        d->boot_vga = r > 0 && streq_ptr(buf, "1");
-                }
-        }
-        return 0;
-}
-
 /* local_cpulist is, by the kernel's definition, the CPU list of the
  * device's NUMA node (all online CPUs for node -1): one read per node
  * instead of one per device. */
@@ -535,7 +525,7 @@ static int host_fill_cpulists(IovirtHost *h) {
 
         for (size_t i = 0; i < h->n_devices && r == 0; i++) {
                 IovirtDevice *d = &h->devices[i];
-                if (d->numa_node < -1 || d->numa_node >= 64 || !d->has_numa_attr)
+                if (d->local_cpulist || d->numa_node < -1 || d->numa_node >= 64 || !d->has_numa_attr)
                         continue;
                 size_t k = (size_t) (d->numa_node + 1);
                 if (!cache[k]) {
@@ -556,6 +546,110 @@ static int host_fill_cpulists(IovirtHost *h) {
                 free(cache[k]);
         return r;
 }
+
+static void read_device(IovirtHost *h, IovirtDevice *d, struct pci_access *pacc) {
+        int r = device_read_sysfs(d, &h->kernel_has_reset_method);
+        if (r < 0) {
+                d->vanished = -r;
+                return;
+        }
+        if (device_read_config(d, pacc) == 64)
+                h->config_restricted = true;
+        if ((d->class_code >> 8) == PCI_CLASS_DISPLAY_VGA) {
+                char buf[8];
+                r = iovirt_sysfs_read(d->syspath, ATTR_BOOT_VGA, buf, sizeof(buf));
+                d->boot_vga = r > 0 && streq_ptr(buf, "1");
+        }
+}
+
+static int read_devices(IovirtHost *h, struct pci_access *pacc) {
+        for (size_t i = 0; i < h->n_devices; i++)
+                read_device(h, &h->devices[i], pacc);
+        return 0;
+}
+
+/* Everything derived from the set of devices, after it changed */
+static int host_relink(IovirtHost *h) {
+        int r = host_link(h);
+        if (r < 0)
+                return r;
+        r = host_derive_resets(h);
+        if (r < 0)
+                return r;
+        return host_fill_cpulists(h);
+}
+
+int iovirt_host_update_device(IovirtHost *h, const char *syspath, bool removed, IovirtDeviceChange *ret) {
+        const char *base = strrchr(syspath, '/');
+        IovirtAddress addr;
+        int r;
+
+        *ret = (IovirtDeviceChange) { .kind = IOVIRT_DEVICE_UNCHANGED, .old_group = -1, .new_group = -1 };
+        if (!base || iovirt_address_parse(base + 1, &addr, NULL) < 0)
+                return -EINVAL;
+        iovirt_address_format(&addr, ret->address);
+        size_t i = iovirt_host_find_address(h, &addr);
+        if (i != IOVIRT_NONE) {
+                ret->old_driver = h->devices[i].driver ? strdup(h->devices[i].driver) : NULL;
+                ret->old_group = h->devices[i].iommu_group;
+        }
+
+        IovirtDevice d = { .addr = addr };
+        memcpy(d.name, ret->address, sizeof(d.name));
+        if (!removed) {
+                if (!(d.syspath = strdup(syspath)))
+                        return -ENOMEM;
+                read_device(h, &d, h->pci_access);
+                if (d.vanished) {          /* gone again before we read it */
+                        device_clear(&d);
+                        removed = true;
+                }
+        }
+        if (removed) {
+                if (i == IOVIRT_NONE)
+                        return 0;
+                device_clear(&h->devices[i]);
+                memmove(&h->devices[i], &h->devices[i + 1], (h->n_devices - i - 1) * sizeof(IovirtDevice));
+                h->n_devices--;
+                ret->kind = IOVIRT_DEVICE_REMOVED;
+        } else if (i != IOVIRT_NONE) {
+                device_clear(&h->devices[i]);
+                h->devices[i] = d;
+                ret->kind = IOVIRT_DEVICE_CHANGED;
+        } else {
+                IovirtDevice *p = reallocarray(h->devices, h->n_devices + 1, sizeof(IovirtDevice));
+                if (!p) {
+                        device_clear(&d);
+                        return -ENOMEM;
+                }
+                h->devices = p;
+                size_t at = 0;
+                while (at < h->n_devices && iovirt_address_compare(&h->devices[at].addr, &addr) < 0)
+                        at++;
+                memmove(&h->devices[at + 1], &h->devices[at], (h->n_devices - at) * sizeof(IovirtDevice));
+                h->devices[at] = d;
+                h->n_devices++;
+                ret->kind = IOVIRT_DEVICE_ADDED;
+        }
+        r = host_relink(h);
+        if (r < 0)
+                return r;
+        if (ret->kind != IOVIRT_DEVICE_REMOVED) {
+                const IovirtDevice *now = &h->devices[iovirt_host_find_address(h, &addr)];
+                ret->new_driver = now->driver ? strdup(now->driver) : NULL;
+                ret->new_group = now->iommu_group;
+                if (ret->kind == IOVIRT_DEVICE_CHANGED && streq_ptr(ret->old_driver, ret->new_driver) &&
+                    ret->old_group == ret->new_group)
+                        ret->kind = IOVIRT_DEVICE_UNCHANGED;
+        }
+        return 1;
+}
+
+void iovirt_device_change_clear(IovirtDeviceChange *c) {
+        c->old_driver = mfree(c->old_driver);
+        c->new_driver = mfree(c->new_driver);
+}
+
 
 int iovirt_host_discover(IovirtHost **ret) {
         _cleanup_(iovirt_host_freep) IovirtHost *h = calloc(1, sizeof(IovirtHost));
@@ -640,15 +734,9 @@ int iovirt_host_discover(IovirtHost **ret) {
         /* udev lists by syspath; the model is in address order */
         qsort(h->devices, h->n_devices, sizeof(IovirtDevice), compare_devices);
 
-        r = host_link(h);
-        if (r < 0)
-                return r;
         if (!h->kernel_has_reset_method)
                 h->kernel_has_reset_method = kernel_has_reset_method();
-        r = host_derive_resets(h);
-        if (r < 0)
-                return r;
-        r = host_fill_cpulists(h);
+        r = host_relink(h);
         if (r < 0)
                 return r;
 

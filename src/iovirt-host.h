@@ -87,6 +87,28 @@ int iovirt_host_discover(IovirtHost **ret);
 IovirtHost *iovirt_host_free(IovirtHost *h);
 DEFINE_TRIVIAL_CLEANUP_FUNC(IovirtHost *, iovirt_host_free);
 
+/* What one uevent did to the model */
+typedef enum IovirtDeviceChangeKind {
+        IOVIRT_DEVICE_UNCHANGED,
+        IOVIRT_DEVICE_ADDED,
+        IOVIRT_DEVICE_REMOVED,
+        IOVIRT_DEVICE_CHANGED,     /* its driver or its IOMMU group */
+} IovirtDeviceChangeKind;
+
+typedef struct IovirtDeviceChange {
+        IovirtDeviceChangeKind kind;
+        char address[IOVIRT_ADDRESS_MAX];
+        char *old_driver, *new_driver;
+        int old_group, new_group;
+} IovirtDeviceChange;
+
+/* Re-reads the one function at syspath (or drops it, when removed) and
+ * re-derives what depends on it: parents, SR-IOV families, groups, reset
+ * methods.  Nothing else is read.  Returns 1 when the model was touched,
+ * 0 when a removed device was not in it. */
+int iovirt_host_update_device(IovirtHost *h, const char *syspath, bool removed, IovirtDeviceChange *ret);
+void iovirt_device_change_clear(IovirtDeviceChange *c);
+
 size_t iovirt_host_find_address(const IovirtHost *h, const IovirtAddress *a);
 const IovirtGroup *iovirt_host_find_group(const IovirtHost *h, int number);
 

@@ -67,6 +67,11 @@ static inline void closedirp(DIR **d) {
                         func(*p);               \
         }
 
+static inline void *mfree(void *p) {
+        free(p);
+        return NULL;
+}
+
 static inline bool streq_ptr(const char *a, const char *b) {
         if (!a || !b)
                 return a == b;
