@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <inttypes.h>
 #include <sys/epoll.h>
+#include <time.h>
 
 #include "iovirt-check.h"
 #include "iovirt-json.h"
@@ -112,11 +114,19 @@ static void manager_schedule_resync(Manager *m) {
                 log_error_errno(r, "Failed to schedule a resync; the model may be stale until Reload: %m");
 }
 
+static uint64_t now_usec(void) {
+        struct timespec t;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        return (uint64_t) t.tv_sec * 1000000 + (uint64_t) t.tv_nsec / 1000;
+}
+
 static void manager_apply_uevent(Manager *m, const char *action, const char *syspath) {
         _cleanup_(iovirt_device_change_clear) IovirtDeviceChange c = {};
+        uint64_t t0 = now_usec(), t1;
         int r;
 
         r = iovirt_host_update_device(m->host, syspath, streq_ptr(action, "remove"), &c);
+        t1 = now_usec();
         if (r < 0) {
                 if (r != -EINVAL)     /* not a PCI function address: not ours */
                         manager_schedule_resync(m);
@@ -133,6 +143,8 @@ static void manager_apply_uevent(Manager *m, const char *action, const char *sys
                 return;
         }
         manager_model_changed(m);
+        log_debug("%s %s: model updated in %" PRIu64 " us (device %" PRIu64 ", verdicts %" PRIu64 ")", action,
+                  c.address, now_usec() - t0, t1 - t0, now_usec() - t1);
         if (!m->bus)
                 return;
 

@@ -391,15 +391,37 @@ static int host_link_vfs(IovirtHost *h) {
 }
 
 /* Links the tree, the SR-IOV families and the groups once every device is read. */
-static int host_link(IovirtHost *h) {
+/* Whether /dev/vfio/N exists: asked again only for the groups in recheck
+ * (those a changed device left or joined) or not known before; for the
+ * others the previous answer stands.  Each asking is a syscall, and a
+ * host has thousands of groups. */
+static bool group_vfio_node(int number, const IovirtGroup *old, size_t n_old, const int recheck[2]) {
+        if (number != recheck[0] && number != recheck[1]) {
+                size_t lo = 0, hi = n_old;
+                while (lo < hi) {
+                        size_t mid = lo + (hi - lo) / 2;
+                        if (old[mid].number == number)
+                                return old[mid].vfio_node;
+                        if (old[mid].number < number)
+                                lo = mid + 1;
+                        else
+                                hi = mid;
+                }
+        }
+        char path[64];
+        snprintf(path, sizeof(path), DEV_VFIO "/%d", number);
+        return access(path, F_OK) == 0;
+}
+
+static int host_link(IovirtHost *h, const int recheck[2]) {
+        /* built anew each time: a device added or removed can change any of it */
+        _cleanup_free_ IovirtGroup *old = TAKE_PTR(h->groups);
+        size_t n_old = h->n_groups;
         int r;
 
-        /* built anew each time: a device added or removed can change any of it */
-        for (size_t i = 0; i < h->n_groups; i++)
-                free(h->groups[i].members);
-        free(h->groups);
-        h->groups = NULL;
         h->n_groups = 0;
+        for (size_t i = 0; i < n_old; i++)
+                old[i].members = mfree(old[i].members);
         for (size_t i = 0; i < h->n_devices; i++) {
                 IovirtDevice *d = &h->devices[i];
                 d->vfs = mfree(d->vfs);
@@ -441,9 +463,7 @@ static int host_link(IovirtHost *h) {
                 if (!grp->members)
                         return -ENOMEM;
                 slot[g] = h->n_groups++;
-                char path[64];
-                snprintf(path, sizeof(path), DEV_VFIO "/%d", g);
-                grp->vfio_node = access(path, F_OK) == 0;
+                grp->vfio_node = group_vfio_node(g, old, n_old, recheck);
         }
         for (size_t i = 0; i < h->n_devices; i++) {
                 int g = h->devices[i].iommu_group;
@@ -569,8 +589,8 @@ static int read_devices(IovirtHost *h, struct pci_access *pacc) {
 }
 
 /* Everything derived from the set of devices, after it changed */
-static int host_relink(IovirtHost *h) {
-        int r = host_link(h);
+static int host_relink(IovirtHost *h, const int recheck[2]) {
+        int r = host_link(h, recheck);
         if (r < 0)
                 return r;
         r = host_derive_resets(h);
@@ -631,7 +651,11 @@ int iovirt_host_update_device(IovirtHost *h, const char *syspath, bool removed, 
                 h->n_devices++;
                 ret->kind = IOVIRT_DEVICE_ADDED;
         }
-        r = host_relink(h);
+        /* the device's old and new groups may have gained or lost /dev/vfio/N */
+        int recheck[2] = { ret->old_group, d.iommu_group };
+        if (removed)
+                recheck[1] = -1;
+        r = host_relink(h, recheck);
         if (r < 0)
                 return r;
         if (ret->kind != IOVIRT_DEVICE_REMOVED) {
@@ -736,7 +760,7 @@ int iovirt_host_discover(IovirtHost **ret) {
 
         if (!h->kernel_has_reset_method)
                 h->kernel_has_reset_method = kernel_has_reset_method();
-        r = host_relink(h);
+        r = host_relink(h, (const int[2]) { -1, -1 });      /* no groups known yet: all are asked */
         if (r < 0)
                 return r;
 

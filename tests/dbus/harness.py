@@ -1,0 +1,58 @@
+"""A private system bus and iovirtd on it, for the daemon tests and benchmarks."""
+
+import os
+import socket
+import subprocess
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PRELOAD = "libumockdev-preload.so.0"
+
+
+class Bus:
+    def __init__(self, root):
+        self.dir = os.path.join(root, "bus")
+        os.makedirs(self.dir)
+        os.chmod(root, 0o755)
+        os.chmod(self.dir, 0o755)
+        sock = os.path.join(self.dir, "system_bus_socket")
+        conf = os.path.join(self.dir, "system.conf")
+        with open(os.path.join(HERE, "system-bus.conf.in")) as f:
+            text = f.read().replace("@SOCKET@", sock).replace(
+                "@POLICY@", os.path.join(HERE, "..", "..", "data", "dbus-1", "system.d", "org.iovirt1.conf"))
+        with open(conf, "w") as f:
+            f.write(text)
+        self.proc = subprocess.Popen(["dbus-daemon", "--config-file=" + conf, "--nofork", "--print-address=1"],
+                                     stdout=subprocess.PIPE, text=True)
+        self.address = self.proc.stdout.readline().strip()     # printed once it listens
+        os.chmod(sock, 0o777)
+
+    def env(self, **extra):
+        e = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=self.address, LC_ALL="C")
+        e.update(extra)
+        return e
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def start_iovirtd(iovirtd, bus, testbed):
+    """Starts iovirtd and waits for READY=1 on a notify socket of our own."""
+    notify = os.path.join(bus.dir, "notify")
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    s.bind(notify)
+    s.settimeout(60)
+    log = open(os.path.join(bus.dir, "iovirtd.log"), "w")
+    p = subprocess.Popen([iovirtd, "--debug"], env=bus.env(UMOCKDEV_DIR=testbed, IOVIRT_ROOT=testbed,
+                                                          LD_PRELOAD=PRELOAD, NOTIFY_SOCKET=notify),
+                         stderr=log, text=True)
+    p.log_path = log.name
+    try:
+        while b"READY=1" not in s.recv(4096):
+            pass
+    except socket.timeout:
+        p.kill()
+        raise SystemExit("iovirtd did not become ready: " + open(p.log_path).read())
+    finally:
+        s.close()
+    return p
