@@ -193,6 +193,7 @@ def direct(ctl, testbed, *args):
 
 def main():
     iovirtd, ctl = sys.argv[1], sys.argv[2]
+    flood = sys.argv[3] if len(sys.argv) > 3 else None
     tap = Tap()
     root = tempfile.mkdtemp(prefix="iovirt-dbus.")
     procs = []
@@ -293,6 +294,18 @@ def main():
         rc, out, err = call(bus, "NoSuchMethod")
         tap.ok(rc != 0 and "UnknownMethod" in err or "Unknown method" in err, "unknown method is refused", err)
         tap.ok(daemon.poll() is None, "the daemon survives bad input")
+
+        # floods from single connections that hang up mid-call; 120 in flight
+        # each, under the bus's own limit of 128 pending replies per connection
+        if flood:
+            results = [subprocess.run([flood, "120"], env=bus.env(), capture_output=True, text=True, timeout=120)
+                       for _ in range(10)]
+            tap.ok(all(p.returncode == 0 for p in results), "10 floods of 120 calls, each hanging up mid-call",
+                   "".join(p.stdout + p.stderr for p in results))
+            t0 = time.monotonic()
+            rc, out, err = call(bus, "DescribeDevice", "s", "81:00.0")
+            tap.ok(rc == 0 and daemon.poll() is None, "after the floods the daemon answers others (%.0f ms)" %
+                   ((time.monotonic() - t0) * 1000), err)
 
         # ---- authorization ----
         rc, out, err = call(bus, "ListGroups", user="nobody")
