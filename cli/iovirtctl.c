@@ -26,6 +26,7 @@ static const Verb verbs[] = {
         { "show", 1, 1, 0, verb_show, "DEVICE", "everything known about one function" },
         { "tree", 0, 0, 0, verb_tree, "", "the PCI topology with groups and isolation" },
         { "check", 0, 0, 0, verb_check, "", "is this host ready for device assignment?" },
+        { "reload", 0, 0, 0, verb_reload, "", "make iovirtd re-read the host (polkit: org.iovirt1.reload)" },
 };
 
 static void help(void) {
@@ -42,6 +43,7 @@ static void help(void) {
                "     --version           show the version\n"
                "  -j --json              print JSON (schema: man iovirtctl)\n"
                "     --direct            read the host directly instead of asking iovirtd\n"
+               "     --no-ask-password   never ask for a password for changing commands\n"
                "\nlist-devices filters:\n"
                "     --class CLASS       net, storage, display, multimedia, usb, serial, bridge,\n"
                "                         crypto, accelerator, or a hex class prefix such as 0200\n"
@@ -76,10 +78,11 @@ static unsigned terminal_columns(void) {
 }
 
 int main(int argc, char **argv) {
-        enum { ARG_VERSION = 0x100, ARG_DIRECT, ARG_CLASS, ARG_DRIVER, ARG_GROUP, ARG_NUMA };
+        enum { ARG_VERSION = 0x100, ARG_DIRECT, ARG_NO_ASK_PASSWORD, ARG_CLASS, ARG_DRIVER, ARG_GROUP, ARG_NUMA };
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },       { "version", no_argument, NULL, ARG_VERSION },
                 { "json", no_argument, NULL, 'j' },       { "direct", no_argument, NULL, ARG_DIRECT },
+                { "no-ask-password", no_argument, NULL, ARG_NO_ASK_PASSWORD },
                 { "class", required_argument, NULL, ARG_CLASS }, { "driver", required_argument, NULL, ARG_DRIVER },
                 { "group", required_argument, NULL, ARG_GROUP }, { "numa", required_argument, NULL, ARG_NUMA },
                 {},
@@ -110,6 +113,9 @@ int main(int argc, char **argv) {
                         break;
                 case ARG_DIRECT:
                         c.direct = true;
+                        break;
+                case ARG_NO_ASK_PASSWORD:
+                        c.no_ask_password = true;
                         break;
                 case ARG_CLASS:
                         c.filter_class = optarg;

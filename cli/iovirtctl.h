@@ -14,6 +14,7 @@ typedef struct sd_bus sd_bus;
 typedef struct Ctl {
         bool json;
         bool direct;
+        bool no_ask_password;
         unsigned columns;
         /* list-devices filters; NULL / -1 when not given */
         const char *filter_class;
@@ -56,6 +57,7 @@ int verb_list_devices(Ctl *c, int argc, char **argv);
 int verb_show(Ctl *c, int argc, char **argv);
 int verb_tree(Ctl *c, int argc, char **argv);
 int verb_check(Ctl *c, int argc, char **argv);
+int verb_reload(Ctl *c, int argc, char **argv);
 
 /* Exit codes */
 #define EXIT_USAGE 2

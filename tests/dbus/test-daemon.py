@@ -191,6 +191,35 @@ def direct(ctl, testbed, *args):
     return json.loads(p.stdout)
 
 
+def no_iommu(tap, iovirtd, ctl):
+    """The daemon starts and serves on a host without an IOMMU, and says so."""
+    root = tempfile.mkdtemp(prefix="iovirt-dbus-noiommu.")
+    bus = daemon = None
+    try:
+        testbed = os.path.join(root, "testbed")
+        os.makedirs(testbed)
+        HOSTS["no-iommu"]().write(testbed)
+        bus = Bus(root)
+        daemon = start_iovirtd(iovirtd, bus, testbed)
+        rc, out, err = busctl(bus, "get-property", *DEST, "IommuEnabled")
+        tap.ok(rc == 0 and json.loads(out)["data"] is False, "no IOMMU: iovirtd serves, IommuEnabled false", err)
+        rc, out, err = call(bus, "ListGroups")
+        tap.ok(rc == 0 and json.loads(out)["data"][0] == [], "no IOMMU: no groups", out + err)
+        p = subprocess.run([ctl, "list-groups"], env=bus.env(), capture_output=True, text=True, timeout=60)
+        tap.ok(p.returncode == 0 and "No IOMMU groups" in p.stdout and p.stderr == "",
+               "no IOMMU: iovirtctl through iovirtd says so plainly", p.stdout + p.stderr)
+        p = subprocess.run([ctl, "check", "--json"], env=bus.env(), capture_output=True, text=True, timeout=60)
+        tap.ok(p.returncode == 1 and json.loads(p.stdout)["result"] == "fail", "no IOMMU: check fails, exit 1",
+               p.stdout + p.stderr)
+    finally:
+        if daemon:
+            daemon.terminate()
+            daemon.wait(10)
+        if bus:
+            bus.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def main():
     iovirtd, ctl = sys.argv[1], sys.argv[2]
     flood = sys.argv[3] if len(sys.argv) > 3 else None
@@ -315,6 +344,12 @@ def main():
         rc, out, err = gdbus(bus, "Reload", "false", user="nobody")
         tap.ok(rc != 0 and "org.iovirt1.Error.NotAuthorized" in err and "org.iovirt1.reload" in err
                and "polkit is not running" in err, "nobody may not Reload without polkit (fail closed)", err)
+        p = subprocess.run(NOBODY + [ctl, "reload", "--no-ask-password"], env=bus.env(), capture_output=True,
+                           text=True, timeout=60)
+        tap.ok(p.returncode == 1 and "(polkit action org.iovirt1.reload)" in p.stderr,
+               "iovirtctl reload as nobody names the refused polkit action", p.stderr)
+        p = subprocess.run([ctl, "reload"], env=bus.env(), capture_output=True, text=True, timeout=60)
+        tap.ok(p.returncode == 0 and p.stderr == "", "iovirtctl reload as root", p.stderr)
 
         mock = subprocess.Popen(["/usr/bin/python3", "-m", "dbusmock", "--system", "--template", "polkitd"],
                                 env=bus.env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -339,6 +374,9 @@ def main():
         env = bus.env(UMOCKDEV_DIR=testbed, IOVIRT_ROOT=testbed, LD_PRELOAD=PRELOAD, COLUMNS="80")
         p = subprocess.run([ctl, "list-groups"], env=env, capture_output=True, text=True, timeout=60)
         want = subprocess.run([ctl, "--direct", "list-groups"], env=env, capture_output=True, text=True, timeout=60)
+        p2 = subprocess.run([ctl, "reload"], env=env, capture_output=True, text=True, timeout=60)
+        tap.ok(p2.returncode == 1 and "iovirtd is not running" in p2.stderr and "directly" not in p2.stderr,
+               "without iovirtd, reload fails and does not fall back", p2.stderr)
         tap.ok(p.returncode == 0 and p.stdout == want.stdout and want.stderr == "" and
                p.stderr.startswith("iovirtctl: iovirtd is not running (") and
                p.stderr.endswith("; reading the host directly\n") and p.stderr.count("\n") == 1,
@@ -351,6 +389,7 @@ def main():
                 p.terminate()
                 p.wait(10)
         shutil.rmtree(root, ignore_errors=True)
+    no_iommu(tap, iovirtd, ctl)
     print("1..%d" % tap.n)
     return 1 if tap.failed else 0
 

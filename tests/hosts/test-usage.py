@@ -25,6 +25,8 @@ CASES = [
     (["list-devices", "--class", "02x"], 2, "unknown class '02x'"),
     (["list-devices", "--group"], 2, "--group needs a value"),
     (["--version"], 0, "iovirtctl 0.1.0"),
+    (["reload", "--direct"], 2, "reload asks iovirtd; it cannot be done --direct"),
+    (["reload", "now"], 2, "reload takes no arguments"),
 ]
 
 n = failed = 0
@@ -41,7 +43,8 @@ for args, rc, text in CASES:
 
 p = subprocess.run([ctl, "--help"], env=env, capture_output=True, text=True, timeout=30)
 n += 1
-verbs = ["list-groups", "list-devices", "show DEVICE", "tree", "check", "--json", "--class", "Exit status"]
+verbs = ["list-groups", "list-devices", "show DEVICE", "tree", "check", "reload", "--json", "--direct",
+         "--no-ask-password", "--class", "Exit status"]
 missing = [v for v in verbs if v not in p.stdout]
 if p.returncode == 0 and not missing:
     print("ok %d - --help lists every command and option" % n)
