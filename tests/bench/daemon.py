@@ -11,16 +11,14 @@ under 5 ms, idle RSS under 16 MiB at 4,000 functions.  A report: it never
 fails on a number."""
 
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "hosts"))
 sys.path.insert(0, os.path.join(HERE, "..", "dbus"))
 from hosts import HOSTS  # noqa: E402
-from harness import Bus, start_iovirtd  # noqa: E402
+from harness import Daemon  # noqa: E402
 
 
 def rss_kib(pid):
@@ -35,31 +33,16 @@ def main():
     iovirtd, client = sys.argv[1], sys.argv[2]
     rounds = sys.argv[3] if len(sys.argv) > 3 else "2000"
     for name in ("scale-100", "large"):
-        root = tempfile.mkdtemp(prefix="iovirt-bench-daemon.")
-        bus = daemon = None
-        try:
-            testbed = os.path.join(root, "testbed")
-            os.makedirs(testbed)
-            host = HOSTS[name]()
-            host.write(testbed)
-            # the last VF of the last PF: a device deep in the model
-            dev = [d for d in host.devices if d.physfn][-1]
+        host = HOSTS[name]()
+        dev = [d for d in host.devices if d.physfn][-1]     # the last VF: deep in the model
+        with Daemon(iovirtd, host) as (bus, daemon, testbed):
             os.makedirs(os.path.join(testbed, "sys/bus/pci/drivers/vfio-pci"), exist_ok=True)
-            bus = Bus(root)
-            daemon = start_iovirtd(iovirtd, bus, testbed)
             print("== %s: %d functions; iovirtd idle RSS %.1f MiB" % (name, len(host.devices),
                                                                        rss_kib(daemon.pid) / 1024))
             sys.stdout.flush()
             subprocess.run([client, rounds, dev.addr, testbed, dev.syspath()], env=bus.env(), check=True,
                            timeout=600)
             print("   iovirtd RSS after the run %.1f MiB" % (rss_kib(daemon.pid) / 1024))
-        finally:
-            if daemon:
-                daemon.terminate()
-                daemon.wait(10)
-            if bus:
-                bus.stop()
-            shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":

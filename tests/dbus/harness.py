@@ -56,3 +56,36 @@ def start_iovirtd(iovirtd, bus, testbed):
     finally:
         s.close()
     return p
+
+
+class Daemon:
+    """with Daemon(iovirtd, host) as (bus, daemon, testbed): a private bus
+    and iovirtd on the emulated HOST (a testbed.Host), torn down after."""
+
+    def __init__(self, iovirtd, host):
+        self.iovirtd, self.host = iovirtd, host
+
+    def __enter__(self):
+        import tempfile
+        self.root = tempfile.mkdtemp(prefix="iovirt-daemon.")
+        self.bus = self.daemon = None
+        try:
+            testbed = os.path.join(self.root, "testbed")
+            os.makedirs(testbed)
+            self.host.write(testbed)
+            self.bus = Bus(self.root)
+            self.daemon = start_iovirtd(self.iovirtd, self.bus, testbed)
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self.bus, self.daemon, testbed
+
+    def __exit__(self, *exc):
+        import shutil
+        if self.daemon and self.daemon.poll() is None:
+            self.daemon.terminate()
+            self.daemon.wait(10)
+        if self.bus:
+            self.bus.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+        return False

@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,7 +22,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "hosts"))
 from hosts import HOSTS  # noqa: E402
 import uevent  # noqa: E402
-from harness import Bus, start_iovirtd, PRELOAD  # noqa: E402
+from harness import Bus, Daemon, start_iovirtd, PRELOAD  # noqa: E402
 import select  # noqa: E402
 
 DEST = ["org.iovirt1", "/org/iovirt1", "org.iovirt1.Manager"]
@@ -193,14 +192,7 @@ def direct(ctl, testbed, *args):
 
 def no_iommu(tap, iovirtd, ctl):
     """The daemon starts and serves on a host without an IOMMU, and says so."""
-    root = tempfile.mkdtemp(prefix="iovirt-dbus-noiommu.")
-    bus = daemon = None
-    try:
-        testbed = os.path.join(root, "testbed")
-        os.makedirs(testbed)
-        HOSTS["no-iommu"]().write(testbed)
-        bus = Bus(root)
-        daemon = start_iovirtd(iovirtd, bus, testbed)
+    with Daemon(iovirtd, HOSTS["no-iommu"]()) as (bus, daemon, testbed):
         rc, out, err = busctl(bus, "get-property", *DEST, "IommuEnabled")
         tap.ok(rc == 0 and json.loads(out)["data"] is False, "no IOMMU: iovirtd serves, IommuEnabled false", err)
         rc, out, err = call(bus, "ListGroups")
@@ -211,13 +203,6 @@ def no_iommu(tap, iovirtd, ctl):
         p = subprocess.run([ctl, "check", "--json"], env=bus.env(), capture_output=True, text=True, timeout=60)
         tap.ok(p.returncode == 1 and json.loads(p.stdout)["result"] == "fail", "no IOMMU: check fails, exit 1",
                p.stdout + p.stderr)
-    finally:
-        if daemon:
-            daemon.terminate()
-            daemon.wait(10)
-        if bus:
-            bus.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def main():

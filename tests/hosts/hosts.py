@@ -2,8 +2,7 @@
 testbed.Host; build-host writes it out.  Addresses, IDs and register values
 are those of real parts where it matters (ACS, SR-IOV, PCIe port types)."""
 
-from testbed import (Host, ACS_PORT, ACS_REQUIRED, ACS_SV, ACS_RR, ACS_CR,
-                     ENDPOINT, RC_END, PCIE_PCI_BRIDGE, fmt_addr)
+from testbed import Host, ACS_RR, ACS_CR, ENDPOINT, RC_END, PCIE_PCI_BRIDGE, fmt_addr
 
 
 def desktop():
