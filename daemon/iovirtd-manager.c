@@ -23,12 +23,17 @@ int manager_new(Manager **ret) {
         return 0;
 }
 
+/* The documents serialised from the model, dropped whenever it changes */
+static void manager_drop_documents(Manager *m) {
+        m->groups_json = mfree(m->groups_json);
+        m->devices_json = mfree(m->devices_json);
+        m->tree_json = mfree(m->tree_json);
+}
+
 static void manager_drop_model(Manager *m) {
         m->verdicts = iovirt_verdicts_free(m->verdicts);
         m->host = iovirt_host_free(m->host);
-        free(m->groups_json);
-        free(m->devices_json);
-        m->groups_json = m->devices_json = NULL;
+        manager_drop_documents(m);
 }
 
 Manager *manager_free(Manager *m) {
@@ -46,11 +51,8 @@ Manager *manager_free(Manager *m) {
         return NULL;
 }
 
-/* Drops what was serialised from the old model */
 static void manager_model_changed(Manager *m) {
-        free(m->groups_json);
-        free(m->devices_json);
-        m->groups_json = m->devices_json = NULL;
+        manager_drop_documents(m);
         m->generation++;
 }
 
@@ -363,14 +365,19 @@ static int method_describe_device(sd_bus_message *msg, void *userdata, sd_bus_er
         return reply_json(msg, o);
 }
 
-static int method_describe_tree(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
-        Manager *m = userdata;
-        _cleanup_(json_object_putp) json_object *root = json_object_new_object();
+static json_object *build_tree(Manager *m) {
+        json_object *root = json_object_new_object();
         json_object *a = json_object_new_array_ext((int) m->host->n_devices);
         for (size_t i = 0; i < m->host->n_devices; i++)
                 json_object_array_add(a, iovirt_json_device(m->host, m->verdicts, i));
         json_object_object_add(root, "devices", a);
-        return reply_json(msg, root);
+        return root;
+}
+
+static int method_describe_tree(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        const char *s = cached_json(m, &m->tree_json, build_tree);
+        return s ? sd_bus_reply_method_return(msg, "s", s) : -ENOMEM;
 }
 
 static int method_check(sd_bus_message *msg, void *userdata, sd_bus_error *error) {

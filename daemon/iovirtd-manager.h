@@ -26,6 +26,7 @@ typedef struct Manager {
         /* the list documents, serialised once per generation */
         char *groups_json;
         char *devices_json;
+        char *tree_json;           /* every iovirtctl call starts with it */
 } Manager;
 
 int manager_new(Manager **ret);
