@@ -137,10 +137,12 @@ static void manager_apply_uevent(Manager *m, const char *action, const char *sys
         if (r == 0)
                 return;
         iovirt_verdicts_free(m->verdicts);
+        m->verdicts = NULL;
         r = iovirt_verdicts_compute(m->host, &m->verdicts);
         if (r < 0) {
-                m->verdicts = NULL;
+                /* queries answer Busy until the resync has rebuilt it */
                 log_error_errno(r, "Failed to compute verdicts after %s of %s: %m", action, c.address);
+                manager_drop_documents(m);
                 manager_schedule_resync(m);
                 return;
         }
@@ -274,6 +276,14 @@ static int property_get_version(sd_bus *bus, const char *path, const char *inter
 
 /* ---- read-only methods: open to everyone ---- */
 
+/* The model may be incomplete for a moment after a failure (out of memory
+ * while recomputing verdicts); a resync is then on its way. */
+static int model_ready(Manager *m, sd_bus_error *error) {
+        if (m->host && m->verdicts)
+                return 0;
+        return sd_bus_error_set(error, IOVIRT_ERROR_BUSY, "The host model is being rebuilt; try again in a moment");
+}
+
 static int append_addresses(sd_bus_message *reply, const IovirtHost *h, const size_t *idx, size_t n) {
         int r = sd_bus_message_open_container(reply, 'a', "s");
         for (size_t i = 0; r >= 0 && i < n; i++)
@@ -283,6 +293,8 @@ static int append_addresses(sd_bus_message *reply, const IovirtHost *h, const si
 
 static int method_list_groups(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
+        if (model_ready(m, error) < 0)
+                return -EBUSY;
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         int r;
 
@@ -309,6 +321,8 @@ static int method_list_groups(sd_bus_message *msg, void *userdata, sd_bus_error 
 
 static int method_list_devices(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
+        if (model_ready(m, error) < 0)
+                return -EBUSY;
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         int r;
 
@@ -333,18 +347,24 @@ static int method_list_devices(sd_bus_message *msg, void *userdata, sd_bus_error
 
 static int method_describe_groups(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
+        if (model_ready(m, error) < 0)
+                return -EBUSY;
         const char *s = cached_json(m, &m->groups_json, build_groups);
         return s ? sd_bus_reply_method_return(msg, "s", s) : -ENOMEM;
 }
 
 static int method_describe_devices(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
+        if (model_ready(m, error) < 0)
+                return -EBUSY;
         const char *s = cached_json(m, &m->devices_json, build_devices);
         return s ? sd_bus_reply_method_return(msg, "s", s) : -ENOMEM;
 }
 
 static int method_describe_device(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
+        if (model_ready(m, error) < 0)
+                return -EBUSY;
         _cleanup_free_ char *reason = NULL;
         const char *spec;
         size_t i;
@@ -376,12 +396,16 @@ static json_object *build_tree(Manager *m) {
 
 static int method_describe_tree(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
+        if (model_ready(m, error) < 0)
+                return -EBUSY;
         const char *s = cached_json(m, &m->tree_json, build_tree);
         return s ? sd_bus_reply_method_return(msg, "s", s) : -ENOMEM;
 }
 
 static int method_check(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
+        if (model_ready(m, error) < 0)
+                return -EBUSY;
         _cleanup_(iovirt_checks_freep) IovirtChecks *checks = NULL;
         int r = iovirt_checks_run(m->host, m->verdicts, &checks);
         if (r < 0)
