@@ -416,20 +416,28 @@ int iovirt_host_from_json(json_object *tree, IovirtHost **ret) {
                 if (d->iommu_group > max_group)
                         max_group = d->iommu_group;
         }
-        for (int g = 0; g <= max_group; g++) {
-                IovirtGroup *grp = NULL;
+        /* groups in number order, members in address order: count, then fill */
+        if (max_group >= 0) {
+                _cleanup_free_ size_t *slot = calloc((size_t) max_group + 1, sizeof(size_t)); /* index + 1 */
+                if (!slot)
+                        return -ENOMEM;
+                for (size_t i = 0; i < n; i++)
+                        if (h->devices[i].iommu_group >= 0 && !slot[h->devices[i].iommu_group])
+                                slot[h->devices[i].iommu_group] = 1;
+                for (int g = 0; g <= max_group; g++)
+                        if (slot[g])
+                                slot[g] = ++h->n_groups;
+                h->groups = calloc(h->n_groups + 1, sizeof(IovirtGroup));
+                if (!h->groups)
+                        return -ENOMEM;
                 for (size_t i = 0; i < n; i++) {
                         IovirtDevice *d = &h->devices[i];
-                        if (d->iommu_group != g)
+                        if (d->iommu_group < 0)
                                 continue;
-                        if (!grp) {
-                                IovirtGroup *p = reallocarray(h->groups, h->n_groups + 1, sizeof(IovirtGroup));
-                                if (!p)
-                                        return -ENOMEM;
-                                h->groups = p;
-                                grp = &h->groups[h->n_groups++];
-                                *grp = (IovirtGroup) { .number = g };
+                        IovirtGroup *grp = &h->groups[slot[d->iommu_group] - 1];
+                        if (grp->n_members == 0) {
                                 json_object *gv = get_obj(doc[i], "group", json_type_object);
+                                grp->number = d->iommu_group;
                                 grp->vfio_node = gv && get_bool(gv, "vfio_device");
                         }
                         size_t *p = reallocarray(grp->members, grp->n_members + 1, sizeof(size_t));
@@ -437,7 +445,7 @@ int iovirt_host_from_json(json_object *tree, IovirtHost **ret) {
                                 return -ENOMEM;
                         grp->members = p;
                         grp->members[grp->n_members++] = i;
-                        d->group = h->n_groups - 1;
+                        d->group = slot[d->iommu_group] - 1;
                 }
         }
         *ret = TAKE_PTR(h);
