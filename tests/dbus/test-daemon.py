@@ -21,6 +21,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "hosts"))
 from hosts import HOSTS  # noqa: E402
+from tap import Tap  # noqa: E402
 import uevent  # noqa: E402
 from harness import Bus, Daemon, start_iovirtd, PRELOAD  # noqa: E402
 import select  # noqa: E402
@@ -28,19 +29,6 @@ import select  # noqa: E402
 DEST = ["org.iovirt1", "/org/iovirt1", "org.iovirt1.Manager"]
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"]
 
-
-class Tap:
-    def __init__(self):
-        self.n = self.failed = 0
-
-    def ok(self, cond, name, detail=""):
-        self.n += 1
-        print(("ok %d - %s" if cond else "not ok %d - %s") % (self.n, name))
-        if not cond:
-            self.failed += 1
-            for line in str(detail).splitlines()[:40]:
-                print("#   " + line)
-        return cond
 
 
 def busctl(bus, *args, user=None):

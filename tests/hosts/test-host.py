@@ -23,29 +23,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 GOLDEN = os.path.join(HERE, "..", "golden")
 sys.path.insert(0, HERE)
 from hosts import HOSTS  # noqa: E402
+from tap import Tap  # noqa: E402
 
 PRELOAD = "libumockdev-preload.so.0"
 
-
-class Tap:
-    def __init__(self):
-        self.n = 0
-        self.failed = 0
-
-    def ok(self, cond, name, detail=""):
-        self.n += 1
-        if cond:
-            print("ok %d - %s" % (self.n, name))
-        else:
-            self.failed += 1
-            print("not ok %d - %s" % (self.n, name))
-            for line in str(detail).splitlines()[:60]:
-                print("#   " + line)
-        return cond
-
-    def done(self):
-        print("1..%d" % self.n)
-        return 1 if self.failed else 0
 
 
 class Host:

@@ -84,6 +84,8 @@ class Device:
         self.vendor, self.device, self.cls = vendor, device, cls
         self.parent = parent
         self.driver = kw.get("driver")
+        # the driver whose ID table matches (what drivers_probe picks without an override)
+        self.native = kw.get("native", self.driver if self.driver != "vfio-pci" else None)
         self.group = kw.get("group")
         self.numa = kw.get("numa", -1)
         self.cpulist = kw.get("cpulist", host.cpulist_for(self.numa))
@@ -307,13 +309,23 @@ class Host:
         if "vfio" in self.modules:
             os.makedirs(os.path.join(root, "dev/vfio"), exist_ok=True)
             open(os.path.join(root, "dev/vfio/vfio"), "w").close()
-        drivers = set()
+        drivers = {"vfio-pci"} if "vfio_pci" in self.modules else set()
         for d in self.devices:
             self._write_device(root, d)
-            if d.driver:
-                drivers.add(d.driver)
+            drivers.update(x for x in (d.driver, d.native) if x)
         for drv in drivers:
-            os.makedirs(os.path.join(sysd, "bus/pci/drivers", drv), exist_ok=True)
+            ddir = os.path.join(sysd, "bus/pci/drivers", drv)
+            os.makedirs(ddir, exist_ok=True)
+            for name in ("bind", "unbind", "new_id", "remove_id"):
+                open(os.path.join(ddir, name), "w").close()
+        for name in ("drivers_probe", "rescan"):
+            open(os.path.join(sysd, "bus/pci", name), "w").close()
+        with open(os.path.join(sysd, "bus/pci/drivers_autoprobe"), "w") as f:
+            f.write("1\n")
+        # for the kernel-behaviour emulator (tests/emulator): the ID tables
+        os.makedirs(os.path.join(root, "emulator"), exist_ok=True)
+        with open(os.path.join(root, "emulator/native"), "w") as f:
+            f.writelines("%s %s\n" % (d.addr, d.native) for d in self.devices if d.native)
         for d in self.devices:
             rel = os.path.relpath(os.path.join(root, d.syspath()[1:]), os.path.join(sysd, "bus/pci/devices"))
             os.symlink(rel, os.path.join(sysd, "bus/pci/devices", d.addr))
