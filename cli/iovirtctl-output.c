@@ -99,29 +99,6 @@ void ctl_wrap(Ctl *c, unsigned indent, const char *text) {
         ctl_wrap_at(c, indent, indent + 2, text);
 }
 
-void ctl_cause_text(Ctl *c, const IovirtCause *cause, char *buf, size_t size) {
-        const IovirtDevice *d = &c->host->devices[cause->device];
-        char bits[64];
-        iovirt_acs_bits_format(cause->missing, bits, sizeof(bits));
-        switch (cause->kind) {
-        case IOVIRT_CAUSE_PORT_WITHOUT_ACS:
-                snprintf(buf, size, "%s (%s) has no ACS capability", d->name,
-                         iovirt_pcie_type_name(d->caps.pcie_type));
-                break;
-        case IOVIRT_CAUSE_PORT_ACS_DISABLED:
-                snprintf(buf, size, "%s (%s) does not enable ACS %s", d->name,
-                         iovirt_pcie_type_name(d->caps.pcie_type), bits);
-                break;
-        case IOVIRT_CAUSE_MULTIFUNCTION:
-                snprintf(buf, size, "%.10s is a multifunction device without ACS", d->name);
-                break;
-        case IOVIRT_CAUSE_PCI_BRIDGE:
-                snprintf(buf, size, "%s is a conventional PCI bridge: all behind it share one requester ID",
-                         d->name);
-                break;
-        }
-}
-
 static void list_addresses(Ctl *c, char *buf, size_t size, const size_t *idx, size_t n) {
         size_t l = 0;
         buf[0] = '\0';
@@ -154,7 +131,7 @@ void ctl_explain_group(Ctl *c, size_t gi, unsigned indent) {
                             strncmp(c->host->devices[k->device].name,
                                     c->host->devices[gv->causes[i - 1].device].name, 10) == 0)
                                 continue;
-                        ctl_cause_text(c, k, part, sizeof(part));
+                        iovirt_cause_text(c->host, k, part, sizeof(part));
                         snprintf(text, sizeof(text), "because %s", part);
                         ctl_wrap(c, indent, text);
                 }

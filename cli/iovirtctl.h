@@ -63,6 +63,5 @@ int verb_reload(Ctl *c, int argc, char **argv);
 #define EXIT_USAGE 2
 
 /* One sentence for what widens a DMA domain */
-void ctl_cause_text(Ctl *c, const IovirtCause *cause, char *buf, size_t size);
 /* Lines explaining a group's verdict (peers, causes, unknowns) */
 void ctl_explain_group(Ctl *c, size_t group_index, unsigned indent);

@@ -6,6 +6,14 @@
 
 /* Environment */
 #define IOVIRT_ENV_ROOT "IOVIRT_ROOT"   /* prefix for /proc and /lib/modules; tests point it at a testbed */
+#define IOVIRT_ENV_STATE_DIRECTORY "STATE_DIRECTORY"   /* systemd's StateDirectory= */
+#define IOVIRT_ENV_MODPROBE "IOVIRT_MODPROBE"          /* the modprobe to run; tests emulate it */
+#define IOVIRT_ENV_FAULT "IOVIRT_FAULT"                /* fault-injection builds only: where to die */
+
+/* State */
+#define IOVIRT_STATE_DIR "/var/lib/iovirt"
+#define IOVIRT_CONSUMER_MAX 255
+#define MODPROBE "/sbin/modprobe"
 
 /* D-Bus */
 #define IOVIRT_BUS_NAME "org.iovirt1"
@@ -17,9 +25,17 @@
 #define IOVIRT_ERROR_NOT_AUTHORIZED "org.iovirt1.Error.NotAuthorized"
 #define IOVIRT_ERROR_BUSY "org.iovirt1.Error.Busy"
 #define IOVIRT_ERROR_FAILED "org.iovirt1.Error.Failed"
+#define IOVIRT_ERROR_NO_IOMMU "org.iovirt1.Error.NoIommu"
+#define IOVIRT_ERROR_IN_USE "org.iovirt1.Error.InUse"
+#define IOVIRT_ERROR_NOT_ISOLATED "org.iovirt1.Error.NotIsolated"
+#define IOVIRT_ERROR_HOST_CRITICAL "org.iovirt1.Error.HostCritical"
+#define IOVIRT_ERROR_NOT_ASSIGNED "org.iovirt1.Error.NotAssigned"
+#define IOVIRT_ERROR_BIND_FAILED "org.iovirt1.Error.BindFailed"
 
 /* polkit actions (data/polkit-1/actions/org.iovirt1.policy) */
 #define IOVIRT_ACTION_RELOAD "org.iovirt1.reload"
+#define IOVIRT_ACTION_ASSIGN "org.iovirt1.assign"
+#define IOVIRT_ACTION_RELEASE "org.iovirt1.release"
 
 #define POLKIT_BUS_NAME "org.freedesktop.PolicyKit1"
 #define POLKIT_OBJECT_PATH "/org/freedesktop/PolicyKit1/Authority"
@@ -30,8 +46,13 @@
 
 /* sysfs: paths are absolute; under umockdev they are redirected to a testbed */
 #define SYSFS_PCI_DEVICES "/sys/bus/pci/devices"
+#define SYSFS_PCI_DRIVERS "/sys/bus/pci/drivers"
+#define SYSFS_PCI_DRIVERS_PROBE "/sys/bus/pci/drivers_probe"
 #define SYSFS_IOMMU_GROUPS "/sys/kernel/iommu_groups"
 #define SYSFS_CLASS_NET "/sys/class/net"
+#define SYSFS_CLASS_BLOCK "/sys/class/block"
+#define SYSFS_CLASS_GRAPHICS "/sys/class/graphics"
+#define SYSFS_DEV_BLOCK "/sys/dev/block"
 #define SYSFS_ACPI_TABLES "/sys/firmware/acpi/tables"
 #define SYSFS_MODULE "/sys/module"
 #define SYSFS_UNSAFE_INTERRUPTS "/sys/module/vfio_iommu_type1/parameters/allow_unsafe_interrupts"
@@ -57,10 +78,17 @@
 
 /* procfs and module files, below $IOVIRT_ROOT */
 #define PROC_CMDLINE "/proc/cmdline"
+#define PROC_MOUNTINFO "/proc/self/mountinfo"
+#define PROC_SWAPS "/proc/swaps"
+#define PROC_BOOT_ID "/proc/sys/kernel/random/boot_id"
 #define PROC_INTERRUPTS "/proc/interrupts"
 #define PROC_MODULES "/proc/modules"
 #define PROC_OSRELEASE "/proc/sys/kernel/osrelease"
 #define LIB_MODULES "/lib/modules"
+
+/* the kernel's network state, per network namespace: never below $IOVIRT_ROOT */
+#define PROC_NET_ROUTE "/proc/self/net/route"
+#define PROC_NET_IPV6_ROUTE "/proc/self/net/ipv6_route"
 
 /* drivers */
 #define DRIVER_VFIO_PCI "vfio-pci"

@@ -120,3 +120,14 @@ int iovirt_parse_int(const char *s, int *ret) {
         *ret = (int) v;
         return 0;
 }
+
+int iovirt_sysfs_write(const char *path, const char *text) {
+        _cleanup_close_ int fd = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0)
+                return -errno;
+        size_t n = strlen(text);
+        ssize_t l = write(fd, text, n);
+        if (l < 0)
+                return -errno;
+        return (size_t) l == n ? 0 : -EIO;
+}

@@ -31,3 +31,7 @@ char *iovirt_root_path(const char *path);
 
 /* Parses a decimal integer, allowing a trailing newline.  -EINVAL otherwise. */
 int iovirt_parse_int(const char *s, int *ret);
+
+/* One write(2) of text to an existing sysfs file (no link followed at the
+ * end, nothing created), as the kernel expects attributes to be written. */
+int iovirt_sysfs_write(const char *path, const char *text);

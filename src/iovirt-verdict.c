@@ -379,3 +379,26 @@ char *iovirt_acs_bits_format(uint16_t mask, char *buf, size_t size) {
                         l += (size_t) snprintf(buf + l, l < size ? size - l : 0, "%s%s", l ? " " : "", bits[i].name);
         return buf;
 }
+
+void iovirt_cause_text(const IovirtHost *h, const IovirtCause *cause, char *buf, size_t size) {
+        const IovirtDevice *d = &h->devices[cause->device];
+        char bits[64];
+        iovirt_acs_bits_format(cause->missing, bits, sizeof(bits));
+        switch (cause->kind) {
+        case IOVIRT_CAUSE_PORT_WITHOUT_ACS:
+                snprintf(buf, size, "%s (%s) has no ACS capability", d->name,
+                         iovirt_pcie_type_name(d->caps.pcie_type));
+                break;
+        case IOVIRT_CAUSE_PORT_ACS_DISABLED:
+                snprintf(buf, size, "%s (%s) does not enable ACS %s", d->name,
+                         iovirt_pcie_type_name(d->caps.pcie_type), bits);
+                break;
+        case IOVIRT_CAUSE_MULTIFUNCTION:
+                snprintf(buf, size, "%.10s is a multifunction device without ACS", d->name);
+                break;
+        case IOVIRT_CAUSE_PCI_BRIDGE:
+                snprintf(buf, size, "%s is a conventional PCI bridge: all behind it share one requester ID",
+                         d->name);
+                break;
+        }
+}

@@ -70,6 +70,8 @@ const char *iovirt_isolation_name(IovirtIsolation i);
 const char *iovirt_cause_kind_name(IovirtCauseKind k);
 /* "SV RR" for the ACS control bits in mask; buf is returned. */
 char *iovirt_acs_bits_format(uint16_t mask, char *buf, size_t size);
+/* One sentence on what widens a domain: "0000:02:01.0 (downstream port) has no ACS capability" */
+void iovirt_cause_text(const IovirtHost *h, const IovirtCause *cause, char *buf, size_t size);
 
 /* Whether a function counts as a DMA peer: not a bridge, not a host bridge. */
 bool iovirt_device_is_endpoint(const IovirtDevice *d);

@@ -1,0 +1,34 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "iovirt-state.h"
+
+/* The binder: the only code that writes to sysfs.  Each step reads the
+ * function's live state first, so every operation can be repeated after a
+ * crash and finishes what a previous attempt started.  The bind order is
+ * driverctl's: driver_override, unbind, drivers_probe, then check the link.
+ * new_id is never used (it would capture every device with the same ID). */
+
+/* How long a driver may take to show up after drivers_probe */
+#define IOVIRT_BIND_TIMEOUT_USEC (5 * 1000 * 1000ULL)
+
+/* The function's driver and driver_override as the kernel has them now
+ * (NULL: none).  -ENODEV when the function is gone. */
+int iovirt_bind_read(const char *address, char **driver, char **driver_override);
+
+/* Makes sure the vfio-pci driver is there, running modprobe if needed. */
+int iovirt_bind_load_vfio(char **reason);
+
+/* Moves one function to vfio-pci. */
+int iovirt_bind_to_vfio(const char *address, uint64_t timeout_usec, char **reason);
+
+/* Puts one function back as f recorded it: off vfio-pci, its own
+ * driver_override, its own driver (or none, if it had none).  A function
+ * that somebody rebound by hand to a third driver is left alone (-EBUSY). */
+int iovirt_bind_restore(const IovirtFunctionRecord *f, uint64_t timeout_usec, char **reason);
+
+/* Waits until /dev/vfio/GROUP exists (present) or not. */
+int iovirt_bind_wait_node(int group, bool present, uint64_t timeout_usec);

@@ -1,0 +1,417 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "iovirt-address.h"
+#include "iovirt-json.h"
+#include "iovirt-names.h"
+#include "iovirt-state.h"
+#include "iovirt-sysfs.h"
+
+static const char *const phase_names[_IOVIRT_PHASE_MAX] = {
+        [IOVIRT_PHASE_ASSIGNING] = "assigning",
+        [IOVIRT_PHASE_ASSIGNED] = "assigned",
+        [IOVIRT_PHASE_RELEASING] = "releasing",
+};
+
+const char *iovirt_phase_name(IovirtPhase p) {
+        return p >= 0 && p < _IOVIRT_PHASE_MAX ? phase_names[p] : "invalid";
+}
+
+IovirtRecord *iovirt_record_free(IovirtRecord *r) {
+        if (!r)
+                return NULL;
+        for (size_t i = 0; i < r->n_functions; i++) {
+                free(r->functions[i].driver);
+                free(r->functions[i].driver_override);
+        }
+        free(r->functions);
+        free(r->consumer);
+        free(r->boot_id);
+        free(r);
+        return NULL;
+}
+
+static json_object *string_or_null(const char *s) {
+        return s ? json_object_new_string(s) : NULL;
+}
+
+json_object *iovirt_record_to_json(const IovirtRecord *r) {
+        json_object *o = json_object_new_object(), *fns = json_object_new_array();
+        json_object_object_add(o, "version", json_object_new_int(IOVIRT_STATE_VERSION));
+        json_object_object_add(o, "group", json_object_new_int(r->group));
+        json_object_object_add(o, "consumer", json_object_new_string(r->consumer ? r->consumer : ""));
+        json_object_object_add(o, "phase", json_object_new_string(iovirt_phase_name(r->phase)));
+        json_object_object_add(o, "boot_id", string_or_null(r->boot_id));
+        json_object_object_add(o, "since_usec", json_object_new_uint64(r->since_usec));
+        for (size_t i = 0; i < r->n_functions; i++) {
+                const IovirtFunctionRecord *f = &r->functions[i];
+                json_object *fo = json_object_new_object();
+                json_object_object_add(fo, "address", json_object_new_string(f->address));
+                json_object_object_add(fo, "driver", string_or_null(f->driver));
+                json_object_object_add(fo, "driver_override", string_or_null(f->driver_override));
+                json_object_object_add(fo, "original_known", json_object_new_boolean(f->original_known));
+                json_object_array_add(fns, fo);
+        }
+        json_object_object_add(o, "functions", fns);
+        return o;
+}
+
+static int bad(char **reason, const char *what) {
+        if (reason)
+                *reason = strdup(what);
+        return -EBADMSG;
+}
+
+/* a string member, or NULL for null; -EBADMSG for anything else */
+static int get_string(json_object *o, const char *key, bool nullable, char **ret) {
+        json_object *v;
+        *ret = NULL;
+        if (!json_object_object_get_ex(o, key, &v))
+                return -EBADMSG;
+        if (!v)
+                return nullable ? 0 : -EBADMSG;
+        if (!json_object_is_type(v, json_type_string))
+                return -EBADMSG;
+        *ret = strdup(json_object_get_string(v));
+        return *ret ? 0 : -ENOMEM;
+}
+
+int iovirt_record_from_json(json_object *o, IovirtRecord **ret, char **reason) {
+        _cleanup_(iovirt_record_freep) IovirtRecord *r = calloc(1, sizeof(IovirtRecord));
+        _cleanup_free_ char *phase = NULL;
+        json_object *v, *fns;
+
+        if (!r)
+                return -ENOMEM;
+        if (!json_object_is_type(o, json_type_object))
+                return bad(reason, "not a JSON object");
+        if (!json_object_object_get_ex(o, "version", &v) || json_object_get_int(v) != IOVIRT_STATE_VERSION)
+                return bad(reason, "no \"version\": " STRINGIFY(IOVIRT_STATE_VERSION));
+        if (!json_object_object_get_ex(o, "group", &v) || !json_object_is_type(v, json_type_int) ||
+            json_object_get_int(v) < 0)
+                return bad(reason, "no valid \"group\"");
+        r->group = json_object_get_int(v);
+        if (get_string(o, "consumer", false, &r->consumer) < 0 || (r->consumer[0] && iovirt_consumer_valid(r->consumer, NULL) < 0))
+                return bad(reason, "no valid \"consumer\"");
+        if (get_string(o, "phase", false, &phase) < 0)
+                return bad(reason, "no \"phase\"");
+        r->phase = _IOVIRT_PHASE_MAX;
+        for (IovirtPhase p = 0; p < _IOVIRT_PHASE_MAX; p++)
+                if (streq_ptr(phase, phase_names[p]))
+                        r->phase = p;
+        if (r->phase == _IOVIRT_PHASE_MAX)
+                return bad(reason, "unknown \"phase\"");
+        if (get_string(o, "boot_id", true, &r->boot_id) < 0)
+                return bad(reason, "no \"boot_id\"");
+        if (!json_object_object_get_ex(o, "since_usec", &v) || !json_object_is_type(v, json_type_int))
+                return bad(reason, "no \"since_usec\"");
+        r->since_usec = json_object_get_uint64(v);
+        if (!json_object_object_get_ex(o, "functions", &fns) || !json_object_is_type(fns, json_type_array) ||
+            json_object_array_length(fns) == 0)
+                return bad(reason, "no \"functions\"");
+
+        size_t n = json_object_array_length(fns);
+        r->functions = calloc(n, sizeof(IovirtFunctionRecord));
+        if (!r->functions)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                json_object *fo = json_object_array_get_idx(fns, i);
+                IovirtFunctionRecord *f = &r->functions[r->n_functions++];
+                _cleanup_free_ char *addr = NULL;
+                IovirtAddress a;
+                if (!json_object_is_type(fo, json_type_object) || get_string(fo, "address", false, &addr) < 0 ||
+                    iovirt_address_parse(addr, &a, NULL) < 0)
+                        return bad(reason, "a function without a valid \"address\"");
+                iovirt_address_format(&a, f->address);
+                if (get_string(fo, "driver", true, &f->driver) < 0 ||
+                    get_string(fo, "driver_override", true, &f->driver_override) < 0)
+                        return bad(reason, "a function without \"driver\" or \"driver_override\"");
+                if (!json_object_object_get_ex(fo, "original_known", &v) ||
+                    !json_object_is_type(v, json_type_boolean))
+                        return bad(reason, "a function without \"original_known\"");
+                f->original_known = json_object_get_boolean(v);
+        }
+        *ret = TAKE_PTR(r);
+        return 0;
+}
+
+const char *iovirt_state_dir(void) {
+        const char *d = getenv(IOVIRT_ENV_STATE_DIRECTORY);
+        /* systemd may list several, separated by ':'; ours is the only one */
+        return d && *d && !strchr(d, ':') ? d : IOVIRT_STATE_DIR;
+}
+
+static int record_path(char path[static PATH_MAX], const char *dir, int group) {
+        int l = snprintf(path, PATH_MAX, "%s/group-%d.json", dir, group);
+        return l < 0 || l >= PATH_MAX ? -ENAMETOOLONG : 0;
+}
+
+static int fsync_dir(const char *dir) {
+        _cleanup_close_ int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0 || fsync(fd) < 0)
+                return -errno;
+        return 0;
+}
+
+static int write_all(int fd, const char *s, size_t n) {
+        while (n > 0) {
+                ssize_t l = write(fd, s, n);
+                if (l < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                s += l;
+                n -= (size_t) l;
+        }
+        return 0;
+}
+
+int iovirt_record_save(const char *dir, const IovirtRecord *r) {
+        char path[PATH_MAX], tmp[PATH_MAX];
+        int k;
+
+        k = record_path(path, dir, r->group);
+        if (k < 0)
+                return k;
+        if (snprintf(tmp, sizeof(tmp), "%s/.group-%d.json.XXXXXX", dir, r->group) >= (int) sizeof(tmp))
+                return -ENAMETOOLONG;
+        _cleanup_(json_object_putp) json_object *o = iovirt_record_to_json(r);
+        if (!o)
+                return -ENOMEM;
+        const char *text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED);
+
+        _cleanup_close_ int fd = mkostemp(tmp, O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        k = write_all(fd, text, strlen(text));
+        if (k >= 0)
+                k = write_all(fd, "\n", 1);
+        if (k >= 0 && fchmod(fd, 0644) < 0)
+                k = -errno;
+        if (k >= 0 && fsync(fd) < 0)
+                k = -errno;
+        if (k >= 0 && rename(tmp, path) < 0)
+                k = -errno;
+        if (k < 0) {
+                unlink(tmp);
+                return k;
+        }
+        return fsync_dir(dir);
+}
+
+int iovirt_record_remove(const char *dir, int group) {
+        char path[PATH_MAX];
+        int k = record_path(path, dir, group);
+        if (k < 0)
+                return k;
+        if (unlink(path) < 0)
+                return errno == ENOENT ? 0 : -errno;
+        return fsync_dir(dir);
+}
+
+IovirtState *iovirt_state_free(IovirtState *s) {
+        if (!s)
+                return NULL;
+        for (size_t i = 0; i < s->n_records; i++)
+                iovirt_record_free(s->records[i]);
+        for (size_t i = 0; i < s->n_problems; i++)
+                free(s->problems[i]);
+        free(s->records);
+        free(s->problems);
+        free(s->damaged_groups);
+        free(s);
+        return NULL;
+}
+
+IovirtRecord *iovirt_state_find(const IovirtState *s, int group) {
+        for (size_t i = 0; i < s->n_records; i++)
+                if (s->records[i]->group == group)
+                        return s->records[i];
+        return NULL;
+}
+
+int iovirt_state_put(IovirtState *s, IovirtRecord *r) {
+        for (size_t i = 0; i < s->n_records; i++)
+                if (s->records[i]->group == r->group) {
+                        if (s->records[i] != r)
+                                iovirt_record_free(s->records[i]);
+                        s->records[i] = r;
+                        return 0;
+                }
+        IovirtRecord **p = reallocarray(s->records, s->n_records + 1, sizeof(IovirtRecord *));
+        if (!p)
+                return -ENOMEM;
+        s->records = p;
+        s->records[s->n_records++] = r;
+        return 0;
+}
+
+void iovirt_state_drop(IovirtState *s, int group) {
+        for (size_t i = 0; i < s->n_records; i++)
+                if (s->records[i]->group == group) {
+                        iovirt_record_free(s->records[i]);
+                        memmove(s->records + i, s->records + i + 1, (s->n_records - i - 1) * sizeof(IovirtRecord *));
+                        s->n_records--;
+                        return;
+                }
+}
+
+static int add_problem(IovirtState *s, int group, const char *fmt, ...) _printf_(3, 4);
+static int add_problem(IovirtState *s, int group, const char *fmt, ...) {
+        char *p;
+        va_list ap;
+        va_start(ap, fmt);
+        int l = vasprintf(&p, fmt, ap);
+        va_end(ap);
+        if (l < 0)
+                return -ENOMEM;
+        char **np = reallocarray(s->problems, s->n_problems + 1, sizeof(char *));
+        int *ng = reallocarray(s->damaged_groups, s->n_damaged + 1, sizeof(int));
+        if (np)
+                s->problems = np;
+        if (ng)
+                s->damaged_groups = ng;
+        if (!np || !ng) {
+                free(p);
+                return -ENOMEM;
+        }
+        s->problems[s->n_problems++] = p;
+        s->damaged_groups[s->n_damaged++] = group;
+        return 0;
+}
+
+/* A record that cannot be used: keep the bytes aside for the operator. */
+static int set_aside(IovirtState *s, const char *dir, const char *name, int group, const char *why) {
+        char from[PATH_MAX], to[PATH_MAX];
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        snprintf(from, sizeof(from), "%s/%s", dir, name);
+        snprintf(to, sizeof(to), "%s/%s.damaged-%lld", dir, name, (long long) ts.tv_sec);
+        if (rename(from, to) < 0)
+                return add_problem(s, group, "%s is damaged (%s) and could not be set aside: %s", from, why,
+                                   strerror(errno));
+        (void) fsync_dir(dir);
+        return add_problem(s, group, "%s is damaged (%s); it was kept as %s", from, why, to);
+}
+
+int iovirt_state_load(const char *dir, IovirtState **ret) {
+        _cleanup_(iovirt_state_freep) IovirtState *s = calloc(1, sizeof(IovirtState));
+        int k;
+
+        if (!s)
+                return -ENOMEM;
+        if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+                return -errno;
+        _cleanup_closedir_ DIR *d = opendir(dir);
+        if (!d)
+                return -errno;
+        struct dirent *de;
+        while ((de = readdir(d))) {
+                int group, end = 0;
+                if (strncmp(de->d_name, ".group-", 7) == 0) {      /* an interrupted save */
+                        unlinkat(dirfd(d), de->d_name, 0);
+                        continue;
+                }
+                if (sscanf(de->d_name, "group-%d.json%n", &group, &end) != 1 || de->d_name[end] != '\0' || group < 0)
+                        continue;
+
+                char path[PATH_MAX];
+                _cleanup_free_ char *text = NULL, *reason = NULL;
+                snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+                k = iovirt_read_file(path, &text);
+                if (k < 0) {
+                        k = set_aside(s, dir, de->d_name, group, strerror(-k));
+                        if (k < 0)
+                                return k;
+                        continue;
+                }
+                enum json_tokener_error jerr;
+                _cleanup_(json_object_putp) json_object *o = json_tokener_parse_verbose(text, &jerr);
+                IovirtRecord *r = NULL;
+                if (!o)
+                        reason = strdup(json_tokener_error_desc(jerr));
+                else {
+                        k = iovirt_record_from_json(o, &r, &reason);
+                        if (k == -ENOMEM)
+                                return k;
+                }
+                if (r && r->group != group) {
+                        r = iovirt_record_free(r);
+                        free(reason);
+                        reason = strdup("its group does not match its name");
+                }
+                if (!r) {
+                        k = set_aside(s, dir, de->d_name, group, reason ? reason : "unreadable");
+                        if (k < 0)
+                                return k;
+                        continue;
+                }
+                k = iovirt_state_put(s, r);
+                if (k < 0) {
+                        iovirt_record_free(r);
+                        return k;
+                }
+        }
+        *ret = TAKE_PTR(s);
+        return 0;
+}
+
+/* Strict UTF-8 (no overlong forms, no surrogates); returns the sequence
+ * length at p, 0 when it is not valid. */
+static size_t utf8_char(const unsigned char *p, uint32_t *ret) {
+        size_t n;
+        uint32_t c, min;
+        if (p[0] < 0x80)
+                return *ret = p[0], 1;
+        if ((p[0] & 0xe0) == 0xc0)
+                n = 2, c = p[0] & 0x1f, min = 0x80;
+        else if ((p[0] & 0xf0) == 0xe0)
+                n = 3, c = p[0] & 0x0f, min = 0x800;
+        else if ((p[0] & 0xf8) == 0xf0)
+                n = 4, c = p[0] & 0x07, min = 0x10000;
+        else
+                return 0;
+        for (size_t i = 1; i < n; i++) {
+                if ((p[i] & 0xc0) != 0x80)
+                        return 0;
+                c = (c << 6) | (p[i] & 0x3f);
+        }
+        if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
+                return 0;
+        *ret = c;
+        return n;
+}
+
+int iovirt_consumer_valid(const char *name, char **reason) {
+        size_t n = name ? strlen(name) : 0;
+        const char *why = NULL;
+        if (n == 0)
+                why = "The consumer name is empty; name the VM (its libvirt domain name or its id)";
+        else if (n > IOVIRT_CONSUMER_MAX)
+                why = "The consumer name is longer than " STRINGIFY(IOVIRT_CONSUMER_MAX) " bytes";
+        else
+                for (const unsigned char *p = (const unsigned char *) name; *p;) {
+                        uint32_t c;
+                        size_t l = utf8_char(p, &c);
+                        if (l == 0) {
+                                why = "The consumer name is not valid UTF-8";
+                                break;
+                        }
+                        if (c < 0x20 || (c >= 0x7f && c < 0xa0)) {
+                                why = "The consumer name contains a control character";
+                                break;
+                        }
+                        p += l;
+                }
+        if (!why)
+                return 0;
+        if (reason)
+                *reason = strdup(why);
+        return -EINVAL;
+}

@@ -1,0 +1,88 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+#include <json-c/json.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "iovirt-address.h"
+#include "iovirt-util.h"
+
+/* What iovirt has done to the host, one record per IOMMU group, one file per
+ * record (STATE_DIR/group-N.json): a damaged file costs one record, never
+ * the others.  A record is written, atomically, before the first write to
+ * sysfs (the intent) and again when the transaction ends; it names each
+ * function's original driver and driver_override, so that whatever happens
+ * to the daemon the host can be put back. */
+
+#define IOVIRT_STATE_VERSION 1
+
+typedef enum IovirtPhase {
+        IOVIRT_PHASE_ASSIGNING,   /* intent written, functions may be moving */
+        IOVIRT_PHASE_ASSIGNED,    /* every function on vfio-pci, with its consumer */
+        IOVIRT_PHASE_RELEASING,   /* functions may be going back */
+        _IOVIRT_PHASE_MAX,
+} IovirtPhase;
+
+typedef struct IovirtFunctionRecord {
+        char address[IOVIRT_ADDRESS_MAX];
+        char *driver;            /* before assignment; NULL: it was unbound */
+        char *driver_override;   /* before assignment; NULL: none */
+        bool original_known;     /* false when rebuilt from the host after a lost record */
+} IovirtFunctionRecord;
+
+typedef struct IovirtRecord {
+        int group;
+        char *consumer;          /* "" when rebuilt from the host after a lost record */
+        IovirtPhase phase;
+        char *boot_id;           /* the kernel's boot id when the record was made */
+        uint64_t since_usec;     /* CLOCK_REALTIME */
+        IovirtFunctionRecord *functions;
+        size_t n_functions;
+} IovirtRecord;
+
+IovirtRecord *iovirt_record_free(IovirtRecord *r);
+DEFINE_TRIVIAL_CLEANUP_FUNC(IovirtRecord *, iovirt_record_free);
+
+const char *iovirt_phase_name(IovirtPhase p);
+
+/* (De)serialisation, pure.  -EBADMSG names what is wrong in *reason. */
+json_object *iovirt_record_to_json(const IovirtRecord *r);
+int iovirt_record_from_json(json_object *o, IovirtRecord **ret, char **reason);
+
+/* The state directory: $STATE_DIRECTORY (systemd's StateDirectory=) or
+ * /var/lib/iovirt. */
+const char *iovirt_state_dir(void);
+
+/* Writes the record atomically: a temporary file, fsync, rename over
+ * group-N.json, fsync the directory.  On failure nothing is left behind and
+ * the previous version stays. */
+int iovirt_record_save(const char *dir, const IovirtRecord *r);
+/* Removes group-N.json durably; 0 when there was none. */
+int iovirt_record_remove(const char *dir, int group);
+
+typedef struct IovirtState {
+        IovirtRecord **records;
+        size_t n_records;
+        char **problems;         /* each damaged file: what was wrong, where the copy is */
+        size_t n_problems;
+        int *damaged_groups;     /* the groups whose record was lost */
+        size_t n_damaged;
+} IovirtState;
+
+IovirtState *iovirt_state_free(IovirtState *s);
+DEFINE_TRIVIAL_CLEANUP_FUNC(IovirtState *, iovirt_state_free);
+
+/* Reads every record in dir (creating dir if needed).  A file that cannot be
+ * parsed is renamed to group-N.json.damaged-<time>, kept, and reported in
+ * problems; left-over temporary files of an interrupted write are removed. */
+int iovirt_state_load(const char *dir, IovirtState **ret);
+
+IovirtRecord *iovirt_state_find(const IovirtState *s, int group);
+/* Takes ownership of r (replacing a record of the same group). */
+int iovirt_state_put(IovirtState *s, IovirtRecord *r);
+void iovirt_state_drop(IovirtState *s, int group);
+
+/* Consumer names are opaque to us, but end up in logs, files and tables:
+ * 1..255 bytes of UTF-8 without control characters.  -EINVAL with a sentence. */
+int iovirt_consumer_valid(const char *name, char **reason);
