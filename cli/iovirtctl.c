@@ -9,6 +9,8 @@
 
 enum {
         OPT_FILTERS = 1u << 0,   /* accepts --class/--driver/--group/--numa */
+        OPT_ASSIGN = 1u << 1,    /* accepts --to/--dry-run/--accept-leaky */
+        OPT_RELEASE = 1u << 2,   /* accepts --consumer */
 };
 
 typedef struct Verb {
@@ -27,16 +29,25 @@ static const Verb verbs[] = {
         { "tree", 0, 0, 0, verb_tree, "", "the PCI topology with groups and isolation" },
         { "check", 0, 0, 0, verb_check, "", "is this host ready for device assignment?" },
         { "reload", 0, 0, 0, verb_reload, "", "make iovirtd re-read the host (polkit: org.iovirt1.reload)" },
+        { "assign", 1, 1, OPT_ASSIGN, verb_assign, "TARGET --to CONSUMER",
+          "give TARGET's whole IOMMU group to vfio-pci for CONSUMER (polkit: org.iovirt1.assign)" },
+        { "release", 0, 1, OPT_RELEASE, verb_release, "TARGET | --consumer C",
+          "give a group back to its host drivers (polkit: org.iovirt1.release)" },
+        { "list-assignments", 0, 0, 0, verb_list_assignments, "", "what is assigned to whom, and any drift" },
+        { "status", 0, 0, 0, verb_list_assignments, "", "the same as list-assignments" },
 };
 
 static void help(void) {
         printf("iovirtctl [OPTIONS] COMMAND [ARGS]\n\n"
-               "Inspect IOMMU groups, isolation and devices for assignment to VMs.\n\n"
+               "Inspect IOMMU groups, isolation and devices, and assign whole groups to VMs.\n\n"
                "Commands:\n");
         for (size_t i = 0; i < ELEMENTSOF(verbs); i++) {
-                char left[32];
+                char left[64];
                 snprintf(left, sizeof(left), "%s %s", verbs[i].name, verbs[i].args);
-                printf("  %-22s %s\n", left, verbs[i].help);
+                if (strlen(left) > 22)
+                        printf("  %s\n  %-22s %s\n", left, "", verbs[i].help);
+                else
+                        printf("  %-22s %s\n", left, verbs[i].help);
         }
         printf("\nOptions:\n"
                "  -h --help              show this help\n"
@@ -50,7 +61,13 @@ static void help(void) {
                "     --driver NAME       bound to driver NAME (\"none\" for unbound)\n"
                "     --group N           in IOMMU group N\n"
                "     --numa N            on NUMA node N\n"
-               "\nDEVICE is a PCI address (0000:05:00.0 or 05:00.0), libvirt's pci_0000_05_00_0,\n"
+               "\nassign and release:\n"
+               "     --to CONSUMER       the VM that gets the group (a libvirt domain name, a VM id)\n"
+               "     --dry-run           show the plan and its checks; change nothing\n"
+               "     --accept-leaky      assign a leaky group (peers can reach it by DMA)\n"
+               "     --consumer CONSUMER release everything assigned to CONSUMER\n"
+               "\nTARGET is a DEVICE (its whole IOMMU group is meant) or group:N.\n"
+               "DEVICE is a PCI address (0000:05:00.0 or 05:00.0), libvirt's pci_0000_05_00_0,\n"
                "a network interface name (enp5s0) or a sysfs path.\n"
                "Exit status: 0 success, 1 failure (or a FAIL from check), 2 usage error.\n");
 }
@@ -78,17 +95,21 @@ static unsigned terminal_columns(void) {
 }
 
 int main(int argc, char **argv) {
-        enum { ARG_VERSION = 0x100, ARG_DIRECT, ARG_NO_ASK_PASSWORD, ARG_CLASS, ARG_DRIVER, ARG_GROUP, ARG_NUMA };
+        enum { ARG_VERSION = 0x100, ARG_DIRECT, ARG_NO_ASK_PASSWORD, ARG_CLASS, ARG_DRIVER, ARG_GROUP, ARG_NUMA,
+               ARG_TO, ARG_CONSUMER, ARG_DRY_RUN, ARG_ACCEPT_LEAKY };
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },       { "version", no_argument, NULL, ARG_VERSION },
                 { "json", no_argument, NULL, 'j' },       { "direct", no_argument, NULL, ARG_DIRECT },
                 { "no-ask-password", no_argument, NULL, ARG_NO_ASK_PASSWORD },
                 { "class", required_argument, NULL, ARG_CLASS }, { "driver", required_argument, NULL, ARG_DRIVER },
                 { "group", required_argument, NULL, ARG_GROUP }, { "numa", required_argument, NULL, ARG_NUMA },
+                { "to", required_argument, NULL, ARG_TO },       { "consumer", required_argument, NULL, ARG_CONSUMER },
+                { "dry-run", no_argument, NULL, ARG_DRY_RUN },   { "accept-leaky", no_argument, NULL, ARG_ACCEPT_LEAKY },
                 {},
         };
         Ctl c = { .filter_group = -1, .filter_numa = -1 };
         bool filters = false;
+        unsigned given = 0;      /* OPT_ASSIGN / OPT_RELEASE options seen */
         int opt, r;
 
         opterr = 0;
@@ -135,6 +156,22 @@ int main(int argc, char **argv) {
                                 return EXIT_USAGE;
                         filters = true;
                         break;
+                case ARG_TO:
+                        c.consumer = optarg;
+                        given |= OPT_ASSIGN;
+                        break;
+                case ARG_DRY_RUN:
+                        c.dry_run = true;
+                        given |= OPT_ASSIGN;
+                        break;
+                case ARG_ACCEPT_LEAKY:
+                        c.accept_leaky = true;
+                        given |= OPT_ASSIGN;
+                        break;
+                case ARG_CONSUMER:
+                        c.consumer = optarg;
+                        given |= OPT_RELEASE;
+                        break;
                 case ':':
                         fprintf(stderr, "iovirtctl: option %s needs a value\n", argv[optind - 1]);
                         return EXIT_USAGE;
@@ -161,7 +198,8 @@ int main(int argc, char **argv) {
                         /* skip the option and, for those that take one, its value */
                         const char *o = argv[i];
                         if (!strchr(o, '=') && (streq_ptr(o, "--class") || streq_ptr(o, "--driver") ||
-                                                streq_ptr(o, "--group") || streq_ptr(o, "--numa")))
+                                                streq_ptr(o, "--group") || streq_ptr(o, "--numa") ||
+                                                streq_ptr(o, "--to") || streq_ptr(o, "--consumer")))
                                 i++;
                         continue;
                 }
@@ -193,6 +231,15 @@ int main(int argc, char **argv) {
         }
         if (filters && !(v->flags & OPT_FILTERS)) {
                 fprintf(stderr, "iovirtctl: --class, --driver, --group and --numa go with list-devices only\n");
+                return EXIT_USAGE;
+        }
+
+        if (given & ~v->flags & OPT_ASSIGN) {
+                fprintf(stderr, "iovirtctl: --to, --dry-run and --accept-leaky go with assign only\n");
+                return EXIT_USAGE;
+        }
+        if (given & ~v->flags & OPT_RELEASE) {
+                fprintf(stderr, "iovirtctl: --consumer goes with release only\n");
                 return EXIT_USAGE;
         }
 

@@ -21,6 +21,10 @@ typedef struct Ctl {
         const char *filter_driver;
         int filter_group;
         int filter_numa;
+        /* assign / release */
+        const char *consumer;      /* --to, --consumer */
+        bool dry_run;
+        bool accept_leaky;
 
         IovirtHost *host;
         IovirtVerdicts *verdicts;
@@ -58,6 +62,9 @@ int verb_show(Ctl *c, int argc, char **argv);
 int verb_tree(Ctl *c, int argc, char **argv);
 int verb_check(Ctl *c, int argc, char **argv);
 int verb_reload(Ctl *c, int argc, char **argv);
+int verb_assign(Ctl *c, int argc, char **argv);
+int verb_release(Ctl *c, int argc, char **argv);
+int verb_list_assignments(Ctl *c, int argc, char **argv);
 
 /* Exit codes */
 #define EXIT_USAGE 2

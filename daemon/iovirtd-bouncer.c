@@ -9,6 +9,9 @@ static const struct {
         const char *action;
 } actions[] = {
         { "Reload", IOVIRT_ACTION_RELOAD },
+        { "Assign", IOVIRT_ACTION_ASSIGN },
+        { "Release", IOVIRT_ACTION_RELEASE },
+        { "ReleaseConsumer", IOVIRT_ACTION_RELEASE },
 };
 
 typedef struct Pending Pending;

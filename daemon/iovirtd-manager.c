@@ -6,6 +6,7 @@
 #include "iovirt-check.h"
 #include "iovirt-json.h"
 #include "iovirt-names.h"
+#include "iovirtd-assign.h"
 #include "iovirtd-bouncer.h"
 #include "iovirtd-log.h"
 #include "iovirtd-manager.h"
@@ -45,6 +46,7 @@ Manager *manager_free(Manager *m) {
         udev_unref(m->udev);
         bouncer_free(m->bouncer);
         manager_drop_model(m);
+        iovirt_state_free(m->state);
         sd_bus_flush_close_unref(m->bus);
         sd_event_unref(m->event);
         free(m);
@@ -178,6 +180,11 @@ static void manager_apply_uevent(Manager *m, const char *action, const char *sys
                 log_warning_errno(r, "Failed to emit a signal for %s: %m", c.address);
 }
 
+void manager_update_device(Manager *m, const char *syspath) {
+        if (m->host)
+                manager_apply_uevent(m, "change", syspath);
+}
+
 static int on_uevent(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
         Manager *m = userdata;
         for (;;) {
@@ -241,7 +248,7 @@ static json_object *build_devices(Manager *m) {
         return iovirt_json_devices(m->host, all, m->host->n_devices);
 }
 
-static int reply_json(sd_bus_message *msg, json_object *o) {
+int manager_reply_json(sd_bus_message *msg, json_object *o) {
         if (!o)
                 return -ENOMEM;
         return sd_bus_reply_method_return(msg, "s",
@@ -278,7 +285,7 @@ static int property_get_version(sd_bus *bus, const char *path, const char *inter
 
 /* The model may be incomplete for a moment after a failure (out of memory
  * while recomputing verdicts); a resync is then on its way. */
-static int model_ready(Manager *m, sd_bus_error *error) {
+int manager_model_ready(Manager *m, sd_bus_error *error) {
         if (m->host && m->verdicts)
                 return 0;
         return sd_bus_error_set(error, IOVIRT_ERROR_BUSY, "The host model is being rebuilt; try again in a moment");
@@ -293,7 +300,7 @@ static int append_addresses(sd_bus_message *reply, const IovirtHost *h, const si
 
 static int method_list_groups(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
-        if (model_ready(m, error) < 0)
+        if (manager_model_ready(m, error) < 0)
                 return -EBUSY;
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         int r;
@@ -321,7 +328,7 @@ static int method_list_groups(sd_bus_message *msg, void *userdata, sd_bus_error 
 
 static int method_list_devices(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
-        if (model_ready(m, error) < 0)
+        if (manager_model_ready(m, error) < 0)
                 return -EBUSY;
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         int r;
@@ -347,7 +354,7 @@ static int method_list_devices(sd_bus_message *msg, void *userdata, sd_bus_error
 
 static int method_describe_groups(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
-        if (model_ready(m, error) < 0)
+        if (manager_model_ready(m, error) < 0)
                 return -EBUSY;
         const char *s = cached_json(m, &m->groups_json, build_groups);
         return s ? sd_bus_reply_method_return(msg, "s", s) : -ENOMEM;
@@ -355,7 +362,7 @@ static int method_describe_groups(sd_bus_message *msg, void *userdata, sd_bus_er
 
 static int method_describe_devices(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
-        if (model_ready(m, error) < 0)
+        if (manager_model_ready(m, error) < 0)
                 return -EBUSY;
         const char *s = cached_json(m, &m->devices_json, build_devices);
         return s ? sd_bus_reply_method_return(msg, "s", s) : -ENOMEM;
@@ -363,7 +370,7 @@ static int method_describe_devices(sd_bus_message *msg, void *userdata, sd_bus_e
 
 static int method_describe_device(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
-        if (model_ready(m, error) < 0)
+        if (manager_model_ready(m, error) < 0)
                 return -EBUSY;
         _cleanup_free_ char *reason = NULL;
         const char *spec;
@@ -382,7 +389,7 @@ static int method_describe_device(sd_bus_message *msg, void *userdata, sd_bus_er
                 return sd_bus_error_setf(error, r == -ENODEV ? IOVIRT_ERROR_NO_SUCH_DEVICE : IOVIRT_ERROR_INVALID_ARGUMENT,
                                          "%s", reason ? reason : "No such device");
         _cleanup_(json_object_putp) json_object *o = iovirt_json_device(m->host, m->verdicts, i);
-        return reply_json(msg, o);
+        return manager_reply_json(msg, o);
 }
 
 static json_object *build_tree(Manager *m) {
@@ -396,7 +403,7 @@ static json_object *build_tree(Manager *m) {
 
 static int method_describe_tree(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
-        if (model_ready(m, error) < 0)
+        if (manager_model_ready(m, error) < 0)
                 return -EBUSY;
         const char *s = cached_json(m, &m->tree_json, build_tree);
         return s ? sd_bus_reply_method_return(msg, "s", s) : -ENOMEM;
@@ -404,14 +411,14 @@ static int method_describe_tree(sd_bus_message *msg, void *userdata, sd_bus_erro
 
 static int method_check(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
-        if (model_ready(m, error) < 0)
+        if (manager_model_ready(m, error) < 0)
                 return -EBUSY;
         _cleanup_(iovirt_checks_freep) IovirtChecks *checks = NULL;
         int r = iovirt_checks_run(m->host, m->verdicts, &checks);
         if (r < 0)
                 return sd_bus_error_set_errnof(error, r, "Host checks failed: %m");
         _cleanup_(json_object_putp) json_object *o = iovirt_json_checks(checks);
-        return reply_json(msg, o);
+        return manager_reply_json(msg, o);
 }
 
 /* ---- mutating methods: each behind the bouncer ---- */
@@ -461,6 +468,21 @@ const sd_bus_vtable manager_vtable[] = {
         SD_BUS_METHOD_WITH_ARGS("Reload", SD_BUS_ARGS("b", interactive), SD_BUS_NO_RESULT,
                                 method_reload, SD_BUS_VTABLE_UNPRIVILEGED),
 
+        SD_BUS_METHOD_WITH_ARGS("PlanAssign", SD_BUS_ARGS("s", target, "s", consumer, "as", accept),
+                                SD_BUS_RESULT("s", json), method_plan_assign, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("Assign", SD_BUS_ARGS("s", target, "s", consumer, "as", accept, "b", interactive),
+                                SD_BUS_RESULT("s", json), method_assign, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("Release", SD_BUS_ARGS("s", target, "b", interactive), SD_BUS_RESULT("s", json),
+                                method_release, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("ReleaseConsumer", SD_BUS_ARGS("s", consumer, "b", interactive),
+                                SD_BUS_RESULT("s", json), method_release_consumer, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("ListAssignments", SD_BUS_NO_ARGS, SD_BUS_RESULT("a(issas)", assignments),
+                                method_list_assignments, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("DescribeAssignments", SD_BUS_NO_ARGS, SD_BUS_RESULT("s", json),
+                                method_describe_assignments, SD_BUS_VTABLE_UNPRIVILEGED),
+
+        SD_BUS_SIGNAL_WITH_ARGS("Assigned", SD_BUS_ARGS("i", group, "s", consumer), 0),
+        SD_BUS_SIGNAL_WITH_ARGS("Released", SD_BUS_ARGS("i", group, "s", consumer), 0),
         SD_BUS_SIGNAL_WITH_ARGS("DeviceAdded", SD_BUS_ARGS("s", address), 0),
         SD_BUS_SIGNAL_WITH_ARGS("DeviceRemoved", SD_BUS_ARGS("s", address), 0),
         SD_BUS_SIGNAL_WITH_ARGS("DeviceChanged", SD_BUS_ARGS("s", address, "s", driver, "i", group), 0),

@@ -1,11 +1,13 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
+#include <json-c/json.h>
 #include <libudev.h>
 #include <systemd/sd-bus.h>
 #include <systemd/sd-event.h>
 
 #include "iovirt-host.h"
+#include "iovirt-state.h"
 #include "iovirt-verdict.h"
 
 typedef struct Bouncer Bouncer;
@@ -27,6 +29,9 @@ typedef struct Manager {
         char *groups_json;
         char *devices_json;
         char *tree_json;           /* every iovirtctl call starts with it */
+
+        IovirtState *state;        /* assignments, as recorded in state_dir */
+        const char *state_dir;
 } Manager;
 
 int manager_new(Manager **ret);
@@ -42,5 +47,13 @@ int manager_start_monitor(Manager *m);
 
 /* Connects to the system bus, exports the object, takes the name. */
 int manager_connect_bus(Manager *m);
+
+/* Re-reads the one function at syspath now, as its uevent would. */
+void manager_update_device(Manager *m, const char *syspath);
+
+/* Sets a Busy error while the model is being rebuilt; negative then. */
+int manager_model_ready(Manager *m, sd_bus_error *error);
+
+int manager_reply_json(sd_bus_message *msg, json_object *o);
 
 extern const sd_bus_vtable manager_vtable[];

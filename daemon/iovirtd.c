@@ -6,6 +6,7 @@
 
 #include "iovirt-names.h"
 #include "iovirtd-log.h"
+#include "iovirtd-assign.h"
 #include "iovirtd-manager.h"
 
 static void help(void) {
@@ -76,6 +77,9 @@ static int run(void) {
         if (r < 0)
                 return r;
         r = manager_refresh(m);
+        if (r < 0)
+                return r;
+        r = manager_load_state(m);
         if (r < 0)
                 return r;
         r = manager_connect_bus(m);

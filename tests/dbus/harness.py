@@ -36,15 +36,20 @@ class Bus:
         self.proc.wait(10)
 
 
-def start_iovirtd(iovirtd, bus, testbed):
-    """Starts iovirtd and waits for READY=1 on a notify socket of our own."""
+def start_iovirtd(iovirtd, bus, testbed, preload=PRELOAD, **extra):
+    """Starts iovirtd and waits for READY=1 on a notify socket of our own.
+    Its state lives beside the testbed (never in /var/lib/iovirt)."""
     notify = os.path.join(bus.dir, "notify")
+    if os.path.exists(notify):
+        os.unlink(notify)
+    state = os.path.join(os.path.dirname(testbed), "state")
     s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     s.bind(notify)
     s.settimeout(60)
-    log = open(os.path.join(bus.dir, "iovirtd.log"), "w")
-    p = subprocess.Popen([iovirtd, "--debug"], env=bus.env(UMOCKDEV_DIR=testbed, IOVIRT_ROOT=testbed,
-                                                          LD_PRELOAD=PRELOAD, NOTIFY_SOCKET=notify),
+    log = open(os.path.join(bus.dir, "iovirtd.log"), "a")
+    p = subprocess.Popen(extra.pop("wrapper", []) + [iovirtd, "--debug"],
+                         env=bus.env(UMOCKDEV_DIR=testbed, IOVIRT_ROOT=testbed, LD_PRELOAD=preload,
+                                     NOTIFY_SOCKET=notify, STATE_DIRECTORY=state, **extra),
                          stderr=log, text=True)
     p.log_path = log.name
     try:
@@ -52,6 +57,7 @@ def start_iovirtd(iovirtd, bus, testbed):
             pass
     except socket.timeout:
         p.kill()
+        p.wait()
         raise SystemExit("iovirtd did not become ready: " + open(p.log_path).read())
     finally:
         s.close()
@@ -62,8 +68,8 @@ class Daemon:
     """with Daemon(iovirtd, host) as (bus, daemon, testbed): a private bus
     and iovirtd on the emulated HOST (a testbed.Host), torn down after."""
 
-    def __init__(self, iovirtd, host):
-        self.iovirtd, self.host = iovirtd, host
+    def __init__(self, iovirtd, host, preload=PRELOAD, **extra):
+        self.iovirtd, self.host, self.preload, self.extra = iovirtd, host, preload, extra
 
     def __enter__(self):
         import tempfile
@@ -74,7 +80,7 @@ class Daemon:
             os.makedirs(testbed)
             self.host.write(testbed)
             self.bus = Bus(self.root)
-            self.daemon = start_iovirtd(self.iovirtd, self.bus, testbed)
+            self.daemon = start_iovirtd(self.iovirtd, self.bus, testbed, self.preload, **self.extra)
         except BaseException:
             self.__exit__(None, None, None)
             raise

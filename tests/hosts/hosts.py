@@ -8,7 +8,7 @@ from testbed import Host, ACS_RR, ACS_CR, ENDPOINT, RC_END, PCIE_PCI_BRIDGE, fmt
 def desktop():
     """A desktop: GPU with its HDMI audio function in one group behind an
     ACS root port, an NVMe disk, a NIC, integrated devices on the root bus."""
-    h = Host("desktop", cpus=8)
+    h = Host("desktop", cpus=8, mounts=[("nvme0n1p2", "/"), ("nvme0n1p1", "/boot/efi")])
     h.host_bridge("00:00.0")
     rp1 = h.root_port("00:01.0", (1, 1))
     g = h.new_group()
@@ -17,10 +17,10 @@ def desktop():
     h.add("01:00.1", 0x10de, 0x10f0, 0x040300, parent=rp1, pcie_type=ENDPOINT, multifunction=True,
           driver="snd_hda_intel", group=g, link=(3, 16, 3, 16), reset_method="bus")
     h.add("00:02.0", 0x8086, 0x3e92, 0x030000, pcie_type=RC_END, driver="i915", flr=True,
-          reset_method="flr", boot_vga=1)
+          reset_method="flr", boot_vga=1, fb="fb0")
     rp2 = h.root_port("00:1b.0", (2, 2))
     h.add("02:00.0", 0x144d, 0xa808, 0x010802, parent=rp2, pcie_type=ENDPOINT, driver="nvme",
-          flr=True, reset_method="flr bus", link=(3, 4, 3, 4))
+          flr=True, reset_method="flr bus", link=(3, 4, 3, 4), block=("nvme0n1", 259, ["nvme0n1p1", "nvme0n1p2"]))
     rp3 = h.root_port("00:1c.0", (3, 3))
     h.add("03:00.0", 0x8086, 0x10d3, 0x020000, parent=rp3, pcie_type=ENDPOINT, driver="e1000e",
           flr=True, reset_method="flr pm bus", link=(1, 1, 1, 1), net="enp3s0")
@@ -58,7 +58,8 @@ def dual_socket():
 def switch_no_acs():
     """A PLX switch whose downstream ports lack ACS: Linux gives each port's
     subtree its own group, but peer-to-peer between them is not blocked."""
-    h = Host("switch-no-acs", cpus=8)
+    h = Host("switch-no-acs", cpus=8, swaps=["nvme0n1p2"],
+             arrays=[("md0", None, 9, 0, ["nvme0n1p1"]), ("dm-0", "vg0-vms", 253, 0, ["md0"])])
     h.host_bridge("00:00.0")
     rp = h.root_port("00:01.0", (1, 5))
     up, ports = h.switch("01:00.0", rp, (2, 5), [("02:01.0", 3), ("02:02.0", 4), ("02:03.0", 5)],
@@ -68,7 +69,7 @@ def switch_no_acs():
         h.add(addr, 0x8086, dev, 0x020000, parent=p, pcie_type=ENDPOINT, driver="e1000e",
               group=p.group, flr=True, reset_method="flr")
     h.add("05:00.0", 0x144d, 0xa808, 0x010802, parent=ports[2], pcie_type=ENDPOINT, driver="nvme",
-          group=ports[2].group, flr=True, reset_method="flr")
+          group=ports[2].group, flr=True, reset_method="flr", block=("nvme0n1", 259, ["nvme0n1p1", "nvme0n1p2"]))
     # a second, well-behaved root port for contrast
     rp2 = h.root_port("00:1c.0", (6, 6))
     h.add("06:00.0", 0x8086, 0x1533, 0x020000, parent=rp2, pcie_type=ENDPOINT, driver="igb",

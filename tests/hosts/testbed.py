@@ -110,6 +110,8 @@ class Device:
         self.extra_attrs = kw.get("attrs", {})
         self.missing_attrs = set(kw.get("missing_attrs", ()))
         self.net = kw.get("net")                        # interface name
+        self.block = kw.get("block")                    # (disk, major, [partitions]) below it
+        self.fb = kw.get("fb")                          # framebuffer name (fb0) it drives
         self.children = []
         if parent is not None:
             parent.children.append(self)
@@ -194,7 +196,7 @@ class Device:
 class Host:
     def __init__(self, name, iommu=True, numa_nodes=1, cpus=8, cmdline=None,
                  firmware=("DMAR",), intremap=True, modules=("vfio", "vfio_pci", "vfio_iommu_type1"),
-                 allow_unsafe_interrupts=False, osrelease="6.1.0-28-amd64"):
+                 allow_unsafe_interrupts=False, osrelease="6.1.0-28-amd64", mounts=(), swaps=(), arrays=()):
         self.name = name
         self.iommu = iommu
         self.numa_nodes = numa_nodes
@@ -208,6 +210,10 @@ class Host:
         self.modules = modules
         self.allow_unsafe_interrupts = allow_unsafe_interrupts
         self.osrelease = osrelease
+        self.mounts = mounts          # (block device name, mount point)
+        self.swaps = swaps            # block device names used as swap
+        self.arrays = arrays          # (dm-N or mdN, dm name or None, major, minor, [slave names])
+        self.boot_id = "4b1f6c2e-8a0d-4f3e-9c71-2d5e8f1a0b36"
         self.next_group = 0
         self.root_buses = {}
 
@@ -309,6 +315,7 @@ class Host:
         if "vfio" in self.modules:
             os.makedirs(os.path.join(root, "dev/vfio"), exist_ok=True)
             open(os.path.join(root, "dev/vfio/vfio"), "w").close()
+        self._write_block(root)
         drivers = {"vfio-pci"} if "vfio_pci" in self.modules else set()
         for d in self.devices:
             self._write_device(root, d)
@@ -347,12 +354,68 @@ class Host:
                any(m.driver == "vfio-pci" for m in members):
                 open(os.path.join(root, "dev/vfio", str(g)), "w").close()
 
+    def _write_block(self, root):
+        """Disks below their controllers, dm/md arrays on top, and the
+        /proc files that say what is mounted and swapped on."""
+        sysd = os.path.join(root, "sys")
+        for d in ("class/block", "dev/block", "class/graphics", "devices/virtual/block"):
+            os.makedirs(os.path.join(sysd, d), exist_ok=True)
+        devnums = {}
+
+        def blockdev(path, name, major, minor):
+            os.makedirs(path, exist_ok=True)
+            with open(os.path.join(path, "dev"), "w") as f:
+                f.write("%d:%d\n" % (major, minor))
+            os.symlink(os.path.relpath(path, os.path.join(sysd, "class/block")), os.path.join(sysd, "class/block", name))
+            os.symlink(os.path.relpath(path, os.path.join(sysd, "dev/block")),
+                       os.path.join(sysd, "dev/block", "%d:%d" % (major, minor)))
+            devnums[name] = "%d:%d" % (major, minor)
+        paths = {}
+        for d in self.devices:
+            if d.block:
+                disk, major, parts = d.block
+                dpath = os.path.join(root, d.syspath()[1:], "host0", "block", disk)
+                blockdev(dpath, disk, major, 0)
+                paths[disk] = dpath
+                for i, part in enumerate(parts):
+                    blockdev(os.path.join(dpath, part), part, major, i + 1)
+                    paths[part] = os.path.join(dpath, part)
+            if d.fb:
+                fdir = os.path.join(root, d.syspath()[1:], "graphics", d.fb)
+                os.makedirs(fdir, exist_ok=True)
+                os.symlink("../../../" + d.addr, os.path.join(fdir, "device"))
+                os.symlink(os.path.relpath(fdir, os.path.join(sysd, "class/graphics")),
+                           os.path.join(sysd, "class/graphics", d.fb))
+        for name, dmname, major, minor, slaves in self.arrays:
+            apath = os.path.join(sysd, "devices/virtual/block", name)
+            blockdev(apath, name, major, minor)
+            paths[name] = apath
+            os.makedirs(os.path.join(apath, "slaves"))
+            for sl in slaves:
+                os.symlink(os.path.relpath(paths[sl], os.path.join(apath, "slaves")), os.path.join(apath, "slaves", sl))
+            if dmname:
+                os.makedirs(os.path.join(apath, "dm"))
+                with open(os.path.join(apath, "dm/name"), "w") as f:
+                    f.write(dmname + "\n")
+        os.makedirs(os.path.join(root, "proc/self"), exist_ok=True)
+        with open(os.path.join(root, "proc/self/mountinfo"), "w") as f:
+            f.write("22 1 0:21 / /proc rw,nosuid - proc proc rw\n")
+            for i, (name, mnt) in enumerate(self.mounts):
+                f.write("%d 1 %s / %s rw,relatime shared:1 - ext4 /dev/%s rw\n" % (30 + i, devnums[name],
+                                                                                 mnt.replace(" ", "\\040"), name))
+        with open(os.path.join(root, "proc/swaps"), "w") as f:
+            f.write("Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n")
+            for name in self.swaps:
+                f.write("/dev/%s                               partition\t8388604\t\t0\t\t-2\n" % name)
+
     def _write_proc(self, root):
         def put(rel, text):
             with open(os.path.join(root, rel), "w") as f:
                 f.write(text)
         put("proc/cmdline", self.cmdline + "\n")
         put("proc/sys/kernel/osrelease", self.osrelease + "\n")
+        os.makedirs(os.path.join(root, "proc/sys/kernel/random"), exist_ok=True)
+        put("proc/sys/kernel/random/boot_id", self.boot_id + "\n")
         chip = "IR-PCI-MSI" if self.intremap else "PCI-MSI"
         put("proc/interrupts",
             "           CPU0       CPU1\n"
