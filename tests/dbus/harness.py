@@ -48,8 +48,8 @@ def start_iovirtd(iovirtd, bus, testbed, preload=PRELOAD, **extra):
     s.settimeout(60)
     log = open(os.path.join(bus.dir, "iovirtd.log"), "a")
     p = subprocess.Popen(extra.pop("wrapper", []) + [iovirtd, "--debug"],
-                         env=bus.env(UMOCKDEV_DIR=testbed, IOVIRT_ROOT=testbed, LD_PRELOAD=preload,
-                                     NOTIFY_SOCKET=notify, STATE_DIRECTORY=state, **extra),
+                         env=bus.env(**dict(dict(UMOCKDEV_DIR=testbed, IOVIRT_ROOT=testbed, LD_PRELOAD=preload,
+                                                 NOTIFY_SOCKET=notify, STATE_DIRECTORY=state), **extra)),
                          stderr=log, text=True)
     p.log_path = log.name
     try:

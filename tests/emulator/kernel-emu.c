@@ -251,8 +251,12 @@ static void send_uevent(const char *action, const char *dir) {
                 int s = socket(AF_UNIX, SOCK_RAW | SOCK_CLOEXEC, 0);
                 struct sockaddr_un sa = { .sun_family = AF_UNIX };
                 snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", g.gl_pathv[i]);
+                /* never block: the listener may be this very process, busy in the
+                 * write that caused the event (a unix datagram queue holds only
+                 * net.unix.max_dgram_qlen messages).  The kernel drops netlink
+                 * messages for a full receiver too. */
                 if (s >= 0 && connect(s, (struct sockaddr *) &sa, sizeof(sa)) == 0)
-                        (void) send(s, msg, 40 + n, MSG_NOSIGNAL);
+                        (void) send(s, msg, 40 + n, MSG_NOSIGNAL | MSG_DONTWAIT);
                 if (s >= 0)
                         next_close(s);
         }
