@@ -140,17 +140,14 @@ int method_plan_assign(sd_bus_message *msg, void *userdata, sd_bus_error *error)
 }
 
 /* The model follows the kernel at once, not when the uevents arrive. */
-static void update_functions(Manager *m, char **addresses, size_t n) {
-        for (size_t i = 0; i < n; i++) {
-                IovirtAddress a;
-                size_t d;
-                if (iovirt_address_parse(addresses[i], &a, NULL) < 0 ||
-                    (d = iovirt_host_find_address(m->host, &a)) == IOVIRT_NONE)
-                        continue;
-                _cleanup_free_ char *syspath = strdup(m->host->devices[d].syspath);
-                if (syspath)
-                        manager_update_device(m, syspath);
-        }
+static void update_address(Manager *m, const char *address) {
+        IovirtAddress a;
+        size_t d;
+        if (iovirt_address_parse(address, &a, NULL) < 0 || (d = iovirt_host_find_address(m->host, &a)) == IOVIRT_NONE)
+                return;
+        _cleanup_free_ char *syspath = strdup(m->host->devices[d].syspath);    /* the update replaces it */
+        if (syspath)
+                manager_update_device(m, syspath);
 }
 
 static void free_strv(char **v, size_t n) {
@@ -183,12 +180,8 @@ static int act_assign(sd_bus_message *msg, void *userdata, sd_bus_error *error) 
         }
 
         r = iovirt_assign_execute(plan, m->state, m->state_dir, &reason);
-        char **addresses = calloc(plan->n_steps, sizeof(char *));
-        for (size_t i = 0; addresses && i < plan->n_steps; i++)
-                addresses[i] = strdup(plan->steps[i].address);
-        if (addresses)
-                update_functions(m, addresses, plan->n_steps);
-        free_strv(addresses, plan->n_steps);
+        for (size_t i = 0; i < plan->n_steps; i++)
+                update_address(m, plan->steps[i].address);
         if (r < 0) {
                 log_full_errno(LOG_ERR, r, NULL, "Assigning group %d to %s failed: %s", plan->group, a.consumer,
                                strna(reason));
@@ -235,7 +228,9 @@ static int release_group(Manager *m, int group, json_object *list, sd_bus_error 
                 addresses[n] = strdup(rec->functions[n].address);
 
         r = iovirt_release_execute(m->host, m->state, m->state_dir, group, &notes, &reason);
-        update_functions(m, addresses, n);
+        for (size_t i = 0; i < n; i++)
+                if (addresses[i])
+                        update_address(m, addresses[i]);
         if (r < 0) {
                 free_strv(addresses, n);
                 log_full_errno(LOG_ERR, r, NULL, "Releasing group %d from %s failed: %s", group, consumer, strna(reason));

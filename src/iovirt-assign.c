@@ -349,17 +349,15 @@ static uint64_t realtime_usec(void) {
 
 /* Puts back every function of rec (last first).  Returns how many could not
  * be, with their reasons in t; gone functions count as back. */
-static size_t restore_all(IovirtRecord *rec, Text *t, bool *gone) {
+static size_t restore_all(IovirtRecord *rec, Text *t) {
         size_t failed = 0;
         for (size_t i = rec->n_functions; i-- > 0;) {
                 _cleanup_free_ char *why = NULL;
                 int r = iovirt_bind_restore(&rec->functions[i], IOVIRT_BIND_TIMEOUT_USEC, &why);
                 iovirt_fault_point("release.restored");
-                if (r == -ENODEV) {
-                        if (gone)
-                                *gone = true;
+                if (r == -ENODEV)
                         text_line(t, why);
-                } else if (r < 0) {
+                else if (r < 0) {
                         failed++;
                         text_line(t, why);
                 }
@@ -437,7 +435,7 @@ int iovirt_assign_execute(const IovirtPlan *p, IovirtState *state, const char *d
         /* roll back: every function to where it was */
         Text t = {};
         text_line(&t, why ? why : "Binding to vfio-pci failed");
-        size_t failed = restore_all(owned, &t, NULL);
+        size_t failed = restore_all(owned, &t);
         iovirt_fault_point("assign.rollback");
         if (failed)
                 text_add(&t, "\n%zu function%s could not be put back; the record stays in %s for a retry "
@@ -474,7 +472,7 @@ int iovirt_release_execute(const IovirtHost *h, IovirtState *state, const char *
         iovirt_fault_point("release.intent");
 
         Text t = {}, n = {};
-        size_t failed = restore_all(rec, &t, NULL);
+        size_t failed = restore_all(rec, &t);
         for (size_t i = 0; i < rec->n_functions; i++) {
                 IovirtAddress a;
                 size_t d;
@@ -524,25 +522,6 @@ int iovirt_release_execute(const IovirtHost *h, IovirtState *state, const char *
         return 0;
 }
 
-static int add_note(char ***notes, size_t *n, const char *fmt, ...) _printf_(3, 4);
-static int add_note(char ***notes, size_t *n, const char *fmt, ...) {
-        char *s;
-        va_list ap;
-        va_start(ap, fmt);
-        int l = vasprintf(&s, fmt, ap);
-        va_end(ap);
-        if (l < 0)
-                return -ENOMEM;
-        char **p = reallocarray(*notes, *n + 1, sizeof(char *));
-        if (!p) {
-                free(s);
-                return -ENOMEM;
-        }
-        *notes = p;
-        p[(*n)++] = s;
-        return 0;
-}
-
 /* A group whose record was damaged: what is on vfio-pci with our override
  * stays held, owner unknown, until an operator releases it. */
 static int rebuild_damaged(const IovirtHost *h, IovirtState *state, const char *dir, int group, const char *boot_id,
@@ -567,7 +546,7 @@ static int rebuild_damaged(const IovirtHost *h, IovirtState *state, const char *
                 memcpy(f->address, d->name, sizeof(f->address));
         }
         if (rec->n_functions == 0)
-                return add_note(notes, n_notes, "Group %d: its record was damaged, and none of its functions is on "
+                return iovirt_strv_pushf(notes, n_notes, "Group %d: its record was damaged, and none of its functions is on "
                                                 "vfio-pci: nothing is held", group);
         int r = iovirt_record_save(dir, rec);
         if (r < 0)
@@ -576,7 +555,7 @@ static int rebuild_damaged(const IovirtHost *h, IovirtState *state, const char *
         if (r < 0)
                 return r;
         TAKE_PTR(rec);
-        return add_note(notes, n_notes, "Group %d: its record was damaged; its functions on vfio-pci stay held for an "
+        return iovirt_strv_pushf(notes, n_notes, "Group %d: its record was damaged; its functions on vfio-pci stay held for an "
                                         "unknown consumer until 'iovirtctl release group:%d'", group, group);
 }
 
@@ -596,14 +575,14 @@ int iovirt_state_reconcile(const IovirtHost *h, IovirtState *state, const char *
                         if (r < 0)
                                 return r;
                         iovirt_state_drop(state, group);
-                        r = add_note(notes, n_notes, "Group %d: the host has restarted since it was assigned to %s; "
+                        r = iovirt_strv_pushf(notes, n_notes, "Group %d: the host has restarted since it was assigned to %s; "
                                                      "that assignment ended with the old boot", group, consumer);
                 } else if (rec->phase == IOVIRT_PHASE_ASSIGNED)
                         continue;
                 else {
                         bool was_assigning = rec->phase == IOVIRT_PHASE_ASSIGNING;
                         Text t = {};
-                        size_t failed = restore_all(rec, &t, NULL);
+                        size_t failed = restore_all(rec, &t);
                         if (!failed) {
                                 r = iovirt_record_remove(dir, group);
                                 if (r < 0) {
@@ -611,14 +590,14 @@ int iovirt_state_reconcile(const IovirtHost *h, IovirtState *state, const char *
                                         return r;
                                 }
                                 iovirt_state_drop(state, group);
-                                r = add_note(notes, n_notes, "Group %d: %s %s was cut short; it was %s%s%s", group,
+                                r = iovirt_strv_pushf(notes, n_notes, "Group %d: %s %s was cut short; it was %s%s%s", group,
                                              was_assigning ? "assigning it to" : "releasing it from", consumer,
                                              was_assigning ? "rolled back" : "finished", t.s ? ": " : "",
                                              t.s ? t.s : "");
                         } else {
                                 rec->phase = IOVIRT_PHASE_RELEASING;
                                 (void) iovirt_record_save(dir, rec);
-                                r = add_note(notes, n_notes, "Group %d: putting it back after an interrupted %s "
+                                r = iovirt_strv_pushf(notes, n_notes, "Group %d: putting it back after an interrupted %s "
                                                              "failed: %s", group, was_assigning ? "assign" : "release",
                                              strna(t.s));
                         }

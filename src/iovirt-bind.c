@@ -51,30 +51,25 @@ int iovirt_bind_read(const char *address, char **driver, char **driver_override)
         return 0;
 }
 
+/* One sysfs write; on failure *reason names the file, the text and the errno */
+static int write_sysfs(const char *path, const char *text, char **reason) {
+        int r = iovirt_sysfs_write(path, text);
+        if (r < 0)
+                return set_reason(reason, r, "Writing '%s' to %s failed: %s", text[0] == '\n' ? "\\n" : text, path,
+                                  strerror(-r));
+        return 0;
+}
+
 static int write_attr(const char *address, const char *attr, const char *text, char **reason) {
         char path[PATH_MAX];
         snprintf(path, sizeof(path), SYSFS_PCI_DEVICES "/%s/%s", address, attr);
-        int r = iovirt_sysfs_write(path, text);
-        if (r < 0)
-                return set_reason(reason, r, "Writing %s of %s failed: %s", attr, address, strerror(-r));
-        return 0;
+        return write_sysfs(path, text, reason);
 }
 
 static int write_driver_file(const char *driver, const char *file, const char *address, char **reason) {
         char path[PATH_MAX];
         snprintf(path, sizeof(path), SYSFS_PCI_DRIVERS "/%s/%s", driver, file);
-        int r = iovirt_sysfs_write(path, address);
-        if (r < 0)
-                return set_reason(reason, r, "Writing %s to %s failed: %s", address, path, strerror(-r));
-        return 0;
-}
-
-static int probe(const char *address, char **reason) {
-        int r = iovirt_sysfs_write(SYSFS_PCI_DRIVERS_PROBE, address);
-        if (r < 0)
-                return set_reason(reason, r, "Writing %s to " SYSFS_PCI_DRIVERS_PROBE " failed: %s", address,
-                                  strerror(-r));
-        return 0;
+        return write_sysfs(path, address, reason);
 }
 
 /* Polls the driver link: probing is synchronous for nearly every PCI
@@ -141,7 +136,7 @@ int iovirt_bind_to_vfio(const char *address, uint64_t timeout_usec, char **reaso
                         return r;
         }
         iovirt_fault_point("assign.unbind");
-        r = probe(address, reason);
+        r = write_sysfs(SYSFS_PCI_DRIVERS_PROBE, address, reason);
         if (r < 0)
                 return r;
         iovirt_fault_point("assign.probe");
@@ -183,7 +178,7 @@ int iovirt_bind_restore(const IovirtFunctionRecord *f, uint64_t timeout_usec, ch
         if (drv || (f->original_known && !f->driver))
                 return 0;       /* back where it was: on its driver, or unbound as before */
 
-        r = probe(f->address, reason);
+        r = write_sysfs(SYSFS_PCI_DRIVERS_PROBE, f->address, reason);
         if (r < 0)
                 return r;
         iovirt_fault_point("release.probe");

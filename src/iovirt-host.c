@@ -92,24 +92,7 @@ static const char *guarded_lookup(struct pci_access *pacc, char *buf, size_t siz
         return r;
 }
 
-static int host_problem(IovirtHost *h, const char *fmt, ...) _printf_(2, 3);
-static int host_problem(IovirtHost *h, const char *fmt, ...) {
-        char *s;
-        va_list ap;
-        va_start(ap, fmt);
-        int r = vasprintf(&s, fmt, ap);
-        va_end(ap);
-        if (r < 0)
-                return -ENOMEM;
-        char **p = reallocarray(h->problems, h->n_problems + 1, sizeof(char *));
-        if (!p) {
-                free(s);
-                return -ENOMEM;
-        }
-        h->problems = p;
-        h->problems[h->n_problems++] = s;
-        return 0;
-}
+#define host_problem(h, ...) iovirt_strv_pushf(&(h)->problems, &(h)->n_problems, __VA_ARGS__)
 
 static void device_problem(IovirtDevice *d, const char *fmt, ...) _printf_(2, 3);
 static void device_problem(IovirtDevice *d, const char *fmt, ...) {

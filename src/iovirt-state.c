@@ -262,27 +262,16 @@ void iovirt_state_drop(IovirtState *s, int group) {
                 }
 }
 
-static int add_problem(IovirtState *s, int group, const char *fmt, ...) _printf_(3, 4);
-static int add_problem(IovirtState *s, int group, const char *fmt, ...) {
-        char *p;
-        va_list ap;
-        va_start(ap, fmt);
-        int l = vasprintf(&p, fmt, ap);
-        va_end(ap);
-        if (l < 0)
+/* A damaged record: what happened, and which group lost its record */
+static int add_problem(IovirtState *s, int group, const char *text) {
+        int *g = reallocarray(s->damaged_groups, s->n_damaged + 1, sizeof(int));
+        if (!g)
                 return -ENOMEM;
-        char **np = reallocarray(s->problems, s->n_problems + 1, sizeof(char *));
-        int *ng = reallocarray(s->damaged_groups, s->n_damaged + 1, sizeof(int));
-        if (np)
-                s->problems = np;
-        if (ng)
-                s->damaged_groups = ng;
-        if (!np || !ng) {
-                free(p);
-                return -ENOMEM;
-        }
-        s->problems[s->n_problems++] = p;
-        s->damaged_groups[s->n_damaged++] = group;
+        s->damaged_groups = g;
+        int r = iovirt_strv_pushf(&s->problems, &s->n_problems, "%s", text);
+        if (r < 0)
+                return r;
+        g[s->n_damaged++] = group;
         return 0;
 }
 
@@ -293,11 +282,15 @@ static int set_aside(IovirtState *s, const char *dir, const char *name, int grou
         clock_gettime(CLOCK_REALTIME, &ts);
         snprintf(from, sizeof(from), "%s/%s", dir, name);
         snprintf(to, sizeof(to), "%s/%s.damaged-%lld", dir, name, (long long) ts.tv_sec);
+        _cleanup_free_ char *text = NULL;
+        int l;
         if (rename(from, to) < 0)
-                return add_problem(s, group, "%s is damaged (%s) and could not be set aside: %s", from, why,
-                                   strerror(errno));
-        (void) fsync_dir(dir);
-        return add_problem(s, group, "%s is damaged (%s); it was kept as %s", from, why, to);
+                l = asprintf(&text, "%s is damaged (%s) and could not be set aside: %s", from, why, strerror(errno));
+        else {
+                (void) fsync_dir(dir);
+                l = asprintf(&text, "%s is damaged (%s); it was kept as %s", from, why, to);
+        }
+        return l < 0 ? -ENOMEM : add_problem(s, group, text);
 }
 
 int iovirt_state_load(const char *dir, IovirtState **ret) {

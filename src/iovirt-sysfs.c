@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <fcntl.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <sys/stat.h>
 
@@ -20,6 +21,24 @@ void *iovirt_grow(void **array, size_t *n, size_t *allocated, size_t size) {
         void *e = (char *) *array + (*n)++ * size;
         memset(e, 0, size);
         return e;
+}
+
+int iovirt_strv_pushf(char ***v, size_t *n, const char *fmt, ...) {
+        char *s;
+        va_list ap;
+        va_start(ap, fmt);
+        int l = vasprintf(&s, fmt, ap);
+        va_end(ap);
+        if (l < 0)
+                return -ENOMEM;
+        char **p = reallocarray(*v, *n + 1, sizeof(char *));
+        if (!p) {
+                free(s);
+                return -ENOMEM;
+        }
+        *v = p;
+        p[(*n)++] = s;
+        return 0;
 }
 
 int iovirt_sysfs_read_at(int dirfd, const char *name, char *buf, size_t size) {

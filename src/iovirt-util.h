@@ -90,3 +90,6 @@ static inline const char *strna(const char *s) {
 void *iovirt_grow(void **array, size_t *n, size_t *allocated, size_t size);
 #define GROW(array, n, allocated) \
         ((__typeof__(array)) iovirt_grow((void **) &(array), &(n), &(allocated), sizeof((array)[0])))
+
+/* Appends a newly formatted string to the list *v of *n strings. */
+int iovirt_strv_pushf(char ***v, size_t *n, const char *fmt, ...) _printf_(3, 4);

@@ -220,16 +220,13 @@ static void send_uevent(const char *action, const char *dir) {
         n += snprintf(body + n, sizeof(body) - n, "ACTION=%s%cDEVPATH=%s%cSUBSYSTEM=pci%cSEQNUM=%u%c", action, 0,
                       dir + rootlen + strlen("/sys"), 0, 0, (unsigned) getpid() * 1000 + ++seq, 0);
         snprintf(path, sizeof(path), "%s/uevent", dir);
-        if (read_small(path, uev, sizeof(uev)) >= 0) {
-                /* read_small stopped at the first newline: read it whole */
-                int fd = next_open(path, O_RDONLY | O_CLOEXEC);
-                ssize_t len = fd >= 0 ? pread(fd, uev, sizeof(uev) - 1, 0) : 0;
-                if (fd >= 0)
-                        next_close(fd);
-                uev[len > 0 ? len : 0] = 0;
-                for (char *l = strtok(uev, "\n"); l && n < sizeof(body) - 256; l = strtok(NULL, "\n"))
-                        n += snprintf(body + n, sizeof(body) - n, "%s%c", l, 0);
-        }
+        int fd = next_open(path, O_RDONLY | O_CLOEXEC);
+        ssize_t len = fd >= 0 ? pread(fd, uev, sizeof(uev) - 1, 0) : 0;
+        if (fd >= 0)
+                next_close(fd);
+        uev[len > 0 ? len : 0] = 0;
+        for (char *l = strtok(uev, "\n"); l && n < sizeof(body) - 256; l = strtok(NULL, "\n"))
+                n += snprintf(body + n, sizeof(body) - n, "%s%c", l, 0);
 
         unsigned char msg[40 + sizeof(body)];
         uint32_t v;
