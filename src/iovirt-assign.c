@@ -155,11 +155,15 @@ int iovirt_plan_assign(const IovirtHost *h, const IovirtVerdicts *v, const Iovir
 
         /* ownership */
         const IovirtRecord *rec = iovirt_state_find(state, group);
-        if (rec && rec->phase != IOVIRT_PHASE_ASSIGNED)
+        if (rec && rec->phase == IOVIRT_PHASE_RELEASING)
                 add_check(p, &checks_allocated, "ownership", IOVIRT_PLAN_FAIL, IOVIRT_ERROR_BUSY, NULL,
-                          "Group %d is being %s%s%s; try again when that has finished (iovirtctl list-assignments)",
-                          group, rec->phase == IOVIRT_PHASE_RELEASING ? "given back by " : "assigned to ",
-                          rec->consumer[0] ? rec->consumer : "an unknown consumer", "");
+                          "Group %d is still being given back by %s: a function did not return to its driver; "
+                          "'iovirtctl release group:%d' finishes it", group,
+                          rec->consumer[0] ? rec->consumer : "an unknown consumer", group);
+        else if (rec && rec->phase == IOVIRT_PHASE_ASSIGNING)
+                add_check(p, &checks_allocated, "ownership", IOVIRT_PLAN_FAIL, IOVIRT_ERROR_BUSY, NULL,
+                          "Group %d is being assigned to %s; try again when that has finished", group,
+                          rec->consumer[0] ? rec->consumer : "an unknown consumer");
         else if (rec)
                 add_check(p, &checks_allocated, "ownership", IOVIRT_PLAN_FAIL, IOVIRT_ERROR_IN_USE, NULL,
                           "Group %d is already assigned to %s%s; release it first (iovirtctl release group:%d)",

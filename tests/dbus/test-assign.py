@@ -419,7 +419,56 @@ def state():
         env.close()
 
 
+# ---- what the operator has to fix: a function on a third driver, no vfio-pci module ----
+def operator_errors():
+    nic = "0000:03:00.0"
+    env = Env("desktop")
+    try:
+        env.assign("03:00.0", "vm-a")
+        # somebody moves the NIC to a third driver by hand
+        env.write("/sys/bus/pci/devices/%s/driver_override" % nic, "nvme")
+        env.write("/sys/bus/pci/drivers/vfio-pci/unbind", nic)
+        env.write("/sys/bus/pci/drivers_probe", nic)
+        res = env.call("Release", "03:00.0", "false")
+        refused(env, "release of a function on a third driver", res, "org.iovirt1.Error.BindFailed",
+                "is on nvme, which iovirt did not bind", "release group:")
+        rec = list(env.records().values())
+        t.ok(env.driver(nic) == "nvme" and len(rec) == 1 and rec[0]["phase"] == "releasing",
+             "the function is left on nvme and its record is kept for a retry", rec)
+        refused(env, "assign of a group still being given back", env.assign("03:00.0", "vm-b"),
+                "org.iovirt1.Error.Busy", "still being given back by vm-a", "release group:")
+        env.write("/sys/bus/pci/drivers/nvme/unbind", nic)
+        env.write("/sys/bus/pci/devices/%s/driver_override" % nic, "\n")
+        env.write("/sys/bus/pci/drivers_probe", nic)
+        rc, out, err = env.ctl("release", "03:00.0")
+        t.ok(rc == 0 and env.driver(nic) == "e1000e" and not env.records(),
+             "once it is fixed by hand, the same release finishes", out + err)
+
+        # vfio-pci not loaded, and modprobe cannot load it
+        env.stop()
+        shutil.rmtree(os.path.join(env.tb, "sys/bus/pci/drivers/vfio-pci"))
+        env.start(IOVIRT_MODPROBE="/bin/false")
+        before = env.snapshot()
+        refused(env, "vfio-pci missing and modprobe failing", env.assign("03:00.0", "vm-a"),
+                "org.iovirt1.Error.BindFailed", "vfio-pci driver is not loaded", "/bin/false vfio-pci")
+        t.ok(env.snapshot() == before and not env.records(), "nothing was changed")
+        # a modprobe that loads it (creates the driver, as the kernel would)
+        modprobe = os.path.join(env.root, "modprobe")
+        with open(modprobe, "w") as f:
+            f.write("#!/bin/sh\n[ \"$1\" = vfio-pci ] || exit 1\nd=\"$UMOCKDEV_DIR/sys/bus/pci/drivers/vfio-pci\"\n"
+                    "mkdir -p \"$d\" && touch \"$d/bind\" \"$d/unbind\" \"$d/new_id\" \"$d/remove_id\"\n")
+        os.chmod(modprobe, 0o755)
+        env.stop()
+        env.start(IOVIRT_MODPROBE=modprobe)
+        rc, out, err = env.ctl("assign", "03:00.0", "--to", "vm-a")
+        t.ok(rc == 0 and env.driver(nic) == "vfio-pci", "iovirtd loads vfio-pci with modprobe when it is missing",
+             out + err)
+    finally:
+        env.close()
+
+
 round_trips()
+operator_errors()
 refusals()
 concurrency()
 crashes()
