@@ -131,6 +131,30 @@ static void unescape(char *s) {
         *w = '\0';
 }
 
+/* A virtio-9p filesystem has no block device: its source is the mount tag
+ * of a virtio device, which lives on a PCI function like a disk does. */
+static int mark_virtio_9p(Guard *g, const char *tag, const char *why) {
+        _cleanup_closedir_ DIR *d = opendir(SYSFS_BUS_VIRTIO_DEVICES);
+        struct dirent *de;
+        while (d && (de = readdir(d))) {
+                char path[PATH_MAX], target[PATH_MAX];
+                _cleanup_free_ char *have = NULL;
+                if (de->d_name[0] == '.')
+                        continue;
+                snprintf(path, sizeof(path), SYSFS_BUS_VIRTIO_DEVICES "/%s/mount_tag", de->d_name);
+                if (iovirt_read_file(path, &have) < 0)
+                        continue;
+                have[strcspn(have, "\n")] = '\0';
+                snprintf(path, sizeof(path), SYSFS_BUS_VIRTIO_DEVICES "/%s", de->d_name);
+                if (!streq_ptr(have, tag) || read_link(path, target) < 0)
+                        continue;
+                size_t dev = pci_parent_of(g->host, target);
+                if (dev != IOVIRT_NONE)
+                        return add_use(g, dev, "%s", why);
+        }
+        return 0;
+}
+
 static int scan_mounts(Guard *g) {
         _cleanup_free_ char *path = iovirt_root_path(PROC_MOUNTINFO), *text = NULL;
         if (!path)
@@ -139,9 +163,24 @@ static int scan_mounts(Guard *g) {
                 return 0;
         for (char *save = NULL, *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
                 char majmin[32], mnt[PATH_MAX], name[PATH_MAX];
-                if (sscanf(line, "%*u %*u %31s %*s %4095s", majmin, mnt) != 2 || strncmp(majmin, "0:", 2) == 0)
+                if (sscanf(line, "%*u %*u %31s %*s %4095s", majmin, mnt) != 2)
                         continue;
                 unescape(mnt);
+                if (strncmp(majmin, "0:", 2) == 0) {
+                        /* no block device: "... - 9p TAG rw,...,trans=virtio" is the one backed by PCI */
+                        char fstype[32], source[256], opts[1024];
+                        const char *tail = strstr(line, " - ");
+                        if (!tail || sscanf(tail, " - %31s %255s %1023s", fstype, source, opts) != 3 ||
+                            !streq_ptr(fstype, "9p") || !strstr(opts, "trans=virtio"))
+                                continue;
+                        unescape(source);
+                        char why[PATH_MAX + 320];
+                        snprintf(why, sizeof(why), "backs the filesystem mounted at %s (virtio-9p %s)", mnt, source);
+                        int r = mark_virtio_9p(g, source, why);
+                        if (r < 0)
+                                return r;
+                        continue;
+                }
                 if (block_name(majmin, name) < 0)
                         continue;
                 char why[2 * PATH_MAX + 64];

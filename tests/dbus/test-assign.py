@@ -170,7 +170,11 @@ def round_trips():
 
 # ---- refusals ----
 def refusals():
-    env = Env("desktop")
+    host = HOSTS["desktop"]()
+    # a share from a hypervisor: virtio-9p has no block device, only its tag
+    host.add("00:05.0", 0x1af4, 0x1009, 0x000200, driver="virtio-pci", virtio_9p="hostshare")
+    host.mounts = list(host.mounts) + [("9p:hostshare", "/srv/share")]
+    env = Env(host)
     try:
         refused(env, "unknown device", env.assign("09:00.0", "vm"), "org.iovirt1.Error.NoSuchDevice", "09:00.0")
         refused(env, "group that does not exist", env.assign("group:999", "vm"), "org.iovirt1.Error.NoSuchDevice",
@@ -185,6 +189,8 @@ def refusals():
                 "org.iovirt1.Error.InvalidArgument", "leaky")
         refused(env, "root filesystem", env.assign("02:00.0", "vm"), "org.iovirt1.Error.HostCritical",
                 "mounted at /", "nvme0n1p2")
+        refused(env, "virtio-9p filesystem", env.assign("00:05.0", "vm"), "org.iovirt1.Error.HostCritical",
+                "mounted at /srv/share", "virtio-9p hostshare")
         refused(env, "boot display", env.assign("00:02.0", "vm"), "org.iovirt1.Error.HostCritical", "boot display",
                 "fb0")
         refused(env, "bridge-only group", env.assign("00:01.0", "vm"), "org.iovirt1.Error.InvalidArgument",

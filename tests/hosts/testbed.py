@@ -112,6 +112,7 @@ class Device:
         self.net = kw.get("net")                        # interface name
         self.block = kw.get("block")                    # (disk, major, [partitions]) below it
         self.fb = kw.get("fb")                          # framebuffer name (fb0) it drives
+        self.virtio_9p = kw.get("virtio_9p")            # mount tag of the virtio-9p device it is
         self.children = []
         if parent is not None:
             parent.children.append(self)
@@ -210,7 +211,7 @@ class Host:
         self.modules = modules
         self.allow_unsafe_interrupts = allow_unsafe_interrupts
         self.osrelease = osrelease
-        self.mounts = mounts          # (block device name, mount point)
+        self.mounts = mounts          # (block device name or "9p:TAG", mount point)
         self.swaps = swaps            # block device names used as swap
         self.arrays = arrays          # (dm-N or mdN, dm name or None, major, minor, [slave names])
         self.boot_id = "4b1f6c2e-8a0d-4f3e-9c71-2d5e8f1a0b36"
@@ -380,6 +381,14 @@ class Host:
                 for i, part in enumerate(parts):
                     blockdev(os.path.join(dpath, part), part, major, i + 1)
                     paths[part] = os.path.join(dpath, part)
+            if d.virtio_9p:
+                vdir = os.path.join(root, d.syspath()[1:], "virtio0")
+                os.makedirs(vdir)
+                with open(os.path.join(vdir, "mount_tag"), "w") as f:
+                    f.write(d.virtio_9p + "\n")
+                os.makedirs(os.path.join(sysd, "bus/virtio/devices"), exist_ok=True)
+                os.symlink(os.path.relpath(vdir, os.path.join(sysd, "bus/virtio/devices")),
+                           os.path.join(sysd, "bus/virtio/devices/virtio0"))
             if d.fb:
                 fdir = os.path.join(root, d.syspath()[1:], "graphics", d.fb)
                 os.makedirs(fdir, exist_ok=True)
@@ -401,6 +410,10 @@ class Host:
         with open(os.path.join(root, "proc/self/mountinfo"), "w") as f:
             f.write("22 1 0:21 / /proc rw,nosuid - proc proc rw\n")
             for i, (name, mnt) in enumerate(self.mounts):
+                if name.startswith("9p:"):        # no block device: the source is the virtio mount tag
+                    f.write("%d 1 0:%d / %s rw,relatime - 9p %s rw,access=client,trans=virtio\n" % (
+                        30 + i, 60 + i, mnt.replace(" ", "\\040"), name[3:]))
+                    continue
                 f.write("%d 1 %s / %s rw,relatime shared:1 - ext4 /dev/%s rw\n" % (30 + i, devnums[name],
                                                                                  mnt.replace(" ", "\\040"), name))
         with open(os.path.join(root, "proc/swaps"), "w") as f:
