@@ -150,6 +150,13 @@ static void update_address(Manager *m, const char *address) {
                 manager_update_device(m, syspath);
 }
 
+/* The kernel's time for each bind, as an operator would want to see it */
+static void log_moves(const IovirtMoves *moves) {
+        for (size_t i = 0; i < moves->n; i++)
+                log_device_info(moves->moves[i].address, "%s went to %s in %.1f ms", moves->moves[i].address,
+                                moves->moves[i].to ? moves->moves[i].to : "no driver", moves->moves[i].usec / 1000.0);
+}
+
 static void free_strv(char **v, size_t n) {
         for (size_t i = 0; i < n; i++)
                 free(v[i]);
@@ -179,7 +186,9 @@ static int act_assign(sd_bus_message *msg, void *userdata, sd_bus_error *error) 
                                          text ? text : refusal->message);
         }
 
-        r = iovirt_assign_execute(plan, m->state, m->state_dir, &reason);
+        _cleanup_(iovirt_moves_clear) IovirtMoves moves = {};
+        r = iovirt_assign_execute(plan, m->state, m->state_dir, &moves, &reason);
+        log_moves(&moves);
         for (size_t i = 0; i < plan->n_steps; i++)
                 update_address(m, plan->steps[i].address);
         if (r < 0) {
@@ -227,7 +236,9 @@ static int release_group(Manager *m, int group, json_object *list, sd_bus_error 
         for (; n < rec->n_functions; n++)
                 addresses[n] = strdup(rec->functions[n].address);
 
-        r = iovirt_release_execute(m->host, m->state, m->state_dir, group, &notes, &reason);
+        _cleanup_(iovirt_moves_clear) IovirtMoves moves = {};
+        r = iovirt_release_execute(m->host, m->state, m->state_dir, group, &moves, &notes, &reason);
+        log_moves(&moves);
         for (size_t i = 0; i < n; i++)
                 if (addresses[i])
                         update_address(m, addresses[i]);

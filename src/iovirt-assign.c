@@ -351,13 +351,40 @@ static uint64_t realtime_usec(void) {
         return (uint64_t) t.tv_sec * 1000000 + (uint64_t) t.tv_nsec / 1000;
 }
 
+static uint64_t monotonic_usec(void) {
+        struct timespec t;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        return (uint64_t) t.tv_sec * 1000000 + (uint64_t) t.tv_nsec / 1000;
+}
+
+void iovirt_moves_clear(IovirtMoves *m) {
+        for (size_t i = 0; i < m->n; i++)
+                free(m->moves[i].to);
+        free(m->moves);
+        *m = (IovirtMoves) {};
+}
+
+/* Notes that address went to driver (NULL: unbound) in the time since start;
+ * a timing lost to a full memory is not worth failing a transaction for. */
+static void note_move(IovirtMoves *m, const char *address, const char *driver, uint64_t start) {
+        IovirtMove *mv;
+        if (!m || !(mv = GROW(m->moves, m->n, m->allocated)))
+                return;
+        *mv = (IovirtMove) { .usec = monotonic_usec() - start, .to = driver ? strdup(driver) : NULL };
+        snprintf(mv->address, sizeof(mv->address), "%s", address);
+}
+
 /* Puts back every function of rec (last first).  Returns how many could not
  * be, with their reasons in t; gone functions count as back. */
-static size_t restore_all(IovirtRecord *rec, Text *t) {
+static size_t restore_all(IovirtRecord *rec, IovirtMoves *moves, Text *t) {
         size_t failed = 0;
         for (size_t i = rec->n_functions; i-- > 0;) {
                 _cleanup_free_ char *why = NULL;
-                int r = iovirt_bind_restore(&rec->functions[i], IOVIRT_BIND_TIMEOUT_USEC, &why);
+                const IovirtFunctionRecord *f = &rec->functions[i];
+                uint64_t start = monotonic_usec();
+                int r = iovirt_bind_restore(f, IOVIRT_BIND_TIMEOUT_USEC, &why);
+                if (r >= 0)
+                        note_move(moves, f->address, f->original_known ? f->driver : NULL, start);
                 iovirt_fault_point("release.restored");
                 if (r == -ENODEV)
                         text_line(t, why);
@@ -369,7 +396,8 @@ static size_t restore_all(IovirtRecord *rec, Text *t) {
         return failed;
 }
 
-int iovirt_assign_execute(const IovirtPlan *p, IovirtState *state, const char *dir, char **reason) {
+int iovirt_assign_execute(const IovirtPlan *p, IovirtState *state, const char *dir, IovirtMoves *moves,
+                          char **reason) {
         _cleanup_(iovirt_record_freep) IovirtRecord *rec = calloc(1, sizeof(IovirtRecord));
         int r;
 
@@ -416,8 +444,12 @@ int iovirt_assign_execute(const IovirtPlan *p, IovirtState *state, const char *d
         iovirt_fault_point("assign.intent");
 
         _cleanup_free_ char *why = NULL;
-        for (size_t i = 0; r >= 0 && i < owned->n_functions; i++)
+        for (size_t i = 0; r >= 0 && i < owned->n_functions; i++) {
+                uint64_t start = monotonic_usec();
                 r = iovirt_bind_to_vfio(owned->functions[i].address, IOVIRT_BIND_TIMEOUT_USEC, &why);
+                if (r >= 0)
+                        note_move(moves, owned->functions[i].address, DRIVER_VFIO_PCI, start);
+        }
         if (r >= 0) {
                 r = iovirt_bind_wait_node(p->group, true, IOVIRT_BIND_TIMEOUT_USEC);
                 if (r < 0 && asprintf(&why, "vfio-pci took every function but " DEV_VFIO "/%d did not appear",
@@ -439,7 +471,7 @@ int iovirt_assign_execute(const IovirtPlan *p, IovirtState *state, const char *d
         /* roll back: every function to where it was */
         Text t = {};
         text_line(&t, why ? why : "Binding to vfio-pci failed");
-        size_t failed = restore_all(owned, &t);
+        size_t failed = restore_all(owned, moves, &t);
         iovirt_fault_point("assign.rollback");
         if (failed)
                 text_add(&t, "\n%zu function%s could not be put back; the record stays in %s for a retry "
@@ -458,8 +490,8 @@ int iovirt_assign_execute(const IovirtPlan *p, IovirtState *state, const char *d
         return r;
 }
 
-int iovirt_release_execute(const IovirtHost *h, IovirtState *state, const char *dir, int group, char **notes,
-                           char **reason) {
+int iovirt_release_execute(const IovirtHost *h, IovirtState *state, const char *dir, int group, IovirtMoves *moves,
+                           char **notes, char **reason) {
         IovirtRecord *rec = iovirt_state_find(state, group);
         int r;
 
@@ -476,7 +508,7 @@ int iovirt_release_execute(const IovirtHost *h, IovirtState *state, const char *
         iovirt_fault_point("release.intent");
 
         Text t = {}, n = {};
-        size_t failed = restore_all(rec, &t);
+        size_t failed = restore_all(rec, moves, &t);
         for (size_t i = 0; i < rec->n_functions; i++) {
                 IovirtAddress a;
                 size_t d;
@@ -586,7 +618,7 @@ int iovirt_state_reconcile(const IovirtHost *h, IovirtState *state, const char *
                 else {
                         bool was_assigning = rec->phase == IOVIRT_PHASE_ASSIGNING;
                         Text t = {};
-                        size_t failed = restore_all(rec, &t);
+                        size_t failed = restore_all(rec, NULL, &t);
                         if (!failed) {
                                 r = iovirt_record_remove(dir, group);
                                 if (r < 0) {

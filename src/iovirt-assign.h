@@ -73,18 +73,35 @@ char *iovirt_plan_refusal_text(const IovirtPlan *p);
  *  "checks":[{"id","status","message","override"}],"allowed":bool} */
 json_object *iovirt_plan_to_json(const IovirtPlan *p);
 
+/* How long the kernel took to move each function in one transaction (to
+ * vfio-pci, or back), as the daemon logs it for the operator. */
+typedef struct IovirtMove {
+        char address[IOVIRT_ADDRESS_MAX];
+        char *to;                /* the driver it went to; NULL: left unbound */
+        uint64_t usec;
+} IovirtMove;
+
+typedef struct IovirtMoves {
+        IovirtMove *moves;
+        size_t n, allocated;
+} IovirtMoves;
+
+void iovirt_moves_clear(IovirtMoves *m);
+
 /* Executes an allowed plan.  On success the group's record is in state (and
  * on disk) as assigned.  On failure every function touched is put back, the
  * record is gone, and *reason says what failed and what could not be put
  * back. */
-int iovirt_assign_execute(const IovirtPlan *p, IovirtState *state, const char *dir, char **reason);
+int iovirt_assign_execute(const IovirtPlan *p, IovirtState *state, const char *dir, IovirtMoves *moves,
+                          char **reason);
 
 /* Gives the group back to the host: every function to its recorded driver
  * and driver_override.  A function that does not come back keeps the record
  * (phase releasing, only those functions), so that a retry can finish.
- * *notes gets what the operator should know (no reset method, drift). */
-int iovirt_release_execute(const IovirtHost *h, IovirtState *state, const char *dir, int group, char **notes,
-                           char **reason);
+ * *notes gets what the operator should know (no reset method, drift).
+ * Both record each function's move in moves, when it is not NULL. */
+int iovirt_release_execute(const IovirtHost *h, IovirtState *state, const char *dir, int group, IovirtMoves *moves,
+                           char **notes, char **reason);
 
 /* At start-up: finishes or rolls back what a crash cut short, ends
  * assignments of an earlier boot, and rebuilds what it can of damaged
