@@ -38,19 +38,23 @@ class Bus:
 
 def start_iovirtd(iovirtd, bus, testbed, preload=PRELOAD, **extra):
     """Starts iovirtd and waits for READY=1 on a notify socket of our own.
-    Its state lives beside the testbed (never in /var/lib/iovirt)."""
+    On an emulated host its state lives beside the testbed (never in
+    /var/lib/iovirt); with testbed None it reads the real /sys, and the
+    caller names STATE_DIRECTORY."""
     notify = os.path.join(bus.dir, "notify")
     if os.path.exists(notify):
         os.unlink(notify)
-    state = os.path.join(os.path.dirname(testbed), "state")
+    env = dict(NOTIFY_SOCKET=notify)
+    if testbed:
+        env.update(UMOCKDEV_DIR=testbed, IOVIRT_ROOT=testbed, LD_PRELOAD=preload,
+                   STATE_DIRECTORY=os.path.join(os.path.dirname(testbed), "state"))
+    wrapper = extra.pop("wrapper", [])
+    env.update(extra)
     s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     s.bind(notify)
     s.settimeout(60)
     log = open(os.path.join(bus.dir, "iovirtd.log"), "a")
-    p = subprocess.Popen(extra.pop("wrapper", []) + [iovirtd, "--debug"],
-                         env=bus.env(**dict(dict(UMOCKDEV_DIR=testbed, IOVIRT_ROOT=testbed, LD_PRELOAD=preload,
-                                                 NOTIFY_SOCKET=notify, STATE_DIRECTORY=state), **extra)),
-                         stderr=log, text=True)
+    p = subprocess.Popen(wrapper + [iovirtd, "--debug"], env=bus.env(**env), stderr=log, text=True)
     p.log_path = log.name
     try:
         while b"READY=1" not in s.recv(4096):
