@@ -1,0 +1,205 @@
+#!/usr/bin/python3
+"""The end-to-end suite: iovirtd and iovirtctl on a real Linux kernel.
+
+Boots Debian's own kernel under QEMU (TCG: no KVM needed) with an emulated
+Intel IOMMU and topologies of our own, with the host's root as the guest's
+root over virtio-9p, so the guest runs this build's binaries, dbus-daemon
+and lspci. tests/e2e/guest.py runs the scenarios inside and writes TAP to a
+second 9p share; this script relays it, one boot after another. A guest
+that hangs is killed after a bounded time and its console log is attached.
+
+Usage: run-e2e.py SOURCE_DIR BUILD_DIR
+Skips visibly where QEMU, busybox-static or Debian's kernel cannot be had,
+unless IOVIRT_E2E_REQUIRED=1 (as in .ci/run), where that fails.
+"""
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "hosts"))
+from tap import Tap  # noqa: E402
+import guest_kernel  # noqa: E402
+
+QEMU = "qemu-system-x86_64"
+BOOT_TIMEOUT = 240          # seconds; a main boot takes about a minute under TCG
+
+# fixed slots on pcie.0, so that the guest can find each part by its port
+HOSTROOT, RESULTS = "0000:00:03.0", "0000:00:04.0"
+PORTS = {"nic": 0x10, "uplink": 0x11, "multi": 0x12, "switch": 0x13, "nvme": 0x14}
+
+
+def root_port(name, chassis):
+    return ["-device", "pcie-root-port,id=%s,bus=pcie.0,addr=0x%x,chassis=%d" % (name, PORTS[name], chassis)]
+
+
+def main_topology(work):
+    """ACS root ports, a switch without ACS, a multifunction endpoint, an
+    SR-IOV NVMe controller, and a NIC with a network behind it.
+    Returns the root ports used and QEMU's arguments."""
+    disk = os.path.join(work, "nvme.img")
+    with open(disk, "wb") as f:
+        f.truncate(8 << 20)
+    nic = "e1000e,romfile="
+    return list(PORTS), (root_port("nic", 1) + ["-device", nic + ",bus=nic"] +
+            root_port("uplink", 2) + ["-netdev", "user,id=net0", "-device", nic + ",bus=uplink,netdev=net0"] +
+            root_port("multi", 3) + ["-device", nic + ",bus=multi,addr=0.0,multifunction=on",
+                                     "-device", nic + ",bus=multi,addr=0.1"] +
+            root_port("switch", 4) + ["-device", "x3130-upstream,id=up,bus=switch",
+                                      "-device", "xio3130-downstream,id=down1,bus=up,chassis=11,slot=0",
+                                      "-device", "xio3130-downstream,id=down2,bus=up,chassis=12,slot=1",
+                                      "-device", nic + ",bus=down1", "-device", nic + ",bus=down2"] +
+            root_port("nvme", 5) + ["-drive", "file=%s,if=none,format=raw,id=nvm0" % disk,
+                                    "-device", "nvme-subsys,id=ss0,nqn=ss0",
+                                    "-device", "nvme,id=nvme0,serial=iovirt0,subsys=ss0,bus=nvme,sriov_max_vfs=2,"
+                                               "sriov_vq_flexible=4,sriov_vi_flexible=2,max_ioqpairs=6,msix_qsize=8",
+                                    "-device", "nvme-ns,drive=nvm0,bus=nvme0"])
+
+
+def nic_topology(work):
+    return ["nic"], root_port("nic", 1) + ["-device", "e1000e,romfile=,bus=nic"]
+
+
+# name, the intel-iommu device, its topology, what the guest runs
+BOOTS = [
+    ("main", "intel-iommu,caching-mode=on", main_topology),
+    ("intremap-off", "intel-iommu,caching-mode=on,intremap=off", nic_topology),
+]
+
+
+def topology_names(ports):
+    return {"hostroot": HOSTROOT, "ports": {n: "0000:00:%02x.0" % PORTS[n] for n in ports}}
+
+
+class Boot:
+    def __init__(self, name, seconds, tap_text, console, guest_log, timings, timed_out):
+        self.name, self.seconds, self.tap, self.console = name, seconds, tap_text, console
+        self.guest_log, self.timings, self.timed_out = guest_log, timings, timed_out
+
+
+def read(path):
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def boot(kernel, initrd, work, source, build, name, iommu, topology):
+    results = os.path.join(work, "results-" + name)
+    shutil.rmtree(results, ignore_errors=True)
+    os.makedirs(results)
+    used, devices = topology(work)
+    with open(os.path.join(results, "config.json"), "w") as f:
+        json.dump({"boot": name, "source": source, "build": build, "topology": topology_names(used)}, f)
+    with open(os.path.join(results, "run"), "w") as f:
+        f.write("#!/bin/sh\n# written by tests/e2e/run-e2e.py; run by the guest's init\n"
+                "exec /usr/bin/python3 -B %s /run/iovirt-e2e/config.json "
+                ">/run/iovirt-e2e/tap 2>/run/iovirt-e2e/guest.log\n" % os.path.join(source, "tests", "e2e", "guest.py"))
+    os.chmod(os.path.join(results, "run"), 0o755)
+    console = os.path.join(work, "console-%s.log" % name)
+    if os.path.exists(console):
+        os.unlink(console)
+    cmd = [QEMU, "-machine", "q35", "-accel", "tcg", "-cpu", "max", "-m", "1024", "-smp", "2",
+           "-nodefaults", "-display", "none", "-no-reboot",
+           "-device", iommu,             # before any PCI device it translates
+           "-kernel", kernel.vmlinuz, "-initrd", initrd,
+           "-append", "console=ttyS0 intel_iommu=on iommu=pt panic=-1 loglevel=4",
+           "-serial", "file:" + console,
+           "-fsdev", "local,id=hostroot,path=/,security_model=none,readonly=on,multidevs=remap",
+           "-device", "virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot,bus=pcie.0,addr=0x3",
+           "-fsdev", "local,id=results,path=%s,security_model=none" % results,
+           "-device", "virtio-9p-pci,fsdev=results,mount_tag=results,bus=pcie.0,addr=0x4"] + devices
+    t0 = time.monotonic()
+    timed_out = False
+    with open(os.path.join(work, "qemu-%s.log" % name), "w") as qlog:
+        p = subprocess.Popen(cmd, stdout=qlog, stderr=subprocess.STDOUT)
+        try:
+            p.wait(BOOT_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+            timed_out = True
+    seconds = time.monotonic() - t0
+    timings = []
+    try:
+        with open(os.path.join(results, "timings.json")) as f:
+            timings = json.load(f)
+    except (OSError, ValueError):
+        pass
+    return Boot(name, seconds, read(os.path.join(results, "tap")), read(console) + read(qlog.name),
+                read(os.path.join(results, "guest.log")), timings, timed_out)
+
+
+def relay(tap, b):
+    """The guest's TAP as ours, each name prefixed with its boot."""
+    lines = b.tap.splitlines()
+    finished = any(line.startswith("1..") for line in lines)
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        i += 1
+        if not (line.startswith("ok ") or line.startswith("not ok ")):
+            continue
+        detail = []
+        while i < len(lines) and lines[i].startswith("#"):
+            detail.append(lines[i][1:].strip())
+            i += 1
+        name = line.split(" - ", 1)[1] if " - " in line else line
+        if " # SKIP " in name:
+            what, why = name.split(" # SKIP ", 1)
+            tap.skip("%s: %s" % (b.name, what), why)
+        else:
+            tap.ok(line.startswith("ok "), "%s: %s" % (b.name, name), "\n".join(detail) + "\n" + b.guest_log[-3000:])
+    tail = "\n".join(b.console.splitlines()[-40:])
+    if b.timed_out:
+        tap.ok(False, "%s: the guest finished within %d s" % (b.name, BOOT_TIMEOUT), "console:\n" + tail)
+    else:
+        tap.ok(finished, "%s: the guest ran every scenario and powered off (%.1f s)" % (b.name, b.seconds),
+               "guest stderr:\n%s\nconsole:\n%s" % (b.guest_log[-3000:], tail))
+
+
+def report(boots, total):
+    print("# e2e wall time %.1f s: %s" % (total, ", ".join("boot %s %.1f s" % (b.name, b.seconds) for b in boots)))
+    moves = [m for b in boots for m in b.timings]
+    for to in sorted({m["to"] for m in moves}):
+        ms = [m["ms"] for m in moves if m["to"] == to]
+        print("# iovirtd measured the kernel moving a function to %s: median %.1f ms, max %.1f ms (%d moves)" % (
+            to, statistics.median(ms), max(ms), len(ms)))
+
+
+def main():
+    source, build = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
+    work = os.path.join(build, "tests", "e2e", "work")
+    os.makedirs(work, exist_ok=True)
+    tap = Tap()
+    required = os.environ.get("IOVIRT_E2E_REQUIRED") == "1"
+    t0 = time.monotonic()
+    try:
+        if not shutil.which(QEMU):
+            raise guest_kernel.Unavailable("%s is not installed (Debian: qemu-system-x86)" % QEMU)
+        kernel = guest_kernel.fetch(work)
+        initrd = guest_kernel.initramfs(kernel, work)
+    except guest_kernel.Unavailable as e:
+        if required:
+            tap.ok(False, "the guest kernel and QEMU are at hand", str(e))
+        else:
+            tap.skip("boot a real kernel under QEMU", str(e))
+        return tap.done()
+    print("# guest kernel %s (fetched and prepared in %.1f s)" % (kernel.release, time.monotonic() - t0))
+    boots = []
+    for name, iommu, topology in BOOTS:
+        b = boot(kernel, initrd, work, source, build, name, iommu, topology)
+        relay(tap, b)
+        boots.append(b)
+    report(boots, time.monotonic() - t0)
+    return tap.done()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
