@@ -232,6 +232,8 @@ def round_trip(env, topo):
     tap.ok(rc == 0 and driver(nic) == was and not os.path.exists("/dev/vfio/%d" % group),
            "release: e1000e is back and /dev/vfio/%d is gone" % group, (rc, out, err, driver(nic)))
     tap.ok(interfaces(nic) != [], "the interface reappears (%s)" % " ".join(interfaces(nic)), interfaces(nic))
+    logged = re.findall(re.escape(nic) + r" went to (\S+) in [0-9.]+ ms", env.log())
+    tap.ok(logged[-2:] == ["vfio-pci", "e1000e"], "iovirtd logged the kernel's time for both moves", logged)
 
 
 def whole_groups(env, topo):
@@ -280,7 +282,7 @@ def qemu_as_nobody(addr, memlock):
     import pwd
     import resource
     nobody = pwd.getpwnam("nobody")
-    rundir = tempfile.mkdtemp(prefix="qemu.", dir="/tmp")
+    rundir = tempfile.mkdtemp(prefix="qemu.")
     os.chmod(rundir, 0o777)         # nobody writes the pidfile
     pidfile = os.path.join(rundir, "pid")
 
@@ -291,7 +293,7 @@ def qemu_as_nobody(addr, memlock):
         os.setuid(nobody.pw_uid)
     p = subprocess.run(["qemu-system-x86_64", "-machine", "q35", "-accel", "tcg", "-m", "64", "-nodefaults",
                         "-display", "none", "-S", "-daemonize", "-pidfile", pidfile, "-device", "vfio-pci,host=" + addr],
-                       preexec_fn=drop, capture_output=True, text=True, timeout=120, cwd="/tmp")
+                       preexec_fn=drop, capture_output=True, text=True, timeout=120, cwd=rundir)
     pid = int(open(pidfile).read()) if p.returncode == 0 and os.path.exists(pidfile) else None
     return p.returncode, p.stderr.strip(), pid
 
@@ -339,10 +341,11 @@ def converged(addrs, original):
     return now == [original] * len(addrs) or now == ["vfio-pci"] * len(addrs), now
 
 
-def crash(env, point, target, addrs, original, before=None, want="back"):
+def crash(env, point, target, addrs, original, before=None, want="back", at_kill=None):
     """Kills iovirtd at POINT during an assign (or, with before="assign",
     during the release of an assignment), restarts it, and asks the kernel
-    where TARGET's functions are."""
+    where TARGET's functions are. AT_KILL, if given, looks at the host
+    while the daemon is dead."""
     env.stop()
     if before == "assign":
         env.start()
@@ -357,6 +360,8 @@ def crash(env, point, target, addrs, original, before=None, want="back"):
     except subprocess.TimeoutExpired:
         killed = False
     mid = [driver(a) for a in addrs]
+    if at_kill:
+        at_kill(mid)
     env.stop()
     env.start()
     ok, now = converged(addrs, original)
@@ -376,6 +381,12 @@ def crash_safety(env, topo):
     nic = below(topo["ports"]["nic"])[0]
     multi = below(topo["ports"]["multi"])
     crash(env, "assign.unbind", nic, [nic], "e1000e")
+    def half_moved(mid):
+        viable, _ = vfio_open(group_of(multi[0]))
+        tap.ok(mid == ["vfio-pci", "e1000e"] and not viable,
+               "half-way, one function on vfio-pci and one on e1000e, the kernel calls the group not viable",
+               (mid, viable))
+    crash(env, "assign.bound:1", multi[0], multi, "e1000e", at_kill=half_moved)
     crash(env, "assign.bound:2", multi[0], multi, "e1000e")
     crash(env, "assign.commit", nic, [nic], "e1000e", want="assigned")
     crash(env, "release.unbind", nic, [nic], "e1000e", before="assign")

@@ -27,7 +27,9 @@ from tap import Tap  # noqa: E402
 import guest_kernel  # noqa: E402
 
 QEMU = "qemu-system-x86_64"
-BOOT_TIMEOUT = 240          # seconds; a main boot takes about a minute under TCG
+# the guest sees the host's root except these, which it mounts itself
+GUEST_OWN = ("/proc", "/sys", "/dev", "/run")
+BOOT_TIMEOUT = 240          # seconds; the main boot takes about 30 s under TCG
 
 # fixed slots on pcie.0, so that the guest can find each part by its port
 HOSTROOT, RESULTS = "0000:00:03.0", "0000:00:04.0"
@@ -99,6 +101,7 @@ def boot(kernel, initrd, work, source, build, name, iommu, topology):
         json.dump({"boot": name, "source": source, "build": build, "topology": topology_names(used)}, f)
     with open(os.path.join(results, "run"), "w") as f:
         f.write("#!/bin/sh\n# written by tests/e2e/run-e2e.py; run by the guest's init\n"
+                "export TMPDIR=/run/tmp\n"
                 "exec /usr/bin/python3 -B %s /run/iovirt-e2e/config.json "
                 ">/run/iovirt-e2e/tap 2>/run/iovirt-e2e/guest.log\n" % os.path.join(source, "tests", "e2e", "guest.py"))
     os.chmod(os.path.join(results, "run"), 0o755)
@@ -181,6 +184,10 @@ def main():
     required = os.environ.get("IOVIRT_E2E_REQUIRED") == "1"
     t0 = time.monotonic()
     try:
+        for path in (source, build):
+            if any(path == d or path.startswith(d + "/") for d in GUEST_OWN):
+                raise guest_kernel.Unavailable("%s is under %s, which the guest mounts its own; build "
+                                               "elsewhere to run the e2e suite" % (path, ", ".join(GUEST_OWN)))
         if not shutil.which(QEMU):
             raise guest_kernel.Unavailable("%s is not installed (Debian: qemu-system-x86)" % QEMU)
         kernel = guest_kernel.fetch(work)
