@@ -30,6 +30,7 @@ import harness  # noqa: E402
 IOVIRTD = os.path.join(BUILD, "daemon", "iovirtd")
 IOVIRTCTL = os.path.join(BUILD, "cli", "iovirtctl")
 PCI = "/sys/bus/pci/devices"
+UDEVD = "/lib/systemd/systemd-udevd"
 DEST = ["--dest", "org.iovirt1", "--object-path", "/org/iovirt1", "--method"]
 ADDR = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$")
 
@@ -412,6 +413,86 @@ def unsafe_interrupts(env, topo):
     tap.ok(rc == 0 and driver(nic) == "e1000e", "release gives the NIC back", err)
 
 
+class Signals:
+    """gdbus monitor on iovirtd's signals, read line by line"""
+
+    def __init__(self, env):
+        self.p = subprocess.Popen(["gdbus", "monitor", "--system", "--dest", "org.iovirt1"], env=env.bus.env(),
+                                  stdout=subprocess.PIPE, text=True)
+        self.wait_for("is owned by")        # printed once it is subscribed
+
+    def wait_for(self, *words, seconds=60):
+        """the first line holding every word, or None after SECONDS"""
+        import selectors
+        sel = selectors.DefaultSelector()
+        sel.register(self.p.stdout, selectors.EVENT_READ)
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            if sel.select(end - time.monotonic()):
+                line = self.p.stdout.readline()
+                if not line:
+                    return None
+                if all(w in line for w in words):
+                    return line
+        return None
+
+    def close(self):
+        self.p.kill()
+        self.p.wait()
+
+
+def live(env, topo):
+    """Real hot-remove and rescan, through the kernel's uevents and udevd:
+    iovirtd follows, and its groups stay the kernel's."""
+    if not os.path.exists(UDEVD):
+        tap.skip("hot-remove and rescan reach iovirtd", "%s is not installed (Debian: udev)" % UDEVD)
+        return
+    up = below(topo["ports"]["switch"])
+    victim = below(below(up[0])[1])[0]
+    signals = Signals(env)
+    try:
+        with open(os.path.join(PCI, victim, "remove"), "w") as f:
+            f.write("1")
+        seen = signals.wait_for("DeviceRemoved", victim)
+        got = {g["group"]: sorted(d["address"] for d in g["devices"]) for g in env.json("list-groups")["groups"]}
+        tap.ok(seen and got == kernel_groups() and not os.path.exists(os.path.join(PCI, victim)),
+               "hot-remove of %s: iovirtd signals DeviceRemoved and its groups are the kernel's" % victim,
+               (seen, got, kernel_groups()))
+        with open("/sys/bus/pci/rescan", "w") as f:
+            f.write("1")
+        seen = signals.wait_for("DeviceAdded", victim)
+        shown = env.json("show", victim)
+        if shown["driver"] != driver(victim):   # added before e1000e took it: a DeviceChanged follows
+            signals.wait_for("DeviceChanged", victim, seconds=30)
+            shown = env.json("show", victim)
+        got = {g["group"]: sorted(d["address"] for d in g["devices"]) for g in env.json("list-groups")["groups"]}
+        tap.ok(seen and got == kernel_groups() and shown["driver"] == driver(victim) == "e1000e",
+               "rescan: DeviceAdded, and iovirtd has it back in the kernel's group on e1000e",
+               (seen, shown.get("driver"), driver(victim), got, kernel_groups()))
+    finally:
+        signals.close()
+
+
+def median_seconds(cmd, env=None, runs=5):
+    times = []
+    for _ in range(runs):
+        t0 = time.monotonic()
+        subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120, check=True)
+        times.append(time.monotonic() - t0)
+    return sorted(times)[runs // 2]
+
+
+def discovery_speed(env, topo):
+    """Reading the host on a real kernel, where each config dword is a config
+    transaction: ours against lspci -vvv, for the host to report."""
+    speed = {"functions": len(os.listdir(PCI)),
+             "iovirtctl_direct": median_seconds([IOVIRTCTL, "--direct", "--json", "list-devices"]),
+             "iovirtctl_daemon": median_seconds([IOVIRTCTL, "--json", "list-devices"], env.bus.env()),
+             "lspci_vvv": median_seconds(["lspci", "-vvv", "-nn", "-D"])}
+    with open(os.path.join(RESULTS, "discovery.json"), "w") as f:
+        json.dump(speed, f)
+
+
 def timings(env):
     """what iovirtd logged of the kernel's bind times, for the host to report"""
     moves = re.findall(r"(\S+) went to (\S+(?: driver)?) in ([0-9.]+) ms", env.log())
@@ -422,7 +503,8 @@ def timings(env):
 SCENARIOS = {
     "main": [("discovery", discovery), ("interrupts", lambda e, t: check_interrupts(e, "pass")),
              ("round trip", round_trip), ("whole groups", whole_groups), ("host guard", host_guard),
-             ("real QEMU", real_qemu), ("crash safety", crash_safety)],
+             ("real QEMU", real_qemu), ("crash safety", crash_safety), ("hotplug", live),
+             ("discovery speed", discovery_speed)],
     "intremap-off": [("unsafe interrupts", unsafe_interrupts)],
 }
 
@@ -430,6 +512,10 @@ SCENARIOS = {
 def main():
     topo = CONFIG["topology"]
     env = Env()
+    udevd = None
+    if os.path.exists(UDEVD):       # what turns the kernel's uevents into the ones iovirtd hears
+        udevd = subprocess.Popen([UDEVD], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(["udevadm", "settle", "--timeout=60"], capture_output=True)
     try:
         t0 = time.monotonic()
         env.start()
@@ -446,6 +532,8 @@ def main():
     finally:
         env.stop()
         env.bus.stop()
+        if udevd:
+            udevd.terminate()
         if env.daemon:
             subprocess.run(["cp", env.daemon.log_path, os.path.join(RESULTS, "iovirtd.log")])
     return tap.done()

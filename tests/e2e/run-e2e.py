@@ -79,9 +79,20 @@ def topology_names(ports):
 
 
 class Boot:
-    def __init__(self, name, seconds, tap_text, console, guest_log, timings, timed_out):
-        self.name, self.seconds, self.tap, self.console = name, seconds, tap_text, console
-        self.guest_log, self.timings, self.timed_out = guest_log, timings, timed_out
+    def __init__(self, name, seconds, results, console, timed_out):
+        self.name, self.seconds, self.console, self.timed_out = name, seconds, console, timed_out
+        self.tap = read(os.path.join(results, "tap"))
+        self.guest_log = read(os.path.join(results, "guest.log"))
+        self.timings = read_json(os.path.join(results, "timings.json"), [])
+        self.discovery = read_json(os.path.join(results, "discovery.json"), None)
+
+
+def read_json(path, default):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return default
 
 
 def read(path):
@@ -112,7 +123,7 @@ def boot(kernel, initrd, work, source, build, name, iommu, topology):
            "-nodefaults", "-display", "none", "-no-reboot",
            "-device", iommu,             # before any PCI device it translates
            "-kernel", kernel.vmlinuz, "-initrd", initrd,
-           "-append", "console=ttyS0 intel_iommu=on iommu=pt panic=-1 loglevel=4",
+           "-append", "console=ttyS0 intel_iommu=on iommu=pt panic=-1 loglevel=4 net.ifnames=0",
            "-serial", "file:" + console,
            "-fsdev", "local,id=hostroot,path=/,security_model=none,readonly=on,multidevs=remap",
            "-device", "virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot,bus=pcie.0,addr=0x3",
@@ -128,15 +139,7 @@ def boot(kernel, initrd, work, source, build, name, iommu, topology):
             p.kill()
             p.wait()
             timed_out = True
-    seconds = time.monotonic() - t0
-    timings = []
-    try:
-        with open(os.path.join(results, "timings.json")) as f:
-            timings = json.load(f)
-    except (OSError, ValueError):
-        pass
-    return Boot(name, seconds, read(os.path.join(results, "tap")), read(console) + read(qlog.name),
-                read(os.path.join(results, "guest.log")), timings, timed_out)
+    return Boot(name, time.monotonic() - t0, results, read(console) + read(qlog.name), timed_out)
 
 
 def relay(tap, b):
@@ -174,6 +177,13 @@ def report(boots, total):
         ms = [m["ms"] for m in moves if m["to"] == to]
         print("# iovirtd measured the kernel moving a function to %s: median %.1f ms, max %.1f ms (%d moves)" % (
             to, statistics.median(ms), max(ms), len(ms)))
+    for b in boots:
+        d = b.discovery
+        if d:
+            print("# %s: listing %d functions (median of 5): iovirtctl --direct %.0f ms, through iovirtd %.0f ms, "
+                  "lspci -vvv %.0f ms; iovirtctl --direct / lspci = %.2f" % (
+                      b.name, d["functions"], d["iovirtctl_direct"] * 1e3, d["iovirtctl_daemon"] * 1e3,
+                      d["lspci_vvv"] * 1e3, d["iovirtctl_direct"] / d["lspci_vvv"]))
 
 
 def main():
