@@ -32,7 +32,7 @@ GUEST_OWN = ("/proc", "/sys", "/dev", "/run")
 BOOT_TIMEOUT = 240          # seconds; the main boot takes about 30 s under TCG
 
 # fixed slots on pcie.0, so that the guest can find each part by its port
-HOSTROOT, RESULTS = "0000:00:03.0", "0000:00:04.0"
+HOSTROOT_SLOT, RESULTS_SLOT = 0x03, 0x04
 PORTS = {"nic": 0x10, "uplink": 0x11, "multi": 0x12, "switch": 0x13, "nvme": 0x14}
 
 
@@ -67,7 +67,7 @@ def nic_topology(work):
     return ["nic"], root_port("nic", 1) + ["-device", "e1000e,romfile=,bus=nic"]
 
 
-# name, the intel-iommu device, its topology, what the guest runs
+# name (guest.py's SCENARIOS says what runs in it), the intel-iommu device, the topology
 BOOTS = [
     ("main", "intel-iommu,caching-mode=on", main_topology),
     ("intremap-off", "intel-iommu,caching-mode=on,intremap=off", nic_topology),
@@ -75,12 +75,13 @@ BOOTS = [
 
 
 def topology_names(ports):
-    return {"hostroot": HOSTROOT, "ports": {n: "0000:00:%02x.0" % PORTS[n] for n in ports}}
+    return {"hostroot": "0000:00:%02x.0" % HOSTROOT_SLOT, "ports": {n: "0000:00:%02x.0" % PORTS[n] for n in ports}}
 
 
 class Boot:
     def __init__(self, name, seconds, results, console, timed_out):
         self.name, self.seconds, self.console, self.timed_out = name, seconds, console, timed_out
+        self.where = "the guest's files are in %s (iovirtd.log, guest.log, tap)" % results
         self.tap = read(os.path.join(results, "tap"))
         self.guest_log = read(os.path.join(results, "guest.log"))
         self.timings = read_json(os.path.join(results, "timings.json"), [])
@@ -126,9 +127,9 @@ def boot(kernel, initrd, work, source, build, name, iommu, topology):
            "-append", "console=ttyS0 intel_iommu=on iommu=pt panic=-1 loglevel=4 net.ifnames=0",
            "-serial", "file:" + console,
            "-fsdev", "local,id=hostroot,path=/,security_model=none,readonly=on,multidevs=remap",
-           "-device", "virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot,bus=pcie.0,addr=0x3",
+           "-device", "virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot,bus=pcie.0,addr=0x%x" % HOSTROOT_SLOT,
            "-fsdev", "local,id=results,path=%s,security_model=none" % results,
-           "-device", "virtio-9p-pci,fsdev=results,mount_tag=results,bus=pcie.0,addr=0x4"] + devices
+           "-device", "virtio-9p-pci,fsdev=results,mount_tag=results,bus=pcie.0,addr=0x%x" % RESULTS_SLOT] + devices
     t0 = time.monotonic()
     timed_out = False
     with open(os.path.join(work, "qemu-%s.log" % name), "w") as qlog:
@@ -161,10 +162,12 @@ def relay(tap, b):
             what, why = name.split(" # SKIP ", 1)
             tap.skip("%s: %s" % (b.name, what), why)
         else:
-            tap.ok(line.startswith("ok "), "%s: %s" % (b.name, name), "\n".join(detail) + "\n" + b.guest_log[-3000:])
+            tap.ok(line.startswith("ok "), "%s: %s" % (b.name, name),
+                   "\n".join(detail + [b.where, b.guest_log[-3000:]]))
     tail = "\n".join(b.console.splitlines()[-40:])
     if b.timed_out:
-        tap.ok(False, "%s: the guest finished within %d s" % (b.name, BOOT_TIMEOUT), "console:\n" + tail)
+        tap.ok(False, "%s: the guest finished within %d s" % (b.name, BOOT_TIMEOUT),
+               "%s\nconsole:\n%s" % (b.where, tail))
     else:
         tap.ok(finished, "%s: the guest ran every scenario and powered off (%.1f s)" % (b.name, b.seconds),
                "guest stderr:\n%s\nconsole:\n%s" % (b.guest_log[-3000:], tail))
