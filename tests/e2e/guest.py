@@ -100,14 +100,17 @@ class Env:
         self.state = os.path.join(self.root, "state")
         self.bus = harness.Bus(self.root)
         self.daemon = None
+        self.stops = []             # exit status of each daemon stopped with SIGTERM
 
     def start(self, **extra):
         self.daemon = harness.start_iovirtd(IOVIRTD, self.bus, None, STATE_DIRECTORY=self.state, **extra)
 
     def stop(self):
+        """SIGTERM; a daemon that exits unclean (or leaks, under ASan) is noted"""
         if self.daemon and self.daemon.poll() is None:
             self.daemon.terminate()
             self.daemon.wait(30)
+            self.stops.append(self.daemon.returncode)
 
     def ctl(self, *args):
         p = subprocess.run([IOVIRTCTL] + list(args), env=self.bus.env(COLUMNS="200"), capture_output=True,
@@ -529,6 +532,9 @@ def main():
                 if env.daemon is None or env.daemon.poll() is not None:
                     env.start()
         timings(env)
+        env.stop()
+        tap.ok(env.stops and not any(env.stops), "iovirtd exited cleanly each of the %d times it was stopped" %
+               len(env.stops), "exit statuses %s; its log says why" % env.stops)
     finally:
         env.stop()
         env.bus.stop()

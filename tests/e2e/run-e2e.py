@@ -15,6 +15,7 @@ unless IOVIRT_E2E_REQUIRED=1 (as in .ci/run), where that fails.
 
 import json
 import os
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -29,6 +30,7 @@ import guest_kernel  # noqa: E402
 QEMU = "qemu-system-x86_64"
 # the guest sees the host's root except these, which it mounts itself
 GUEST_OWN = ("/proc", "/sys", "/dev", "/run")
+SANITIZER_OPTIONS = ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS")
 BOOT_TIMEOUT = 240          # seconds; the main boot takes about 30 s under TCG
 
 # fixed slots on pcie.0, so that the guest can find each part by its port
@@ -113,8 +115,11 @@ def boot(kernel, initrd, work, source, build, name, iommu, topology):
         json.dump({"boot": name, "source": source, "build": build, "topology": topology_names(used)}, f)
     with open(os.path.join(results, "run"), "w") as f:
         f.write("#!/bin/sh\n# written by tests/e2e/run-e2e.py; run by the guest's init\n"
-                "export TMPDIR=/run/tmp\n"
-                "exec /usr/bin/python3 -B %s /run/iovirt-e2e/config.json "
+                "export TMPDIR=/run/tmp\n")
+        for var in SANITIZER_OPTIONS:          # a sanitizer build behaves in the guest as it does here
+            if var in os.environ:
+                f.write("export %s=%s\n" % (var, shlex.quote(os.environ[var])))
+        f.write("exec /usr/bin/python3 -B %s /run/iovirt-e2e/config.json "
                 ">/run/iovirt-e2e/tap 2>/run/iovirt-e2e/guest.log\n" % os.path.join(source, "tests", "e2e", "guest.py"))
     os.chmod(os.path.join(results, "run"), 0o755)
     console = os.path.join(work, "console-%s.log" % name)
@@ -180,12 +185,13 @@ def report(boots, total):
         ms = [m["ms"] for m in moves if m["to"] == to]
         print("# iovirtd measured the kernel moving a function to %s: median %.1f ms, max %.1f ms (%d moves)" % (
             to, statistics.median(ms), max(ms), len(ms)))
+    sanitized = "a sanitized build, " if "ASAN_OPTIONS" in os.environ else ""
     for b in boots:
         d = b.discovery
         if d:
-            print("# %s: listing %d functions (median of 5): iovirtctl --direct %.0f ms, through iovirtd %.0f ms, "
+            print("# %s%s: listing %d functions (median of 5): iovirtctl --direct %.0f ms, through iovirtd %.0f ms, "
                   "lspci -vvv %.0f ms; iovirtctl --direct / lspci = %.2f" % (
-                      b.name, d["functions"], d["iovirtctl_direct"] * 1e3, d["iovirtctl_daemon"] * 1e3,
+                      sanitized, b.name, d["functions"], d["iovirtctl_direct"] * 1e3, d["iovirtctl_daemon"] * 1e3,
                       d["lspci_vvv"] * 1e3, d["iovirtctl_direct"] / d["lspci_vvv"]))
 
 
