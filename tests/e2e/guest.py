@@ -417,27 +417,32 @@ def unsafe_interrupts(env, topo):
 
 
 class Signals:
-    """gdbus monitor on iovirtd's signals, read line by line"""
+    """gdbus monitor on iovirtd's signals, read line by line. The pipe is
+    read with os.read and split here: a buffered reader would keep lines
+    that select() then cannot see."""
 
     def __init__(self, env):
         self.p = subprocess.Popen(["gdbus", "monitor", "--system", "--dest", "org.iovirt1"], env=env.bus.env(),
-                                  stdout=subprocess.PIPE, text=True)
+                                  stdout=subprocess.PIPE)
+        self.pending = ""
         self.wait_for("is owned by")        # printed once it is subscribed
 
     def wait_for(self, *words, seconds=60):
         """the first line holding every word, or None after SECONDS"""
-        import selectors
-        sel = selectors.DefaultSelector()
-        sel.register(self.p.stdout, selectors.EVENT_READ)
+        import select
         end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            if sel.select(end - time.monotonic()):
-                line = self.p.stdout.readline()
-                if not line:
-                    return None
+        while True:
+            while "\n" in self.pending:
+                line, self.pending = self.pending.split("\n", 1)
                 if all(w in line for w in words):
                     return line
-        return None
+            left = end - time.monotonic()
+            if left <= 0 or not select.select([self.p.stdout], [], [], left)[0]:
+                return None
+            chunk = os.read(self.p.stdout.fileno(), 65536)
+            if not chunk:
+                return None
+            self.pending += chunk.decode(errors="replace")
 
     def close(self):
         self.p.kill()
