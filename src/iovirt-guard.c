@@ -131,9 +131,20 @@ static void unescape(char *s) {
         *w = '\0';
 }
 
-/* A virtio-9p filesystem has no block device: its source is the mount tag
- * of a virtio device, which lives on a PCI function like a disk does. */
-static int mark_virtio_9p(Guard *g, const char *tag, const char *why) {
+/* A mount without a block device (mountinfo says 0:N).  Of those, a
+ * virtio-9p filesystem ("... - 9p TAG rw,...,trans=virtio") is backed by
+ * PCI: its source is the mount tag of a virtio device, which lives on a
+ * PCI function like a disk does. */
+static int mark_virtio_9p(Guard *g, const char *line, const char *mnt) {
+        char fstype[32], tag[256], opts[1024];
+        const char *tail = strstr(line, " - ");
+        if (!tail || sscanf(tail, " - %31s %255s %1023s", fstype, tag, opts) != 3 || !streq_ptr(fstype, "9p") ||
+            !strstr(opts, "trans=virtio"))
+                return 0;
+        unescape(tag);
+        char why[PATH_MAX + 320];
+        snprintf(why, sizeof(why), "backs the filesystem mounted at %s (virtio-9p %s)", mnt, tag);
+
         _cleanup_closedir_ DIR *d = opendir(SYSFS_BUS_VIRTIO_DEVICES);
         struct dirent *de;
         while (d && (de = readdir(d))) {
@@ -167,16 +178,7 @@ static int scan_mounts(Guard *g) {
                         continue;
                 unescape(mnt);
                 if (strncmp(majmin, "0:", 2) == 0) {
-                        /* no block device: "... - 9p TAG rw,...,trans=virtio" is the one backed by PCI */
-                        char fstype[32], source[256], opts[1024];
-                        const char *tail = strstr(line, " - ");
-                        if (!tail || sscanf(tail, " - %31s %255s %1023s", fstype, source, opts) != 3 ||
-                            !streq_ptr(fstype, "9p") || !strstr(opts, "trans=virtio"))
-                                continue;
-                        unescape(source);
-                        char why[PATH_MAX + 320];
-                        snprintf(why, sizeof(why), "backs the filesystem mounted at %s (virtio-9p %s)", mnt, source);
-                        int r = mark_virtio_9p(g, source, why);
+                        int r = mark_virtio_9p(g, line, mnt);
                         if (r < 0)
                                 return r;
                         continue;
