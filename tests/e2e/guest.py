@@ -24,7 +24,7 @@ SOURCE, BUILD, RESULTS = CONFIG["source"], CONFIG["build"], os.path.dirname(sys.
 sys.path.insert(0, os.path.join(SOURCE, "tests", "hosts"))
 sys.path.insert(0, os.path.join(SOURCE, "tests", "dbus"))
 from tap import Tap  # noqa: E402
-from lspci import parse_lspci  # noqa: E402
+from lspci import disagreements, parse_lspci  # noqa: E402
 import harness  # noqa: E402
 
 IOVIRTD = os.path.join(BUILD, "daemon", "iovirtd")
@@ -134,6 +134,11 @@ class Env:
             return f.read()
 
 
+def daemon_groups(env):
+    """iovirtd's groups, shaped as kernel_groups() returns the kernel's"""
+    return {g["group"]: sorted(d["address"] for d in g["devices"]) for g in env.json("list-groups")["groups"]}
+
+
 def refused(env, name, target, error, *words):
     """Assign TARGET is refused with ERROR naming WORDS, and the kernel's
     driver links of its group do not change."""
@@ -160,20 +165,8 @@ def discovery(env, topo):
     tree = {d["address"]: d for d in env.json("tree")["devices"]}
     lspci = subprocess.run(["lspci", "-vvv", "-nn", "-D"], capture_output=True, text=True, timeout=120).stdout
     theirs = parse_lspci(lspci)
-    bad = []
-    for addr, t in sorted(theirs.items()):
-        if addr not in tree:
-            bad.append("%s: lspci sees it, iovirtctl does not" % addr)
-            continue
-        o = env.json("show", addr)
-        lacs = (t["acs_cap"], t["acs_ctl"]) if "acs_cap" in t else None
-        oacs = (o["acs"]["cap"] & 0x7f, o["acs"]["ctl"] & 0x7f) if o["acs"] else None
-        liov = (t["iov_initial"], t["iov_total"], t["iov_num"]) if "iov_total" in t else None
-        oiov = (o["sriov"]["initial_vfs"], o["sriov"]["total_vfs"], o["sriov"]["num_vfs"]) if o["sriov"] else None
-        if ((o["vendor"], o["device"]), oacs, oiov) != ((t["vendor"], t["device"]), lacs, liov):
-            bad.append("%s: ours %s %s %s, lspci %s %s %s" % (addr, (o["vendor"], o["device"]), oacs, oiov,
-                                                              (t["vendor"], t["device"]), lacs, liov))
-    bad += ["%s: iovirtctl sees it, lspci does not" % a for a in sorted(set(tree) - set(theirs))]
+    shown = {addr: env.json("show", addr) for addr in tree}
+    bad = disagreements(shown, theirs)
     tap.ok(not bad, "show agrees with lspci -vvv on IDs, ACS and SR-IOV for all %d functions" % len(theirs),
            "\n".join(bad))
 
@@ -462,7 +455,7 @@ def live(env, topo):
         with open(os.path.join(PCI, victim, "remove"), "w") as f:
             f.write("1")
         seen = signals.wait_for("DeviceRemoved", victim)
-        got = {g["group"]: sorted(d["address"] for d in g["devices"]) for g in env.json("list-groups")["groups"]}
+        got = daemon_groups(env)
         tap.ok(seen and got == kernel_groups() and not os.path.exists(os.path.join(PCI, victim)),
                "hot-remove of %s: iovirtd signals DeviceRemoved and its groups are the kernel's" % victim,
                (seen, got, kernel_groups()))
@@ -473,7 +466,7 @@ def live(env, topo):
         if shown["driver"] != driver(victim):   # added before e1000e took it: a DeviceChanged follows
             signals.wait_for("DeviceChanged", victim, seconds=30)
             shown = env.json("show", victim)
-        got = {g["group"]: sorted(d["address"] for d in g["devices"]) for g in env.json("list-groups")["groups"]}
+        got = daemon_groups(env)
         tap.ok(seen and got == kernel_groups() and shown["driver"] == driver(victim) == "e1000e",
                "rescan: DeviceAdded, and iovirtd has it back in the kernel's group on e1000e",
                (seen, shown.get("driver"), driver(victim), got, kernel_groups()))

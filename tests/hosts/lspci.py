@@ -29,3 +29,30 @@ def parse_lspci(text):
         if m:
             cur["iov_initial"], cur["iov_total"], cur["iov_num"] = map(int, m.groups())
     return out
+
+
+def disagreements(ours, theirs):
+    """Where iovirtctl's devices (address -> its JSON for the function) and
+    parse_lspci()'s disagree on IDs, ACS or SR-IOV: one line each."""
+    bad = []
+    for addr, t in sorted(theirs.items()):
+        o = ours.get(addr)
+        if o is None:
+            bad.append("%s: lspci sees it, iovirtctl does not" % addr)
+            continue
+        if o["problem"] and "config space" in o["problem"]:
+            continue          # lspci prints what it can of broken devices; we say unknown
+        if (o["vendor"], o["device"]) != (t["vendor"], t["device"]):
+            bad.append("%s: IDs %s:%s vs lspci %s:%s" % (addr, o["vendor"], o["device"], t["vendor"], t["device"]))
+        lacs = (t["acs_cap"], t["acs_ctl"]) if "acs_cap" in t else None
+        oacs = (o["acs"]["cap"] & 0x7f, o["acs"]["ctl"] & 0x7f) if o["acs"] else None
+        if lacs != oacs:
+            bad.append("%s: ACS %s vs lspci %s" % (addr, oacs, lacs))
+        liov = (t["iov_initial"], t["iov_total"], t["iov_num"]) if "iov_total" in t else None
+        oiov = (o["sriov"]["initial_vfs"], o["sriov"]["total_vfs"], o["sriov"]["num_vfs"]) if o["sriov"] else None
+        if liov != oiov:
+            bad.append("%s: SR-IOV %s vs lspci %s" % (addr, oiov, liov))
+    missing = set(ours) - set(theirs)
+    if missing:
+        bad.append("iovirtctl sees, lspci does not: %s" % sorted(missing))
+    return bad

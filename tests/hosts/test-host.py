@@ -23,7 +23,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 GOLDEN = os.path.join(HERE, "..", "golden")
 sys.path.insert(0, HERE)
 from hosts import HOSTS  # noqa: E402
-from lspci import parse_lspci  # noqa: E402
+from lspci import disagreements, parse_lspci  # noqa: E402
 from tap import Tap  # noqa: E402
 
 PRELOAD = "libumockdev-preload.so.0"
@@ -241,28 +241,7 @@ def check_facts(tap, host):
 def check_oracle(tap, host):
     ours = {d["address"]: d for d in host.json("tree")["devices"]}
     theirs = parse_lspci(host.lspci())
-    mismatches = []
-    for addr, t in sorted(theirs.items()):
-        o = ours.get(addr)
-        if o is None:
-            mismatches.append("%s: lspci sees it, iovirtctl does not" % addr)
-            continue
-        if o["problem"] and "config space" in o["problem"]:
-            continue          # lspci prints what it can of broken devices; we say unknown
-        if (o["vendor"], o["device"]) != (t["vendor"], t["device"]):
-            mismatches.append("%s: IDs %s:%s vs lspci %s:%s" % (addr, o["vendor"], o["device"], t["vendor"],
-                                                                t["device"]))
-        lacs = (t["acs_cap"], t["acs_ctl"]) if "acs_cap" in t else None
-        oacs = (o["acs"]["cap"] & 0x7f, o["acs"]["ctl"] & 0x7f) if o["acs"] else None
-        if lacs != oacs:
-            mismatches.append("%s: ACS %s vs lspci %s" % (addr, oacs, lacs))
-        liov = (t["iov_initial"], t["iov_total"], t["iov_num"]) if "iov_total" in t else None
-        oiov = (o["sriov"]["initial_vfs"], o["sriov"]["total_vfs"], o["sriov"]["num_vfs"]) if o["sriov"] else None
-        if liov != oiov:
-            mismatches.append("%s: SR-IOV %s vs lspci %s" % (addr, oiov, liov))
-    missing = set(ours) - set(theirs)
-    if missing:
-        mismatches.append("iovirtctl sees, lspci does not: %s" % sorted(missing))
+    mismatches = disagreements(ours, theirs)
     tap.ok(not mismatches, "%s: lspci agrees on IDs, ACS and SR-IOV for %d functions" % (host.name, len(theirs)),
            "\n".join(mismatches))
     tap.ok(sum("acs_cap" in t for t in theirs.values()) == sum(1 for o in ours.values() if o["acs"]),
