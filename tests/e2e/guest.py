@@ -520,7 +520,10 @@ def main():
     try:
         t0 = time.monotonic()
         env.start()
-        tap.ok(True, "iovirtd is ready on the real kernel (%.1f s)" % (time.monotonic() - t0))
+        ready = time.monotonic() - t0
+        rc, _, err = env.ctl("list-groups")
+        tap.ok(env.daemon.poll() is None and rc == 0, "iovirtd is ready on the real kernel (%.1f s) and answers"
+               % ready, err)
         for name, scenario in SCENARIOS[CONFIG["boot"]]:
             try:
                 scenario(env, topo)
