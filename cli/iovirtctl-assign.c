@@ -114,15 +114,20 @@ int verb_assign(Ctl *c, int argc, char **argv) {
         r = call(c, m, c->dry_run ? "PlanAssign" : "Assign", &plan);
         if (r < 0)
                 return 1;
-        json_object *allowed;
+        json_object *allowed, *done;
         bool ok = json_object_object_get_ex(plan, "allowed", &allowed) && json_object_get_boolean(allowed);
+        bool already = json_object_object_get_ex(plan, "done", &done) && json_object_get_boolean(done);
         if (c->json)
                 ctl_print_json(plan);
         else {
                 print_plan(c, plan);
                 if (c->dry_run)
-                        printf("%s\n", ok ? "Dry run: this would be done; nothing was changed."
-                                          : "Dry run: this would be refused; nothing was changed.");
+                        printf("%s\n", !ok ? "Dry run: this would be refused; nothing was changed."
+                                       : already ? "Dry run: this is done already; nothing would change."
+                                                 : "Dry run: this would be done; nothing was changed.");
+                else if (already)
+                        printf("Group %s was assigned to %s already; nothing changed.\n",
+                               strna(json_str(plan, "group")), c->consumer);
                 else
                         printf("Assigned group %s to %s.\n", strna(json_str(plan, "group")), c->consumer);
         }
@@ -154,6 +159,8 @@ int verb_release(Ctl *c, int argc, char **argv) {
         }
         json_object *list, *v;
         json_object_object_get_ex(answer, "released", &list);
+        if (argc == 0 && (!list || json_object_array_length(list) == 0))
+                printf("Nothing is assigned to %s; nothing changed.\n", c->consumer);
         for (size_t i = 0; list && i < json_object_array_length(list); i++) {
                 json_object *g = json_object_array_get_idx(list, i);
                 const char *consumer = json_str(g, "consumer");

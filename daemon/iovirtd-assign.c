@@ -1,13 +1,15 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <syslog.h>
 
-#include "iovirt-assign.h"
 #include "iovirt-guard.h"
 #include "iovirt-json.h"
 #include "iovirt-names.h"
+#include "iovirt-plan.h"
 #include "iovirt-sysfs.h"
+#include "iovirt-transaction.h"
 #include "iovirtd-assign.h"
 #include "iovirtd-bouncer.h"
+#include "iovirtd-job.h"
 #include "iovirtd-log.h"
 
 int manager_load_state(Manager *m) {
@@ -43,6 +45,45 @@ int manager_load_state(Manager *m) {
         return 0;
 }
 
+/* ---- reasons as D-Bus errors: the one table ---- */
+
+static const char *const reason_errors[_IOVIRT_REASON_MAX] = {
+        [IOVIRT_REASON_NO_IOMMU] = IOVIRT_ERROR_NO_IOMMU,
+        [IOVIRT_REASON_NO_SUCH_GROUP] = IOVIRT_ERROR_NO_SUCH_DEVICE,
+        [IOVIRT_REASON_IN_USE] = IOVIRT_ERROR_IN_USE,
+        [IOVIRT_REASON_BUSY] = IOVIRT_ERROR_BUSY,
+        [IOVIRT_REASON_RELEASE_UNFINISHED] = IOVIRT_ERROR_BUSY,
+        [IOVIRT_REASON_NOTHING_TO_ASSIGN] = IOVIRT_ERROR_INVALID_ARGUMENT,
+        [IOVIRT_REASON_NOT_ISOLATED] = IOVIRT_ERROR_NOT_ISOLATED,
+        [IOVIRT_REASON_ISOLATION_UNKNOWN] = IOVIRT_ERROR_NOT_ISOLATED,
+        [IOVIRT_REASON_HOST_CRITICAL] = IOVIRT_ERROR_HOST_CRITICAL,
+        [IOVIRT_REASON_HOST_UNREADABLE] = IOVIRT_ERROR_HOST_CRITICAL,
+};
+
+const char *manager_reason_error(IovirtReason reason) {
+        const char *e = reason < _IOVIRT_REASON_MAX ? reason_errors[reason] : NULL;
+        return e ? e : IOVIRT_ERROR_FAILED;
+}
+
+/* The plan as clients see it: src/'s document, each failed check with the
+ * D-Bus error it is answered with. */
+static json_object *plan_document(const IovirtPlan *p) {
+        json_object *o = iovirt_plan_to_json(p), *checks;
+        if (!o || !json_object_object_get_ex(o, "checks", &checks))
+                return o;
+        for (size_t i = 0; i < p->n_checks; i++)
+                json_object_object_add(json_object_array_get_idx(checks, (int) i), "error",
+                                       p->checks[i].status == IOVIRT_PLAN_FAIL
+                                               ? json_object_new_string(manager_reason_error(p->checks[i].reason))
+                                               : NULL);
+        return o;
+}
+
+static int reply_plan(sd_bus_message *msg, const IovirtPlan *p) {
+        _cleanup_(json_object_putp) json_object *o = plan_document(p);
+        return manager_reply_json(msg, o);
+}
+
 /* ---- arguments ---- */
 
 typedef struct AssignArgs {
@@ -61,7 +102,10 @@ static int check_target(const char *target, sd_bus_error *error) {
 
 static int check_consumer(const char *consumer, sd_bus_error *error) {
         _cleanup_free_ char *reason = NULL;
-        if (iovirt_consumer_valid(consumer, &reason) < 0)
+        int r = iovirt_consumer_valid(consumer, &reason);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0)
                 return sd_bus_error_setf(error, IOVIRT_ERROR_INVALID_ARGUMENT, "%s",
                                          reason ? reason : "Invalid consumer name");
         return 0;
@@ -101,6 +145,13 @@ static int read_assign_args(sd_bus_message *msg, bool with_interactive, AssignAr
         return r;
 }
 
+/* Neither a rebuilt model nor a daemon on its way out takes new work */
+static int manager_accepting(Manager *m, sd_bus_error *error) {
+        if (m->stopping)
+                return sd_bus_error_set(error, IOVIRT_ERROR_BUSY, "iovirtd is stopping; try again when it is back");
+        return manager_model_ready(m, error);
+}
+
 /* The plan for a, or a NoSuchDevice / InvalidArgument error */
 static int make_plan(Manager *m, const AssignArgs *a, IovirtPlan **ret, sd_bus_error *error) {
         _cleanup_(iovirt_usage_freep) IovirtUsage *usage = NULL;
@@ -109,16 +160,32 @@ static int make_plan(Manager *m, const AssignArgs *a, IovirtPlan **ret, sd_bus_e
         int group, r;
 
         r = iovirt_target_resolve(m->host, a->target, &group, &device, &reason);
+        if (r == -ENOMEM)
+                return r;
         if (r < 0)
                 return sd_bus_error_setf(error, r == -ENODEV ? IOVIRT_ERROR_NO_SUCH_DEVICE : IOVIRT_ERROR_INVALID_ARGUMENT,
                                          "%s", reason ? reason : "No such device");
         r = iovirt_guard_scan(m->host, &usage);
         if (r < 0)
                 return sd_bus_error_set_errnof(error, r, "Could not tell what the host itself uses: %m");
-        r = iovirt_plan_assign(m->host, m->verdicts, usage, m->state, group, device, a->consumer, a->accept, ret);
+        const IovirtPlanInput in = {
+                .host = m->host, .verdicts = m->verdicts, .usage = usage, .state = m->state,
+                .consumer = a->consumer, .accept = a->accept, .group = group, .device = device,
+                .group_locked = group >= 0 && manager_group_locked(m, group),
+        };
+        r = iovirt_plan_assign(&in, NULL, 0, ret);
         if (r < 0)
                 return sd_bus_error_set_errnof(error, r, "Could not make a plan: %m");
         return 0;
+}
+
+/* A refused plan as the error of its first failed check, every failed
+ * check's sentence in the message */
+static int plan_refused(const IovirtPlan *p, const AssignArgs *a, sd_bus_error *error) {
+        const IovirtPlanCheck *refusal = iovirt_plan_refusal(p);
+        _cleanup_free_ char *text = iovirt_plan_refusal_text(p);
+        log_notice("Refused to assign %s to %s: %s", a->target, a->consumer, text ? text : refusal->message);
+        return sd_bus_error_setf(error, manager_reason_error(refusal->reason), "%s", text ? text : refusal->message);
 }
 
 int method_plan_assign(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
@@ -130,13 +197,9 @@ int method_plan_assign(sd_bus_message *msg, void *userdata, sd_bus_error *error)
         if (manager_model_ready(m, error) < 0)
                 return -EBUSY;
         r = read_assign_args(msg, false, &a, error);
-        if (r < 0)
-                return r;
-        r = make_plan(m, &a, &plan, error);
-        if (r < 0)
-                return r;
-        _cleanup_(json_object_putp) json_object *o = iovirt_plan_to_json(plan);
-        return manager_reply_json(msg, o);
+        if (r >= 0)
+                r = make_plan(m, &a, &plan, error);
+        return r < 0 ? r : reply_plan(msg, plan);
 }
 
 /* The model follows the kernel at once, not when the uevents arrive. */
@@ -157,115 +220,206 @@ static void log_moves(const IovirtMoves *moves) {
                                 moves->moves[i].to ? moves->moves[i].to : "no driver", moves->moves[i].usec / 1000.0);
 }
 
-static void free_strv(char **v, size_t n) {
-        for (size_t i = 0; i < n; i++)
-                free(v[i]);
-        free(v);
+/* Puts rec (taken) into the state in place of the group's record; NULL drops it. */
+static void state_settle(Manager *m, int group, IovirtRecord *rec) {
+        if (!rec) {
+                iovirt_state_drop(m->state, group);
+                return;
+        }
+        int r = iovirt_state_put(m->state, rec);
+        if (r < 0) {
+                /* the record is on disk; the next start reads it */
+                log_error_errno(r, "Group %d: could not keep its record in memory; restart iovirtd to reread it: %m",
+                                group);
+                iovirt_record_free(rec);
+        }
 }
 
-static int act_assign(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+/* ---- Assign: validate, plan, (authorize, plan again, act) ---- */
+
+/* The same answer for a repeated request: the plan, marked done */
+static int answer_without_acting(sd_bus_message *msg, const IovirtPlan *plan, const AssignArgs *a,
+                                 sd_bus_error *error) {
+        if (iovirt_plan_refusal(plan))
+                return plan_refused(plan, a, error);
+        return reply_plan(msg, plan);
+}
+
+int prepare_assign(sd_bus_message *msg, void *userdata, bool *interactive, sd_bus_error *error) {
         Manager *m = userdata;
         _cleanup_(iovirt_plan_freep) IovirtPlan *plan = NULL;
-        _cleanup_free_ char *reason = NULL;
         AssignArgs a;
         int r;
 
-        if (manager_model_ready(m, error) < 0)
-                return -EBUSY;
         r = read_assign_args(msg, true, &a, error);
+        if (r >= 0)
+                r = manager_accepting(m, error);
+        if (r >= 0)
+                r = make_plan(m, &a, &plan, error);
         if (r < 0)
                 return r;
-        r = make_plan(m, &a, &plan, error);
-        if (r < 0)
-                return r;
-        const IovirtPlanCheck *refusal = iovirt_plan_refusal(plan);
-        if (refusal) {
-                _cleanup_free_ char *text = iovirt_plan_refusal_text(plan);
-                log_notice("Refused to assign %s to %s: %s", a.target, a.consumer, strna(text));
-                return sd_bus_error_setf(error, refusal->error ? refusal->error : IOVIRT_ERROR_FAILED, "%s",
-                                         text ? text : refusal->message);
+        /* a refusal, or nothing to do: answered without asking for a password */
+        if (iovirt_plan_refusal(plan) || plan->done) {
+                r = answer_without_acting(msg, plan, &a, error);
+                return r < 0 ? r : 1;
         }
+        *interactive = a.interactive;
+        return 0;
+}
 
-        _cleanup_(iovirt_moves_clear) IovirtMoves moves = {};
-        r = iovirt_assign_execute(plan, m->state, m->state_dir, &moves, &reason);
-        log_moves(&moves);
+typedef struct AssignJob {
+        IovirtPlan *plan;
+        const char *dir;
+        IovirtRecord *result;
+        IovirtMoves moves;
+        char *reason;
+        int r;
+} AssignJob;
+
+static void assign_job_free(void *p) {
+        AssignJob *j = p;
+        iovirt_plan_free(j->plan);
+        iovirt_record_free(j->result);
+        iovirt_moves_clear(&j->moves);
+        free(j->reason);
+        free(j);
+}
+
+static void assign_work(void *p) {
+        AssignJob *j = p;
+        j->r = iovirt_assign_execute(j->plan, j->dir, &j->result, &j->moves, &j->reason);
+}
+
+static int assign_done(Manager *m, sd_bus_message *msg, void *p) {
+        AssignJob *j = p;
+        const IovirtPlan *plan = j->plan;
+        int r;
+
+        log_moves(&j->moves);
+        state_settle(m, plan->group, TAKE_PTR(j->result));
         for (size_t i = 0; i < plan->n_steps; i++)
                 update_address(m, plan->steps[i].address);
-        if (r < 0) {
-                log_full_errno(LOG_ERR, r, NULL, "Assigning group %d to %s failed: %s", plan->group, a.consumer,
-                               strna(reason));
-                return sd_bus_error_setf(error, IOVIRT_ERROR_BIND_FAILED, "%s", reason ? reason : strerror(-r));
+        if (j->r < 0) {
+                log_full_errno(LOG_ERR, j->r, NULL, "Assigning group %d to %s failed: %s", plan->group, plan->consumer,
+                               strna(j->reason));
+                return sd_bus_reply_method_errorf(msg, IOVIRT_ERROR_BIND_FAILED, "%s",
+                                                  j->reason ? j->reason : strerror(-j->r));
         }
         log_info("Assigned group %d (%zu function%s) to %s", plan->group, plan->n_steps, plan->n_steps > 1 ? "s" : "",
-                 a.consumer);
+                 plan->consumer);
         r = sd_bus_emit_signal(m->bus, IOVIRT_OBJECT_PATH, IOVIRT_MANAGER_INTERFACE, "Assigned", "is",
-                               (int32_t) plan->group, a.consumer);
+                               (int32_t) plan->group, plan->consumer);
         if (r < 0)
                 log_warning_errno(r, "Failed to emit Assigned: %m");
-        _cleanup_(json_object_putp) json_object *o = iovirt_plan_to_json(plan);
-        return manager_reply_json(msg, o);
+        return reply_plan(msg, plan);
 }
 
-int method_assign(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+/* While the job runs, the group's record says who it is going to, so that
+ * others are told Busy with a name, and list-assignments shows it. */
+static int placeholder_record(const IovirtPlan *p, IovirtRecord **ret) {
+        _cleanup_(iovirt_record_freep) IovirtRecord *rec = calloc(1, sizeof(IovirtRecord));
+        if (!rec || !(rec->consumer = strdup(p->consumer)) ||
+            (p->n_steps && !(rec->functions = calloc(p->n_steps, sizeof(IovirtFunctionRecord)))))
+                return -ENOMEM;
+        rec->group = p->group;
+        rec->phase = IOVIRT_PHASE_ASSIGNING;
+        for (; rec->n_functions < p->n_steps; rec->n_functions++)
+                memcpy(rec->functions[rec->n_functions].address, p->steps[rec->n_functions].address,
+                       IOVIRT_ADDRESS_MAX);
+        *ret = TAKE_PTR(rec);
+        return 0;
+}
+
+int act_assign(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
+        _cleanup_(iovirt_plan_freep) IovirtPlan *plan = NULL;
+        _cleanup_(iovirt_record_freep) IovirtRecord *placeholder = NULL;
         AssignArgs a;
-        int r = read_assign_args(msg, true, &a, error);        /* refuse bad input before asking polkit */
-        if (r < 0)
-                return r;
-        r = bouncer_check(m->bouncer, msg, a.interactive, act_assign, m, error);
-        return r < 0 ? r : 1;
-}
-
-/* Releases one group and appends its JSON to list. */
-static int release_group(Manager *m, int group, json_object *list, sd_bus_error *error) {
-        IovirtRecord *rec = iovirt_state_find(m->state, group);
-        _cleanup_free_ char *notes = NULL, *reason = NULL, *consumer = NULL;
-        char **addresses = NULL;
-        size_t n = 0;
         int r;
 
-        if (!rec)
-                return sd_bus_error_setf(error, IOVIRT_ERROR_NOT_ASSIGNED,
-                                         "Group %d is not assigned; iovirtctl list-assignments shows what is", group);
-        consumer = strdup(rec->consumer);
-        addresses = calloc(rec->n_functions, sizeof(char *));
-        if (!consumer || !addresses) {
-                free(addresses);
-                return -ENOMEM;
-        }
-        for (; n < rec->n_functions; n++)
-                addresses[n] = strdup(rec->functions[n].address);
-
-        _cleanup_(iovirt_moves_clear) IovirtMoves moves = {};
-        r = iovirt_release_execute(m->host, m->state, m->state_dir, group, &moves, &notes, &reason);
-        log_moves(&moves);
-        for (size_t i = 0; i < n; i++)
-                if (addresses[i])
-                        update_address(m, addresses[i]);
-        if (r < 0) {
-                free_strv(addresses, n);
-                log_full_errno(LOG_ERR, r, NULL, "Releasing group %d from %s failed: %s", group, consumer, strna(reason));
-                return sd_bus_error_setf(error, IOVIRT_ERROR_BIND_FAILED, "%s", reason ? reason : strerror(-r));
-        }
-        log_info("Released group %d from %s%s%s", group, consumer[0] ? consumer : "an unknown consumer",
-                 notes ? ": " : "", notes ? notes : "");
-        r = sd_bus_emit_signal(m->bus, IOVIRT_OBJECT_PATH, IOVIRT_MANAGER_INTERFACE, "Released", "is",
-                               (int32_t) group, consumer);
+        /* the host may have changed while a password was typed: plan again */
+        r = read_assign_args(msg, true, &a, error);
+        if (r >= 0)
+                r = manager_accepting(m, error);
+        if (r >= 0)
+                r = make_plan(m, &a, &plan, error);
         if (r < 0)
-                log_warning_errno(r, "Failed to emit Released: %m");
+                return r;
+        if (iovirt_plan_refusal(plan) || plan->done)
+                return answer_without_acting(msg, plan, &a, error);
 
+        r = placeholder_record(plan, &placeholder);
+        if (r < 0)
+                return r;
+        AssignJob *j = calloc(1, sizeof(AssignJob));
+        if (!j)
+                return -ENOMEM;
+        *j = (AssignJob) { .plan = TAKE_PTR(plan), .dir = m->state_dir };
+        int group = j->plan->group;
+        r = job_start(m, msg, &group, 1, assign_work, assign_done, j, assign_job_free);
+        if (r < 0)
+                return sd_bus_error_set_errnof(error, r, "Could not start assigning group %d: %m", group);
+        state_settle(m, group, TAKE_PTR(placeholder));
+        return 1;
+}
+
+/* ---- Release and ReleaseConsumer ---- */
+
+typedef struct ReleaseJob {
+        IovirtRecord **records;      /* copies: the job's own */
+        size_t n_records;
+        char **notes;                /* per record: what the model says (no reset), then what happened */
+        const char *dir;
+        IovirtMoves moves;
+        size_t n_done;               /* records released before one failed */
+        char *reason;
+        int r;
+} ReleaseJob;
+
+static void release_job_free(void *p) {
+        ReleaseJob *j = p;
+        for (size_t i = 0; i < j->n_records; i++) {
+                iovirt_record_free(j->records[i]);
+                free(j->notes[i]);
+        }
+        free(j->records);
+        free(j->notes);
+        iovirt_moves_clear(&j->moves);
+        free(j->reason);
+        free(j);
+}
+
+static void release_work(void *p) {
+        ReleaseJob *j = p;
+        for (; j->n_done < j->n_records; j->n_done++) {
+                _cleanup_free_ char *gone = NULL;
+                j->r = iovirt_release_execute(j->records[j->n_done], j->dir, &j->moves, &gone, &j->reason);
+                if (j->r < 0)
+                        return;
+                if (gone) {
+                        char *n = j->notes[j->n_done];
+                        if (asprintf(&j->notes[j->n_done], "%s%s%s", n ? n : "", n ? "\n" : "", gone) < 0)
+                                j->notes[j->n_done] = n;       /* keep the first part */
+                        else
+                                free(n);
+                }
+        }
+}
+
+static json_object *released_document(const IovirtRecord *rec, const char *notes) {
         json_object *o = json_object_new_object(), *fns = json_object_new_array(), *nl = json_object_new_array();
-        json_object_object_add(o, "group", json_object_new_int(group));
-        json_object_object_add(o, "consumer", json_object_new_string(consumer));
-        for (size_t i = 0; i < n; i++)
-                json_object_array_add(fns, json_object_new_string(addresses[i] ? addresses[i] : ""));
-        for (char *save = NULL, *l = notes ? strtok_r(notes, "\n", &save) : NULL; l; l = strtok_r(NULL, "\n", &save))
-                json_object_array_add(nl, json_object_new_string(l));
+        json_object_object_add(o, "group", json_object_new_int(rec->group));
+        json_object_object_add(o, "consumer", json_object_new_string(rec->consumer));
+        for (size_t i = 0; i < rec->n_functions; i++)
+                json_object_array_add(fns, json_object_new_string(rec->functions[i].address));
+        for (const char *l = notes; l && *l;) {
+                size_t n = strcspn(l, "\n");
+                json_object_array_add(nl, json_object_new_string_len(l, (int) n));
+                l += n + (l[n] == '\n');
+        }
         json_object_object_add(o, "functions", fns);
         json_object_object_add(o, "notes", nl);
-        json_object_array_add(list, o);
-        free_strv(addresses, n);
-        return 0;
+        return o;
 }
 
 static int reply_released(sd_bus_message *msg, json_object *list) {
@@ -274,18 +428,94 @@ static int reply_released(sd_bus_message *msg, json_object *list) {
         return manager_reply_json(msg, o);
 }
 
-static int act_release(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
-        Manager *m = userdata;
+static int release_done(Manager *m, sd_bus_message *msg, void *p) {
+        ReleaseJob *j = p;
+        json_object *list = json_object_new_array();
+        int r;
+
+        log_moves(&j->moves);
+        for (size_t i = 0; i < j->n_records; i++) {
+                IovirtRecord *rec = j->records[i];
+                int group = rec->group;
+                for (size_t k = 0; k < rec->n_functions; k++)
+                        update_address(m, rec->functions[k].address);
+                if (i > j->n_done) {
+                        /* not reached: as it was */
+                        iovirt_state_find(m->state, group)->phase = rec->phase;
+                        continue;
+                }
+                if (i == j->n_done) {
+                        /* it failed: what did not come back stays recorded */
+                        log_full_errno(LOG_ERR, j->r, NULL, "Releasing group %d from %s failed: %s", group,
+                                       rec->consumer, strna(j->reason));
+                        j->records[i] = NULL;
+                        state_settle(m, group, rec);
+                        continue;
+                }
+                log_info("Released group %d from %s%s%s", group, rec->consumer[0] ? rec->consumer : "an unknown consumer",
+                         j->notes[i] ? ": " : "", j->notes[i] ? j->notes[i] : "");
+                json_object_array_add(list, released_document(rec, j->notes[i]));
+                state_settle(m, group, NULL);
+                r = sd_bus_emit_signal(m->bus, IOVIRT_OBJECT_PATH, IOVIRT_MANAGER_INTERFACE, "Released", "is",
+                                       (int32_t) group, rec->consumer);
+                if (r < 0)
+                        log_warning_errno(r, "Failed to emit Released: %m");
+        }
+        if (j->r < 0) {
+                json_object_put(list);
+                return sd_bus_reply_method_errorf(msg, IOVIRT_ERROR_BIND_FAILED, "%s",
+                                                  j->reason ? j->reason : strerror(-j->r));
+        }
+        return reply_released(msg, list);
+}
+
+/* Starts a job giving back each of the groups, in order */
+static int start_release(Manager *m, sd_bus_message *msg, const int *groups, size_t n, sd_bus_error *error) {
+        ReleaseJob *j = calloc(1, sizeof(ReleaseJob));
+        int r;
+
+        if (!j)
+                return -ENOMEM;
+        j->dir = m->state_dir;
+        j->records = calloc(n, sizeof(IovirtRecord *));
+        j->notes = calloc(n, sizeof(char *));
+        if (!j->records || !j->notes) {
+                release_job_free(j);
+                return -ENOMEM;
+        }
+        for (; j->n_records < n; j->n_records++) {
+                const IovirtRecord *rec = iovirt_state_find(m->state, groups[j->n_records]);
+                r = iovirt_record_copy(rec, &j->records[j->n_records]);
+                if (r >= 0)
+                        r = iovirt_release_notes(m->host, rec, &j->notes[j->n_records]);
+                if (r < 0) {
+                        j->n_records++;
+                        release_job_free(j);
+                        return r;
+                }
+        }
+        r = job_start(m, msg, groups, n, release_work, release_done, j, release_job_free);
+        if (r < 0)
+                return sd_bus_error_set_errnof(error, r, "Could not start the release: %m");
+        for (size_t i = 0; i < n; i++)
+                iovirt_state_find(m->state, groups[i])->phase = IOVIRT_PHASE_RELEASING;
+        return 1;
+}
+
+/* The recorded group TARGET names, or an error (NoSuchDevice, NotAssigned, Busy) */
+static int release_target(Manager *m, sd_bus_message *msg, int *ret, bool *interactive, sd_bus_error *error) {
         _cleanup_free_ char *reason = NULL;
         const char *target;
+        int group, interactive_arg, r;
         size_t device;
-        int group, r;
 
-        if (manager_model_ready(m, error) < 0)
-                return -EBUSY;
         r = sd_bus_message_rewind(msg, true);
         if (r >= 0)
-                r = sd_bus_message_read(msg, "s", &target);
+                r = sd_bus_message_read(msg, "sb", &target, &interactive_arg);
+        if (r >= 0)
+                r = check_target(target, error);
+        if (r >= 0)
+                r = manager_accepting(m, error);
         if (r < 0)
                 return r;
         /* a recorded group may have left the host; its record still names it */
@@ -294,82 +524,96 @@ static int act_release(sd_bus_message *msg, void *userdata, sd_bus_error *error)
                 r = 0;
         else
                 r = iovirt_target_resolve(m->host, target, &group, &device, &reason);
+        if (r == -ENOMEM)
+                return r;
         if (r < 0)
                 return sd_bus_error_setf(error, r == -ENODEV ? IOVIRT_ERROR_NO_SUCH_DEVICE : IOVIRT_ERROR_INVALID_ARGUMENT,
                                          "%s", reason ? reason : "No such device");
         if (group < 0)
                 return sd_bus_error_setf(error, IOVIRT_ERROR_NOT_ASSIGNED,
                                          "%s is in no IOMMU group, so it cannot have been assigned", target);
-        json_object *list = json_object_new_array();
-        r = release_group(m, group, list, error);
-        if (r < 0) {
-                json_object_put(list);
-                return r;
-        }
-        return reply_released(msg, list);
+        const IovirtRecord *rec = iovirt_state_find(m->state, group);
+        if (!rec)
+                return sd_bus_error_setf(error, IOVIRT_ERROR_NOT_ASSIGNED,
+                                         "Group %d is not assigned; iovirtctl list-assignments shows what is", group);
+        if (manager_group_locked(m, group))
+                return sd_bus_error_setf(error, IOVIRT_ERROR_BUSY,
+                                         "Group %d is being %s %s right now; try again when that has finished", group,
+                                         rec->phase == IOVIRT_PHASE_RELEASING ? "given back by" : "assigned to",
+                                         rec->consumer[0] ? rec->consumer : "an unknown consumer");
+        *ret = group;
+        *interactive = interactive_arg;
+        return 0;
 }
 
-int method_release(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
-        Manager *m = userdata;
-        const char *target;
-        int interactive, r;
-
-        r = sd_bus_message_read(msg, "sb", &target, &interactive);
-        if (r < 0)
-                return r;
-        r = check_target(target, error);
-        if (r < 0)
-                return r;
-        r = bouncer_check(m->bouncer, msg, interactive, act_release, m, error);
-        return r < 0 ? r : 1;
+int prepare_release(sd_bus_message *msg, void *userdata, bool *interactive, sd_bus_error *error) {
+        int group;
+        return release_target(userdata, msg, &group, interactive, error);
 }
 
-static int act_release_consumer(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
-        Manager *m = userdata;
+int act_release(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        bool interactive;
+        int group, r = release_target(userdata, msg, &group, &interactive, error);
+        return r < 0 ? r : start_release(userdata, msg, &group, 1, error);
+}
+
+/* The groups consumer holds; Busy when one of them is in a transaction */
+static int consumer_groups(Manager *m, sd_bus_message *msg, int **ret, size_t *n, bool *interactive,
+                           sd_bus_error *error) {
         const char *consumer;
-        int r;
+        int interactive_arg, r;
 
-        if (manager_model_ready(m, error) < 0)
-                return -EBUSY;
         r = sd_bus_message_rewind(msg, true);
         if (r >= 0)
-                r = sd_bus_message_read(msg, "s", &consumer);
+                r = sd_bus_message_read(msg, "sb", &consumer, &interactive_arg);
+        if (r >= 0)
+                r = check_consumer(consumer, error);
+        if (r >= 0)
+                r = manager_accepting(m, error);
         if (r < 0)
                 return r;
         _cleanup_free_ int *groups = calloc(m->state->n_records + 1, sizeof(int));
-        size_t n = 0;
         if (!groups)
                 return -ENOMEM;
-        for (size_t i = 0; i < m->state->n_records; i++)
-                if (streq_ptr(m->state->records[i]->consumer, consumer))
-                        groups[n++] = m->state->records[i]->group;
-        if (n == 0)
-                return sd_bus_error_setf(error, IOVIRT_ERROR_NOT_ASSIGNED,
-                                         "Nothing is assigned to %s; iovirtctl list-assignments shows what is", consumer);
-        json_object *list = json_object_new_array();
-        for (size_t i = 0; i < n; i++) {
-                r = release_group(m, groups[i], list, error);
-                if (r < 0) {
-                        json_object_put(list);
-                        return r;
-                }
+        *n = 0;
+        for (size_t i = 0; i < m->state->n_records; i++) {
+                const IovirtRecord *rec = m->state->records[i];
+                if (!streq_ptr(rec->consumer, consumer))
+                        continue;
+                if (manager_group_locked(m, rec->group))
+                        return sd_bus_error_setf(error, IOVIRT_ERROR_BUSY,
+                                                 "Group %d of %s is in a transaction right now; try again when that "
+                                                 "has finished", rec->group, consumer);
+                groups[(*n)++] = rec->group;
         }
-        return reply_released(msg, list);
+        *ret = TAKE_PTR(groups);
+        *interactive = interactive_arg;
+        return 0;
 }
 
-int method_release_consumer(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
-        Manager *m = userdata;
-        const char *consumer;
-        int interactive, r;
-
-        r = sd_bus_message_read(msg, "sb", &consumer, &interactive);
+int prepare_release_consumer(sd_bus_message *msg, void *userdata, bool *interactive, sd_bus_error *error) {
+        _cleanup_free_ int *groups = NULL;
+        size_t n;
+        int r = consumer_groups(userdata, msg, &groups, &n, interactive, error);
         if (r < 0)
                 return r;
-        r = check_consumer(consumer, error);
-        if (r < 0)
-                return r;
-        r = bouncer_check(m->bouncer, msg, interactive, act_release_consumer, m, error);
+        if (n > 0)
+                return 0;
+        /* nothing held: a retried release succeeds, changing nothing */
+        r = reply_released(msg, json_object_new_array());
         return r < 0 ? r : 1;
+}
+
+int act_release_consumer(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        _cleanup_free_ int *groups = NULL;
+        bool interactive;
+        size_t n;
+        int r = consumer_groups(userdata, msg, &groups, &n, &interactive, error);
+        if (r < 0)
+                return r;
+        if (n == 0)
+                return reply_released(msg, json_object_new_array());
+        return start_release(userdata, msg, groups, n, error);
 }
 
 int method_list_assignments(sd_bus_message *msg, void *userdata, sd_bus_error *error) {

@@ -1,21 +1,34 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
+#include <stdbool.h>
+
 #include <systemd/sd-bus.h>
 
+#include "iovirt-plan.h"
 #include "iovirtd-manager.h"
 
-/* Assignment over the bus: PlanAssign (read-only), Assign, Release,
- * ReleaseConsumer (each behind its polkit action), ListAssignments and
- * DescribeAssignments. */
+/* Assignment over the bus: PlanAssign, ListAssignments and
+ * DescribeAssignments (read-only); Assign, Release and ReleaseConsumer,
+ * each a prepare_*() that validates, plans and answers refusals before
+ * anyone is asked for a password, and an act_*() that runs once the
+ * caller is authorized, plans again and starts the transaction on its own
+ * thread (iovirtd-job.h).  The bouncer's table names them. */
 
 /* Reads the state records and reconciles them with the host: call after
  * the first manager_refresh(), before taking the bus name. */
 int manager_load_state(Manager *m);
 
+/* The D-Bus error a failed check's reason is answered with: the one table */
+const char *manager_reason_error(IovirtReason reason);
+
 int method_plan_assign(sd_bus_message *msg, void *userdata, sd_bus_error *error);
-int method_assign(sd_bus_message *msg, void *userdata, sd_bus_error *error);
-int method_release(sd_bus_message *msg, void *userdata, sd_bus_error *error);
-int method_release_consumer(sd_bus_message *msg, void *userdata, sd_bus_error *error);
 int method_list_assignments(sd_bus_message *msg, void *userdata, sd_bus_error *error);
 int method_describe_assignments(sd_bus_message *msg, void *userdata, sd_bus_error *error);
+
+int prepare_assign(sd_bus_message *msg, void *userdata, bool *interactive, sd_bus_error *error);
+int act_assign(sd_bus_message *msg, void *userdata, sd_bus_error *error);
+int prepare_release(sd_bus_message *msg, void *userdata, bool *interactive, sd_bus_error *error);
+int act_release(sd_bus_message *msg, void *userdata, sd_bus_error *error);
+int prepare_release_consumer(sd_bus_message *msg, void *userdata, bool *interactive, sd_bus_error *error);
+int act_release_consumer(sd_bus_message *msg, void *userdata, sd_bus_error *error);

@@ -1,18 +1,20 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "iovirt-names.h"
+#include "iovirtd-assign.h"
 #include "iovirtd-bouncer.h"
 #include "iovirtd-log.h"
+#include "iovirtd-manager.h"
 
-/* Every mutating method and its polkit action; anything else is denied. */
-static const struct {
-        const char *method;
-        const char *action;
-} actions[] = {
-        { "Reload", IOVIRT_ACTION_RELOAD },
-        { "Assign", IOVIRT_ACTION_ASSIGN },
-        { "Release", IOVIRT_ACTION_RELEASE },
-        { "ReleaseConsumer", IOVIRT_ACTION_RELEASE },
+/* Every method that changes something: what guards it, how it is checked,
+ * what it does.  tests/dbus checks the live interface, the polkit actions
+ * and the bus policy against this table (iovirtd --list-methods). */
+const GuardedMethod guarded_methods[] = {
+        { "Reload", IOVIRT_ACTION_RELOAD, prepare_reload, act_reload },
+        { "Assign", IOVIRT_ACTION_ASSIGN, prepare_assign, act_assign },
+        { "Release", IOVIRT_ACTION_RELEASE, prepare_release, act_release },
+        { "ReleaseConsumer", IOVIRT_ACTION_RELEASE, prepare_release_consumer, act_release_consumer },
 };
+const size_t n_guarded_methods = ELEMENTSOF(guarded_methods);
 
 typedef struct Pending Pending;
 struct Pending {
@@ -30,10 +32,10 @@ struct Bouncer {
         Pending *pending;
 };
 
-const char *bouncer_action_for(const char *method) {
-        for (size_t i = 0; i < ELEMENTSOF(actions); i++)
-                if (streq_ptr(actions[i].method, method))
-                        return actions[i].action;
+const GuardedMethod *bouncer_find(const char *method) {
+        for (size_t i = 0; i < n_guarded_methods; i++)
+                if (streq_ptr(guarded_methods[i].method, method))
+                        return &guarded_methods[i];
         return NULL;
 }
 
@@ -126,7 +128,9 @@ finish:
 
 int bouncer_check(Bouncer *b, sd_bus_message *m, bool interactive, BouncerAct act, void *userdata,
                   sd_bus_error *error) {
-        const char *method = sd_bus_message_get_member(m), *action = bouncer_action_for(method);
+        const char *method = sd_bus_message_get_member(m);
+        const GuardedMethod *g = bouncer_find(method);
+        const char *action = g ? g->action : NULL;
         sd_bus_creds *creds = NULL;
         uid_t uid;
         int r;
@@ -170,4 +174,21 @@ int bouncer_check(Bouncer *b, sd_bus_message *m, bool interactive, BouncerAct ac
                                          "Cannot ask polkit about %s: denied", action);
         }
         return 0;
+}
+
+int method_guarded(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        Manager *manager = userdata;
+        const char *method = sd_bus_message_get_member(m);
+        const GuardedMethod *g = bouncer_find(method);
+        bool interactive = false;
+        int r;
+
+        if (!g)
+                return sd_bus_error_setf(error, IOVIRT_ERROR_NOT_AUTHORIZED,
+                                         "%s is not in iovirtd's authorization table: denied", strna(method));
+        r = g->prepare(m, userdata, &interactive, error);
+        if (r != 0)
+                return r;
+        r = bouncer_check(manager->bouncer, m, interactive, g->act, userdata, error);
+        return r < 0 ? r : 1;
 }

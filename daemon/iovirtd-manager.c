@@ -8,6 +8,7 @@
 #include "iovirt-names.h"
 #include "iovirtd-assign.h"
 #include "iovirtd-bouncer.h"
+#include "iovirtd-job.h"
 #include "iovirtd-log.h"
 #include "iovirtd-manager.h"
 
@@ -40,6 +41,7 @@ static void manager_drop_model(Manager *m) {
 Manager *manager_free(Manager *m) {
         if (!m)
                 return NULL;
+        manager_finish_jobs(m);       /* their records and replies, before the bus goes */
         sd_event_source_disable_unref(m->monitor_source);
         sd_event_source_disable_unref(m->resync_timer);
         udev_monitor_unref(m->monitor);
@@ -421,9 +423,17 @@ static int method_check(sd_bus_message *msg, void *userdata, sd_bus_error *error
         return manager_reply_json(msg, o);
 }
 
-/* ---- mutating methods: each behind the bouncer ---- */
+/* ---- Reload: behind the bouncer ---- */
 
-static int act_reload(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+int prepare_reload(sd_bus_message *msg, void *userdata, bool *interactive, sd_bus_error *error) {
+        int arg, r = sd_bus_message_read(msg, "b", &arg);
+        if (r < 0)
+                return r;
+        *interactive = arg;
+        return 0;
+}
+
+int act_reload(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
         int r = manager_refresh(m);
         if (r < 0)
@@ -431,17 +441,6 @@ static int act_reload(sd_bus_message *msg, void *userdata, sd_bus_error *error) 
         log_info("Reloaded on request of %s", strna(sd_bus_message_get_sender(msg)));
         emit_counts_changed(m);
         return sd_bus_reply_method_return(msg, NULL);
-}
-
-static int method_reload(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
-        Manager *m = userdata;
-        int interactive, r;
-
-        r = sd_bus_message_read(msg, "b", &interactive);
-        if (r < 0)
-                return r;
-        r = bouncer_check(m->bouncer, msg, interactive, act_reload, m, error);
-        return r < 0 ? r : 1;
 }
 
 const sd_bus_vtable manager_vtable[] = {
@@ -466,16 +465,16 @@ const sd_bus_vtable manager_vtable[] = {
         SD_BUS_METHOD_WITH_ARGS("CheckHost", SD_BUS_NO_ARGS, SD_BUS_RESULT("s", json),
                                 method_check, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("Reload", SD_BUS_ARGS("b", interactive), SD_BUS_NO_RESULT,
-                                method_reload, SD_BUS_VTABLE_UNPRIVILEGED),
+                                method_guarded, SD_BUS_VTABLE_UNPRIVILEGED),
 
         SD_BUS_METHOD_WITH_ARGS("PlanAssign", SD_BUS_ARGS("s", target, "s", consumer, "as", accept),
                                 SD_BUS_RESULT("s", json), method_plan_assign, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("Assign", SD_BUS_ARGS("s", target, "s", consumer, "as", accept, "b", interactive),
-                                SD_BUS_RESULT("s", json), method_assign, SD_BUS_VTABLE_UNPRIVILEGED),
+                                SD_BUS_RESULT("s", json), method_guarded, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("Release", SD_BUS_ARGS("s", target, "b", interactive), SD_BUS_RESULT("s", json),
-                                method_release, SD_BUS_VTABLE_UNPRIVILEGED),
+                                method_guarded, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("ReleaseConsumer", SD_BUS_ARGS("s", consumer, "b", interactive),
-                                SD_BUS_RESULT("s", json), method_release_consumer, SD_BUS_VTABLE_UNPRIVILEGED),
+                                SD_BUS_RESULT("s", json), method_guarded, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("ListAssignments", SD_BUS_NO_ARGS, SD_BUS_RESULT("a(issas)", assignments),
                                 method_list_assignments, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("DescribeAssignments", SD_BUS_NO_ARGS, SD_BUS_RESULT("s", json),

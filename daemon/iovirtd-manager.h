@@ -11,6 +11,7 @@
 #include "iovirt-verdict.h"
 
 typedef struct Bouncer Bouncer;
+typedef struct Job Job;
 
 /* The daemon's one context: the bus, the loop, and the host model it owns. */
 typedef struct Manager {
@@ -32,6 +33,8 @@ typedef struct Manager {
 
         IovirtState *state;        /* assignments, as recorded in state_dir */
         const char *state_dir;
+        Job *jobs;                 /* transactions running on their threads */
+        bool stopping;             /* SIGTERM: finishing the jobs, taking no new ones */
 } Manager;
 
 int manager_new(Manager **ret);
@@ -55,5 +58,9 @@ void manager_update_device(Manager *m, const char *syspath);
 int manager_model_ready(Manager *m, sd_bus_error *error);
 
 int manager_reply_json(sd_bus_message *msg, json_object *o);
+
+/* Reload, behind the bouncer */
+int prepare_reload(sd_bus_message *msg, void *userdata, bool *interactive, sd_bus_error *error);
+int act_reload(sd_bus_message *msg, void *userdata, sd_bus_error *error);
 
 extern const sd_bus_vtable manager_vtable[];

@@ -5,8 +5,9 @@
 #include <systemd/sd-daemon.h>
 
 #include "iovirt-names.h"
-#include "iovirtd-log.h"
 #include "iovirtd-assign.h"
+#include "iovirtd-bouncer.h"
+#include "iovirtd-log.h"
 #include "iovirtd-manager.h"
 
 static void help(void) {
@@ -16,15 +17,32 @@ static void help(void) {
                "  -h --help       show this help\n"
                "     --version    show the version\n"
                "  -d --debug      log debug messages too\n"
+               "     --list-methods\n"
+               "                  list the methods of " IOVIRT_MANAGER_INTERFACE " with the polkit\n"
+               "                  action each needs (or read-only), and exit\n"
                "\nIt runs in the foreground, logs to the journal (or stderr), and tells\n"
                "systemd when it is ready (Type=notify).\n");
 }
 
+/* From the vtable itself: what is exported is what is listed */
+static void list_methods(void) {
+        for (const sd_bus_vtable *v = manager_vtable; v->type != _SD_BUS_VTABLE_END; v++) {
+                if (v->type != _SD_BUS_VTABLE_METHOD)
+                        continue;
+                const GuardedMethod *g = bouncer_find(v->x.method.member);
+                if (v->x.method.handler != method_guarded)
+                        printf("%s\tread-only\n", v->x.method.member);
+                else
+                        printf("%s\t%s\n", v->x.method.member, g ? g->action : "denied (not in the table)");
+        }
+}
+
 static int parse_argv(int argc, char **argv) {
-        enum { ARG_VERSION = 0x100 };
+        enum { ARG_VERSION = 0x100, ARG_LIST_METHODS };
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
+                { "list-methods", no_argument, NULL, ARG_LIST_METHODS },
                 { "debug", no_argument, NULL, 'd' },
                 {},
         };
@@ -38,6 +56,9 @@ static int parse_argv(int argc, char **argv) {
                         return 0;
                 case ARG_VERSION:
                         printf("iovirtd %s\n", IOVIRT_VERSION);
+                        return 0;
+                case ARG_LIST_METHODS:
+                        list_methods();
                         return 0;
                 case 'd':
                         log_set_max_level(LOG_DEBUG);
@@ -53,6 +74,17 @@ static int parse_argv(int argc, char **argv) {
         return 1;
 }
 
+/* SIGTERM, SIGINT: no new transactions; exit once the running ones end */
+static int on_stop(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        Manager *m = userdata;
+        if (!m->stopping && m->jobs)
+                log_info("Stopping once the running transactions have finished");
+        m->stopping = true;
+        if (!m->jobs)
+                return sd_event_exit(m->event, 0);
+        return 0;
+}
+
 static int run(void) {
         _cleanup_(manager_freep) Manager *m = NULL;
         sigset_t mask;
@@ -66,8 +98,8 @@ static int run(void) {
         sigaddset(&mask, SIGTERM);
         sigaddset(&mask, SIGINT);
         sigprocmask(SIG_BLOCK, &mask, NULL);
-        if ((r = sd_event_add_signal(m->event, NULL, SIGTERM, NULL, NULL)) < 0 ||
-            (r = sd_event_add_signal(m->event, NULL, SIGINT, NULL, NULL)) < 0)
+        if ((r = sd_event_add_signal(m->event, NULL, SIGTERM, on_stop, m)) < 0 ||
+            (r = sd_event_add_signal(m->event, NULL, SIGINT, on_stop, m)) < 0)
                 return log_error_errno(r, "Failed to handle signals: %m");
         (void) sd_event_set_watchdog(m->event, true);
 

@@ -4,6 +4,7 @@
 #include <limits.h>
 #include <net/if.h>
 #include <netinet/in.h>
+#include <pci/header.h>
 #include <stdarg.h>
 
 #include "iovirt-guard.h"
@@ -15,7 +16,10 @@ IovirtUsage *iovirt_usage_free(IovirtUsage *u) {
                 return NULL;
         for (size_t i = 0; i < u->n_uses; i++)
                 free(u->uses[i].what);
+        for (size_t i = 0; i < u->n_blind; i++)
+                free(u->blind[i].source);
         free(u->uses);
+        free(u->blind);
         free(u);
         return NULL;
 }
@@ -23,8 +27,41 @@ IovirtUsage *iovirt_usage_free(IovirtUsage *u) {
 typedef struct Guard {
         const IovirtHost *host;
         IovirtUsage *usage;
-        size_t allocated;
+        size_t allocated, blind_allocated;
 } Guard;
+
+char *iovirt_blind_spot_text(const IovirtBlindSpot *b) {
+        char *s;
+        if (asprintf(&s, "could not read %s: %s; cannot tell %s", b->source, strerror(b->error), b->unknown) < 0)
+                return NULL;
+        return s;
+}
+
+/* SOURCE could not be read (error is a negative errno), so UNKNOWN stays
+ * unknown.  Returns 0, or -ENOMEM. */
+static int add_blind(Guard *g, int error, const char *unknown, const char *fmt, ...) _printf_(4, 5);
+static int add_blind(Guard *g, int error, const char *unknown, const char *fmt, ...) {
+        char *source;
+        va_list ap;
+        va_start(ap, fmt);
+        int l = vasprintf(&source, fmt, ap);
+        va_end(ap);
+        if (l < 0)
+                return -ENOMEM;
+        IovirtBlindSpot *b = GROW(g->usage->blind, g->usage->n_blind, g->blind_allocated);
+        if (!b) {
+                free(source);
+                return -ENOMEM;
+        }
+        *b = (IovirtBlindSpot) { .source = source, .error = error < 0 ? -error : error, .unknown = unknown };
+        return 0;
+}
+
+#define UNKNOWN_FS "whether a device backs a filesystem"
+#define UNKNOWN_SWAP "whether a device backs swap"
+#define UNKNOWN_ARRAY "whether a device backs a device-mapper or md array"
+#define UNKNOWN_NET "whether a device carries a network interface the host uses"
+#define UNKNOWN_CONSOLE "whether a device drives the console"
 
 static int add_use(Guard *g, size_t device, const char *fmt, ...) _printf_(3, 4);
 static int add_use(Guard *g, size_t device, const char *fmt, ...) {
@@ -53,19 +90,23 @@ static int add_use(Guard *g, size_t device, const char *fmt, ...) {
  * shaped like DDDD:BB:DD.F. */
 static size_t pci_parent_of(const IovirtHost *h, const char *target) {
         size_t found = IOVIRT_NONE;
-        _cleanup_free_ char *copy = strdup(target);
-        if (!copy)
-                return IOVIRT_NONE;
-        for (char *save = NULL, *c = strtok_r(copy, "/", &save); c; c = strtok_r(NULL, "/", &save)) {
+        for (const char *c = target; *c; c += strspn(c, "/")) {
+                size_t l = strcspn(c, "/");
+                char name[16];
                 IovirtAddress a;
                 unsigned dom, bus, dev, fn;
                 int end = 0;
-                if (sscanf(c, "%4x:%2x:%2x.%1u%n", &dom, &bus, &dev, &fn, &end) == 4 && c[end] == '\0' &&
-                    strlen(c) == 12 && iovirt_address_parse(c, &a, NULL) >= 0) {
-                        size_t i = iovirt_host_find_address(h, &a);
-                        if (i != IOVIRT_NONE)
-                                found = i;
+                if (l == 12) {
+                        memcpy(name, c, l);
+                        name[l] = '\0';
+                        if (sscanf(name, "%4x:%2x:%2x.%1u%n", &dom, &bus, &dev, &fn, &end) == 4 && end == 12 &&
+                            iovirt_address_parse(name, &a, NULL) >= 0) {
+                                size_t i = iovirt_host_find_address(h, &a);
+                                if (i != IOVIRT_NONE)
+                                        found = i;
+                        }
                 }
+                c += l;
         }
         return found;
 }
@@ -79,27 +120,33 @@ static int read_link(const char *path, char buf[static PATH_MAX]) {
 }
 
 /* Marks the PCI functions under the block device NAME (a disk, a partition,
- * or a dm/md array, followed through its slaves) as used for WHY. */
-static int mark_block(Guard *g, const char *name, const char *why, unsigned depth) {
+ * or a dm/md array, followed through its slaves) as used for WHY; UNKNOWN
+ * is what stays unknown when that cannot be read. */
+static int mark_block(Guard *g, const char *name, const char *why, const char *unknown, unsigned depth) {
         char path[PATH_MAX], target[PATH_MAX];
-        if (depth > 8 || strchr(name, '/'))
-                return 0;
+        if (strchr(name, '/'))
+                return add_blind(g, EINVAL, unknown, "the block device name '%s'", name);
+        if (depth > 8)
+                return add_blind(g, ELOOP, unknown, SYSFS_CLASS_BLOCK "/%s (slaves nested too deep)", name);
         snprintf(path, sizeof(path), SYSFS_CLASS_BLOCK "/%s", name);
-        if (read_link(path, target) < 0)
-                return 0;
+        int r = read_link(path, target);
+        if (r < 0)
+                return add_blind(g, r, unknown, "%s", path);
         size_t dev = pci_parent_of(g->host, target);
         if (dev != IOVIRT_NONE)
                 return add_use(g, dev, "%s", why);
 
-        /* virtual: a dm or md array; its slaves are what it lives on */
+        /* virtual: a dm or md array; its slaves are what it lives on.  A
+         * partition or a loop device has none: it lives where its disk or
+         * its file does, which is marked on its own. */
         snprintf(path, sizeof(path), SYSFS_CLASS_BLOCK "/%s/slaves", name);
         _cleanup_closedir_ DIR *d = opendir(path);
         if (!d)
-                return 0;
+                return errno == ENOENT || errno == ENOTDIR ? 0 : add_blind(g, -errno, unknown, "%s", path);
         struct dirent *de;
         while ((de = readdir(d)))
                 if (de->d_name[0] != '.') {
-                        int r = mark_block(g, de->d_name, why, depth + 1);
+                        r = mark_block(g, de->d_name, why, unknown, depth + 1);
                         if (r < 0)
                                 return r;
                 }
@@ -146,48 +193,78 @@ static int mark_virtio_9p(Guard *g, const char *line, const char *mnt) {
         snprintf(why, sizeof(why), "backs the filesystem mounted at %s (virtio-9p %s)", mnt, tag);
 
         _cleanup_closedir_ DIR *d = opendir(SYSFS_BUS_VIRTIO_DEVICES);
+        if (!d)
+                return add_blind(g, -errno, UNKNOWN_FS, SYSFS_BUS_VIRTIO_DEVICES " (for the virtio-9p tag %s of %s)",
+                                 tag, mnt);
         struct dirent *de;
-        while (d && (de = readdir(d))) {
+        while ((de = readdir(d))) {
                 char path[PATH_MAX], target[PATH_MAX];
                 _cleanup_free_ char *have = NULL;
                 if (de->d_name[0] == '.')
                         continue;
                 snprintf(path, sizeof(path), SYSFS_BUS_VIRTIO_DEVICES "/%s/mount_tag", de->d_name);
-                if (iovirt_read_file(path, &have) < 0)
-                        continue;
+                int r = iovirt_read_file(path, &have);
+                if (r == -ENOENT)
+                        continue;         /* not a 9p transport */
+                if (r < 0)
+                        return r == -ENOMEM ? r : add_blind(g, r, UNKNOWN_FS, "%s", path);
                 have[strcspn(have, "\n")] = '\0';
-                snprintf(path, sizeof(path), SYSFS_BUS_VIRTIO_DEVICES "/%s", de->d_name);
-                if (!streq_ptr(have, tag) || read_link(path, target) < 0)
+                if (!streq_ptr(have, tag))
                         continue;
+                snprintf(path, sizeof(path), SYSFS_BUS_VIRTIO_DEVICES "/%s", de->d_name);
+                r = read_link(path, target);
+                if (r < 0)
+                        return add_blind(g, r, UNKNOWN_FS, "%s", path);
                 size_t dev = pci_parent_of(g->host, target);
-                if (dev != IOVIRT_NONE)
-                        return add_use(g, dev, "%s", why);
+                return dev != IOVIRT_NONE ? add_use(g, dev, "%s", why) : 0;    /* virtio-mmio: not ours */
         }
-        return 0;
+        return add_blind(g, ENODEV, UNKNOWN_FS, "the virtio device with the 9p tag %s of %s", tag, mnt);
+}
+
+/* Reads a /proc file the guard cannot do without: 1 with its text, 0 when
+ * it is a blind spot now, -ENOMEM. */
+static int read_proc(Guard *g, const char *name, const char *unknown, char **ret) {
+        _cleanup_free_ char *path = iovirt_root_path(name);
+        if (!path)
+                return -ENOMEM;
+        int r = iovirt_read_file(path, ret);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0)
+                return add_blind(g, r, unknown, "%s", name);
+        return 1;
 }
 
 static int scan_mounts(Guard *g) {
-        _cleanup_free_ char *path = iovirt_root_path(PROC_MOUNTINFO), *text = NULL;
-        if (!path)
-                return -ENOMEM;
-        if (iovirt_read_file(path, &text) < 0)
-                return 0;
+        _cleanup_free_ char *text = NULL;
+        int r = read_proc(g, PROC_MOUNTINFO, UNKNOWN_FS, &text);
+        if (r <= 0)
+                return r;
         for (char *save = NULL, *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
                 char majmin[32], mnt[PATH_MAX], name[PATH_MAX];
-                if (sscanf(line, "%*u %*u %31s %*s %4095s", majmin, mnt) != 2)
-                        continue;
-                unescape(mnt);
-                if (strncmp(majmin, "0:", 2) == 0) {
-                        int r = mark_virtio_9p(g, line, mnt);
+                if (sscanf(line, "%*u %*u %31s %*s %4095s", majmin, mnt) != 2) {
+                        r = add_blind(g, EBADMSG, UNKNOWN_FS, PROC_MOUNTINFO " (the line '%.80s')", line);
                         if (r < 0)
                                 return r;
                         continue;
                 }
-                if (block_name(majmin, name) < 0)
+                unescape(mnt);
+                if (strncmp(majmin, "0:", 2) == 0) {
+                        r = mark_virtio_9p(g, line, mnt);
+                        if (r < 0)
+                                return r;
                         continue;
+                }
+                r = block_name(majmin, name);
+                if (r < 0) {
+                        r = add_blind(g, r, UNKNOWN_FS, SYSFS_DEV_BLOCK "/%s (the device of %s)", majmin, mnt);
+                        if (r < 0)
+                                return r;
+                        continue;
+                }
                 char why[2 * PATH_MAX + 64];
                 snprintf(why, sizeof(why), "backs the filesystem mounted at %s (%s)", mnt, name);
-                int r = mark_block(g, name, why, 0);
+                r = mark_block(g, name, why, UNKNOWN_FS, 0);
                 if (r < 0)
                         return r;
         }
@@ -195,11 +272,10 @@ static int scan_mounts(Guard *g) {
 }
 
 static int scan_swaps(Guard *g) {
-        _cleanup_free_ char *path = iovirt_root_path(PROC_SWAPS), *text = NULL;
-        if (!path)
-                return -ENOMEM;
-        if (iovirt_read_file(path, &text) < 0)
-                return 0;
+        _cleanup_free_ char *text = NULL;
+        int r = read_proc(g, PROC_SWAPS, UNKNOWN_SWAP, &text);
+        if (r <= 0)
+                return r;
         for (char *save = NULL, *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
                 char file[PATH_MAX], type[32];
                 if (sscanf(line, "%4095s %31s", file, type) != 2 || strcmp(type, "partition") != 0)
@@ -208,7 +284,7 @@ static int scan_swaps(Guard *g) {
                 const char *base = strrchr(file, '/') ? strrchr(file, '/') + 1 : file;
                 char why[PATH_MAX + 64];
                 snprintf(why, sizeof(why), "backs the swap device %s", file);
-                int r = mark_block(g, base, why, 0);
+                r = mark_block(g, base, why, UNKNOWN_SWAP, 0);
                 if (r < 0)
                         return r;
         }
@@ -219,7 +295,7 @@ static int scan_swaps(Guard *g) {
 static int scan_arrays(Guard *g) {
         _cleanup_closedir_ DIR *d = opendir(SYSFS_CLASS_BLOCK);
         if (!d)
-                return 0;
+                return add_blind(g, -errno, UNKNOWN_ARRAY, SYSFS_CLASS_BLOCK);
         struct dirent *de;
         while ((de = readdir(d))) {
                 if (strncmp(de->d_name, "dm-", 3) != 0 && strncmp(de->d_name, "md", 2) != 0)
@@ -234,10 +310,16 @@ static int scan_arrays(Guard *g) {
                                  de->d_name[0] == 'm' ? "md" : "device-mapper", de->d_name);
                 snprintf(dir, sizeof(dir), SYSFS_CLASS_BLOCK "/%s/slaves", de->d_name);
                 _cleanup_closedir_ DIR *s = opendir(dir);
+                if (!s) {
+                        int r = add_blind(g, -errno, UNKNOWN_ARRAY, "%s", dir);
+                        if (r < 0)
+                                return r;
+                        continue;
+                }
                 struct dirent *se;
-                while (s && (se = readdir(s)))
+                while ((se = readdir(s)))
                         if (se->d_name[0] != '.') {
-                                int r = mark_block(g, se->d_name, why, 1);
+                                int r = mark_block(g, se->d_name, why, UNKNOWN_ARRAY, 1);
                                 if (r < 0)
                                         return r;
                         }
@@ -245,42 +327,70 @@ static int scan_arrays(Guard *g) {
         return 0;
 }
 
+/* The routing tables of the daemon's network namespace, read once per scan.
+ * IPv6 may be off (no ipv6_route); IPv4's table is always there. */
+static int read_routes(Guard *g, char **v4, char **v6) {
+        int r = iovirt_read_file(PROC_NET_ROUTE, v4);
+        if (r < 0)
+                return r == -ENOMEM ? r : add_blind(g, r, UNKNOWN_NET, PROC_NET_ROUTE);
+        r = iovirt_read_file(PROC_NET_IPV6_ROUTE, v6);
+        if (r < 0 && r != -ENOENT)
+                return r == -ENOMEM ? r : add_blind(g, r, UNKNOWN_NET, PROC_NET_IPV6_ROUTE);
+        return 0;
+}
+
+/* The next line of text at *p into buf (cut at size - 1), advancing *p;
+ * false at the end.  The tables are read, never changed. */
+static bool next_line(const char **p, char *buf, size_t size) {
+        if (!*p || !**p)
+                return false;
+        size_t l = strcspn(*p, "\n");
+        snprintf(buf, size, "%.*s", (int) (l < size ? l : size - 1), *p);
+        *p += l + ((*p)[l] == '\n');
+        return true;
+}
+
 /* Does the routing table (IPv4 or IPv6, as /proc/self/net shows it) have a
  * route through ifname?  Sets *is_default for a default route. */
-static bool has_route(const char *ifname, bool *is_default) {
+static bool has_route(const char *routes4, const char *routes6, const char *ifname, bool *is_default) {
         bool found = false;
-        _cleanup_free_ char *v4 = NULL, *v6 = NULL;
+        char l[512];
         *is_default = false;
-        if (iovirt_read_file(PROC_NET_ROUTE, &v4) >= 0)
-                for (char *save = NULL, *l = strtok_r(v4, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
-                        char iface[IF_NAMESIZE + 1], dest[16];
-                        unsigned mask;
-                        if (sscanf(l, "%16s %15s %*s %*s %*s %*s %*s %x", iface, dest, &mask) == 3 &&
-                            streq_ptr(iface, ifname)) {
-                                found = true;
-                                *is_default |= streq_ptr(dest, "00000000") && mask == 0;
-                        }
+        for (const char *p = routes4; next_line(&p, l, sizeof(l));) {
+                char iface[IF_NAMESIZE + 1], dest[16];
+                unsigned mask;
+                if (sscanf(l, "%16s %15s %*s %*s %*s %*s %*s %x", iface, dest, &mask) == 3 && streq_ptr(iface, ifname)) {
+                        found = true;
+                        *is_default |= streq_ptr(dest, "00000000") && mask == 0;
                 }
-        if (iovirt_read_file(PROC_NET_IPV6_ROUTE, &v6) >= 0)
-                for (char *save = NULL, *l = strtok_r(v6, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
-                        char dest[40], plen[4], iface[IF_NAMESIZE + 1];
-                        if (sscanf(l, "%39s %3s %*s %*s %*s %*s %*s %*s %*s %16s", dest, plen, iface) == 3 &&
-                            streq_ptr(iface, ifname) && strncmp(dest, "fe80", 4) != 0 && strncmp(dest, "ff", 2) != 0) {
-                                found = true;
-                                *is_default |= streq_ptr(plen, "00");
-                        }
+        }
+        for (const char *p = routes6; next_line(&p, l, sizeof(l));) {
+                char dest[40], plen[4], iface[IF_NAMESIZE + 1];
+                if (sscanf(l, "%39s %3s %*s %*s %*s %*s %*s %*s %*s %16s", dest, plen, iface) == 3 &&
+                    streq_ptr(iface, ifname) && strncmp(dest, "fe80", 4) != 0 && strncmp(dest, "ff", 2) != 0) {
+                        found = true;
+                        *is_default |= streq_ptr(plen, "00");
                 }
+        }
         return found;
 }
 
+static void freeifaddrsp(struct ifaddrs **p) {
+        if (*p)
+                freeifaddrs(*p);
+}
+
 static int scan_network(Guard *g) {
-        struct ifaddrs *ifa = NULL;
+        _cleanup_(freeifaddrsp) struct ifaddrs *ifa = NULL;
+        _cleanup_free_ char *routes4 = NULL, *routes6 = NULL;
         _cleanup_closedir_ DIR *d = opendir(SYSFS_CLASS_NET);
         if (!d)
-                return 0;
+                return add_blind(g, -errno, UNKNOWN_NET, SYSFS_CLASS_NET);
         if (getifaddrs(&ifa) < 0)
-                ifa = NULL;     /* no netlink: nothing is up as far as we can tell */
-        int r = 0;
+                return errno == ENOMEM ? -ENOMEM : add_blind(g, -errno, UNKNOWN_NET, "the interfaces' addresses (getifaddrs)");
+        int r = read_routes(g, &routes4, &routes6);
+        if (r < 0 || !routes4)
+                return r;
         struct dirent *de;
         while (r >= 0 && (de = readdir(d))) {
                 char path[PATH_MAX], target[PATH_MAX], addr[INET6_ADDRSTRLEN] = "";
@@ -288,8 +398,11 @@ static int scan_network(Guard *g) {
                 if (de->d_name[0] == '.')
                         continue;
                 snprintf(path, sizeof(path), SYSFS_CLASS_NET "/%s", de->d_name);
-                if (read_link(path, target) < 0)
+                r = read_link(path, target);
+                if (r < 0) {
+                        r = add_blind(g, r, UNKNOWN_NET, "%s", path);
                         continue;
+                }
                 size_t dev = pci_parent_of(g->host, target);
                 if (dev == IOVIRT_NONE)
                         continue;
@@ -306,7 +419,7 @@ static int scan_network(Guard *g) {
                                 inet_ntop(AF_INET6, &((struct sockaddr_in6 *) a->ifa_addr)->sin6_addr, addr,
                                           sizeof(addr));
                 }
-                bool routed = up && has_route(de->d_name, &is_default);
+                bool routed = up && has_route(routes4, routes6, de->d_name, &is_default);
                 if (!up || (!addr[0] && !routed))
                         continue;
                 r = add_use(g, dev, "carries the network interface %s, which is up%s%s%s%s", de->d_name,
@@ -314,25 +427,33 @@ static int scan_network(Guard *g) {
                             routed ? (addr[0] ? " and " : " with ") : "",
                             is_default ? "the default route" : routed ? "a route" : "");
         }
-        if (ifa)
-                freeifaddrs(ifa);
         return r;
 }
 
 static int scan_display(Guard *g) {
-        for (size_t i = 0; i < g->host->n_devices; i++)
-                if (g->host->devices[i].boot_vga) {
-                        int r = add_use(g, i, "is the boot display (boot_vga), which the console uses");
-                        if (r < 0)
-                                return r;
-                }
-        char target[PATH_MAX];
-        if (read_link(SYSFS_CLASS_GRAPHICS "/fb0/device", target) >= 0) {
-                size_t dev = pci_parent_of(g->host, target);
-                if (dev != IOVIRT_NONE)
-                        return add_use(g, dev, "drives the framebuffer fb0, which the console uses");
+        int r;
+        for (size_t i = 0; i < g->host->n_devices; i++) {
+                const IovirtDevice *d = &g->host->devices[i];
+                char buf[8];
+                if ((d->class_code >> 8) != PCI_CLASS_DISPLAY_VGA)
+                        continue;
+                /* read again, not from the model: an unreadable boot_vga is not a "0" */
+                r = iovirt_sysfs_read(d->syspath, ATTR_BOOT_VGA, buf, sizeof(buf));
+                if (r < 0 && r != -ENOENT)
+                        r = add_blind(g, r, UNKNOWN_CONSOLE, "%s/" ATTR_BOOT_VGA, d->syspath);
+                else if (r > 0 && streq_ptr(buf, "1"))
+                        r = add_use(g, i, "is the boot display (boot_vga), which the console uses");
+                if (r < 0)
+                        return r;
         }
-        return 0;
+        char target[PATH_MAX];
+        r = read_link(SYSFS_CLASS_GRAPHICS "/fb0/device", target);
+        if (r == -ENOENT)
+                return 0;     /* no framebuffer, or one that is no device's (efifb before a driver) */
+        if (r < 0)
+                return add_blind(g, r, UNKNOWN_CONSOLE, SYSFS_CLASS_GRAPHICS "/fb0/device");
+        size_t dev = pci_parent_of(g->host, target);
+        return dev != IOVIRT_NONE ? add_use(g, dev, "drives the framebuffer fb0, which the console uses") : 0;
 }
 
 int iovirt_guard_scan(const IovirtHost *h, IovirtUsage **ret) {

@@ -13,18 +13,34 @@
  *     link-local one) or a route, in the daemon's network namespace,
  *   - the boot display (boot_vga) or fb0, which the console uses.
  * Block and display facts come from sysfs and $IOVIRT_ROOT/proc; network
- * facts from the kernel (getifaddrs, /proc/self/net). */
+ * facts from the kernel (getifaddrs, /proc/self/net).
+ *
+ * The guard fails closed: a source it needs and cannot read is not "nothing
+ * in use" but a blind spot, named with its error and what it leaves
+ * unknown; a plan refuses while there is one.  What is legitimately absent
+ * (no fb0, no IPv6, a device without a mount tag) is not a blind spot. */
 
 typedef struct IovirtUse {
         size_t device;
         char *what;              /* "mounted at / (nvme0n1p2)" ... */
 } IovirtUse;
 
+typedef struct IovirtBlindSpot {
+        char *source;            /* "/proc/self/mountinfo" */
+        int error;               /* errno */
+        const char *unknown;     /* "whether a device backs a filesystem" */
+} IovirtBlindSpot;
+
 typedef struct IovirtUsage {
         IovirtUse *uses;
         size_t n_uses;
+        IovirtBlindSpot *blind;
+        size_t n_blind;
 } IovirtUsage;
 
+/* -ENOMEM only: what cannot be read is a blind spot in the result. */
 int iovirt_guard_scan(const IovirtHost *h, IovirtUsage **ret);
+/* "could not read SOURCE: ERROR; cannot tell UNKNOWN" */
+char *iovirt_blind_spot_text(const IovirtBlindSpot *b);
 IovirtUsage *iovirt_usage_free(IovirtUsage *u);
 DEFINE_TRIVIAL_CLEANUP_FUNC(IovirtUsage *, iovirt_usage_free);

@@ -94,15 +94,31 @@ static const char *guarded_lookup(struct pci_access *pacc, char *buf, size_t siz
 
 #define host_problem(h, ...) iovirt_strv_pushf(&(h)->problems, &(h)->n_problems, __VA_ARGS__)
 
-static void device_problem(IovirtDevice *d, const char *fmt, ...) _printf_(2, 3);
-static void device_problem(IovirtDevice *d, const char *fmt, ...) {
+/* Returns -ENOMEM when the problem could not be noted: a device whose
+ * problem is lost would look sound, so the reading fails instead. */
+static int device_problem(IovirtDevice *d, const char *fmt, ...) _printf_(2, 3);
+static int device_problem(IovirtDevice *d, const char *fmt, ...) {
         if (d->problem)
-                return;    /* the first problem is the one that explains the rest */
+                return 0;  /* the first problem is the one that explains the rest */
         va_list ap;
         va_start(ap, fmt);
-        if (vasprintf(&d->problem, fmt, ap) < 0)
-                d->problem = NULL;
+        int l = vasprintf(&d->problem, fmt, ap);
         va_end(ap);
+        if (l < 0) {
+                d->problem = NULL;
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+/* strdup() for a fact of the model: NULL in, NULL out; -ENOMEM otherwise */
+static int dup_fact(char **dst, const char *src) {
+        if (!src) {
+                *dst = NULL;
+                return 0;
+        }
+        *dst = strdup(src);
+        return *dst ? 0 : -ENOMEM;
 }
 
 static void device_clear(IovirtDevice *d) {
@@ -150,22 +166,23 @@ static int read_hex_attr(const char *dir, const char *name, uint32_t *ret) {
 
 /* Fills what config space says into the device, falling back to the
  * kernel's own attributes where config space cannot say it. */
-/* Returns how far config space could be read (64: not root). */
-static unsigned device_read_config(IovirtDevice *d, struct pci_access *pacc) {
+/* Returns how far config space could be read (64: not root), or -ENOMEM. */
+static int device_read_config(IovirtDevice *d, struct pci_access *pacc) {
         _cleanup_(pci_free_devp) struct pci_dev *pd = guarded_get_dev(pacc, &d->addr);
         IovirtConfig cfg;
+        int r = 0;
 
-        if (!pd) {
-                device_problem(d, "libpci could not open the device");
-                return 0;
-        }
+        if (!pd)
+                return device_problem(d, "libpci could not open the device");
         pci_warning[0] = '\0';
         iovirt_config_init(&cfg, pci_reader, pd);
         iovirt_config_decode(&cfg, &d->caps);
         if (!d->caps.header_known && pci_warning[0])
-                device_problem(d, "config space cannot be read: %s", pci_warning);
+                r = device_problem(d, "config space cannot be read: %s", pci_warning);
         else if (d->caps.problem)
-                device_problem(d, "%s (at offset 0x%x)", d->caps.problem, d->caps.problem_offset);
+                r = device_problem(d, "%s (at offset 0x%x)", d->caps.problem, d->caps.problem_offset);
+        if (r < 0)
+                return r;
 
         if (d->caps.header_known) {
                 d->vendor = d->caps.vendor;
@@ -216,10 +233,10 @@ static unsigned device_read_config(IovirtDevice *d, struct pci_access *pacc) {
                         d->sriov_num = (unsigned) num;
                 }
         }
-        return cfg.limit;
+        return (int) cfg.limit;
 }
 
-/* Returns -errno when the device is gone. */
+/* Returns -ENOMEM, or 1 with d->vanished set when the device is gone. */
 static int device_read_sysfs(IovirtDevice *d, bool *has_reset_method) {
         char buf[4096];
         int r, v;
@@ -229,31 +246,36 @@ static int device_read_sysfs(IovirtDevice *d, bool *has_reset_method) {
         if (r >= 0 && iovirt_parse_int(buf, &v) == 0) {
                 d->numa_node = v < 0 ? -1 : v;
                 d->has_numa_attr = true;
-        } else if (r == -ENOENT && access(d->syspath, F_OK) < 0)
-                return -errno;     /* every PCI function has numa_node: is it gone? */
-        else if (r != -ENOENT)
-                device_problem(d, "its numa_node attribute is unreadable or malformed");
+        } else if (r == -ENOENT && access(d->syspath, F_OK) < 0) {
+                d->vanished = errno;     /* every PCI function has numa_node: is it gone? */
+                return 1;
+        } else if (r != -ENOENT && (r = device_problem(d, "its numa_node attribute is unreadable or malformed")) < 0)
+                return r;
 
         r = iovirt_sysfs_link_name(d->syspath, LINK_DRIVER, buf, sizeof(buf));
         if (r > 0)
-                d->driver = strdup(buf);
+                r = dup_fact(&d->driver, buf);
         else if (r != -ENOENT)
-                device_problem(d, "cannot read its driver link: %s", strerror(-r));
+                r = device_problem(d, "cannot read its driver link: %s", strerror(-r));
+        if (r < 0 && r != -ENOENT)
+                return r;
 
         r = iovirt_sysfs_link_name(d->syspath, LINK_IOMMU_GROUP, buf, sizeof(buf));
         d->iommu_group = -1;
         if (r > 0 && iovirt_parse_int(buf, &v) == 0 && v >= 0)
                 d->iommu_group = v;
-        else if (r != -ENOENT)
-                device_problem(d, "its iommu_group link is malformed");
+        else if (r != -ENOENT && (r = device_problem(d, "its iommu_group link is malformed")) < 0)
+                return r;
 
         r = iovirt_sysfs_read(d->syspath, ATTR_DRIVER_OVERRIDE, buf, sizeof(buf));
-        if (r > 0 && !streq_ptr(buf, "(null)"))
-                d->driver_override = strdup(buf);
+        if (r > 0 && !streq_ptr(buf, "(null)") && (r = dup_fact(&d->driver_override, buf)) < 0)
+                return r;
 
         r = iovirt_sysfs_read(d->syspath, ATTR_RESET_METHOD, buf, sizeof(buf));
         if (r >= 0) {
-                d->reset_methods = strdup(buf);
+                r = dup_fact(&d->reset_methods, buf);
+                if (r < 0)
+                        return r;
                 d->reset_source = IOVIRT_RESET_KERNEL;
                 *has_reset_method = true;
         }
@@ -348,7 +370,9 @@ static int host_link_vfs(IovirtHost *h) {
                                 size_t vf = vrid > 0xffff ? IOVIRT_NONE : iovirt_host_find_address(h, &a);
                                 if (vf == IOVIRT_NONE) {
                                         char n[IOVIRT_ADDRESS_MAX];
-                                        device_problem(d, "its VF %u (%s) is missing", v, iovirt_address_format(&a, n));
+                                        r = device_problem(d, "its VF %u (%s) is missing", v, iovirt_address_format(&a, n));
+                                        if (r < 0)
+                                                return r;
                                         continue;
                                 }
                                 if ((r = add_vf(h, i, vf)) < 0)
@@ -364,7 +388,9 @@ static int host_link_vfs(IovirtHost *h) {
                         continue;
                 size_t pf = iovirt_host_find_address(h, &a);
                 if (pf == IOVIRT_NONE) {
-                        device_problem(d, "its physical function %s is missing", name);
+                        r = device_problem(d, "its physical function %s is missing", name);
+                        if (r < 0)
+                                return r;
                         continue;
                 }
                 if ((r = add_vf(h, pf, i)) < 0)
@@ -478,7 +504,8 @@ static int host_derive_resets(IovirtHost *h) {
                 /* The kernel hides the attribute when no method works. */
                 for (size_t i = 0; i < h->n_devices; i++)
                         if (h->devices[i].reset_source != IOVIRT_RESET_KERNEL) {
-                                h->devices[i].reset_methods = strdup("");
+                                if (dup_fact(&h->devices[i].reset_methods, "") < 0)
+                                        return -ENOMEM;
                                 h->devices[i].reset_source = IOVIRT_RESET_KERNEL;
                         }
                 return 0;
@@ -550,24 +577,30 @@ static int host_fill_cpulists(IovirtHost *h) {
         return r;
 }
 
-static void read_device(IovirtHost *h, IovirtDevice *d, struct pci_access *pacc) {
+/* -ENOMEM, or 0 (d->vanished says whether it was gone) */
+static int read_device(IovirtHost *h, IovirtDevice *d, struct pci_access *pacc) {
         int r = device_read_sysfs(d, &h->kernel_has_reset_method);
-        if (r < 0) {
-                d->vanished = -r;
-                return;
-        }
-        if (device_read_config(d, pacc) == 64)
+        if (r != 0)
+                return r < 0 ? r : 0;
+        r = device_read_config(d, pacc);
+        if (r < 0)
+                return r;
+        if (r == 64)
                 h->config_restricted = true;
         if ((d->class_code >> 8) == PCI_CLASS_DISPLAY_VGA) {
                 char buf[8];
                 r = iovirt_sysfs_read(d->syspath, ATTR_BOOT_VGA, buf, sizeof(buf));
                 d->boot_vga = r > 0 && streq_ptr(buf, "1");
         }
+        return 0;
 }
 
 static int read_devices(IovirtHost *h, struct pci_access *pacc) {
-        for (size_t i = 0; i < h->n_devices; i++)
-                read_device(h, &h->devices[i], pacc);
+        for (size_t i = 0; i < h->n_devices; i++) {
+                int r = read_device(h, &h->devices[i], pacc);
+                if (r < 0)
+                        return r;
+        }
         return 0;
 }
 
@@ -593,7 +626,8 @@ int iovirt_host_update_device(IovirtHost *h, const char *syspath, bool removed, 
         iovirt_address_format(&addr, ret->address);
         size_t i = iovirt_host_find_address(h, &addr);
         if (i != IOVIRT_NONE) {
-                ret->old_driver = h->devices[i].driver ? strdup(h->devices[i].driver) : NULL;
+                if (dup_fact(&ret->old_driver, h->devices[i].driver) < 0)
+                        return -ENOMEM;
                 ret->old_group = h->devices[i].iommu_group;
         }
 
@@ -602,7 +636,11 @@ int iovirt_host_update_device(IovirtHost *h, const char *syspath, bool removed, 
         if (!removed) {
                 if (!(d.syspath = strdup(syspath)))
                         return -ENOMEM;
-                read_device(h, &d, h->pci_access);
+                r = read_device(h, &d, h->pci_access);
+                if (r < 0) {
+                        device_clear(&d);
+                        return r;
+                }
                 if (d.vanished) {          /* gone again before we read it */
                         device_clear(&d);
                         removed = true;
@@ -643,7 +681,8 @@ int iovirt_host_update_device(IovirtHost *h, const char *syspath, bool removed, 
                 return r;
         if (ret->kind != IOVIRT_DEVICE_REMOVED) {
                 const IovirtDevice *now = &h->devices[iovirt_host_find_address(h, &addr)];
-                ret->new_driver = now->driver ? strdup(now->driver) : NULL;
+                if (dup_fact(&ret->new_driver, now->driver) < 0)
+                        return -ENOMEM;
                 ret->new_group = now->iommu_group;
                 if (ret->kind == IOVIRT_DEVICE_CHANGED && streq_ptr(ret->old_driver, ret->new_driver) &&
                     ret->old_group == ret->new_group)

@@ -36,6 +36,30 @@ IovirtRecord *iovirt_record_free(IovirtRecord *r) {
         return NULL;
 }
 
+int iovirt_record_copy(const IovirtRecord *r, IovirtRecord **ret) {
+        _cleanup_(iovirt_record_freep) IovirtRecord *c = calloc(1, sizeof(IovirtRecord));
+        if (!c)
+                return -ENOMEM;
+        *c = (IovirtRecord) { .group = r->group, .phase = r->phase, .since_usec = r->since_usec };
+        if (!(c->consumer = strdup(r->consumer)) || (r->boot_id && !(c->boot_id = strdup(r->boot_id))))
+                return -ENOMEM;
+        if (r->n_functions && !(c->functions = calloc(r->n_functions, sizeof(IovirtFunctionRecord))))
+                return -ENOMEM;
+        for (; c->n_functions < r->n_functions; c->n_functions++) {
+                const IovirtFunctionRecord *f = &r->functions[c->n_functions];
+                IovirtFunctionRecord *g = &c->functions[c->n_functions];
+                *g = (IovirtFunctionRecord) { .original_known = f->original_known };
+                memcpy(g->address, f->address, sizeof(g->address));
+                if ((f->driver && !(g->driver = strdup(f->driver))) ||
+                    (f->driver_override && !(g->driver_override = strdup(f->driver_override)))) {
+                        c->n_functions++;      /* what was allocated is freed with it */
+                        return -ENOMEM;
+                }
+        }
+        *ret = TAKE_PTR(c);
+        return 0;
+}
+
 static json_object *string_or_null(const char *s) {
         return s ? json_object_new_string(s) : NULL;
 }

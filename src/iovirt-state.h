@@ -44,6 +44,10 @@ typedef struct IovirtRecord {
 IovirtRecord *iovirt_record_free(IovirtRecord *r);
 DEFINE_TRIVIAL_CLEANUP_FUNC(IovirtRecord *, iovirt_record_free);
 
+/* A deep copy, for a transaction that works on its own while the
+ * original stays in the state others read. */
+int iovirt_record_copy(const IovirtRecord *r, IovirtRecord **ret);
+
 const char *iovirt_phase_name(IovirtPhase p);
 
 /* (De)serialisation, pure.  -EBADMSG names what is wrong in *reason. */

@@ -9,38 +9,6 @@
 #include "iovirt-sysfs.h"
 #include "iovirt-util.h"
 
-void *iovirt_grow(void **array, size_t *n, size_t *allocated, size_t size) {
-        if (*n >= *allocated) {
-                size_t a = *allocated ? *allocated * 2 : 16;
-                void *p = reallocarray(*array, a, size);
-                if (!p)
-                        return NULL;
-                *array = p;
-                *allocated = a;
-        }
-        void *e = (char *) *array + (*n)++ * size;
-        memset(e, 0, size);
-        return e;
-}
-
-int iovirt_strv_pushf(char ***v, size_t *n, const char *fmt, ...) {
-        char *s;
-        va_list ap;
-        va_start(ap, fmt);
-        int l = vasprintf(&s, fmt, ap);
-        va_end(ap);
-        if (l < 0)
-                return -ENOMEM;
-        char **p = reallocarray(*v, *n + 1, sizeof(char *));
-        if (!p) {
-                free(s);
-                return -ENOMEM;
-        }
-        *v = p;
-        p[(*n)++] = s;
-        return 0;
-}
-
 int iovirt_sysfs_read_at(int dirfd, const char *name, char *buf, size_t size) {
         _cleanup_close_ int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
         if (fd < 0)

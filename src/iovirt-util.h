@@ -93,3 +93,20 @@ void *iovirt_grow(void **array, size_t *n, size_t *allocated, size_t size);
 
 /* Appends a newly formatted string to the list *v of *n strings. */
 int iovirt_strv_pushf(char ***v, size_t *n, const char *fmt, ...) _printf_(3, 4);
+void iovirt_strv_free(char **v, size_t n);
+
+/* A sentence built piece by piece.  An allocation that fails marks it
+ * failed: every later add returns -ENOMEM and take returns NULL, so a
+ * message is either whole or reported as missing, never cut short. */
+typedef struct IovirtText {
+        char *s;
+        size_t len;
+        bool failed;
+} IovirtText;
+
+int iovirt_text_add(IovirtText *t, const char *fmt, ...) _printf_(2, 3);
+/* Adds line, after a newline unless it is the first; NULL adds nothing. */
+int iovirt_text_line(IovirtText *t, const char *line);
+/* The text (NULL when empty or failed); t is empty afterwards. */
+char *iovirt_text_take(IovirtText *t);
+void iovirt_text_clear(IovirtText *t);

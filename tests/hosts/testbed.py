@@ -293,7 +293,7 @@ class Host:
     def write(self, root):
         sysd = os.path.join(root, "sys")
         for d in ("devices", "bus/pci/devices", "bus/pci/drivers", "kernel/iommu_groups",
-                  "module", "firmware/acpi/tables", "class/net"):
+                  "module", "firmware/acpi/tables", "class/net", "class/block"):
             os.makedirs(os.path.join(sysd, d), exist_ok=True)
         os.makedirs(os.path.join(root, "dev"), exist_ok=True)
         os.makedirs(os.path.join(root, "proc/sys/kernel"), exist_ok=True)

@@ -1,0 +1,436 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <stdarg.h>
+
+#include "iovirt-names.h"
+#include "iovirt-plan.h"
+#include "iovirt-sysfs.h"
+
+static const char *const status_names[_IOVIRT_PLAN_STATUS_MAX] = {
+        [IOVIRT_PLAN_PASS] = "pass",
+        [IOVIRT_PLAN_WARN] = "warn",
+        [IOVIRT_PLAN_ACCEPTED] = "accepted",
+        [IOVIRT_PLAN_FAIL] = "fail",
+};
+
+const char *iovirt_plan_status_name(IovirtPlanStatus s) {
+        return s < _IOVIRT_PLAN_STATUS_MAX ? status_names[s] : "invalid";
+}
+
+static const char *const reason_names[_IOVIRT_REASON_MAX] = {
+        [IOVIRT_REASON_NONE] = NULL,
+        [IOVIRT_REASON_NO_IOMMU] = "no-iommu",
+        [IOVIRT_REASON_NO_SUCH_GROUP] = "no-such-group",
+        [IOVIRT_REASON_IN_USE] = "in-use",
+        [IOVIRT_REASON_ALREADY_ASSIGNED] = "already-assigned",
+        [IOVIRT_REASON_BUSY] = "busy",
+        [IOVIRT_REASON_RELEASE_UNFINISHED] = "release-unfinished",
+        [IOVIRT_REASON_NOTHING_TO_ASSIGN] = "nothing-to-assign",
+        [IOVIRT_REASON_NOT_ISOLATED] = "not-isolated",
+        [IOVIRT_REASON_ISOLATION_UNKNOWN] = "isolation-unknown",
+        [IOVIRT_REASON_HOST_CRITICAL] = "host-critical",
+        [IOVIRT_REASON_HOST_UNREADABLE] = "host-unreadable",
+        [IOVIRT_REASON_NO_RESET] = "no-reset",
+};
+
+const char *iovirt_reason_name(IovirtReason r) {
+        return r < _IOVIRT_REASON_MAX ? reason_names[r] : NULL;
+}
+
+IovirtPlan *iovirt_plan_free(IovirtPlan *p) {
+        if (!p)
+                return NULL;
+        for (size_t i = 0; i < p->n_steps; i++)
+                free(p->steps[i].from);
+        for (size_t i = 0; i < p->n_staying; i++)
+                free(p->staying[i]);
+        for (size_t i = 0; i < p->n_checks; i++)
+                free(p->checks[i].message);
+        free(p->steps);
+        free(p->staying);
+        free(p->checks);
+        free(p->consumer);
+        free(p);
+        return NULL;
+}
+
+int iovirt_target_resolve(const IovirtHost *h, const char *target, int *group, size_t *device, char **reason) {
+        if (strncmp(target, "group:", 6) == 0) {
+                int n;
+                if (iovirt_parse_int(target + 6, &n) < 0 || n < 0 || strchr(target + 6, '\n')) {
+                        *reason = strdup("A group is written group:N, with N a group number (iovirtctl list-groups)");
+                        return -EINVAL;
+                }
+                if (!iovirt_host_find_group(h, n)) {
+                        if (asprintf(reason, "There is no IOMMU group %d on this host%s", n,
+                                     h->n_groups ? "; iovirtctl list-groups shows them" : " (the IOMMU is off)") < 0)
+                                *reason = NULL;
+                        return -ENODEV;
+                }
+                *group = n;
+                *device = IOVIRT_NONE;
+                return 0;
+        }
+        size_t i;
+        int r = iovirt_host_lookup(h, target, &i, reason);
+        if (r < 0)
+                return r;
+        *group = h->devices[i].iommu_group;
+        *device = i;
+        return 0;
+}
+
+int iovirt_check_set(IovirtPlanCheck *c, IovirtPlanStatus status, IovirtReason reason, const char *override,
+                     const char *fmt, ...) {
+        va_list ap;
+        va_start(ap, fmt);
+        int l = vasprintf(&c->message, fmt, ap);
+        va_end(ap);
+        if (l < 0) {
+                c->message = NULL;
+                return -ENOMEM;
+        }
+        c->status = status;
+        c->reason = reason;
+        c->override = override;
+        return 1;
+}
+
+static int join_names(IovirtText *t, const IovirtHost *h, const size_t *idx, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                (void) iovirt_text_add(t, "%s%s", i ? ", " : "", h->devices[idx[i]].name);
+        return t->failed ? -ENOMEM : 0;
+}
+
+static const char *consumer_or_unknown(const IovirtRecord *rec) {
+        return rec->consumer[0] ? rec->consumer : "an unknown consumer";
+}
+
+/* The first endpoint of the group that is not on vfio-pci, or that the
+ * record does not hold: what keeps the consumer's hold from being whole. */
+static const IovirtDevice *hold_gap(const IovirtPlanContext *ctx) {
+        const IovirtHost *h = ctx->in->host;
+        for (size_t i = 0; i < ctx->verdict->n_endpoints; i++) {
+                const IovirtDevice *d = &h->devices[ctx->verdict->endpoints[i]];
+                bool recorded = false;
+                for (size_t k = 0; k < ctx->record->n_functions && !recorded; k++)
+                        recorded = streq_ptr(ctx->record->functions[k].address, d->name);
+                if (!recorded || !streq_ptr(d->driver, DRIVER_VFIO_PCI))
+                        return d;
+        }
+        return NULL;
+}
+
+static bool held_by_consumer(const IovirtPlanContext *ctx) {
+        return ctx->record && !ctx->in->group_locked && ctx->record->phase == IOVIRT_PHASE_ASSIGNED &&
+               streq_ptr(ctx->record->consumer, ctx->in->consumer) && !hold_gap(ctx);
+}
+
+/* ---- the checks, in the order a plan lists them ---- */
+
+static int check_iommu(const IovirtPlanContext *ctx, void *userdata, IovirtPlanCheck *c) {
+        const IovirtPlanInput *in = ctx->in;
+        const char *what = in->device != IOVIRT_NONE ? in->host->devices[in->device].name : NULL;
+
+        if (in->host->n_groups == 0)
+                return iovirt_check_set(c, IOVIRT_PLAN_FAIL, IOVIRT_REASON_NO_IOMMU, NULL,
+                                        "The IOMMU is off, so no device can be given to a VM safely; 'iovirtctl "
+                                        "check' says how to turn it on");
+        if (in->group < 0)
+                return iovirt_check_set(c, IOVIRT_PLAN_FAIL, IOVIRT_REASON_NO_IOMMU, NULL,
+                                        "%s is in no IOMMU group (the IOMMU does not cover it), so it cannot be "
+                                        "assigned", strna(what));
+        if (!ctx->group)
+                return iovirt_check_set(c, IOVIRT_PLAN_FAIL, IOVIRT_REASON_NO_SUCH_GROUP, NULL,
+                                        "There is no IOMMU group %d on this host", in->group);
+        return iovirt_check_set(c, IOVIRT_PLAN_PASS, IOVIRT_REASON_NONE, NULL, "The IOMMU is on; %s is in group %d",
+                                what ? what : "the target", in->group);
+}
+
+static int check_ownership(const IovirtPlanContext *ctx, void *userdata, IovirtPlanCheck *c) {
+        const IovirtRecord *rec = ctx->record;
+        int g = ctx->in->group;
+
+        if (ctx->in->group_locked)
+                return iovirt_check_set(c, IOVIRT_PLAN_FAIL, IOVIRT_REASON_BUSY, NULL,
+                                        "Group %d is being %s %s right now; try again when that has finished", g,
+                                        rec && rec->phase == IOVIRT_PHASE_RELEASING ? "given back by" : "assigned to",
+                                        rec ? consumer_or_unknown(rec) : "another consumer");
+        if (!rec)
+                return iovirt_check_set(c, IOVIRT_PLAN_PASS, IOVIRT_REASON_NONE, NULL,
+                                        "Group %d is not assigned to anyone", g);
+        if (rec->phase == IOVIRT_PHASE_RELEASING)
+                return iovirt_check_set(c, IOVIRT_PLAN_FAIL, IOVIRT_REASON_RELEASE_UNFINISHED, NULL,
+                                        "Group %d is still being given back by %s: a function did not return to its "
+                                        "driver; 'iovirtctl release group:%d' finishes it", g,
+                                        consumer_or_unknown(rec), g);
+        if (rec->phase == IOVIRT_PHASE_ASSIGNING)
+                return iovirt_check_set(c, IOVIRT_PLAN_FAIL, IOVIRT_REASON_BUSY, NULL,
+                                        "Group %d is being assigned to %s; try again when that has finished", g,
+                                        consumer_or_unknown(rec));
+        if (!streq_ptr(rec->consumer, ctx->in->consumer))
+                return iovirt_check_set(c, IOVIRT_PLAN_FAIL, IOVIRT_REASON_IN_USE, NULL,
+                                        "Group %d is already assigned to %s%s; release it first (iovirtctl release "
+                                        "group:%d)", g, consumer_or_unknown(rec),
+                                        rec->consumer[0] ? "" : " (its state record was damaged)", g);
+        const IovirtDevice *gap = hold_gap(ctx);
+        if (gap)
+                return iovirt_check_set(c, IOVIRT_PLAN_FAIL, IOVIRT_REASON_IN_USE, NULL,
+                                        "Group %d is assigned to %s, but %s is %s%s, not on vfio-pci: somebody rebound "
+                                        "it; release the group (iovirtctl release group:%d) and assign it again", g,
+                                        rec->consumer, gap->name, gap->driver ? "on " : "without a driver",
+                                        gap->driver ? gap->driver : "", g);
+        return iovirt_check_set(c, IOVIRT_PLAN_PASS, IOVIRT_REASON_ALREADY_ASSIGNED, NULL,
+                                "Group %d is already assigned to %s; nothing to do", g, rec->consumer);
+}
+
+static int check_whole_group(const IovirtPlanContext *ctx, void *userdata, IovirtPlanCheck *c) {
+        const IovirtGroupVerdict *gv = ctx->verdict;
+        const IovirtHost *h = ctx->in->host;
+        int g = ctx->in->group;
+
+        if (gv->n_endpoints == 0)
+                return iovirt_check_set(c, IOVIRT_PLAN_FAIL, IOVIRT_REASON_NOTHING_TO_ASSIGN, NULL,
+                                        "Group %d holds only bridges; there is nothing a VM could use", g);
+        _cleanup_(iovirt_text_clear) IovirtText t = {};
+        (void) join_names(&t, h, gv->endpoints, gv->n_endpoints);
+        if (gv->n_bridges) {
+                (void) iovirt_text_add(&t, "; the bridge%s ", gv->n_bridges > 1 ? "s" : "");
+                (void) join_names(&t, h, gv->bridges, gv->n_bridges);
+                (void) iovirt_text_add(&t, " stay%s with the host", gv->n_bridges > 1 ? "" : "s");
+        }
+        if (t.failed)
+                return -ENOMEM;
+        return iovirt_check_set(c, IOVIRT_PLAN_PASS, IOVIRT_REASON_NONE, NULL,
+                                "%zu function%s of group %d move%s together: %s", gv->n_endpoints,
+                                gv->n_endpoints > 1 ? "s" : "", g, gv->n_endpoints > 1 ? "" : "s", t.s);
+}
+
+static int check_isolation(const IovirtPlanContext *ctx, void *userdata, IovirtPlanCheck *c) {
+        const IovirtGroupVerdict *gv = ctx->verdict;
+        const IovirtHost *h = ctx->in->host;
+        int g = ctx->in->group;
+
+        switch (gv->isolation) {
+        case IOVIRT_ISOLATED:
+                return iovirt_check_set(c, IOVIRT_PLAN_PASS, IOVIRT_REASON_NONE, NULL,
+                                        "Group %d is isolated: nothing outside it can reach it by DMA", g);
+        case IOVIRT_SHARED:
+                return iovirt_check_set(c, IOVIRT_PLAN_PASS, IOVIRT_REASON_NONE, NULL,
+                                        "Group %d is shared by several functions, which go to %s together", g,
+                                        ctx->in->consumer);
+        case IOVIRT_LEAKY: {
+                _cleanup_(iovirt_text_clear) IovirtText t = {};
+                (void) join_names(&t, h, gv->peers, gv->n_peers);
+                for (size_t i = 0; i < gv->n_causes; i++) {
+                        char cause[256];
+                        iovirt_cause_text(h, &gv->causes[i], cause, sizeof(cause));
+                        (void) iovirt_text_add(&t, "%s%s", i ? "; " : " (", cause);
+                }
+                (void) iovirt_text_add(&t, "%s", gv->n_causes ? ")" : "");
+                if (t.failed)
+                        return -ENOMEM;
+                bool ok = ctx->in->accept & IOVIRT_ACCEPT_LEAKY;
+                return iovirt_check_set(c, ok ? IOVIRT_PLAN_ACCEPTED : IOVIRT_PLAN_FAIL, IOVIRT_REASON_NOT_ISOLATED,
+                                        "--accept-leaky",
+                                        "Group %d is leaky: %s outside it can reach it by peer-to-peer DMA%s: %s", g,
+                                        gv->n_peers == 1 ? "a device" : "devices",
+                                        ok ? ", accepted by the request" : "", strna(t.s));
+        }
+        default: {
+                const char *who = gv->unknown_device != IOVIRT_NONE ? h->devices[gv->unknown_device].name : NULL;
+                return iovirt_check_set(c, IOVIRT_PLAN_FAIL, IOVIRT_REASON_ISOLATION_UNKNOWN, NULL,
+                                        "The isolation of group %d is unknown: %s could not be read (iovirtctl show %s)",
+                                        g, who ? who : "config space", who ? who : "");
+        }
+        }
+}
+
+static int check_host_critical(const IovirtPlanContext *ctx, void *userdata, IovirtPlanCheck *c) {
+        const IovirtGroupVerdict *gv = ctx->verdict;
+        const IovirtUsage *usage = ctx->in->usage;
+        const IovirtHost *h = ctx->in->host;
+        _cleanup_(iovirt_text_clear) IovirtText t = {};
+        int g = ctx->in->group;
+
+        for (size_t i = 0; i < gv->n_endpoints; i++)
+                for (size_t u = 0; u < usage->n_uses; u++)
+                        if (usage->uses[u].device == gv->endpoints[i])
+                                (void) iovirt_text_add(&t, "%s%s %s", t.len ? "; " : "",
+                                                       h->devices[gv->endpoints[i]].name, usage->uses[u].what);
+        if (t.failed)
+                return -ENOMEM;
+        if (t.s)
+                return iovirt_check_set(c, IOVIRT_PLAN_FAIL, IOVIRT_REASON_HOST_CRITICAL, NULL,
+                                        "The host needs group %d: %s. Stop using it first (unmount, swapoff, "
+                                        "'ip link set dev IFACE down', another console)", g, t.s);
+        /* what the guard could not read, it cannot vouch for */
+        for (size_t b = 0; b < usage->n_blind; b++) {
+                _cleanup_free_ char *why = iovirt_blind_spot_text(&usage->blind[b]);
+                if (!why)
+                        return -ENOMEM;
+                (void) iovirt_text_add(&t, "%s%s", t.len ? "; " : "", why);
+        }
+        if (t.failed)
+                return -ENOMEM;
+        if (t.s)
+                return iovirt_check_set(c, IOVIRT_PLAN_FAIL, IOVIRT_REASON_HOST_UNREADABLE, NULL,
+                                        "Cannot tell whether the host needs group %d: %s. Refused until iovirtd can "
+                                        "read it (is it running with the privileges its unit gives it?)", g, t.s);
+        return iovirt_check_set(c, IOVIRT_PLAN_PASS, IOVIRT_REASON_NONE, NULL,
+                                "No mount, swap, array, active network interface or console uses group %d", g);
+}
+
+/* Not a refusal, but the next VM would see the last one's state */
+static int check_reset(const IovirtPlanContext *ctx, void *userdata, IovirtPlanCheck *c) {
+        const IovirtGroupVerdict *gv = ctx->verdict;
+        _cleanup_(iovirt_text_clear) IovirtText t = {};
+
+        for (size_t i = 0; i < gv->n_endpoints; i++) {
+                const IovirtDevice *d = &ctx->in->host->devices[gv->endpoints[i]];
+                if (d->reset_methods && !d->reset_methods[0])
+                        (void) iovirt_text_add(&t, "%s%s", t.len ? ", " : "", d->name);
+        }
+        if (t.failed)
+                return -ENOMEM;
+        if (!t.s)
+                return 0;
+        return iovirt_check_set(c, IOVIRT_PLAN_WARN, IOVIRT_REASON_NO_RESET, NULL,
+                                "%s cannot be reset: a VM that gets %s after another sees what the last one left", t.s,
+                                strchr(t.s, ',') ? "them" : "it");
+}
+
+static const IovirtPlanRule builtin_rules[] = {
+        { "ownership", check_ownership, NULL },
+        { "whole-group", check_whole_group, NULL },
+        { "isolation", check_isolation, NULL },
+        { "host-critical", check_host_critical, NULL },
+        { "reset", check_reset, NULL },
+};
+
+/* ---- the builder ---- */
+
+static int plan_run_rule(IovirtPlan *p, const IovirtPlanContext *ctx, const IovirtPlanRule *rule) {
+        IovirtPlanCheck c = { .id = rule->id };
+        int r = rule->check(ctx, rule->userdata, &c);
+        if (r <= 0) {
+                free(c.message);
+                return r;
+        }
+        if (!c.message)
+                return -EINVAL;     /* a rule that said something must say what */
+        IovirtPlanCheck *slot = GROW(p->checks, p->n_checks, p->allocated_checks);
+        if (!slot) {
+                free(c.message);
+                return -ENOMEM;
+        }
+        *slot = c;
+        return 1;
+}
+
+static int plan_steps(IovirtPlan *p, const IovirtHost *h, const IovirtGroupVerdict *gv) {
+        if (gv->n_endpoints && !(p->steps = calloc(gv->n_endpoints, sizeof(IovirtPlanStep))))
+                return -ENOMEM;
+        for (size_t i = 0; i < gv->n_endpoints; i++) {
+                const IovirtDevice *d = &h->devices[gv->endpoints[i]];
+                IovirtPlanStep *s = &p->steps[p->n_steps++];
+                memcpy(s->address, d->name, sizeof(s->address));
+                if (d->driver && !(s->from = strdup(d->driver)))
+                        return -ENOMEM;
+                s->moves = !streq_ptr(d->driver, DRIVER_VFIO_PCI);
+        }
+        if (gv->n_bridges && !(p->staying = calloc(gv->n_bridges, sizeof(char *))))
+                return -ENOMEM;
+        for (size_t i = 0; i < gv->n_bridges; i++)
+                if (!(p->staying[p->n_staying++] = strdup(h->devices[gv->bridges[i]].name)))
+                        return -ENOMEM;
+        return 0;
+}
+
+int iovirt_plan_assign(const IovirtPlanInput *in, const IovirtPlanRule *extra, size_t n_extra, IovirtPlan **ret) {
+        _cleanup_(iovirt_plan_freep) IovirtPlan *p = calloc(1, sizeof(IovirtPlan));
+        IovirtPlanContext ctx = { .in = in };
+        int r;
+
+        if (!p || !(p->consumer = strdup(in->consumer)))
+                return -ENOMEM;
+        p->group = in->group;
+        if (in->host->n_groups > 0 && in->group >= 0 && (ctx.group = iovirt_host_find_group(in->host, in->group))) {
+                ctx.verdict = &in->verdicts->groups[ctx.group - in->host->groups];
+                ctx.record = iovirt_state_find(in->state, in->group);
+        }
+
+        r = plan_run_rule(p, &ctx, &(const IovirtPlanRule) { "iommu", check_iommu, NULL });
+        if (r < 0)
+                return r;
+        if (iovirt_plan_refusal(p)) {      /* no group to judge */
+                *ret = TAKE_PTR(p);
+                return 0;
+        }
+        r = plan_steps(p, in->host, ctx.verdict);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < ELEMENTSOF(builtin_rules) + n_extra; i++) {
+                r = plan_run_rule(p, &ctx, i < ELEMENTSOF(builtin_rules) ? &builtin_rules[i]
+                                                                          : &extra[i - ELEMENTSOF(builtin_rules)]);
+                if (r < 0)
+                        return r;
+        }
+        p->done = held_by_consumer(&ctx);
+        *ret = TAKE_PTR(p);
+        return 0;
+}
+
+const IovirtPlanCheck *iovirt_plan_refusal(const IovirtPlan *p) {
+        for (size_t i = 0; i < p->n_checks; i++)
+                if (p->checks[i].status == IOVIRT_PLAN_FAIL)
+                        return &p->checks[i];
+        return NULL;
+}
+
+char *iovirt_plan_refusal_text(const IovirtPlan *p) {
+        IovirtText t = {};
+        for (size_t i = 0; i < p->n_checks; i++)
+                if (p->checks[i].status == IOVIRT_PLAN_FAIL) {
+                        (void) iovirt_text_line(&t, p->checks[i].message);
+                        if (p->checks[i].override)
+                                (void) iovirt_text_add(&t, " (%s allows it)", p->checks[i].override);
+                }
+        return iovirt_text_take(&t);
+}
+
+static json_object *string_or_null(const char *s) {
+        return s ? json_object_new_string(s) : NULL;
+}
+
+json_object *iovirt_plan_to_json(const IovirtPlan *p) {
+        json_object *o = json_object_new_object(), *steps = json_object_new_array(),
+                    *staying = json_object_new_array(), *checks = json_object_new_array();
+        json_object_object_add(o, "consumer", json_object_new_string(p->consumer));
+        json_object_object_add(o, "group", p->group >= 0 ? json_object_new_int(p->group) : NULL);
+        json_object_object_add(o, "done", json_object_new_boolean(p->done));
+        for (size_t i = 0; i < p->n_steps; i++) {
+                json_object *s = json_object_new_object();
+                json_object_object_add(s, "address", json_object_new_string(p->steps[i].address));
+                json_object_object_add(s, "from", string_or_null(p->steps[i].from));
+                json_object_object_add(s, "to", json_object_new_string(DRIVER_VFIO_PCI));
+                json_object_object_add(s, "moves", json_object_new_boolean(p->steps[i].moves));
+                json_object_array_add(steps, s);
+        }
+        for (size_t i = 0; i < p->n_staying; i++)
+                json_object_array_add(staying, json_object_new_string(p->staying[i]));
+        for (size_t i = 0; i < p->n_checks; i++) {
+                const IovirtPlanCheck *k = &p->checks[i];
+                json_object *c = json_object_new_object();
+                json_object_object_add(c, "id", json_object_new_string(k->id));
+                json_object_object_add(c, "status", json_object_new_string(iovirt_plan_status_name(k->status)));
+                json_object_object_add(c, "reason", string_or_null(iovirt_reason_name(k->reason)));
+                json_object_object_add(c, "message", json_object_new_string(k->message));
+                json_object_object_add(c, "override", string_or_null(k->override));
+                json_object_array_add(checks, c);
+        }
+        json_object_object_add(o, "functions", steps);
+        json_object_object_add(o, "staying", staying);
+        json_object_object_add(o, "checks", checks);
+        json_object_object_add(o, "allowed", json_object_new_boolean(!iovirt_plan_refusal(p)));
+        return o;
+}

@@ -1,0 +1,140 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+#include <json-c/json.h>
+
+#include "iovirt-guard.h"
+#include "iovirt-host.h"
+#include "iovirt-state.h"
+#include "iovirt-verdict.h"
+
+/* The plan of an assignment: a pure function of the host model, its
+ * verdicts, the guard's scan of what the host uses, the recorded state and
+ * the request.  It says which functions move from which driver, which
+ * bridges stay, and carries every check with its verdict.  No I/O here.
+ *
+ * Checks are small named functions, one per rule, each giving a status, a
+ * reason (an IovirtReason, never a D-Bus name: the daemon maps reasons to
+ * errors in one table) and a sentence.  Layers above src/ (policy: pools,
+ * the pinned-memory budget, NUMA) add their own rules by handing the
+ * builder a list of IovirtPlanRule; src/ never calls up into them.
+ *
+ * A plan holds every check that applies, or is not returned: a check that
+ * cannot be built (out of memory) fails the whole plan with -ENOMEM. */
+
+typedef enum IovirtAccept {
+        IOVIRT_ACCEPT_LEAKY = 1 << 0,     /* take a leaky group anyway (--accept-leaky) */
+} IovirtAccept;
+
+typedef enum IovirtPlanStatus {
+        IOVIRT_PLAN_PASS,
+        IOVIRT_PLAN_WARN,                 /* allowed, with something the operator should know */
+        IOVIRT_PLAN_ACCEPTED,             /* would fail, but the request accepts it */
+        IOVIRT_PLAN_FAIL,
+        _IOVIRT_PLAN_STATUS_MAX,
+} IovirtPlanStatus;
+
+/* Why a check said what it said.  Each has a stable name (iovirt_reason_name)
+ * for JSON and scripts; the daemon maps the failing ones to D-Bus errors. */
+typedef enum IovirtReason {
+        IOVIRT_REASON_NONE,
+        IOVIRT_REASON_NO_IOMMU,           /* the IOMMU is off, or does not cover the device */
+        IOVIRT_REASON_NO_SUCH_GROUP,
+        IOVIRT_REASON_IN_USE,             /* assigned to a consumer */
+        IOVIRT_REASON_ALREADY_ASSIGNED,   /* to this very consumer: nothing to do */
+        IOVIRT_REASON_BUSY,               /* a transaction on the group is in progress */
+        IOVIRT_REASON_RELEASE_UNFINISHED, /* a release left functions behind; release again */
+        IOVIRT_REASON_NOTHING_TO_ASSIGN,  /* the group holds only bridges */
+        IOVIRT_REASON_NOT_ISOLATED,       /* leaky */
+        IOVIRT_REASON_ISOLATION_UNKNOWN,
+        IOVIRT_REASON_HOST_CRITICAL,      /* the host uses it */
+        IOVIRT_REASON_HOST_UNREADABLE,    /* the guard could not look */
+        IOVIRT_REASON_NO_RESET,           /* a warning: the next VM sees the last one's state */
+        _IOVIRT_REASON_MAX,
+} IovirtReason;
+
+const char *iovirt_plan_status_name(IovirtPlanStatus s);
+const char *iovirt_reason_name(IovirtReason r);
+
+typedef struct IovirtPlanCheck {
+        const char *id;                   /* "iommu", "ownership", "whole-group", "isolation", "host-critical", "reset" */
+        IovirtPlanStatus status;
+        IovirtReason reason;
+        char *message;
+        const char *override;             /* what would allow it; NULL: nothing may */
+} IovirtPlanCheck;
+
+/* What was asked, and everything the plan may look at. */
+typedef struct IovirtPlanInput {
+        const IovirtHost *host;
+        const IovirtVerdicts *verdicts;
+        const IovirtUsage *usage;         /* the guard's scan */
+        const IovirtState *state;
+        const char *consumer;
+        unsigned accept;                  /* IovirtAccept */
+        int group;                        /* -1: the target has none */
+        size_t device;                    /* the device named, or IOVIRT_NONE for group:N */
+        bool group_locked;                /* a transaction on the group is running now */
+} IovirtPlanInput;
+
+/* What a check sees: the input and the group it is about. */
+typedef struct IovirtPlanContext {
+        const IovirtPlanInput *in;
+        const IovirtGroup *group;
+        const IovirtGroupVerdict *verdict;
+        const IovirtRecord *record;       /* the group's record; NULL: not assigned */
+} IovirtPlanContext;
+
+/* One rule.  Fills ret (its id is set already) with iovirt_check_set() and
+ * returns 1, returns 0 when it has nothing to say, or a negative errno. */
+typedef int (*IovirtCheckFn)(const IovirtPlanContext *ctx, void *userdata, IovirtPlanCheck *ret);
+
+typedef struct IovirtPlanRule {
+        const char *id;
+        IovirtCheckFn check;
+        void *userdata;
+} IovirtPlanRule;
+
+/* Sets the verdict of a check; 1, or -ENOMEM when the sentence cannot be made. */
+int iovirt_check_set(IovirtPlanCheck *c, IovirtPlanStatus status, IovirtReason reason, const char *override,
+                     const char *fmt, ...) _printf_(5, 6);
+
+typedef struct IovirtPlanStep {
+        char address[IOVIRT_ADDRESS_MAX];
+        char *from;                       /* its driver now; NULL: none */
+        bool moves;                       /* false: already on vfio-pci */
+} IovirtPlanStep;
+
+typedef struct IovirtPlan {
+        char *consumer;
+        int group;                        /* -1: the target has none */
+        bool done;                        /* the consumer holds the group already: nothing to do */
+        IovirtPlanStep *steps;            /* every endpoint of the group */
+        size_t n_steps;
+        char **staying;                   /* bridges of the group: they keep their drivers */
+        size_t n_staying;
+        IovirtPlanCheck *checks;
+        size_t n_checks, allocated_checks;
+} IovirtPlan;
+
+IovirtPlan *iovirt_plan_free(IovirtPlan *p);
+DEFINE_TRIVIAL_CLEANUP_FUNC(IovirtPlan *, iovirt_plan_free);
+
+/* What a user typed as TARGET: "group:N" or anything iovirt_host_lookup()
+ * takes.  Sets *group (-1 when the device has none) and *device (IOVIRT_NONE
+ * for a group).  -ENODEV / -EINVAL with a sentence in *reason. */
+int iovirt_target_resolve(const IovirtHost *h, const char *target, int *group, size_t *device, char **reason);
+
+/* The built-in checks, then extra (policy's), in order.  Once the IOMMU
+ * check fails there is no group to judge, and the plan ends there. */
+int iovirt_plan_assign(const IovirtPlanInput *in, const IovirtPlanRule *extra, size_t n_extra, IovirtPlan **ret);
+
+/* The first failed check, or NULL when the plan may be executed. */
+const IovirtPlanCheck *iovirt_plan_refusal(const IovirtPlan *p);
+/* Every failed check's message, one per line, with what would allow it;
+ * NULL when none failed (or out of memory: check iovirt_plan_refusal). */
+char *iovirt_plan_refusal_text(const IovirtPlan *p);
+
+/* {"consumer","group","done","functions":[{"address","from","to","moves"}],"staying":[..],
+ *  "checks":[{"id","status","reason","message","override"}],"allowed":bool} */
+json_object *iovirt_plan_to_json(const IovirtPlan *p);
