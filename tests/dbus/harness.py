@@ -1,11 +1,17 @@
 """A private system bus and iovirtd on it, for the daemon tests and benchmarks."""
 
+import json
 import os
+import re
+import shutil
 import socket
 import subprocess
+import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PRELOAD = "libumockdev-preload.so.0"
+NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"]
+GDBUS_CALL = ["gdbus", "call", "--system", "--dest", "org.iovirt1", "--object-path", "/org/iovirt1"]
 
 
 class Bus:
@@ -99,3 +105,94 @@ class Daemon:
             self.bus.stop()
         shutil.rmtree(self.root, ignore_errors=True)
         return False
+
+
+class Env:
+    """A private bus, an emulated host (HOST: a name in tests/hosts/hosts.py
+    or a testbed.Host) whose sysfs behaves like the kernel's (EMU, the
+    kernel-behaviour emulator), and iovirtd on it; restartable.  WRITER is
+    tests/emulator/sysfs-write, for writing to sysfs as a third party."""
+
+    def __init__(self, iovirtd, iovirtctl, emu, writer, host, **extra):
+        from hosts import HOSTS
+        self.iovirtd, self.iovirtctl, self.writer = iovirtd, iovirtctl, writer
+        self.preload = emu + " " + PRELOAD
+        self.root = tempfile.mkdtemp(prefix="iovirt-env.")
+        self.tb = os.path.join(self.root, "testbed")
+        self.state = os.path.join(self.root, "state")
+        self.hostdesc = HOSTS[host]() if isinstance(host, str) else host
+        self.hostdesc.write(self.tb)
+        self.bus = Bus(self.root)
+        self.extra = extra
+        self.daemon = None
+        self.start()
+
+    def start(self, **extra):
+        env = dict(self.extra)
+        env.update(extra)
+        self.daemon = start_iovirtd(self.iovirtd, self.bus, self.tb, self.preload, **env)
+
+    def stop(self):
+        if self.daemon and self.daemon.poll() is None:
+            self.daemon.terminate()
+            self.daemon.wait(10)
+
+    def close(self):
+        self.stop()
+        self.bus.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def log(self):
+        return open(self.daemon.log_path).read()
+
+    def ctl(self, *args):
+        p = subprocess.run([self.iovirtctl] + list(args), env=self.bus.env(COLUMNS="200"), capture_output=True,
+                           text=True, timeout=120)
+        return p.returncode, p.stdout, p.stderr
+
+    def call(self, method, *args, user=None):
+        """gdbus prints the D-Bus error name, which is what refusals are
+        tested on.  user="nobody" calls as uid 65534."""
+        p = subprocess.run((NOBODY if user == "nobody" else []) + GDBUS_CALL + [
+                           "--method", "org.iovirt1.Manager." + method] + [str(a) for a in args],
+                           env=self.bus.env(), capture_output=True, text=True, timeout=120)
+        return p.returncode, p.stdout, p.stderr
+
+    def assign(self, target, consumer, accept="[]", user=None):
+        return self.call("Assign", target, consumer, accept, "false", user=user)
+
+    def faults(self, text):
+        with open(os.path.join(self.tb, "emulator/faults"), "w") as f:
+            f.write(text)
+
+    def write(self, path, text):
+        return subprocess.run([self.writer, path, text], env=dict(os.environ, UMOCKDEV_DIR=self.tb, LD_PRELOAD=self.preload),
+                              capture_output=True, text=True).stdout.strip()
+
+    # the kernel's truth, read from the testbed
+    def driver(self, addr):
+        link = os.path.join(self.tb, "sys/bus/pci/devices", addr, "driver")
+        return os.path.basename(os.readlink(link)) if os.path.islink(link) else None
+
+    def snapshot(self):
+        snap = {}
+        devdir = os.path.join(self.tb, "sys/bus/pci/devices")
+        for addr in sorted(os.listdir(devdir)):
+            with open(os.path.join(devdir, addr, "driver_override")) as f:
+                snap[addr] = (self.driver(addr), f.read().strip())
+        snap["/dev/vfio"] = sorted(os.listdir(os.path.join(self.tb, "dev/vfio")))
+        return snap
+
+    def group_of(self, addr):
+        return int(os.path.basename(os.readlink(os.path.join(self.tb, "sys/bus/pci/devices", addr, "iommu_group"))))
+
+    def members(self, group):
+        return sorted(os.listdir(os.path.join(self.tb, "sys/kernel/iommu_groups", str(group), "devices")))
+
+    def records(self):
+        out = {}
+        for name in os.listdir(self.state):
+            if re.fullmatch(r"group-\d+\.json", name):
+                with open(os.path.join(self.state, name)) as f:
+                    out[name] = json.load(f)
+        return out

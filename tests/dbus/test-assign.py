@@ -14,6 +14,7 @@ kernel's (tests/emulator).  TAP output.
   - bad input and damaged state.
 """
 
+import ast
 import json
 import os
 import re
@@ -21,105 +22,44 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "hosts"))
 from hosts import HOSTS  # noqa: E402
 from tap import Tap  # noqa: E402
-from harness import Bus, start_iovirtd  # noqa: E402
+import harness  # noqa: E402
 
 IOVIRTD, IOVIRTCTL, EMU, WRITER = sys.argv[1:5]
-PRELOAD = EMU + " libumockdev-preload.so.0"
-DEST = ["--dest", "org.iovirt1", "--object-path", "/org/iovirt1"]
-FAULT_POINTS = ["assign.intent", "assign.override", "assign.unbind", "assign.probe", "assign.bound",
-                "assign.node", "assign.commit", "assign.rollback", "release.intent", "release.unbind",
-                "release.override", "release.probe", "release.restored", "release.commit"]
+
+
+def Env(host, **extra):
+    return harness.Env(IOVIRTD, IOVIRTCTL, EMU, WRITER, host, **extra)
+SOURCE = os.path.join(HERE, "..", "..")
+
+
+def fault_points():
+    """Every iovirt_fault_point("...") in the C sources, in the order of
+    src/iovirt-fault.h's list, which must name each of them exactly once: a
+    point added in C is crashed at here without anyone copying it."""
+    used = set()
+    for folder in ("src", "daemon"):
+        for name in sorted(os.listdir(os.path.join(SOURCE, folder))):
+            if name.endswith(".c"):
+                with open(os.path.join(SOURCE, folder, name)) as f:
+                    used |= set(re.findall(r'iovirt_fault_point\("([^"]+)"\)', f.read()))
+    with open(os.path.join(SOURCE, "src", "iovirt-fault.h")) as f:
+        listed = re.findall(r'"([a-z]+\.[a-z]+)"', f.read().split("#define IOVIRT_FAULT_POINTS", 1)[1].split("#if", 1)[0])
+    return used, listed
+
+
 t = Tap()
-
-
-class Env:
-    """A private bus, an emulated host and iovirtd on it; restartable."""
-
-    def __init__(self, host, **extra):
-        self.root = tempfile.mkdtemp(prefix="iovirt-assign.")
-        self.tb = os.path.join(self.root, "testbed")
-        self.state = os.path.join(self.root, "state")
-        self.hostdesc = HOSTS[host]() if isinstance(host, str) else host
-        self.hostdesc.write(self.tb)
-        self.bus = Bus(self.root)
-        self.extra = extra
-        self.daemon = None
-        self.start()
-
-    def start(self, **extra):
-        env = dict(self.extra)
-        env.update(extra)
-        self.daemon = start_iovirtd(IOVIRTD, self.bus, self.tb, PRELOAD, **env)
-
-    def stop(self):
-        if self.daemon and self.daemon.poll() is None:
-            self.daemon.terminate()
-            self.daemon.wait(10)
-
-    def close(self):
-        self.stop()
-        self.bus.stop()
-        shutil.rmtree(self.root, ignore_errors=True)
-
-    def log(self):
-        return open(self.daemon.log_path).read()
-
-    def ctl(self, *args):
-        p = subprocess.run([IOVIRTCTL] + list(args), env=self.bus.env(COLUMNS="200"), capture_output=True,
-                           text=True, timeout=120)
-        return p.returncode, p.stdout, p.stderr
-
-    def call(self, method, *args):
-        """gdbus prints the D-Bus error name, which is what refusals are tested on."""
-        p = subprocess.run(["gdbus", "call", "--system"] + DEST + ["--method", "org.iovirt1.Manager." + method] +
-                           [str(a) for a in args], env=self.bus.env(), capture_output=True, text=True, timeout=120)
-        return p.returncode, p.stdout, p.stderr
-
-    def assign(self, target, consumer, accept="[]"):
-        return self.call("Assign", target, consumer, accept, "false")
-
-    def faults(self, text):
-        with open(os.path.join(self.tb, "emulator/faults"), "w") as f:
-            f.write(text)
-
-    def write(self, path, text):
-        return subprocess.run([WRITER, path, text], env=dict(os.environ, UMOCKDEV_DIR=self.tb, LD_PRELOAD=PRELOAD),
-                              capture_output=True, text=True).stdout.strip()
-
-    # the kernel's truth, read from the testbed
-    def driver(self, addr):
-        link = os.path.join(self.tb, "sys/bus/pci/devices", addr, "driver")
-        return os.path.basename(os.readlink(link)) if os.path.islink(link) else None
-
-    def snapshot(self):
-        snap = {}
-        devdir = os.path.join(self.tb, "sys/bus/pci/devices")
-        for addr in sorted(os.listdir(devdir)):
-            with open(os.path.join(devdir, addr, "driver_override")) as f:
-                snap[addr] = (self.driver(addr), f.read().strip())
-        snap["/dev/vfio"] = sorted(os.listdir(os.path.join(self.tb, "dev/vfio")))
-        return snap
-
-    def group_of(self, addr):
-        return int(os.path.basename(os.readlink(os.path.join(self.tb, "sys/bus/pci/devices", addr, "iommu_group"))))
-
-    def members(self, group):
-        return sorted(os.listdir(os.path.join(self.tb, "sys/kernel/iommu_groups", str(group), "devices")))
-
-    def records(self):
-        out = {}
-        for name in os.listdir(self.state):
-            if re.fullmatch(r"group-\d+\.json", name):
-                with open(os.path.join(self.state, name)) as f:
-                    out[name] = json.load(f)
-        return out
+USED_POINTS, LISTED_POINTS = fault_points()
+t.ok(USED_POINTS and sorted(USED_POINTS) == sorted(LISTED_POINTS) and len(set(LISTED_POINTS)) == len(LISTED_POINTS),
+     "src/iovirt-fault.h lists every fault point the C sources reach, once (%d)" % len(USED_POINTS),
+     "in the code only: %s; listed only: %s" % (sorted(USED_POINTS - set(LISTED_POINTS)),
+                                                 sorted(set(LISTED_POINTS) - USED_POINTS)))
+FAULT_POINTS = [p for p in LISTED_POINTS if p in USED_POINTS] + sorted(USED_POINTS - set(LISTED_POINTS))
 
 
 def error_of(res):
@@ -198,12 +138,22 @@ def refusals():
         t.ok(env.assign("03:00.0", "vm-a")[0] == 0, "03:00.0 goes to vm-a")
         refused(env, "group assigned to another consumer", env.assign("03:00.0", "vm-b"), "org.iovirt1.Error.InUse",
                 "vm-a")
-        refused(env, "group assigned to the same consumer", env.assign("group:%d" % env.group_of("0000:03:00.0"),
-                                                                        "vm-a"), "org.iovirt1.Error.InUse", "vm-a")
+        # a retry by the consumer that holds it: success, the same plan, marked done, nothing changed
+        before, recs = env.snapshot(), env.records()
+        res = env.assign("group:%d" % env.group_of("0000:03:00.0"), "vm-a")
+        plan = json.loads(ast.literal_eval(res[1].strip())[0]) if res[0] == 0 else {}
+        t.ok(res[0] == 0 and plan.get("done") is True and not any(f["moves"] for f in plan["functions"]) and
+             env.snapshot() == before and env.records() == recs,
+             "assigning a group again to the consumer that holds it succeeds, marked done, and changes nothing",
+             res)
+        rc, out, err = env.ctl("assign", "03:00.0", "--to", "vm-a")
+        t.ok(rc == 0 and "assigned to vm-a already; nothing changed" in out, "iovirtctl says the retry changed nothing",
+             out + err)
         refused(env, "release of a group not assigned", env.call("Release", "02:00.0", "false"),
                 "org.iovirt1.Error.NotAssigned", "not assigned")
-        refused(env, "release for a consumer with nothing", env.call("ReleaseConsumer", "vm-z", "false"),
-                "org.iovirt1.Error.NotAssigned", "vm-z")
+        res = env.call("ReleaseConsumer", "vm-z", "false")
+        t.ok(res[0] == 0 and json.loads(ast.literal_eval(res[1].strip())[0]) == {"released": []},
+             "releasing a consumer that holds nothing succeeds with an empty list (a retry)", res)
         rc, out, err = env.ctl("release", "--consumer", "vm-a")
         t.ok(rc == 0 and "Released group" in out and env.driver("0000:03:00.0") == "e1000e",
              "release --consumer gives vm-a's group back", out + err)
@@ -277,6 +227,50 @@ def refusals():
     try:
         refused(env, "interface up with an address and the default route", env.assign("enp3s0", "vm"),
                 "org.iovirt1.Error.HostCritical", "enp3s0", "192.0.2.10", "default route")
+    finally:
+        env.close()
+
+
+# ---- fail closed: what the guard cannot read, it does not vouch for ----
+def fail_closed():
+    env = Env("desktop")
+    try:
+        mountinfo = os.path.join(env.tb, "proc/self/mountinfo")
+        os.rename(mountinfo, mountinfo + ".aside")
+        os.mkdir(mountinfo)            # read(2) says EISDIR, whoever runs it
+        before = env.snapshot()
+        refused(env, "unreadable mountinfo", env.assign("03:00.0", "vm"), "org.iovirt1.Error.HostCritical",
+                "could not read /proc/self/mountinfo: Is a directory",
+                "cannot tell whether a device backs a filesystem")
+        rc, out, err = env.ctl("--json", "assign", "03:00.0", "--to", "vm", "--dry-run")
+        checks = {c["id"]: c for c in json.loads(out)["checks"]} if out else {}
+        hc = checks.get("host-critical", {})
+        t.ok(rc == 1 and hc.get("status") == "fail" and hc.get("reason") == "host-unreadable" and
+             hc.get("error") == "org.iovirt1.Error.HostCritical",
+             "the plan's host-critical check fails with reason host-unreadable", out + err)
+        t.ok(env.snapshot() == before and not env.records(), "nothing was changed")
+        os.rmdir(mountinfo)
+        os.rename(mountinfo + ".aside", mountinfo)
+
+        swaps = os.path.join(env.tb, "proc/swaps")
+        os.unlink(swaps)
+        refused(env, "missing /proc/swaps", env.assign("03:00.0", "vm"), "org.iovirt1.Error.HostCritical",
+                "could not read /proc/swaps: No such file or directory", "whether a device backs swap")
+        with open(swaps, "w") as f:
+            f.write("Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n")
+
+        # a mount whose block device sysfs does not know
+        with open(mountinfo, "a") as f:
+            f.write("99 1 8:99 / /mnt/lost rw,relatime - ext4 /dev/sdz9 rw\n")
+        refused(env, "a mount whose device cannot be resolved", env.assign("03:00.0", "vm"),
+                "org.iovirt1.Error.HostCritical", "/sys/dev/block/8:99 (the device of /mnt/lost)")
+        with open(mountinfo) as f:
+            lines = [line for line in f if "/mnt/lost" not in line]
+        with open(mountinfo, "w") as f:
+            f.writelines(lines)
+        rc, out, err = env.ctl("assign", "03:00.0", "--to", "vm")
+        t.ok(rc == 0 and env.driver("0000:03:00.0") == "vfio-pci",
+             "once the guard can read everything again, the same assign goes through", out + err)
     finally:
         env.close()
 
@@ -474,6 +468,7 @@ def operator_errors():
 
 
 round_trips()
+fail_closed()
 operator_errors()
 refusals()
 concurrency()
