@@ -1,0 +1,208 @@
+#!/usr/bin/python3
+"""test-authz.py IOVIRTD IOVIRTCTL KERNEL_EMU SYSFS_WRITE: what needs
+authorization, checked against iovirtd's one table.  TAP output.
+
+  - `iovirtd --list-methods` (the vtable against the bouncer's table) names
+    every method of the live interface, each read-only or with its polkit
+    action; the shipped polkit actions and bus policy agree with it;
+  - every read-only method, called as nobody, changes nothing on the host
+    (sysfs bindings, /dev/vfio, the state records): a method that changes
+    something and is not in the table fails here;
+  - every guarded method, called as nobody without polkit, is denied with
+    its action named, and changes nothing;
+  - refusals come before polkit: a request that would be refused anyway is
+    answered with its reason, not with a password prompt;
+  - the plan is made again after authorization: the host may have changed
+    while the password was typed (a polkit mock that answers only when the
+    test says so).
+"""
+
+import ast
+import json
+import os
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "hosts"))
+from tap import Tap  # noqa: E402
+import harness  # noqa: E402
+
+IOVIRTD, IOVIRTCTL, EMU, WRITER = sys.argv[1:5]
+DATA = os.path.join(HERE, "..", "..", "data")
+t = Tap()
+
+# A value for each argument name of the interface.  A method with an
+# argument named otherwise fails the test until a value is added here:
+# nobody can add a method that this test does not call.
+SAMPLES = {"device": "03:00.0", "target": "03:00.0", "consumer": "vm-authz", "accept": "[]",
+           "interactive": "false"}
+
+
+def list_methods():
+    p = subprocess.run([IOVIRTD, "--list-methods"], capture_output=True, text=True, timeout=30)
+    return p.returncode, dict(line.split("\t", 1) for line in p.stdout.splitlines() if "\t" in line)
+
+
+def live_methods(env):
+    p = subprocess.run(["busctl", "--system", "introspect", "org.iovirt1", "/org/iovirt1", "--xml-interface"],
+                       env=env.bus.env(), capture_output=True, text=True, timeout=60)
+    for iface in ET.fromstring(p.stdout).iter("interface"):
+        if iface.get("name") == "org.iovirt1.Manager":
+            return {m.get("name"): [a.get("name") for a in m.iter("arg") if a.get("direction") != "out"]
+                    for m in iface.iter("method")}
+    return {}
+
+
+def state_of(env):
+    """Everything a method could change: bindings, overrides, /dev/vfio, records"""
+    return env.snapshot(), env.records()
+
+
+def error_of(res):
+    import re
+    m = re.search(r"GDBus\.Error:([\w.]+): (.*)", res[2], re.S)
+    return (m.group(1), m.group(2).strip()) if m else (None, res[2])
+
+
+def table_checks(env):
+    rc, table = list_methods()
+    t.ok(rc == 0 and table, "iovirtd --list-methods prints the table", table)
+    live = live_methods(env)
+    t.ok(live and sorted(live) == sorted(table),
+         "it names every method of the live interface, and no other (%d)" % len(live), (sorted(live), sorted(table)))
+    denied = [m for m, a in table.items() if a != "read-only" and not a.startswith("org.iovirt1.")]
+    t.ok(not denied, "every guarded method has a polkit action in the table", denied)
+    actions = {a for a in table.values() if a.startswith("org.iovirt1.")}
+
+    shipped = {a.get("id") for a in ET.parse(os.path.join(DATA, "polkit-1", "actions", "org.iovirt1.policy")).iter("action")}
+    t.ok(shipped == actions, "the polkit actions file defines exactly the table's actions", (shipped, actions))
+
+    policy = ET.parse(os.path.join(DATA, "dbus-1", "system.d", "org.iovirt1.conf")).getroot()
+    owners = [(p.attrib, a.get("own")) for p in policy.iter("policy") for a in p.iter("allow") if a.get("own")]
+    t.ok(owners == [({"user": "root"}, "org.iovirt1")], "the bus policy lets only root own org.iovirt1", owners)
+    default = [a.attrib for p in policy.iter("policy") if p.get("context") == "default" for a in p.iter("allow")]
+    t.ok({"send_destination": "org.iovirt1", "send_interface": "org.iovirt1.Manager"} in default and
+         not [d for p in policy.iter("policy") for d in p.iter("deny")],
+         "the bus policy lets everyone call the interface: polkit decides per method, from the table", default)
+    return table, live
+
+
+def read_only_change_nothing(env, table, live):
+    env.assign("01:00.0", "vm-held")        # so that assignment queries have something to show
+    for method, kind in sorted(table.items()):
+        if kind != "read-only":
+            continue
+        missing = [a for a in live.get(method, []) if a not in SAMPLES]
+        if missing:
+            t.ok(False, "%s: a sample value for its arguments" % method, "add %s to SAMPLES" % missing)
+            continue
+        before = state_of(env)
+        res = env.call(method, *[SAMPLES[a] for a in live[method]], user="nobody")
+        name, _ = error_of(res)
+        t.ok(name not in ("org.iovirt1.Error.NotAuthorized", "org.freedesktop.DBus.Error.AccessDenied") and
+             state_of(env) == before, "read-only %s as nobody: answered, and nothing on the host changed" % method,
+             res)
+
+
+def guarded_denied(env, table, live):
+    # Release and ReleaseConsumer need something to give back
+    env.assign("03:00.0", "vm-authz")
+    for method, action in sorted(table.items()):
+        if action == "read-only":
+            continue
+        args = [SAMPLES[a] for a in live[method]]
+        if method == "Assign":
+            args[0] = "04:00.0"           # an assignable group nobody holds
+        before = state_of(env)
+        res = env.call(method, *args, user="nobody")
+        name, msg = error_of(res)
+        t.ok(name == "org.iovirt1.Error.NotAuthorized" and action in msg and "polkit is not running" in msg and
+             state_of(env) == before, "%s as nobody without polkit: denied naming %s, nothing changed" % (method, action),
+             res)
+
+
+def refusals_before_polkit(env):
+    before = state_of(env)
+    for target, error, words in (("00:01.0", "org.iovirt1.Error.InvalidArgument", "only bridges"),
+                                 ("02:00.0", "org.iovirt1.Error.HostCritical", "mounted at /"),
+                                 ("03:00.0", "org.iovirt1.Error.InUse", "vm-authz"),
+                                 ("09:00.0", "org.iovirt1.Error.NoSuchDevice", "09:00.0")):
+        name, msg = error_of(env.assign(target, "vm-nobody", user="nobody"))
+        t.ok(name == error and words in msg,
+             "nobody's Assign of %s is answered %s before polkit is asked" % (target, error.split(".")[-1]), msg)
+    res = env.assign("03:00.0", "vm-authz", user="nobody")
+    plan = json.loads(ast.literal_eval(res[1].strip())[0]) if res[0] == 0 else {}
+    t.ok(plan.get("done") is True, "a retry by nobody of what is done already needs no polkit either", res)
+    name, msg = error_of(env.call("Release", "02:00.0", "false", user="nobody"))
+    t.ok(name == "org.iovirt1.Error.NotAssigned", "nobody's Release of a group not assigned: NotAssigned", msg)
+    t.ok(state_of(env) == before, "none of these changed anything")
+
+
+def start_polkit_mock(env):
+    mock = subprocess.Popen(["/usr/bin/python3", "-m", "dbusmock", "--system", "--template", "polkitd"],
+                            env=env.bus.env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(["gdbus", "wait", "--system", "--timeout", "60", "org.freedesktop.PolicyKit1"],
+                   env=env.bus.env(), check=True, timeout=90)
+    return mock
+
+
+def wait_for(path, timeout=60):
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def replan_after_authorization(env):
+    """polkit answers only when the test says so; meanwhile root takes the group"""
+    mock = start_polkit_mock(env)
+    held, go = os.path.join(env.root, "polkit-held"), os.path.join(env.root, "polkit-go")
+    code = ("import os, time\n"
+            "open(%r, 'w').close()\n"
+            "deadline = time.monotonic() + 60\n"
+            "while not os.path.exists(%r) and time.monotonic() < deadline:\n"
+            "    time.sleep(0.01)\n"
+            "ret = (True, False, {})\n") % (held, go)
+    try:
+        subprocess.run(["gdbus", "call", "--system", "--dest", "org.freedesktop.PolicyKit1", "--object-path",
+                        "/org/freedesktop/PolicyKit1/Authority", "--method", "org.freedesktop.DBus.Mock.AddMethod",
+                        "org.freedesktop.PolicyKit1.Authority", "CheckAuthorization", "(sa{sv})sa{ss}us",
+                        "(bba{ss})", code], env=env.bus.env(), check=True, capture_output=True, timeout=60)
+        late = subprocess.Popen(harness.NOBODY + harness.GDBUS_CALL + ["--method", "org.iovirt1.Manager.Assign",
+                                "04:00.0", "vm-late", "[]", "true"], env=env.bus.env(), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        asked = wait_for(held)
+        t.ok(asked, "nobody's Assign of a free group waits for polkit")
+        rc, out, err = env.ctl("assign", "04:00.0", "--to", "vm-first")
+        t.ok(rc == 0, "meanwhile root assigns the same group to vm-first", out + err)
+        open(go, "w").close()
+        out, err = late.communicate(timeout=60)
+        name, msg = error_of((late.returncode, out, err))
+        recs = [r["consumer"] for r in env.records().values()]
+        t.ok(name == "org.iovirt1.Error.InUse" and "vm-first" in msg and "vm-late" not in recs,
+             "once polkit says yes, the plan is made again and refuses: InUse, naming vm-first", (msg, recs))
+    finally:
+        mock.terminate()
+        mock.wait(10)
+
+
+def main():
+    env = harness.Env(IOVIRTD, IOVIRTCTL, EMU, WRITER, "desktop")
+    try:
+        table, live = table_checks(env)
+        read_only_change_nothing(env, table, live)
+        guarded_denied(env, table, live)
+        refusals_before_polkit(env)
+        replan_after_authorization(env)
+        t.ok(env.daemon.poll() is None, "iovirtd is still up")
+    finally:
+        env.close()
+    return t.done()
+
+
+sys.exit(main())
