@@ -6,7 +6,12 @@
  * in microseconds.  With TESTBED and SYSPATH, also times uevent -> model:
  * it flips the device's driver link in the umockdev testbed, announces
  * the change as udevd would (the libudev header, to every event socket of
- * the testbed), and waits for iovirtd's DeviceChanged signal. */
+ * the testbed), and waits for iovirtd's DeviceChanged signal.
+ *
+ * bus-latency --pair ROUNDS DEVICE: only Peer.Ping and DescribeDevice(DEVICE),
+ * ROUNDS of each, interleaved (which one goes first alternates), after 20
+ * untimed rounds; prints one line per method, "NAME p50 US p99 US max US",
+ * for a script to read (tests/bench/gate.py). */
 #include <arpa/inet.h>
 #include <glob.h>
 #include <stdio.h>
@@ -117,9 +122,50 @@ static int on_changed(sd_bus_message *m, void *userdata, sd_bus_error *e) {
         return 0;
 }
 
+static void report_pair(const char *name, double *v, int n) {
+        qsort(v, (size_t) n, sizeof(double), compare);
+        printf("%s p50 %.1f p99 %.1f max %.1f\n", name, v[n / 2], v[(n * 99) / 100], v[n - 1]);
+}
+
+static int pair(int n, const char *device) {
+        sd_bus *bus = NULL;
+        if (n < 10 || sd_bus_open_system(&bus) < 0)
+                return 1;
+        double *ping = calloc((size_t) n, sizeof(double)), *describe = calloc((size_t) n, sizeof(double));
+        if (!ping || !describe)
+                return 1;
+        for (int i = -20; i < n; i++) {
+                double t[3];
+                int first_ping = (i & 1) == 0;
+                t[0] = now_us();
+                for (int k = 0; k < 2; k++) {
+                        int r = (k == 0) == first_ping
+                                ? call(bus, "org.iovirt1", "/org/iovirt1", "org.freedesktop.DBus.Peer", "Ping", NULL)
+                                : call(bus, "org.iovirt1", "/org/iovirt1", "org.iovirt1.Manager", "DescribeDevice",
+                                       device);
+                        if (r < 0)
+                                return 1;
+                        t[k + 1] = now_us();
+                }
+                if (i < 0)
+                        continue;       /* warm-up */
+                ping[i] = first_ping ? t[1] - t[0] : t[2] - t[1];
+                describe[i] = first_ping ? t[2] - t[1] : t[1] - t[0];
+        }
+        report_pair("Peer.Ping", ping, n);
+        report_pair("DescribeDevice", describe, n);
+        free(ping);
+        free(describe);
+        sd_bus_flush_close_unref(bus);
+        return 0;
+}
+
 int main(int argc, char **argv) {
+        if (argc == 4 && strcmp(argv[1], "--pair") == 0)
+                return pair(atoi(argv[2]), argv[3]);
         if (argc != 3 && argc != 5) {
-                fprintf(stderr, "usage: bus-latency ROUNDS DEVICE [TESTBED SYSPATH]\n");
+                fprintf(stderr, "usage: bus-latency ROUNDS DEVICE [TESTBED SYSPATH]\n"
+                                "       bus-latency --pair ROUNDS DEVICE\n");
                 return 2;
         }
         int n = atoi(argv[1]);
