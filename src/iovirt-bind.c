@@ -45,7 +45,10 @@ int iovirt_bind_read(const char *address, char **driver, char **driver_override)
                 return -ENOMEM;
         if (r < 0 && r != -ENOENT)
                 return r;
+        /* an override that cannot be read is not "none": it would be lost on the way back */
         r = iovirt_sysfs_read(dir, ATTR_DRIVER_OVERRIDE, buf, sizeof(buf));
+        if (r < 0 && r != -ENOENT)
+                return r;
         if (r > 0 && !streq_ptr(buf, "(null)") && !(*driver_override = strdup(buf)))
                 return -ENOMEM;
         return 0;

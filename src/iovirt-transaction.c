@@ -105,6 +105,9 @@ static int assign_intent(const IovirtPlan *p, IovirtRecord **ret, char **reason)
                 r = iovirt_bind_read(f->address, &f->driver, &f->driver_override);
                 if (r == -ENODEV)
                         set_reason(reason, "%s has gone away; nothing was changed", f->address);
+                else if (r < 0)
+                        set_reason(reason, "Could not read the driver and driver_override of %s: %s; without them it "
+                                           "could not be put back, so nothing was changed", f->address, strerror(-r));
                 if (r < 0)
                         return r;
         }
