@@ -255,6 +255,36 @@ def whole_groups(env, topo):
     ip(["link", "set", iface, "down"])
 
 
+def retries_and_parallel(env, topo):
+    """What hooks and orchestrators do: repeat themselves, and act at once"""
+    nic = below(topo["ports"]["nic"])[0]
+    multi = below(topo["ports"]["multi"])
+    rc, out, err = env.ctl("assign", nic, "--to", "vm-e2e")
+    node = "/dev/vfio/%d" % group_of(nic)
+    ino = os.stat(node).st_ino if rc == 0 and os.path.exists(node) else None
+    again = env.json("assign", nic, "--to", "vm-e2e")
+    tap.ok(rc == 0 and again["done"] and driver(nic) == "vfio-pci" and os.stat(node).st_ino == ino,
+           "assigning the NIC again to its holder: done, nothing moved, the same /dev/vfio node", (rc, err, again))
+    rc, out, err = env.ctl("release", "--consumer", "vm-e2e")
+    rc2, out2, err2 = env.ctl("release", "--consumer", "vm-e2e")
+    tap.ok(rc == 0 and rc2 == 0 and "nothing changed" in out2 and driver(nic) == "e1000e",
+           "releasing the consumer twice: the second time says nothing was held", (out, err, out2, err2))
+
+    # two groups at once, each transaction on its own thread, on real sysfs
+    procs = [subprocess.Popen([IOVIRTCTL, "assign", target, "--to", "vm-%d" % i], env=env.bus.env(),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i, target in enumerate((nic, multi[0]))]
+    results = [(p.wait(300), p.stderr.read()) for p in procs]
+    moved = [driver(a) for a in [nic] + multi]
+    tap.ok([r for r, _ in results] == [0, 0] and moved == ["vfio-pci"] * 3,
+           "two groups assigned at the same time both land on vfio-pci", (results, moved))
+    for i in (0, 1):
+        env.ctl("release", "--consumer", "vm-%d" % i)
+    moved = [driver(a) for a in [nic] + multi]
+    tap.ok(moved == ["e1000e"] * 3 and not env.json("list-assignments")["assignments"],
+           "and both go back to e1000e", moved)
+
+
 def ip(args):
     subprocess.run(["ip"] + args, check=True, capture_output=True, timeout=30)
 
@@ -503,7 +533,8 @@ def timings(env):
 
 SCENARIOS = {
     "main": [("discovery", discovery), ("interrupts", lambda e, t: check_interrupts(e, "pass")),
-             ("round trip", round_trip), ("whole groups", whole_groups), ("host guard", host_guard),
+             ("round trip", round_trip), ("whole groups", whole_groups),
+             ("retries and parallel transactions", retries_and_parallel), ("host guard", host_guard),
              ("real QEMU", real_qemu), ("crash safety", crash_safety), ("hotplug", live),
              ("discovery speed", discovery_speed)],
     "intremap-off": [("unsafe interrupts", unsafe_interrupts)],
