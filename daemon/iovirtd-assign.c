@@ -206,7 +206,8 @@ int method_plan_assign(sd_bus_message *msg, void *userdata, sd_bus_error *error)
 static void update_address(Manager *m, const char *address) {
         IovirtAddress a;
         size_t d;
-        if (iovirt_address_parse(address, &a, NULL) < 0 || (d = iovirt_host_find_address(m->host, &a)) == IOVIRT_NONE)
+        if (!m->host || iovirt_address_parse(address, &a, NULL) < 0 ||
+            (d = iovirt_host_find_address(m->host, &a)) == IOVIRT_NONE)
                 return;
         _cleanup_free_ char *syspath = strdup(m->host->devices[d].syspath);    /* the update replaces it */
         if (syspath)

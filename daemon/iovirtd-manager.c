@@ -98,11 +98,15 @@ static void emit_counts_changed(Manager *m) {
 
 #define RESYNC_DELAY_USEC (200 * 1000)
 
+static void manager_schedule_resync(Manager *m);
+
 static int on_resync(sd_event_source *s, uint64_t usec, void *userdata) {
         Manager *m = userdata;
-        log_notice("Re-reading the host after lost udev events");
+        log_notice("Re-reading the host after lost or failed udev events");
         if (manager_refresh(m) >= 0)
                 emit_counts_changed(m);
+        else
+                manager_schedule_resync(m);     /* Busy meanwhile, if the model is gone */
         return 0;
 }
 
@@ -133,9 +137,13 @@ static void manager_apply_uevent(Manager *m, const char *action, const char *sys
 
         r = iovirt_host_update_device(m->host, syspath, streq_ptr(action, "remove"), &c);
         t1 = now_usec();
+        if (r == -EINVAL)             /* not a PCI function address: not ours */
+                return;
         if (r < 0) {
-                if (r != -EINVAL)     /* not a PCI function address: not ours */
-                        manager_schedule_resync(m);
+                log_error_errno(r, "Failed to follow %s of %s; re-reading the host: %m", strna(action), syspath);
+                if (m->host->damaged)    /* queries answer Busy until the resync has rebuilt it */
+                        manager_drop_model(m);
+                manager_schedule_resync(m);
                 return;
         }
         if (r == 0)
@@ -183,7 +191,7 @@ static void manager_apply_uevent(Manager *m, const char *action, const char *sys
 }
 
 void manager_update_device(Manager *m, const char *syspath) {
-        if (m->host)
+        if (m->host && m->verdicts)
                 manager_apply_uevent(m, "change", syspath);
 }
 
@@ -198,7 +206,7 @@ static int on_uevent(sd_event_source *s, int fd, uint32_t revents, void *userdat
                         break;
                 }
                 log_debug("uevent %s %s", strna(udev_device_get_action(dev)), strna(udev_device_get_syspath(dev)));
-                if (m->host)
+                if (m->host && m->verdicts)
                         manager_apply_uevent(m, udev_device_get_action(dev), udev_device_get_syspath(dev));
                 udev_device_unref(dev);
         }

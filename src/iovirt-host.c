@@ -486,12 +486,19 @@ static int host_link(IovirtHost *h, const int recheck[2]) {
 }
 
 /* Linux 5.15 added the reset_method attribute; it hides it on devices with
- * no method.  Asked only when no device showed the attribute. */
-static bool kernel_has_reset_method(void) {
+ * no method.  Asked only when no device showed the attribute.  1 or 0, or
+ * -ENOMEM: out of memory is not an old kernel, whose resets would then be
+ * guessed from config space where the kernel says there are none. */
+static int kernel_has_reset_method(void) {
         _cleanup_free_ char *path = iovirt_root_path(PROC_OSRELEASE), *release = NULL;
         unsigned major, minor;
-        if (!path || iovirt_read_file(path, &release) < 0 || sscanf(release, "%u.%u", &major, &minor) != 2)
-                return false;
+        if (!path)
+                return -ENOMEM;
+        int r = iovirt_read_file(path, &release);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0 || sscanf(release, "%u.%u", &major, &minor) != 2)
+                return 0;
         return major > 5 || (major == 5 && minor >= 15);
 }
 
@@ -564,7 +571,11 @@ static int host_fill_cpulists(IovirtHost *h) {
                                 snprintf(path, sizeof(path), SYSFS_CPU_ONLINE);
                         else
                                 snprintf(path, sizeof(path), SYSFS_NODE "/node%d/cpulist", d->numa_node);
-                        if (iovirt_read_file(path, &s) < 0)
+                        r = iovirt_read_file(path, &s);
+                        if (r == -ENOMEM)
+                                break;
+                        r = 0;
+                        if (!s)
                                 continue;     /* unknown stays unknown */
                         s[strcspn(s, "\n")] = '\0';
                         cache[k] = s;
@@ -677,8 +688,10 @@ int iovirt_host_update_device(IovirtHost *h, const char *syspath, bool removed, 
         if (removed)
                 recheck[1] = -1;
         r = host_relink(h, recheck);
-        if (r < 0)
+        if (r < 0) {
+                h->damaged = true;      /* links half rebuilt: not a model to judge by */
                 return r;
+        }
         if (ret->kind != IOVIRT_DEVICE_REMOVED) {
                 const IovirtDevice *now = &h->devices[iovirt_host_find_address(h, &addr)];
                 if (dup_fact(&ret->new_driver, now->driver) < 0)
@@ -780,8 +793,12 @@ int iovirt_host_discover(IovirtHost **ret) {
         /* udev lists by syspath; the model is in address order */
         qsort(h->devices, h->n_devices, sizeof(IovirtDevice), compare_devices);
 
-        if (!h->kernel_has_reset_method)
-                h->kernel_has_reset_method = kernel_has_reset_method();
+        if (!h->kernel_has_reset_method) {
+                r = kernel_has_reset_method();
+                if (r < 0)
+                        return r;
+                h->kernel_has_reset_method = r > 0;
+        }
         r = host_relink(h, (const int[2]) { -1, -1 });      /* no groups known yet: all are asked */
         if (r < 0)
                 return r;

@@ -77,6 +77,7 @@ typedef struct IovirtHost {
         bool config_restricted;          /* config past 64 bytes was unreadable: not root */
         char **problems;                 /* host-level problems met during the scan */
         size_t n_problems;
+        bool damaged;                    /* an update failed half-way: throw the model away */
         void *pci_access;                /* libpci; pci.ids is loaded on the first name look-up */
 } IovirtHost;
 
@@ -105,7 +106,10 @@ typedef struct IovirtDeviceChange {
 /* Re-reads the one function at syspath (or drops it, when removed) and
  * re-derives what depends on it: parents, SR-IOV families, groups, reset
  * methods.  Nothing else is read.  Returns 1 when the model was touched,
- * 0 when a removed device was not in it. */
+ * 0 when a removed device was not in it.  A failure before the model is
+ * touched leaves it as it was; one while re-deriving (out of memory) marks
+ * it damaged: its groups and families may be half built, verdicts refuse
+ * it, and the caller must read the host anew. */
 int iovirt_host_update_device(IovirtHost *h, const char *syspath, bool removed, IovirtDeviceChange *ret);
 void iovirt_device_change_clear(IovirtDeviceChange *c);
 

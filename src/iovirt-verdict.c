@@ -311,11 +311,14 @@ static int judge_group(Analysis *a, size_t gi, size_t *seen_domain, IovirtGroupV
 }
 
 int iovirt_verdicts_compute(const IovirtHost *h, IovirtVerdicts **ret) {
-        _cleanup_(iovirt_verdicts_freep) IovirtVerdicts *v = calloc(1, sizeof(IovirtVerdicts));
+        _cleanup_(iovirt_verdicts_freep) IovirtVerdicts *v = NULL;
         _cleanup_(analysis_clear) Analysis a = {};
         _cleanup_free_ size_t *seen_domain = NULL;    /* group index + 1 */
         int r;
 
+        if (h->damaged)
+                return -ESTALE;     /* a half-rebuilt model would judge half a group */
+        v = calloc(1, sizeof(IovirtVerdicts));
         if (!v)
                 return -ENOMEM;
         if ((r = analysis_init(&a, h)) < 0 || (r = find_widenings(&a)) < 0)
