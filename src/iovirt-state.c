@@ -10,7 +10,6 @@
 #include "iovirt-json.h"
 #include "iovirt-names.h"
 #include "iovirt-state.h"
-#include "iovirt-sysfs.h"
 
 static const char *const phase_names[_IOVIRT_PHASE_MAX] = {
         [IOVIRT_PHASE_ASSIGNING] = "assigning",
@@ -41,7 +40,8 @@ int iovirt_record_copy(const IovirtRecord *r, IovirtRecord **ret) {
         if (!c)
                 return -ENOMEM;
         *c = (IovirtRecord) { .group = r->group, .phase = r->phase, .since_usec = r->since_usec };
-        if (!(c->consumer = strdup(r->consumer)) || (r->boot_id && !(c->boot_id = strdup(r->boot_id))))
+        /* no consumer is "", as to_json writes it and from_json reads it back */
+        if (!(c->consumer = strdup(r->consumer ? r->consumer : "")) || (r->boot_id && !(c->boot_id = strdup(r->boot_id))))
                 return -ENOMEM;
         if (r->n_functions && !(c->functions = calloc(r->n_functions, sizeof(IovirtFunctionRecord))))
                 return -ENOMEM;
@@ -91,7 +91,24 @@ static int bad(char **reason, const char *what) {
         return -EBADMSG;
 }
 
-/* a string member, or NULL for null; -EBADMSG for anything else */
+/* An integer member in [min, max].  json_object_get_int() and friends
+ * convert instead of refusing (strings, doubles and booleans are read as
+ * numbers, values out of range are clamped), so the type and the range are
+ * checked first.  Values past INT64_MAX read as INT64_MAX: max must be
+ * below it. */
+static int get_int64(json_object *o, const char *key, int64_t min, int64_t max, int64_t *ret) {
+        json_object *v;
+        if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_int))
+                return -EBADMSG;
+        int64_t i = json_object_get_int64(v);
+        if (i < min || i > max)
+                return -EBADMSG;
+        *ret = i;
+        return 0;
+}
+
+/* A string member (without an embedded NUL, which C would cut it at), or
+ * NULL for null where allowed; -EBADMSG for anything else */
 static int get_string(json_object *o, const char *key, bool nullable, char **ret) {
         json_object *v;
         *ret = NULL;
@@ -99,41 +116,56 @@ static int get_string(json_object *o, const char *key, bool nullable, char **ret
                 return -EBADMSG;
         if (!v)
                 return nullable ? 0 : -EBADMSG;
-        if (!json_object_is_type(v, json_type_string))
+        if (!json_object_is_type(v, json_type_string) ||
+            strlen(json_object_get_string(v)) != (size_t) json_object_get_string_len(v))
                 return -EBADMSG;
         *ret = strdup(json_object_get_string(v));
         return *ret ? 0 : -ENOMEM;
+}
+
+/* An allocation that failed stays -ENOMEM: a good record must not be set
+ * aside as damaged because memory ran out while reading it */
+static int bad_unless_oom(int k, char **reason, const char *what) {
+        return k == -ENOMEM ? k : bad(reason, what);
 }
 
 int iovirt_record_from_json(json_object *o, IovirtRecord **ret, char **reason) {
         _cleanup_(iovirt_record_freep) IovirtRecord *r = calloc(1, sizeof(IovirtRecord));
         _cleanup_free_ char *phase = NULL;
         json_object *v, *fns;
+        int64_t num;
+        int k;
 
         if (!r)
                 return -ENOMEM;
         if (!json_object_is_type(o, json_type_object))
                 return bad(reason, "not a JSON object");
-        if (!json_object_object_get_ex(o, "version", &v) || json_object_get_int(v) != IOVIRT_STATE_VERSION)
+        if (get_int64(o, "version", IOVIRT_STATE_VERSION, IOVIRT_STATE_VERSION, &num) < 0)
                 return bad(reason, "no \"version\": " STRINGIFY(IOVIRT_STATE_VERSION));
-        if (!json_object_object_get_ex(o, "group", &v) || !json_object_is_type(v, json_type_int) ||
-            json_object_get_int(v) < 0)
+        if (get_int64(o, "group", 0, INT_MAX, &num) < 0)
                 return bad(reason, "no valid \"group\"");
-        r->group = json_object_get_int(v);
-        if (get_string(o, "consumer", false, &r->consumer) < 0 || (r->consumer[0] && iovirt_consumer_valid(r->consumer, NULL) < 0))
-                return bad(reason, "no valid \"consumer\"");
-        if (get_string(o, "phase", false, &phase) < 0)
-                return bad(reason, "no \"phase\"");
+        r->group = (int) num;
+        k = get_string(o, "consumer", false, &r->consumer);
+        if (k < 0 || (r->consumer[0] && iovirt_consumer_valid(r->consumer, NULL) < 0))
+                return bad_unless_oom(k, reason, "no valid \"consumer\"");
+        k = get_string(o, "phase", false, &phase);
+        if (k < 0)
+                return bad_unless_oom(k, reason, "no \"phase\"");
         r->phase = _IOVIRT_PHASE_MAX;
         for (IovirtPhase p = 0; p < _IOVIRT_PHASE_MAX; p++)
                 if (streq_ptr(phase, phase_names[p]))
                         r->phase = p;
         if (r->phase == _IOVIRT_PHASE_MAX)
                 return bad(reason, "unknown \"phase\"");
-        if (get_string(o, "boot_id", true, &r->boot_id) < 0)
-                return bad(reason, "no \"boot_id\"");
-        if (!json_object_object_get_ex(o, "since_usec", &v) || !json_object_is_type(v, json_type_int))
-                return bad(reason, "no \"since_usec\"");
+        k = get_string(o, "boot_id", true, &r->boot_id);
+        if (k < 0)
+                return bad_unless_oom(k, reason, "no \"boot_id\"");
+        /* written as an unsigned 64-bit number: json_object_get_int64() reads
+         * the half past INT64_MAX as INT64_MAX (not negative, so accepted
+         * here), json_object_get_uint64() negative numbers as 0 */
+        if (!json_object_object_get_ex(o, "since_usec", &v) || !json_object_is_type(v, json_type_int) ||
+            json_object_get_int64(v) < 0)
+                return bad(reason, "no valid \"since_usec\" (microseconds, not negative)");
         r->since_usec = json_object_get_uint64(v);
         if (!json_object_object_get_ex(o, "functions", &fns) || !json_object_is_type(fns, json_type_array) ||
             json_object_array_length(fns) == 0)
@@ -148,13 +180,15 @@ int iovirt_record_from_json(json_object *o, IovirtRecord **ret, char **reason) {
                 IovirtFunctionRecord *f = &r->functions[r->n_functions++];
                 _cleanup_free_ char *addr = NULL;
                 IovirtAddress a;
-                if (!json_object_is_type(fo, json_type_object) || get_string(fo, "address", false, &addr) < 0 ||
-                    iovirt_address_parse(addr, &a, NULL) < 0)
-                        return bad(reason, "a function without a valid \"address\"");
+                k = json_object_is_type(fo, json_type_object) ? get_string(fo, "address", false, &addr) : -EBADMSG;
+                if (k < 0 || iovirt_address_parse(addr, &a, NULL) < 0)
+                        return bad_unless_oom(k, reason, "a function without a valid \"address\"");
                 iovirt_address_format(&a, f->address);
-                if (get_string(fo, "driver", true, &f->driver) < 0 ||
-                    get_string(fo, "driver_override", true, &f->driver_override) < 0)
-                        return bad(reason, "a function without \"driver\" or \"driver_override\"");
+                k = get_string(fo, "driver", true, &f->driver);
+                if (k >= 0)
+                        k = get_string(fo, "driver_override", true, &f->driver_override);
+                if (k < 0)
+                        return bad_unless_oom(k, reason, "a function without \"driver\" or \"driver_override\"");
                 if (!json_object_object_get_ex(fo, "original_known", &v) ||
                     !json_object_is_type(v, json_type_boolean))
                         return bad(reason, "a function without \"original_known\"");
@@ -317,6 +351,97 @@ static int set_aside(IovirtState *s, const char *dir, const char *name, int grou
         return l < 0 ? -ENOMEM : add_problem(s, group, text);
 }
 
+/* The group a file name gives when it is a record's name: exactly what
+ * record_path() writes, "group-N.json" with N in decimal without a sign or
+ * a leading zero.  -1 for any other name, which is not a record and is left
+ * alone: "group-007.json" read as group 7 would never be removed by
+ * iovirt_record_remove(dir, 7), and would come back on every load. */
+static int record_name_group(const char *name) {
+        if (strncmp(name, "group-", 6) != 0)
+                return -1;
+        const char *p = name + 6;
+        size_t digits = strspn(p, "0123456789");
+        if (digits == 0 || digits > 10 || (p[0] == '0' && digits > 1) || strcmp(p + digits, ".json") != 0)
+                return -1;
+        long long g = 0;
+        for (size_t i = 0; i < digits; i++)
+                g = g * 10 + (p[i] - '0');
+        return g <= INT_MAX ? (int) g : -1;
+}
+
+#define RECORD_SIZE_MAX (16 * 1024 * 1024)
+
+/* The whole file and its size (a NUL inside does not end it): NUL-terminated */
+static int read_record_file(const char *path, char **ret, size_t *ret_size) {
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+        _cleanup_free_ char *buf = NULL;
+        size_t n = 0, allocated = 0;
+
+        if (fd < 0)
+                return -errno;
+        for (;;) {
+                if (n + 1 >= allocated) {
+                        if (allocated >= RECORD_SIZE_MAX)
+                                return -EFBIG;
+                        size_t a = allocated ? allocated * 2 : 4096;
+                        char *p = realloc(buf, a);
+                        if (!p)
+                                return -ENOMEM;
+                        buf = p;
+                        allocated = a;
+                }
+                ssize_t l = read(fd, buf + n, allocated - n - 1);
+                if (l < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                if (l == 0)
+                        break;
+                n += (size_t) l;
+        }
+        buf[n] = '\0';
+        *ret = TAKE_PTR(buf);
+        *ret_size = n;
+        return 0;
+}
+
+static void json_tokener_freep(json_tokener **t) {
+        if (*t)
+                json_tokener_free(*t);
+}
+
+/* What save writes: one JSON value, then nothing but whitespace.
+ * json_tokener_parse() stops after the first value and never looks at the
+ * rest.  *ret is NULL for JSON null (which iovirt_record_from_json()
+ * refuses, saying so).  -EBADMSG with *reason when it is not that. */
+static int parse_record_text(const char *text, size_t size, json_object **ret, char **reason) {
+        if (strspn(text, " \t\n\r") == size) {
+                *reason = strdup("it is empty");
+                return *reason ? -EBADMSG : -ENOMEM;
+        }
+        _cleanup_(json_tokener_freep) json_tokener *tok = json_tokener_new();
+        if (!tok)
+                return -ENOMEM;
+        /* the NUL after the text is given too: it ends a value at the end of
+         * the text, as in json_tokener_parse() */
+        _cleanup_(json_object_putp) json_object *o = json_tokener_parse_ex(tok, text, (int) size + 1);
+        enum json_tokener_error jerr = json_tokener_get_error(tok);
+        if (jerr != json_tokener_success) {
+                if (asprintf(reason, "not JSON: %s",
+                             jerr == json_tokener_continue ? "it ends too soon" : json_tokener_error_desc(jerr)) < 0)
+                        return -ENOMEM;
+                return -EBADMSG;
+        }
+        for (size_t p = json_tokener_get_parse_end(tok); p < size; p++)
+                if (!strchr(" \t\n\r", text[p]) || text[p] == '\0') {
+                        *reason = strdup("more follows the JSON value");
+                        return *reason ? -EBADMSG : -ENOMEM;
+                }
+        *ret = TAKE_PTR(o);
+        return 0;
+}
+
 int iovirt_state_load(const char *dir, IovirtState **ret) {
         _cleanup_(iovirt_state_freep) IovirtState *s = calloc(1, sizeof(IovirtState));
         int k;
@@ -330,41 +455,44 @@ int iovirt_state_load(const char *dir, IovirtState **ret) {
                 return -errno;
         struct dirent *de;
         while ((de = readdir(d))) {
-                int group, end = 0;
                 if (strncmp(de->d_name, ".group-", 7) == 0) {      /* an interrupted save */
                         unlinkat(dirfd(d), de->d_name, 0);
                         continue;
                 }
-                if (sscanf(de->d_name, "group-%d.json%n", &group, &end) != 1 || de->d_name[end] != '\0' || group < 0)
+                int group = record_name_group(de->d_name);
+                if (group < 0)
                         continue;
 
                 char path[PATH_MAX];
                 _cleanup_free_ char *text = NULL, *reason = NULL;
+                size_t size = 0;
                 snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
-                k = iovirt_read_file(path, &text);
+                k = read_record_file(path, &text, &size);
+                if (k == -ENOMEM)
+                        return k;
                 if (k < 0) {
                         k = set_aside(s, dir, de->d_name, group, strerror(-k));
                         if (k < 0)
                                 return k;
                         continue;
                 }
-                enum json_tokener_error jerr;
-                _cleanup_(json_object_putp) json_object *o = json_tokener_parse_verbose(text, &jerr);
+                _cleanup_(json_object_putp) json_object *o = NULL;
+                const char *why = NULL;
                 IovirtRecord *r = NULL;
-                if (!o)
-                        reason = strdup(json_tokener_error_desc(jerr));
-                else {
+                k = parse_record_text(text, size, &o, &reason);
+                if (k == -ENOMEM)
+                        return k;
+                if (k >= 0) {
                         k = iovirt_record_from_json(o, &r, &reason);
                         if (k == -ENOMEM)
                                 return k;
                 }
                 if (r && r->group != group) {
                         r = iovirt_record_free(r);
-                        free(reason);
-                        reason = strdup("its group does not match its name");
+                        why = "its group does not match its name";
                 }
                 if (!r) {
-                        k = set_aside(s, dir, de->d_name, group, reason ? reason : "unreadable");
+                        k = set_aside(s, dir, de->d_name, group, why ? why : reason ? reason : "unreadable");
                         if (k < 0)
                                 return k;
                         continue;
