@@ -1,4 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <limits.h>
+
 #include "iovirt-json.h"
 
 /* json-c's adders return errors only on OOM; a NULL object added is JSON null. */
@@ -207,51 +209,175 @@ json_object *iovirt_json_checks(const IovirtChecks *c) {
         return root;
 }
 
-/* ---- reading documents back ---- */
+/* ---- reading documents back ----
+ *
+ * The reader is the writer's inverse, and strict: every member the writer
+ * emits must be there with the type it is written with (null only where the
+ * writer writes null, and together with the members it is written together
+ * with), every address in the form iovirt_address_format() gives, and every
+ * device the document names must be in it, once.  Anything else is refused
+ * whole with -EBADMSG: a member read as absent, false or -1 could make a
+ * leaky group look isolated.  Members the model is not rebuilt from (names
+ * from pci.ids, verdicts the CLI computes again) are not read, except for
+ * the devices they name. */
 
-static const char *get_str(json_object *o, const char *key) {
+#define NULLABLE true
+#define REQUIRED false
+
+/* A JSON string without an embedded NUL, or NULL */
+static const char *string_of(json_object *v) {
+        if (!json_object_is_type(v, json_type_string))
+                return NULL;
+        const char *s = json_object_get_string(v);
+        return strlen(s) == (size_t) json_object_get_string_len(v) ? s : NULL;
+}
+
+/* The member key of o, of the given type: 1 with *ret set; 0 for null
+ * where null is allowed; -EBADMSG when it is missing or of another type.
+ * json-c reads JSON null as a NULL member. */
+static int get_typed(json_object *o, const char *key, json_type type, bool nullable, json_object **ret) {
         json_object *v;
-        return json_object_object_get_ex(o, key, &v) && json_object_is_type(v, json_type_string)
-                       ? json_object_get_string(v)
-                       : NULL;
+        *ret = NULL;
+        if (!json_object_object_get_ex(o, key, &v))
+                return -EBADMSG;
+        if (!v)
+                return nullable ? 0 : -EBADMSG;
+        if (!json_object_is_type(v, type))
+                return -EBADMSG;
+        *ret = v;
+        return 1;
 }
 
-static bool get_int(json_object *o, const char *key, int *ret) {
+static int get_str(json_object *o, const char *key, bool nullable, const char **ret) {
         json_object *v;
-        if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_int))
-                return false;
-        *ret = json_object_get_int(v);
-        return true;
+        int r = get_typed(o, key, json_type_string, nullable, &v);
+        *ret = NULL;
+        if (r <= 0)
+                return r;
+        *ret = string_of(v);
+        return *ret ? 1 : -EBADMSG;
 }
 
-static bool get_bool(json_object *o, const char *key) {
+/* A string or null, copied */
+static int get_dup(json_object *o, const char *key, char **ret) {
+        const char *s;
+        int r = get_str(o, key, NULLABLE, &s);
+        if (r <= 0)
+                return r;
+        *ret = strdup(s);
+        return *ret ? 1 : -ENOMEM;
+}
+
+/* An integer in [min, max]: json-c converts strings, doubles and booleans
+ * in json_object_get_int(), so the type is checked first */
+static int get_int(json_object *o, const char *key, bool nullable, int64_t min, int64_t max, int64_t *ret) {
         json_object *v;
-        return json_object_object_get_ex(o, key, &v) && json_object_get_boolean(v);
+        int r = get_typed(o, key, json_type_int, nullable, &v);
+        if (r <= 0)
+                return r;
+        int64_t i = json_object_get_int64(v);       /* values past INT64_MAX read as INT64_MAX */
+        if (i < min || i > max)
+                return -EBADMSG;
+        *ret = i;
+        return 1;
 }
 
-static json_object *get_obj(json_object *o, const char *key, json_type type) {
+static int get_bool(json_object *o, const char *key, bool nullable, bool *ret) {
         json_object *v;
-        return json_object_object_get_ex(o, key, &v) && json_object_is_type(v, type) ? v : NULL;
+        int r = get_typed(o, key, json_type_boolean, nullable, &v);
+        *ret = r > 0 && json_object_get_boolean(v);
+        return r;
 }
 
-static bool get_hex(json_object *o, const char *key, uint32_t *ret) {
-        const char *s = get_str(o, key);
-        char *end;
-        if (!s || !*s)
-                return false;
-        *ret = (uint32_t) strtoul(s, &end, 16);
-        return *end == '\0';
+/* A number the writer formats with hex(v, width): exactly that text */
+static int get_hex(json_object *o, const char *key, bool nullable, int width, uint32_t max, uint32_t *ret) {
+        const char *s;
+        char *end, buf[16];
+        int r = get_str(o, key, nullable, &s);
+        if (r <= 0)
+                return r;
+        if (!*s || strlen(s) > 8)
+                return -EBADMSG;
+        unsigned long v = strtoul(s, &end, 16);
+        if (*end || v > max)
+                return -EBADMSG;
+        snprintf(buf, sizeof(buf), "%0*lx", width, v);
+        if (!streq_ptr(buf, s))         /* no sign, no 0x, no capitals, no padding past width */
+                return -EBADMSG;
+        *ret = (uint32_t) v;
+        return 1;
 }
 
-static char *dup_or_null(const char *s) {
-        return s ? strdup(s) : NULL;
-}
-
-static unsigned speed_code(const char *name) {
-        for (unsigned c = 1; c < 16; c++)
-                if (streq_ptr(iovirt_link_speed_name(c), name))
-                        return c;
+/* An address as the writer formats it: the short and libvirt forms a user
+ * may type are not what documents hold */
+static int parse_canonical(const char *s, IovirtAddress *ret) {
+        char buf[IOVIRT_ADDRESS_MAX];
+        if (!s || iovirt_address_parse(s, ret, NULL) < 0 || !streq_ptr(iovirt_address_format(ret, buf), s))
+                return -EBADMSG;
         return 0;
+}
+
+/* A device the document names (an address string): its index */
+static int get_ref(const IovirtHost *h, json_object *v, size_t *ret) {
+        IovirtAddress a;
+        if (parse_canonical(string_of(v), &a) < 0)
+                return -EBADMSG;
+        *ret = iovirt_host_find_address(h, &a);
+        return *ret != IOVIRT_NONE ? 0 : -EBADMSG;
+}
+
+/* A member naming a device, or null: IOVIRT_NONE */
+static int get_link(const IovirtHost *h, json_object *o, const char *key, size_t *ret) {
+        json_object *v;
+        *ret = IOVIRT_NONE;
+        if (!json_object_object_get_ex(o, key, &v))
+                return -EBADMSG;
+        return v ? get_ref(h, v, ret) : 0;
+}
+
+/* An array of devices the document names; each is checked, and kept when
+ * ret is not NULL */
+static int get_refs(const IovirtHost *h, json_object *o, const char *key, size_t **ret, size_t *ret_n) {
+        json_object *a;
+        int r = get_typed(o, key, json_type_array, REQUIRED, &a);
+        if (r < 0)
+                return r;
+        size_t n = json_object_array_length(a);
+        _cleanup_free_ size_t *idx = ret ? calloc(n + 1, sizeof(size_t)) : NULL;
+        if (ret && !idx)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                size_t d;
+                r = get_ref(h, json_object_array_get_idx(a, i), &d);
+                if (r < 0)
+                        return r;
+                if (idx)
+                        idx[i] = d;
+        }
+        if (ret) {
+                *ret = TAKE_PTR(idx);
+                *ret_n = n;
+        }
+        return 0;
+}
+
+/* The writer's null is a link that is down (code 0), or a code the
+ * specification has not named: read back as 0.  A name that is not one of
+ * the specification's is refused. */
+static int get_speed(json_object *link, const char *key, unsigned *ret) {
+        const char *s;
+        int r = get_str(link, key, NULLABLE, &s);
+        *ret = 0;
+        if (r <= 0)
+                return r;
+        for (unsigned c = 1; c < 16; c++) {
+                const char *name = iovirt_link_speed_name(c);
+                if (name && streq_ptr(name, s)) {
+                        *ret = c;
+                        return 0;
+                }
+        }
+        return -EBADMSG;
 }
 
 static int pcie_type_code(const char *name) {
@@ -261,205 +387,406 @@ static int pcie_type_code(const char *name) {
         return -1;
 }
 
-static size_t find_index(const IovirtHost *h, const char *address) {
-        IovirtAddress a;
-        if (!address || iovirt_address_parse(address, &a, NULL) < 0)
-                return IOVIRT_NONE;
-        return iovirt_host_find_address(h, &a);
+/* Members the writer writes together are null together */
+static bool same_nullness(const int *r, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                if (r[i] < 0 || (r[i] > 0) != (r[0] > 0))
+                        return false;
+        return true;
 }
 
-/* One device's own fields; links to others are resolved afterwards. */
+/* "reset_methods": the words of the model's space-separated list */
+static int get_reset_methods(json_object *a, char **ret) {
+        size_t n = json_object_array_length(a), len = 1;
+        for (size_t i = 0; i < n; i++) {
+                const char *w = string_of(json_object_array_get_idx(a, i));
+                if (!w || !*w || strchr(w, ' '))
+                        return -EBADMSG;
+                len += strlen(w) + 1;
+        }
+        char *s = malloc(len), *p = s;
+        if (!s)
+                return -ENOMEM;
+        *p = '\0';
+        for (size_t i = 0; i < n; i++)
+                p = stpcpy(stpcpy(p, i ? " " : ""), json_object_get_string(json_object_array_get_idx(a, i)));
+        *ret = s;
+        return 0;
+}
+
+/* One device's own fields; its links to others are read once every device is known. */
 static int device_from_json(IovirtDevice *d, json_object *o) {
         IovirtCaps *k = &d->caps;
-        uint32_t v;
-        int i;
+        json_object *v;
+        const char *s;
+        uint32_t x;
+        int64_t i;
+        bool b;
+        int r;
 
-        if (iovirt_address_parse(get_str(o, "address"), &d->addr, NULL) < 0 || !get_str(o, "syspath"))
+        d->parent = d->physfn = d->group = IOVIRT_NONE;
+        r = get_str(o, "syspath", REQUIRED, &s);
+        if (r < 0)
+                return r;
+        if (!(d->syspath = strdup(s)))
+                return -ENOMEM;
+
+        uint32_t vendor = 0, device = 0;
+        int ids[] = { get_hex(o, "vendor", NULLABLE, 4, UINT16_MAX, &vendor),
+                      get_hex(o, "device", NULLABLE, 4, UINT16_MAX, &device) };
+        if (!same_nullness(ids, ELEMENTSOF(ids)))
                 return -EBADMSG;
-        iovirt_address_format(&d->addr, d->name);
-        d->syspath = strdup(get_str(o, "syspath"));
-        if (get_hex(o, "vendor", &v)) {
-                d->vendor = (uint16_t) v;
-                d->ids_known = get_hex(o, "device", &v);
-                d->device = (uint16_t) v;
-        }
-        if (get_hex(o, "class", &v))
-                d->class_code = v;
-        d->bridge = get_bool(o, "bridge");
-        d->driver = dup_or_null(get_str(o, "driver"));
-        d->driver_override = dup_or_null(get_str(o, "driver_override"));
-        d->local_cpulist = dup_or_null(get_str(o, "local_cpulist"));
-        d->problem = dup_or_null(get_str(o, "problem"));
-        d->iommu_group = get_int(o, "iommu_group", &i) ? i : -1;
-        d->numa_node = get_int(o, "numa_node", &i) ? i : -1;
-        d->boot_vga = get_bool(o, "boot_vga");
+        d->ids_known = ids[0] > 0;
+        d->vendor = (uint16_t) vendor;
+        d->device = (uint16_t) device;
+        if ((r = get_hex(o, "class", REQUIRED, 6, UINT32_MAX, &x)) < 0)
+                return r;
+        d->class_code = x;
+        if ((r = get_bool(o, "bridge", REQUIRED, &d->bridge)) < 0 ||
+            (r = get_dup(o, "driver", &d->driver)) < 0 ||
+            (r = get_dup(o, "driver_override", &d->driver_override)) < 0 ||
+            (r = get_dup(o, "local_cpulist", &d->local_cpulist)) < 0 ||
+            (r = get_dup(o, "problem", &d->problem)) < 0 ||
+            (r = get_bool(o, "boot_vga", REQUIRED, &d->boot_vga)) < 0)
+                return r;
+        if ((r = get_int(o, "iommu_group", NULLABLE, 0, INT_MAX, &i)) < 0)
+                return r;
+        d->iommu_group = r > 0 ? (int) i : -1;
+        if ((r = get_int(o, "numa_node", NULLABLE, 0, INT_MAX, &i)) < 0)
+                return r;
+        d->numa_node = r > 0 ? (int) i : -1;
 
-        /* the header is known when config space gave the revision */
-        k->header_known = get_hex(o, "revision", &v);
+        /* the header: all of it when config space gave it, else none */
+        uint32_t rev = 0, sv = 0, sd = 0;
+        int64_t ht = 0;
+        bool mf = false;
+        int header[] = { get_hex(o, "revision", NULLABLE, 2, UINT8_MAX, &rev),
+                         get_hex(o, "subsystem_vendor", NULLABLE, 4, UINT16_MAX, &sv),
+                         get_hex(o, "subsystem_device", NULLABLE, 4, UINT16_MAX, &sd),
+                         get_int(o, "header_type", NULLABLE, 0, UINT8_MAX, &ht),
+                         get_bool(o, "multifunction", NULLABLE, &mf) };
+        if (!same_nullness(header, ELEMENTSOF(header)))
+                return -EBADMSG;
+        k->header_known = header[0] > 0;
         if (k->header_known) {
-                d->revision = (uint8_t) v;
-                d->multifunction = k->multifunction = get_bool(o, "multifunction");
-                d->header_type = k->header_type = get_int(o, "header_type", &i) ? (uint8_t) i : 0;
-                if (get_hex(o, "subsystem_vendor", &v))
-                        d->subsys_vendor = (uint16_t) v;
-                if (get_hex(o, "subsystem_device", &v))
-                        d->subsys_device = (uint16_t) v;
+                d->revision = (uint8_t) rev;
+                d->subsys_vendor = (uint16_t) sv;
+                d->subsys_device = (uint16_t) sd;
+                d->header_type = k->header_type = (uint8_t) ht;
+                d->multifunction = k->multifunction = mf;
         }
-        json_object *pcie = get_obj(o, "pcie", json_type_boolean), *link = get_obj(o, "link", json_type_object);
-        k->pcie = !pcie ? IOVIRT_UNKNOWN : json_object_get_boolean(pcie) ? IOVIRT_PRESENT : IOVIRT_ABSENT;
-        if (k->pcie == IOVIRT_PRESENT) {
-                int t = pcie_type_code(get_str(o, "pcie_type"));
+
+        /* PCIe: its type when present, and the link when it has one */
+        if ((r = get_bool(o, "pcie", NULLABLE, &b)) < 0)
+                return r;
+        k->pcie = r == 0 ? IOVIRT_UNKNOWN : b ? IOVIRT_PRESENT : IOVIRT_ABSENT;
+        if ((r = get_str(o, "pcie_type", NULLABLE, &s)) < 0 || (r > 0) != (k->pcie == IOVIRT_PRESENT))
+                return -EBADMSG;
+        if (r > 0) {
+                int t = pcie_type_code(s);
                 if (t < 0)
                         return -EBADMSG;
                 k->pcie_type = (uint8_t) t;
         }
-        if (link) {
-                int mw = 0, w = 0;
-                get_int(link, "max_width", &mw);
-                get_int(link, "width", &w);
+        if ((r = get_typed(o, "link", json_type_object, NULLABLE, &v)) < 0 || (r > 0 && k->pcie != IOVIRT_PRESENT))
+                return -EBADMSG;
+        if (r > 0) {
+                unsigned max_speed, speed;
+                int64_t max_width, width;
+                if ((r = get_speed(v, "max_speed", &max_speed)) < 0 || (r = get_speed(v, "speed", &speed)) < 0 ||
+                    (r = get_int(v, "max_width", REQUIRED, 0, PCI_EXP_LNKCAP_WIDTH >> 4, &max_width)) < 0 ||
+                    (r = get_int(v, "width", REQUIRED, 0, PCI_EXP_LNKSTA_WIDTH >> 4, &width)) < 0)
+                        return r;
                 k->has_link = true;
-                k->lnkcap = speed_code(get_str(link, "max_speed")) | (uint32_t) mw << 4;
-                k->lnksta = (uint16_t) (speed_code(get_str(link, "speed")) | (unsigned) w << 4);
+                k->lnkcap = max_speed | (uint32_t) max_width << 4;
+                k->lnksta = (uint16_t) (speed | (unsigned) width << 4);
         }
-        json_object *acs = get_obj(o, "acs", json_type_object);
-        k->acs = acs ? IOVIRT_PRESENT : get_bool(o, "acs_known") ? IOVIRT_ABSENT : IOVIRT_UNKNOWN;
-        if (acs && get_int(acs, "cap", &i))
-                k->acs_cap = (uint16_t) i;
-        if (acs && get_int(acs, "ctl", &i))
-                k->acs_ctl = (uint16_t) i;
 
-        json_object *sriov = get_obj(o, "sriov", json_type_object);
-        if (!sriov && get_bool(o, "sriov_known"))
-                k->sriov = IOVIRT_ABSENT;
-        if (sriov) {
+        /* ACS: the registers when present; acs_known tells absent from unknown */
+        bool known;
+        if ((r = get_bool(o, "acs_known", REQUIRED, &known)) < 0 ||
+            (r = get_typed(o, "acs", json_type_object, NULLABLE, &v)) < 0 || (r > 0 && !known))
+                return -EBADMSG;
+        k->acs = r > 0 ? IOVIRT_PRESENT : known ? IOVIRT_ABSENT : IOVIRT_UNKNOWN;
+        if (r > 0) {
+                int64_t cap, ctl;
+                if ((r = get_int(v, "cap", REQUIRED, 0, UINT16_MAX, &cap)) < 0 ||
+                    (r = get_int(v, "ctl", REQUIRED, 0, UINT16_MAX, &ctl)) < 0)
+                        return r;
+                k->acs_cap = (uint16_t) cap;
+                k->acs_ctl = (uint16_t) ctl;
+        }
+
+        /* SR-IOV: the counts, and the capability's registers when it could be read */
+        if ((r = get_bool(o, "sriov_known", REQUIRED, &known)) < 0 ||
+            (r = get_typed(o, "sriov", json_type_object, NULLABLE, &v)) < 0 || (r > 0 && !known))
+                return -EBADMSG;
+        if (r == 0)
+                k->sriov = known ? IOVIRT_ABSENT : IOVIRT_UNKNOWN;
+        else {
+                int64_t total, num, initial = 0, offset = 0, stride = 0;
+                uint32_t did = 0;
+                json_object *vfs;
+                if ((r = get_int(v, "total_vfs", REQUIRED, 0, INT_MAX, &total)) < 0 ||
+                    (r = get_int(v, "num_vfs", REQUIRED, 0, INT_MAX, &num)) < 0 ||
+                    (r = get_typed(v, "vfs", json_type_array, REQUIRED, &vfs)) < 0)
+                        return r;
+                int regs[] = { get_int(v, "initial_vfs", NULLABLE, 0, UINT16_MAX, &initial),
+                               get_int(v, "vf_offset", NULLABLE, 0, UINT16_MAX, &offset),
+                               get_int(v, "vf_stride", NULLABLE, 0, UINT16_MAX, &stride),
+                               get_hex(v, "vf_device", NULLABLE, 4, UINT16_MAX, &did) };
+                if (!same_nullness(regs, ELEMENTSOF(regs)))
+                        return -EBADMSG;
                 d->sriov = true;
-                d->sriov_total = get_int(sriov, "total_vfs", &i) ? (unsigned) i : 0;
-                d->sriov_num = get_int(sriov, "num_vfs", &i) ? (unsigned) i : 0;
-                if (get_int(sriov, "initial_vfs", &i)) {
+                d->sriov_total = (unsigned) total;
+                d->sriov_num = (unsigned) num;
+                if (regs[0] > 0) {
                         k->sriov = IOVIRT_PRESENT;
-                        d->sriov_initial = k->iov_initial = (uint16_t) i;
-                        d->sriov_offset = k->iov_offset = get_int(sriov, "vf_offset", &i) ? (uint16_t) i : 0;
-                        d->sriov_stride = k->iov_stride = get_int(sriov, "vf_stride", &i) ? (uint16_t) i : 0;
-                        if (get_hex(sriov, "vf_device", &v))
-                                k->iov_did = (uint16_t) v;
+                        d->sriov_initial = k->iov_initial = (uint16_t) initial;
+                        d->sriov_offset = k->iov_offset = (uint16_t) offset;
+                        d->sriov_stride = k->iov_stride = (uint16_t) stride;
+                        k->iov_did = (uint16_t) did;
                 }
         }
-        const char *source = get_str(o, "reset_source");
-        json_object *resets = get_obj(o, "reset_methods", json_type_array);
-        d->reset_source = streq_ptr(source, "kernel")   ? IOVIRT_RESET_KERNEL
-                          : streq_ptr(source, "config") ? IOVIRT_RESET_CONFIG
-                                                        : IOVIRT_RESET_UNKNOWN;
-        if (resets) {
-                char buf[256] = "";
-                size_t l = 0;
-                for (size_t r = 0; r < json_object_array_length(resets) && l < sizeof(buf); r++)
-                        l += (size_t) snprintf(buf + l, sizeof(buf) - l, "%s%s", r ? " " : "",
-                                               json_object_get_string(json_object_array_get_idx(resets, r)));
-                d->reset_methods = strdup(buf);
-        }
-        return d->syspath ? 0 : -ENOMEM;
+
+        /* resets: the methods, unless nothing could tell them */
+        if ((r = get_str(o, "reset_source", REQUIRED, &s)) < 0)
+                return r;
+        if (streq_ptr(s, "kernel"))
+                d->reset_source = IOVIRT_RESET_KERNEL;
+        else if (streq_ptr(s, "config"))
+                d->reset_source = IOVIRT_RESET_CONFIG;
+        else if (streq_ptr(s, "unknown"))
+                d->reset_source = IOVIRT_RESET_UNKNOWN;
+        else
+                return -EBADMSG;
+        if ((r = get_typed(o, "reset_methods", json_type_array, NULLABLE, &v)) < 0 ||
+            (r > 0) != (d->reset_source != IOVIRT_RESET_UNKNOWN))
+                return -EBADMSG;
+        return r > 0 ? get_reset_methods(v, &d->reset_methods) : 0;
 }
 
-static int compare_devices_by_address(const void *a, const void *b) {
-        return iovirt_address_compare(&((const IovirtDevice *) a)->addr, &((const IovirtDevice *) b)->addr);
+/* The links of device i: its parent, its PF, its VFs */
+static int device_links_from_json(IovirtHost *h, size_t i, json_object *o) {
+        IovirtDevice *d = &h->devices[i];
+        json_object *sriov;
+        int r;
+
+        if ((r = get_link(h, o, "parent", &d->parent)) < 0 || (r = get_link(h, o, "physfn", &d->physfn)) < 0)
+                return r;
+        if (d->sriov && (r = get_typed(o, "sriov", json_type_object, REQUIRED, &sriov)) > 0)
+                r = get_refs(h, sriov, "vfs", &d->vfs, &d->n_vfs);
+        return r < 0 ? r : 0;
+}
+
+/* Every parent chain ends at a root: a loop would make each walk up the
+ * tree (the verdicts', "upstream") endless.  Linear: each device is walked
+ * over once, marked with the walk it was met on, then as ending at a root. */
+static int check_parent_chains(const IovirtHost *h) {
+        _cleanup_free_ size_t *mark = calloc(h->n_devices + 1, sizeof(size_t));
+        if (!mark)
+                return -ENOMEM;
+        for (size_t i = 0; i < h->n_devices; i++) {
+                size_t p = i;
+                while (p != IOVIRT_NONE && mark[p] == 0) {
+                        mark[p] = i + 1;
+                        p = h->devices[p].parent;
+                }
+                if (p != IOVIRT_NONE && mark[p] == i + 1)
+                        return -EBADMSG;        /* met again on the same walk */
+                for (p = i; p != IOVIRT_NONE && mark[p] == i + 1; p = h->devices[p].parent)
+                        mark[p] = SIZE_MAX;
+        }
+        return 0;
+}
+
+/* "upstream" is the chain of parents the document's own "parent" members make */
+static int check_upstream(const IovirtHost *h, size_t i, json_object *o) {
+        json_object *up;
+        size_t k = 0;
+        int r = get_typed(o, "upstream", json_type_array, REQUIRED, &up);
+        if (r < 0)
+                return r;
+        size_t n = json_object_array_length(up);
+        for (size_t p = h->devices[i].parent; p != IOVIRT_NONE; p = h->devices[p].parent, k++)
+                if (k >= n || !streq_ptr(string_of(json_object_array_get_idx(up, k)), h->devices[p].name))
+                        return -EBADMSG;
+        return k == n ? 0 : -EBADMSG;
+}
+
+/* The group verdict in device d's object: of d's group, naming only devices
+ * in the document; *vfio_node is all that is read of it */
+static int check_group(const IovirtHost *h, const IovirtDevice *d, json_object *o, bool *vfio_node) {
+        json_object *g, *via, *causes;
+        int64_t number;
+        size_t unused;
+        int r;
+
+        if ((r = get_typed(o, "group", json_type_object, NULLABLE, &g)) < 0 || (r > 0) != (d->iommu_group >= 0))
+                return -EBADMSG;
+        if (r == 0)
+                return 0;
+        if ((r = get_int(g, "group", REQUIRED, 0, INT_MAX, &number)) < 0 || number != d->iommu_group)
+                return -EBADMSG;
+        if ((r = get_bool(g, "vfio_device", REQUIRED, vfio_node)) < 0 || (r = get_refs(h, g, "peers", NULL, NULL)) < 0 ||
+            (r = get_link(h, g, "unknown_because", &unused)) < 0 ||
+            (r = get_typed(g, "viability", json_type_object, REQUIRED, &via)) < 0 ||
+            (r = get_refs(h, via, "endpoints", NULL, NULL)) < 0 || (r = get_refs(h, via, "bridges", NULL, NULL)) < 0 ||
+            (r = get_refs(h, via, "host_bound", NULL, NULL)) < 0 ||
+            (r = get_typed(g, "causes", json_type_array, REQUIRED, &causes)) < 0)
+                return r;
+        for (size_t c = 0; c < json_object_array_length(causes); c++) {
+                json_object *cause = json_object_array_get_idx(causes, c);
+                if (!json_object_is_type(cause, json_type_object) || (r = get_link(h, cause, "address", &unused)) < 0 ||
+                    unused == IOVIRT_NONE)
+                        return -EBADMSG;
+        }
+        return 0;
+}
+
+typedef struct Entry {
+        IovirtAddress addr;
+        json_object *o;
+} Entry;
+
+static int compare_entries(const void *a, const void *b) {
+        return iovirt_address_compare(&((const Entry *) a)->addr, &((const Entry *) b)->addr);
+}
+
+typedef struct Membership {
+        int number;
+        size_t device;
+} Membership;
+
+static int compare_memberships(const void *a, const void *b) {
+        const Membership *x = a, *y = b;
+        if (x->number != y->number)
+                return x->number < y->number ? -1 : 1;
+        return x->device < y->device ? -1 : x->device > y->device;
+}
+
+/* Groups in number order, members in address order.  Sized by how many
+ * devices have a group, never by the largest number (which can be
+ * INT_MAX). */
+static int build_groups(IovirtHost *h, json_object *const *doc) {
+        size_t n = 0;
+        int r;
+
+        _cleanup_free_ Membership *m = calloc(h->n_devices + 1, sizeof(Membership));
+        if (!m)
+                return -ENOMEM;
+        for (size_t i = 0; i < h->n_devices; i++) {
+                if (h->devices[i].iommu_group >= 0)
+                        m[n++] = (Membership) { h->devices[i].iommu_group, i };
+                else if ((r = check_group(h, &h->devices[i], doc[i], NULL)) < 0)
+                        return r;       /* no group: "group" is null */
+        }
+        if (n == 0)
+                return 0;
+        qsort(m, n, sizeof(Membership), compare_memberships);
+        size_t n_groups = 1;
+        for (size_t i = 1; i < n; i++)
+                n_groups += m[i].number != m[i - 1].number;
+        h->groups = calloc(n_groups, sizeof(IovirtGroup));
+        if (!h->groups)
+                return -ENOMEM;
+        h->n_groups = n_groups;         /* members are freed with the host as they are allocated */
+        for (size_t i = 0, g = 0; i < n; g++) {
+                IovirtGroup *grp = &h->groups[g];
+                size_t end = i;
+                while (end < n && m[end].number == m[i].number)
+                        end++;
+                grp->number = m[i].number;
+                grp->members = calloc(end - i, sizeof(size_t));
+                if (!grp->members)
+                        return -ENOMEM;
+                for (; i < end; i++) {
+                        bool vfio_node = false;
+                        IovirtDevice *d = &h->devices[m[i].device];
+                        r = check_group(h, d, doc[m[i].device], &vfio_node);
+                        if (r < 0)
+                                return r;
+                        /* every member's object says it of the same group */
+                        if (grp->n_members > 0 && vfio_node != grp->vfio_node)
+                                return -EBADMSG;
+                        grp->vfio_node = vfio_node;
+                        grp->members[grp->n_members++] = m[i].device;
+                        d->group = g;
+                }
+        }
+        return 0;
 }
 
 int iovirt_host_from_json(json_object *tree, IovirtHost **ret) {
         _cleanup_(iovirt_host_freep) IovirtHost *h = calloc(1, sizeof(IovirtHost));
-        json_object *devs = get_obj(tree, "devices", json_type_array);
+        json_object *devs;
         int r;
 
         if (!h)
                 return -ENOMEM;
-        if (!devs)
+        if (get_typed(tree, "devices", json_type_array, REQUIRED, &devs) < 0)
                 return -EBADMSG;
+
+        /* the devices in address order (the schema does not promise it), each once */
         size_t n = json_object_array_length(devs);
-        h->devices = calloc(n + 1, sizeof(IovirtDevice));
-        if (!h->devices)
+        _cleanup_free_ Entry *e = calloc(n + 1, sizeof(Entry));
+        if (!e)
                 return -ENOMEM;
         for (size_t i = 0; i < n; i++) {
-                h->n_devices++;
-                r = device_from_json(&h->devices[i], json_object_array_get_idx(devs, i));
+                e[i].o = json_object_array_get_idx(devs, i);
+                const char *address;
+                if (!json_object_is_type(e[i].o, json_type_object) || get_str(e[i].o, "address", REQUIRED, &address) < 0 ||
+                    parse_canonical(address, &e[i].addr) < 0)
+                        return -EBADMSG;
+        }
+        qsort(e, n, sizeof(Entry), compare_entries);
+        for (size_t i = 1; i < n; i++)
+                if (iovirt_address_equal(&e[i - 1].addr, &e[i].addr))
+                        return -EBADMSG;
+
+        h->devices = calloc(n + 1, sizeof(IovirtDevice));
+        _cleanup_free_ json_object **doc = calloc(n + 1, sizeof(json_object *));
+        if (!h->devices || !doc)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                IovirtDevice *d = &h->devices[h->n_devices++];
+                d->addr = e[i].addr;
+                iovirt_address_format(&d->addr, d->name);
+                doc[i] = e[i].o;
+                r = device_from_json(d, doc[i]);
                 if (r < 0)
                         return r;
         }
-        qsort(h->devices, n, sizeof(IovirtDevice), compare_devices_by_address);
 
-        /* links: parent, PF/VFs, groups.  doc[i]: device i's object in the
-         * document (which is in address order: usually the i-th) */
-        _cleanup_free_ json_object **doc = calloc(n + 1, sizeof(json_object *));
-        int max_group = -1;
-        if (!doc)
-                return -ENOMEM;
+        /* links, once every device is known: each must name one in the document */
         for (size_t i = 0; i < n; i++) {
-                json_object *o = NULL;
-                for (size_t j = 0; j < n && !o; j++)
-                        if (streq_ptr(get_str(json_object_array_get_idx(devs, (i + j) % n), "address"),
-                                      h->devices[i].name))
-                                o = json_object_array_get_idx(devs, (i + j) % n);
-                doc[i] = o;
-                IovirtDevice *d = &h->devices[i];
-                d->parent = find_index(h, get_str(o, "parent"));
-                d->physfn = find_index(h, get_str(o, "physfn"));
-                d->group = IOVIRT_NONE;
-                json_object *sriov = get_obj(o, "sriov", json_type_object),
-                            *vfs = sriov ? get_obj(sriov, "vfs", json_type_array) : NULL;
-                for (size_t v = 0; vfs && v < json_object_array_length(vfs); v++) {
-                        size_t vf = find_index(h, json_object_get_string(json_object_array_get_idx(vfs, v)));
-                        size_t *p = reallocarray(d->vfs, d->n_vfs + 1, sizeof(size_t));
-                        if (!p)
-                                return -ENOMEM;
-                        d->vfs = p;
-                        if (vf != IOVIRT_NONE)
-                                d->vfs[d->n_vfs++] = vf;
-                }
-                if (d->iommu_group > max_group)
-                        max_group = d->iommu_group;
+                r = device_links_from_json(h, i, doc[i]);
+                if (r < 0)
+                        return r;
         }
-        /* groups in number order, members in address order: count, then fill */
-        if (max_group >= 0) {
-                _cleanup_free_ size_t *slot = calloc((size_t) max_group + 1, sizeof(size_t)); /* index + 1 */
-                if (!slot)
-                        return -ENOMEM;
-                for (size_t i = 0; i < n; i++)
-                        if (h->devices[i].iommu_group >= 0 && !slot[h->devices[i].iommu_group])
-                                slot[h->devices[i].iommu_group] = 1;
-                for (int g = 0; g <= max_group; g++)
-                        if (slot[g])
-                                slot[g] = ++h->n_groups;
-                h->groups = calloc(h->n_groups + 1, sizeof(IovirtGroup));
-                if (!h->groups)
-                        return -ENOMEM;
-                for (size_t i = 0; i < n; i++) {
-                        IovirtDevice *d = &h->devices[i];
-                        if (d->iommu_group < 0)
-                                continue;
-                        IovirtGroup *grp = &h->groups[slot[d->iommu_group] - 1];
-                        if (grp->n_members == 0) {
-                                json_object *gv = get_obj(doc[i], "group", json_type_object);
-                                grp->number = d->iommu_group;
-                                grp->vfio_node = gv && get_bool(gv, "vfio_device");
-                        }
-                        size_t *p = reallocarray(grp->members, grp->n_members + 1, sizeof(size_t));
-                        if (!p)
-                                return -ENOMEM;
-                        grp->members = p;
-                        grp->members[grp->n_members++] = i;
-                        d->group = slot[d->iommu_group] - 1;
-                }
+        r = check_parent_chains(h);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < n; i++) {
+                r = check_upstream(h, i, doc[i]);
+                if (r < 0)
+                        return r;
         }
+        r = build_groups(h, doc);
+        if (r < 0)
+                return r;
         *ret = TAKE_PTR(h);
         return 0;
 }
 
 int iovirt_checks_from_json(json_object *doc, IovirtChecks **ret) {
         _cleanup_(iovirt_checks_freep) IovirtChecks *c = calloc(1, sizeof(IovirtChecks));
-        json_object *checks = get_obj(doc, "checks", json_type_array);
+        json_object *checks;
         static const char *const statuses[] = { "pass", "warn", "fail", "skip" };
 
         if (!c)
                 return -ENOMEM;
-        if (!checks)
+        if (get_typed(doc, "checks", json_type_array, REQUIRED, &checks) < 0)
                 return -EBADMSG;
         size_t n = json_object_array_length(checks);
         c->checks = calloc(n + 1, sizeof(IovirtCheck));
@@ -468,19 +795,24 @@ int iovirt_checks_from_json(json_object *doc, IovirtChecks **ret) {
         for (size_t i = 0; i < n; i++) {
                 json_object *o = json_object_array_get_idx(checks, i);
                 IovirtCheck *k = &c->checks[c->n_checks++];
-                const char *status = get_str(o, "status");
+                const char *status, *id, *title, *message;
                 size_t s = 0;
+                if (get_str(o, "status", REQUIRED, &status) < 0 || get_str(o, "id", REQUIRED, &id) < 0 ||
+                    get_str(o, "title", REQUIRED, &title) < 0 || get_str(o, "message", REQUIRED, &message) < 0)
+                        return -EBADMSG;
                 while (s < ELEMENTSOF(statuses) && !streq_ptr(statuses[s], status))
                         s++;
-                if (s == ELEMENTSOF(statuses) || !get_str(o, "id") || !get_str(o, "title") || !get_str(o, "message"))
+                if (s == ELEMENTSOF(statuses))
                         return -EBADMSG;
                 k->status = (IovirtCheckStatus) s;
-                k->id = strdup(get_str(o, "id"));
-                k->title = strdup(get_str(o, "title"));
-                k->message = strdup(get_str(o, "message"));
-                k->remedy = dup_or_null(get_str(o, "remedy"));
+                k->id = strdup(id);
+                k->title = strdup(title);
+                k->message = strdup(message);
                 if (!k->id || !k->title || !k->message)
                         return -ENOMEM;
+                int r = get_dup(o, "remedy", &k->remedy);
+                if (r < 0)
+                        return r;
         }
         *ret = TAKE_PTR(c);
         return 0;

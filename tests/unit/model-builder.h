@@ -49,6 +49,7 @@ static inline IovirtHost *build(const Spec *unsorted, size_t n) {
                 d->multifunction = s->mf;
                 d->driver = s->driver ? strdup(s->driver) : NULL;
                 d->iommu_group = s->group;
+                d->group = IOVIRT_NONE;      /* until its group is built below */
                 d->physfn = IOVIRT_NONE;
                 d->header_type = (s->kind == ENDPOINT || s->kind == CONVENTIONAL || s->kind == HOST_BRIDGE)
                                          ? PCI_HEADER_TYPE_NORMAL
