@@ -20,13 +20,45 @@
  * can change them while the daemon runs:
  *
  *   fail ADDRESS DRIVER     probing DRIVER on ADDRESS fails (EIO)
- *   slow ADDRESS MS         probing ADDRESS takes MS milliseconds
+ *   slow ADDRESS MS         probing ADDRESS takes MS milliseconds: a bind, or a
+ *                           drivers_probe that found a driver, sleeps that long
+ *                           before the driver takes the device (and before
+ *                           "fail" is looked at); a signal cuts the sleep short
  *   vanish ADDRESS OP       writing OP (override|unbind|bind|probe) for
  *                           ADDRESS hot-unplugs the device instead (ENODEV)
+ *   hold ADDRESS OP         a write of OP (override|unbind|bind|probe) for
+ *                           ADDRESS waits, as soon as it arrives, until the line
+ *                           is gone from the faults file (looked at every 10 ms;
+ *                           after 120 s it goes on regardless).  While it waits,
+ *                           $UMOCKDEV_DIR/emulator/held-ADDRESS-OP exists (it
+ *                           holds "PID TID"; two writes held on one ADDRESS and
+ *                           OP share it, and it goes with the first to leave);
+ *                           afterwards the write does what it would have done,
+ *                           judged on the state at that moment.  A transaction
+ *                           held at its probe has already unbound the device,
+ *                           so it is visibly half-way.
  *
- * The time spent emulating is added up in $UMOCKDEV_DIR/emulator/stats
- * ("OPS NANOSECONDS"), so benchmarks can tell the daemon's share from the
- * emulated kernel's. */
+ * One line per fault, "VERB ADDRESS ARG".  Several fail, vanish and hold
+ * lines may name one address, each counts; of several slow lines the first
+ * does.  A test that rewrites the file while a hold waits should replace it
+ * by rename(): a file truncated and rewritten in place can be read empty, and
+ * an empty file lifts every hold.
+ *
+ * Threads: several threads (and processes) may write at once, as the daemon's
+ * workers do.  Each emulated operation runs under one lock, a process-wide
+ * mutex and a flock() of $UMOCKDEV_DIR/emulator/lock for other processes, as
+ * the kernel serialises binding under the device lock: its checks, the driver
+ * links, the count of the group's vfio-pci devices and /dev/vfio/N move
+ * together.  Neither a hold nor a slow probe keeps the lock: a write held or
+ * sleeping on one device does not stop a write for another, and what it
+ * checked before sleeping is checked again after.
+ *
+ * Every emulated write (a write(2) to one of the files above, failed or not)
+ * is counted in $UMOCKDEV_DIR/emulator/stats, "OPS NANOSECONDS", with the
+ * wall-clock time from its arrival to its return: waiting for the lock, slow
+ * probes and holds included, as the daemon's thread spends it in the
+ * "kernel".  Benchmarks subtract it to tell the daemon's share from the
+ * emulated kernel's; writes that overlap each count their own time. */
 /* the wrappers below must be the plain symbols, open64 beside open */
 #undef _FILE_OFFSET_BITS
 #include <dlfcn.h>
@@ -34,7 +66,9 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -52,11 +86,24 @@
 #define SYS_PCI "/sys/bus/pci/"
 #define ADDR_MAX 32
 #define NAME_MAX_ 64
+#define HOLD_POLL_MS 10
+#define HOLD_MAX_MS 120000
 
 typedef enum Kind { KIND_NONE, KIND_OVERRIDE, KIND_BIND, KIND_UNBIND, KIND_PROBE } Kind;
 
+static const char *const op_names[] = {
+        [KIND_OVERRIDE] = "override",
+        [KIND_BIND] = "bind",
+        [KIND_UNBIND] = "unbind",
+        [KIND_PROBE] = "probe",
+};
+
+/* Which open fds are emulated sysfs files.  open() and close() run in every
+ * thread and in a child between fork and exec, so no lock here: kind is
+ * published after arg (release) and read before it (acquire).  An fd is only
+ * written while it is open, and its number comes back only after close(). */
 typedef struct Tracked {
-        Kind kind;
+        _Atomic Kind kind;
         char arg[NAME_MAX_];      /* the device (override) or the driver (bind, unbind) */
 } Tracked;
 
@@ -72,13 +119,32 @@ static int (*next_openat)(int, const char *, int, ...);
 static ssize_t (*next_write)(int, const void *, size_t);
 static int (*next_close)(int);
 
-static void resolve(void) {
-        if (next_write)
-                return;
+/* The emulated kernel's lock, for this process; kernel_lock() adds a flock()
+ * for the others. */
+static pthread_mutex_t kernel_mutex = PTHREAD_MUTEX_INITIALIZER;
+
+/* A child forked while another thread is inside an operation must not
+ * inherit the mutex locked */
+static void before_fork(void) {
+        pthread_mutex_lock(&kernel_mutex);
+}
+
+static void after_fork(void) {
+        pthread_mutex_unlock(&kernel_mutex);
+}
+
+static pthread_once_t resolved = PTHREAD_ONCE_INIT;
+
+static void resolve_once(void) {
         next_open = dlsym(RTLD_NEXT, "open");
         next_openat = dlsym(RTLD_NEXT, "openat");
         next_write = dlsym(RTLD_NEXT, "write");
         next_close = dlsym(RTLD_NEXT, "close");
+        pthread_atfork(before_fork, after_fork, after_fork);
+}
+
+static void resolve(void) {
+        pthread_once(&resolved, resolve_once);
 }
 
 /* ---- helpers on the testbed, by real path ---- */
@@ -163,8 +229,9 @@ static void native_driver(const char *addr, char *buf, size_t size) {
         fclose(f);
 }
 
-/* Is there a fault "VERB ADDRESS ARG" in force?  Copies ARG. */
-static bool fault(const char *verb, const char *addr, char *arg, size_t size) {
+/* Is there a fault "VERB ADDRESS ARG" in force?  want NULL: any ARG, the
+ * first one is copied to arg; else only that ARG counts. */
+static bool fault(const char *verb, const char *addr, const char *want, char *arg, size_t size) {
         char path[PATH_MAX], line[256], v[32], a[ADDR_MAX], x[NAME_MAX_];
         bool found = false;
         tb(path, sizeof(path), "/emulator/faults");
@@ -172,12 +239,18 @@ static bool fault(const char *verb, const char *addr, char *arg, size_t size) {
         if (!f)
                 return false;
         while (!found && fgets(line, sizeof(line), f))
-                if (sscanf(line, "%31s %31s %63s", v, a, x) == 3 && strcmp(v, verb) == 0 && strcmp(a, addr) == 0) {
-                        snprintf(arg, size, "%s", x);
+                if (sscanf(line, "%31s %31s %63s", v, a, x) == 3 && strcmp(v, verb) == 0 && strcmp(a, addr) == 0 &&
+                    (!want || strcmp(x, want) == 0)) {
+                        if (arg)
+                                snprintf(arg, size, "%s", x);
                         found = true;
                 }
         fclose(f);
         return found;
+}
+
+static bool fault_is(const char *verb, const char *addr, const char *arg) {
+        return fault(verb, addr, arg, NULL, 0);
 }
 
 /* ---- uevents, in the format libudev's monitor expects from udevd ---- */
@@ -212,6 +285,7 @@ static uint32_t murmur2(const char *s) {
         return h;
 }
 
+/* (under the kernel lock, like everything that changes the testbed) */
 static void send_uevent(const char *action, const char *dir) {
         static unsigned seq;
         char body[4096], uev[2048], path[PATH_MAX];
@@ -225,7 +299,8 @@ static void send_uevent(const char *action, const char *dir) {
         if (fd >= 0)
                 next_close(fd);
         uev[len > 0 ? len : 0] = 0;
-        for (char *l = strtok(uev, "\n"); l && n < sizeof(body) - 256; l = strtok(NULL, "\n"))
+        char *save = NULL;
+        for (char *l = strtok_r(uev, "\n", &save); l && n < sizeof(body) - 256; l = strtok_r(NULL, "\n", &save))
                 n += snprintf(body + n, sizeof(body) - n, "%s%c", l, 0);
 
         unsigned char msg[40 + sizeof(body)];
@@ -274,7 +349,8 @@ static void set_uevent_driver(const char *dir, const char *driver) {
         size_t n = 0;
         if (driver)
                 n += snprintf(out, sizeof(out), "DRIVER=%s\n", driver);
-        for (char *l = strtok(text, "\n"); l; l = strtok(NULL, "\n"))
+        char *save = NULL;
+        for (char *l = strtok_r(text, "\n", &save); l; l = strtok_r(NULL, "\n", &save))
                 if (strncmp(l, "DRIVER=", 7) != 0)
                         n += snprintf(out + n, sizeof(out) - n, "%s\n", l);
         write_small(path, out);
@@ -310,14 +386,23 @@ static void vfio_node(int group, bool present) {
                 unlink(path);
 }
 
-static int attach(const char *addr, const char *dir, const char *driver) {
-        char arg[NAME_MAX_], drvdir[PATH_MAX], link[PATH_MAX], rel[PATH_MAX];
+/* A probe that is to be slow says so first: > 0 is the milliseconds to
+ * sleep, without the lock, before the operation is tried again with slept. */
+static int probe_delay(const char *addr, bool slept) {
+        char arg[NAME_MAX_];
+        if (slept || !fault("slow", addr, NULL, arg, sizeof(arg)))
+                return 0;
+        return atoi(arg) > 0 ? atoi(arg) : 0;
+}
 
-        if (fault("slow", addr, arg, sizeof(arg))) {
-                struct timespec ts = { atoi(arg) / 1000, (atoi(arg) % 1000) * 1000000L };
-                nanosleep(&ts, NULL);
-        }
-        if (fault("fail", addr, arg, sizeof(arg)) && strcmp(arg, driver) == 0)
+/* The driver takes the device: 0, -errno, or > 0 from probe_delay() */
+static int attach(const char *addr, const char *dir, const char *driver, bool slept) {
+        char drvdir[PATH_MAX], link[PATH_MAX], rel[PATH_MAX];
+
+        int ms = probe_delay(addr, slept);
+        if (ms > 0)
+                return ms;
+        if (fault_is("fail", addr, driver))
                 return -EIO;
 
         tb(drvdir, sizeof(drvdir), "/sys/bus/pci/drivers/%s", driver);
@@ -376,8 +461,7 @@ static int vanish(const char *addr, const char *dir) {
 }
 
 static bool vanishes(const char *addr, const char *dir, const char *op) {
-        char arg[NAME_MAX_];
-        if (fault("vanish", addr, arg, sizeof(arg)) && strcmp(arg, op) == 0) {
+        if (fault_is("vanish", addr, op)) {
                 vanish(addr, dir);
                 return true;
         }
@@ -421,7 +505,7 @@ static int op_override(const char *addr, const char *value) {
         return write_small(path, len ? text : "(null)\n");
 }
 
-static int op_bind(const char *driver, const char *addr) {
+static int op_bind(const char *driver, const char *addr, bool slept) {
         char dir[PATH_MAX], drv[NAME_MAX_];
         if (!device_dir(addr, dir, sizeof(dir)))
                 return -ENODEV;
@@ -430,7 +514,7 @@ static int op_bind(const char *driver, const char *addr) {
         current_driver(dir, drv, sizeof(drv));
         if (drv[0] || !matches(addr, dir, driver))
                 return -ENODEV;
-        return attach(addr, dir, driver);
+        return attach(addr, dir, driver, slept);
 }
 
 static int op_unbind(const char *driver, const char *addr) {
@@ -446,7 +530,7 @@ static int op_unbind(const char *driver, const char *addr) {
         return 0;
 }
 
-static int op_probe(const char *addr) {
+static int op_probe(const char *addr, bool slept) {
         char dir[PATH_MAX], drv[NAME_MAX_], over[NAME_MAX_], native[NAME_MAX_];
         if (!device_dir(addr, dir, sizeof(dir)))
                 return -ENODEV;
@@ -458,13 +542,20 @@ static int op_probe(const char *addr) {
         override_of(dir, over, sizeof(over));
         native_driver(addr, native, sizeof(native));
         const char *candidate = over[0] ? over : native;
-        if (candidate[0] && driver_loaded(candidate))
-                (void) attach(addr, dir, candidate);   /* a failed probe is not the writer's error */
-        return 0;
+        if (candidate[0] && driver_loaded(candidate)) {
+                int r = attach(addr, dir, candidate, slept);
+                if (r > 0)
+                        return r;       /* slow: sleep first */
+        }
+        return 0;       /* a failed probe is not the writer's error */
 }
 
 /* ---- bookkeeping of what the emulation cost ---- */
 
+/* Any number of threads and processes: each call has its own open file
+ * description, so the flock() serialises them all.  The numbers only grow,
+ * so the new text is written over the old before the file is cut to it: a
+ * reader never finds it empty. */
 static void account(uint64_t ns) {
         char path[PATH_MAX], text[64] = "";
         unsigned long long ops = 0, total = 0;
@@ -472,13 +563,14 @@ static void account(uint64_t ns) {
         int fd = next_open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
         if (fd < 0)
                 return;
-        flock(fd, LOCK_EX);
+        while (flock(fd, LOCK_EX) < 0 && errno == EINTR)
+                ;
         ssize_t n = pread(fd, text, sizeof(text) - 1, 0);
         text[n > 0 ? n : 0] = 0;
         sscanf(text, "%llu %llu", &ops, &total);
         n = snprintf(text, sizeof(text), "%llu %llu\n", ops + 1, total + (unsigned long long) ns);
-        if (ftruncate(fd, 0) == 0)
-                (void) pwrite(fd, text, (size_t) n, 0);
+        if (pwrite(fd, text, (size_t) n, 0) == n)
+                (void) ftruncate(fd, n);
         next_close(fd);
 }
 
@@ -488,28 +580,109 @@ static uint64_t now_ns(void) {
         return (uint64_t) t.tv_sec * 1000000000u + (uint64_t) t.tv_nsec;
 }
 
+static void sleep_ms(int ms) {
+        struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+        nanosleep(&ts, NULL);
+}
+
+/* ---- the kernel's lock ---- */
+
+/* Returns the fd that holds the flock(), or -1 when there is no emulator
+ * directory to put it in (then the mutex alone serialises). */
+static int kernel_lock(void) {
+        char path[PATH_MAX];
+        pthread_mutex_lock(&kernel_mutex);
+        tb(path, sizeof(path), "/emulator/lock");
+        int fd = next_open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+        if (fd >= 0)
+                while (flock(fd, LOCK_EX) < 0 && errno == EINTR)
+                        ;
+        return fd;
+}
+
+static void kernel_unlock(int fd) {
+        if (fd >= 0)
+                next_close(fd);         /* lets go of the flock() */
+        pthread_mutex_unlock(&kernel_mutex);
+}
+
+/* ---- holds: a test stops a write where it arrives, until it lets go ---- */
+
+static void hold(const char *addr, Kind kind) {
+        const char *op = op_names[kind];
+        char path[PATH_MAX], text[64];
+
+        if (!fault_is("hold", addr, op))
+                return;
+        tb(path, sizeof(path), "/emulator/held-%s-%s", addr, op);
+        snprintf(text, sizeof(text), "%d %d\n", (int) getpid(), (int) gettid());
+        (void) write_small(path, text);
+        uint64_t end = now_ns() + (uint64_t) HOLD_MAX_MS * 1000000u;
+        while (fault_is("hold", addr, op)) {
+                if (now_ns() >= end) {
+                        fprintf(stderr, "kernel-emu: 'hold %s %s' still there after %d s, going on\n", addr, op,
+                                HOLD_MAX_MS / 1000);
+                        break;
+                }
+                sleep_ms(HOLD_POLL_MS);
+        }
+        unlink(path);
+}
+
+/* One operation under the lock; a slow probe sleeps outside it, and the
+ * operation is judged again on what it finds after. */
+static int emulate(Kind kind, const char *arg, const char *text, const char *addr) {
+        for (bool slept = false;; slept = true) {
+                int lock = kernel_lock(), r;
+                switch (kind) {
+                case KIND_OVERRIDE:
+                        r = op_override(arg, text);
+                        break;
+                case KIND_BIND:
+                        r = op_bind(arg, addr, slept);
+                        break;
+                case KIND_UNBIND:
+                        r = op_unbind(arg, addr);
+                        break;
+                case KIND_PROBE:
+                        r = op_probe(addr, slept);
+                        break;
+                default:
+                        r = -EINVAL;
+                }
+                kernel_unlock(lock);
+                if (r <= 0)
+                        return r;
+                sleep_ms(r);
+        }
+}
+
 /* ---- the wrappers ---- */
 
 static void track(int fd, const char *path) {
-        if (fd < 0 || fd >= MAX_FD || !root())
+        if (fd < 0 || fd >= MAX_FD)
                 return;
-        tracked[fd] = (Tracked) {};
-        if (strncmp(path, SYS_PCI, strlen(SYS_PCI)) != 0 && strncmp(path, "/sys/devices/", 13) != 0)
+        atomic_store(&tracked[fd].kind, KIND_NONE);
+        if (!root() || (strncmp(path, SYS_PCI, strlen(SYS_PCI)) != 0 && strncmp(path, "/sys/devices/", 13) != 0))
                 return;
         const char *base = strrchr(path, '/') + 1;
         char parent[PATH_MAX];
         snprintf(parent, sizeof(parent), "%.*s", (int) (base - 1 - path), path);
         const char *pbase = strrchr(parent, '/') ? strrchr(parent, '/') + 1 : parent;
+        Kind kind = KIND_NONE;
 
         if (strcmp(path, SYS_PCI "drivers_probe") == 0)
-                tracked[fd].kind = KIND_PROBE;
+                kind = KIND_PROBE;
         else if (strcmp(base, "driver_override") == 0)
-                tracked[fd].kind = KIND_OVERRIDE;
+                kind = KIND_OVERRIDE;
         else if (strncmp(path, SYS_PCI "drivers/", strlen(SYS_PCI "drivers/")) == 0 && strcmp(base, "bind") == 0)
-                tracked[fd].kind = KIND_BIND;
+                kind = KIND_BIND;
         else if (strncmp(path, SYS_PCI "drivers/", strlen(SYS_PCI "drivers/")) == 0 && strcmp(base, "unbind") == 0)
-                tracked[fd].kind = KIND_UNBIND;
+                kind = KIND_UNBIND;
+        if (kind == KIND_NONE)
+                return;
         snprintf(tracked[fd].arg, sizeof(tracked[fd].arg), "%s", pbase);
+        atomic_store_explicit(&tracked[fd].kind, kind, memory_order_release);
 }
 
 static int flags_need_mode(int flags) {
@@ -555,39 +728,26 @@ int openat64(int dirfd, const char *path, int flags, ...) {
 int close(int fd) {
         resolve();
         if (fd >= 0 && fd < MAX_FD)
-                tracked[fd].kind = KIND_NONE;
+                atomic_store(&tracked[fd].kind, KIND_NONE);     /* before the number can come back */
         return next_close(fd);
 }
 
 ssize_t write(int fd, const void *buf, size_t count) {
         resolve();
-        if (fd < 0 || fd >= MAX_FD || tracked[fd].kind == KIND_NONE || !root())
+        Kind kind = fd >= 0 && fd < MAX_FD ? atomic_load_explicit(&tracked[fd].kind, memory_order_acquire) : KIND_NONE;
+        if (kind == KIND_NONE || !root())
                 return next_write(fd, buf, count);
 
-        char text[256];
+        char arg[NAME_MAX_], text[256], addr[ADDR_MAX];
+        memcpy(arg, tracked[fd].arg, sizeof(arg));
+        arg[sizeof(arg) - 1] = 0;
         snprintf(text, sizeof(text), "%.*s", (int) (count < sizeof(text) ? count : sizeof(text) - 1),
                  (const char *) buf);
-        char addr[ADDR_MAX];
         snprintf(addr, sizeof(addr), "%.*s", (int) strcspn(text, "\n"), text);
-        uint64_t t0 = now_ns();
-        int r;
 
-        switch (tracked[fd].kind) {
-        case KIND_OVERRIDE:
-                r = op_override(tracked[fd].arg, text);
-                break;
-        case KIND_BIND:
-                r = op_bind(tracked[fd].arg, addr);
-                break;
-        case KIND_UNBIND:
-                r = op_unbind(tracked[fd].arg, addr);
-                break;
-        case KIND_PROBE:
-                r = op_probe(addr);
-                break;
-        default:
-                r = -EINVAL;
-        }
+        uint64_t t0 = now_ns();
+        hold(kind == KIND_OVERRIDE ? arg : addr, kind);
+        int r = emulate(kind, arg, text, addr);
         account(now_ns() - t0);
         if (r < 0) {
                 errno = -r;

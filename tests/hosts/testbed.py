@@ -467,9 +467,9 @@ class Host:
             "local_cpulist": d.cpulist + "\n",
             "driver_override": "(null)\n",
             "resource": "0x0000000000000000 0x0000000000000000 0x0000000000000000\n" * 13,
-            "uevent": "DRIVER=%sPCI_CLASS=%X\nPCI_ID=%04X:%04X\nPCI_SUBSYS_ID=%04X:%04X\nPCI_SLOT_NAME=%s\n"
+            "uevent": "%sPCI_CLASS=%X\nPCI_ID=%04X:%04X\nPCI_SUBSYS_ID=%04X:%04X\nPCI_SLOT_NAME=%s\n"
                       "MODALIAS=pci:v%08Xd%08Xsv%08Xsd%08Xbc%02Xsc%02Xi%02X\n" % (
-                          (d.driver + "\n") if d.driver else "", cls, d.vendor, d.device,
+                          ("DRIVER=%s\n" % d.driver) if d.driver else "", cls, d.vendor, d.device,
                           d.subsys[0], d.subsys[1], d.addr, d.vendor, d.device, d.subsys[0],
                           d.subsys[1], cls >> 16, (cls >> 8) & 0xff, cls & 0xff),
         }
