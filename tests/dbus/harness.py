@@ -162,8 +162,12 @@ class Env:
         return self.call("Assign", target, consumer, accept, "false", user=user)
 
     def faults(self, text):
-        with open(os.path.join(self.tb, "emulator/faults"), "w") as f:
+        """Replaces the emulator's faults at once (rename): a file rewritten
+        in place can be read empty mid-way, which lifts every hold."""
+        path = os.path.join(self.tb, "emulator/faults")
+        with open(path + ".new", "w") as f:
             f.write(text)
+        os.rename(path + ".new", path)
 
     def write(self, path, text):
         return subprocess.run([self.writer, path, text], env=dict(os.environ, UMOCKDEV_DIR=self.tb, LD_PRELOAD=self.preload),

@@ -23,6 +23,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "hosts"))
@@ -275,6 +276,64 @@ def fail_closed():
         env.close()
 
 
+# ---- transactions off the event loop ----
+def wait_for(cond, timeout=60):
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def off_the_loop():
+    """A bind held in the emulated kernel: everyone else is answered"""
+    env = Env("desktop")
+    try:
+        held = os.path.join(env.tb, "emulator/held-0000:03:00.0-probe")
+        env.faults("hold 0000:03:00.0 probe\n")
+        slow = subprocess.Popen(harness.GDBUS_CALL + ["--method", "org.iovirt1.Manager.Assign", "03:00.0", "vm-a", "[]",
+                                                      "false"], env=env.bus.env(), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        t.ok(wait_for(lambda: os.path.exists(held)), "the assign of 03:00.0 is held at its probe, half-way")
+        res = env.call("DescribeDevice", "03:00.0")
+        t.ok(res[0] == 0 and slow.poll() is None, "DescribeDevice is answered while that bind waits", res)
+        rc, out, err = env.ctl("--json", "list-assignments")
+        moving = [a for a in json.loads(out)["assignments"] if a["consumer"] == "vm-a"] if rc == 0 else []
+        t.ok(moving and moving[0]["phase"] == "assigning", "list-assignments shows it assigning to vm-a", out + err)
+        refused(env, "the same group while its transaction runs", env.assign("03:00.0", "vm-b"),
+                "org.iovirt1.Error.Busy", "being assigned to vm-a right now")
+        refused(env, "its release while it is being assigned", env.call("Release", "03:00.0", "false"),
+                "org.iovirt1.Error.Busy", "vm-a")
+        rc, out, err = env.ctl("--json", "assign", "03:00.0", "--to", "vm-b", "--dry-run")
+        own = [c for c in json.loads(out)["checks"] if c["id"] == "ownership"] if out else []
+        t.ok(rc == 1 and own and own[0]["reason"] == "busy", "the dry run's plan says busy", out + err)
+        rc, out, err = env.ctl("assign", "04:00.0", "--to", "vm-c")
+        t.ok(rc == 0 and env.driver("0000:04:00.0") == "vfio-pci" and slow.poll() is None,
+             "another group is assigned from start to end meanwhile", out + err)
+
+        # SIGTERM: no new work, reads go on, and it ends when the transaction does
+        env.daemon.send_signal(signal.SIGTERM)
+        t.ok(wait_for(lambda: "Stopping once the running transactions have finished" in env.log()),
+             "SIGTERM during a transaction: iovirtd says it waits for it", env.log()[-500:])
+        refused(env, "new work while stopping", env.assign("00:14.0", "vm-d"), "org.iovirt1.Error.Busy", "stopping")
+        t.ok(env.call("ListGroups")[0] == 0 and env.daemon.poll() is None, "reads are still answered while stopping")
+        env.faults("")
+        out, err = slow.communicate(timeout=60)
+        t.ok(slow.returncode == 0 and env.driver("0000:03:00.0") == "vfio-pci",
+             "the held assign completes once the kernel lets go", err)
+        t.ok(env.daemon.wait(30) == 0, "and then iovirtd exits cleanly")
+        recs = sorted((r["consumer"], r["phase"]) for r in env.records().values())
+        t.ok(recs == [("vm-a", "assigned"), ("vm-c", "assigned")], "both assignments are recorded", recs)
+        env.start()
+        rc, out, err = env.ctl("release", "--consumer", "vm-a")
+        rc2, out2, err2 = env.ctl("release", "--consumer", "vm-c")
+        t.ok(rc == 0 and rc2 == 0 and env.driver("0000:03:00.0") == "e1000e" and env.driver("0000:04:00.0") is None
+             and not env.records(), "after a restart both are released as recorded", out + err + out2 + err2)
+    finally:
+        env.close()
+
+
 # ---- concurrency ----
 def concurrency():
     env = Env("desktop")
@@ -469,6 +528,7 @@ def operator_errors():
 
 round_trips()
 fail_closed()
+off_the_loop()
 operator_errors()
 refusals()
 concurrency()
