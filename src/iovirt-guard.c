@@ -111,6 +111,21 @@ static size_t pci_parent_of(const IovirtHost *h, const char *target) {
         return found;
 }
 
+/* readdir() that tells the end from an error: 1 with *ret, 0 at the end,
+ * -errno.  Entries starting with a dot are skipped. */
+static int next_entry(DIR *d, struct dirent **ret) {
+        for (;;) {
+                errno = 0;
+                struct dirent *de = readdir(d);
+                if (!de)
+                        return errno ? -errno : 0;
+                if (de->d_name[0] != '.') {
+                        *ret = de;
+                        return 1;
+                }
+        }
+}
+
 static int read_link(const char *path, char buf[static PATH_MAX]) {
         ssize_t l = readlink(path, buf, PATH_MAX - 1);
         if (l < 0)
@@ -119,12 +134,59 @@ static int read_link(const char *path, char buf[static PATH_MAX]) {
         return 0;
 }
 
+/* Block devices backed by memory, a file on a mounted filesystem (which
+ * is guarded on its own) or the network (guarded as its interface) */
+static bool block_without_device(const char *name) {
+        static const char *const prefixes[] = { "loop", "zram", "ram", "nbd", "rbd" };
+        for (size_t i = 0; i < ELEMENTSOF(prefixes); i++)
+                if (strncmp(name, prefixes[i], strlen(prefixes[i])) == 0)
+                        return true;
+        return false;
+}
+
+static int mark_block(Guard *g, const char *name, const char *why, const char *unknown, unsigned depth);
+
+/* Marks what every entry of SYSFS_CLASS_BLOCK/NAME/SUB lives on: the slaves
+ * of a dm or md array, the paths of an NVMe multipath disk.  Returns how
+ * many entries there were, or -errno. */
+static int mark_below(Guard *g, const char *name, const char *sub, const char *why, const char *unknown,
+                      unsigned depth) {
+        char path[PATH_MAX];
+        snprintf(path, sizeof(path), SYSFS_CLASS_BLOCK "/%s/%s", name, sub);
+        _cleanup_closedir_ DIR *d = opendir(path);
+        if (!d)
+                return errno == ENOENT || errno == ENOTDIR ? 0 : add_blind(g, -errno, unknown, "%s", path);
+        struct dirent *de = NULL;
+        int n = 0, r;
+        while ((r = next_entry(d, &de)) > 0) {
+                char link[PATH_MAX + 256], target[PATH_MAX];
+                n++;
+                if (streq_ptr(sub, "slaves")) {
+                        r = mark_block(g, de->d_name, why, unknown, depth + 1);
+                        if (r < 0)
+                                return r;
+                        continue;
+                }
+                /* a multipath path (nvme0c0n1) is hidden from class/block: follow its link */
+                snprintf(link, sizeof(link), "%s/%s", path, de->d_name);
+                r = read_link(link, target);
+                size_t dev = r < 0 ? IOVIRT_NONE : pci_parent_of(g->host, target);
+                r = r < 0 ? add_blind(g, r, unknown, "%s", link)
+                    : dev != IOVIRT_NONE ? add_use(g, dev, "%s", why)
+                                          : add_blind(g, ENODEV, unknown, "the PCI device of %s", link);
+                if (r < 0)
+                        return r;
+        }
+        return r < 0 ? add_blind(g, r, unknown, "%s", path) : n;
+}
+
 /* Marks the PCI functions under the block device NAME (a disk, a partition,
- * or a dm/md array, followed through its slaves) as used for WHY; UNKNOWN
- * is what stays unknown when that cannot be read. */
+ * a dm or md array followed through its slaves, an NVMe multipath disk
+ * followed through its paths) as used for WHY; UNKNOWN is what stays
+ * unknown when that cannot be read. */
 static int mark_block(Guard *g, const char *name, const char *why, const char *unknown, unsigned depth) {
         char path[PATH_MAX], target[PATH_MAX];
-        if (strchr(name, '/'))
+        if (strchr(name, '/') || !name[0])
                 return add_blind(g, EINVAL, unknown, "the block device name '%s'", name);
         if (depth > 8)
                 return add_blind(g, ELOOP, unknown, SYSFS_CLASS_BLOCK "/%s (slaves nested too deep)", name);
@@ -136,21 +198,25 @@ static int mark_block(Guard *g, const char *name, const char *why, const char *u
         if (dev != IOVIRT_NONE)
                 return add_use(g, dev, "%s", why);
 
-        /* virtual: a dm or md array; its slaves are what it lives on.  A
-         * partition or a loop device has none: it lives where its disk or
-         * its file does, which is marked on its own. */
-        snprintf(path, sizeof(path), SYSFS_CLASS_BLOCK "/%s/slaves", name);
-        _cleanup_closedir_ DIR *d = opendir(path);
-        if (!d)
-                return errno == ENOENT || errno == ENOTDIR ? 0 : add_blind(g, -errno, unknown, "%s", path);
-        struct dirent *de;
-        while ((de = readdir(d)))
-                if (de->d_name[0] != '.') {
-                        r = mark_block(g, de->d_name, why, unknown, depth + 1);
-                        if (r < 0)
-                                return r;
-                }
-        return 0;
+        /* not below a PCI function: a partition of a virtual disk lives on its disk */
+        snprintf(path, sizeof(path), SYSFS_CLASS_BLOCK "/%s/partition", name);
+        if (access(path, F_OK) == 0) {
+                char *slash = strrchr(target, '/');
+                if (!slash)
+                        return add_blind(g, EINVAL, unknown, "the disk of the partition %s", name);
+                *slash = '\0';
+                const char *disk = strrchr(target, '/') ? strrchr(target, '/') + 1 : target;
+                return mark_block(g, disk, why, unknown, depth + 1);
+        }
+        if (block_without_device(name))
+                return 0;
+        int n = mark_below(g, name, "slaves", why, unknown, depth);
+        if (n < 0)
+                return n;
+        int m = mark_below(g, name, "multipath", why, unknown, depth);
+        if (m < 0)
+                return m;
+        return n + m > 0 ? 0 : add_blind(g, ENODEV, unknown, "the device behind the block device %s", name);
 }
 
 /* The block device name behind major:minor, via /sys/dev/block */
@@ -196,14 +262,13 @@ static int mark_virtio_9p(Guard *g, const char *line, const char *mnt) {
         if (!d)
                 return add_blind(g, -errno, UNKNOWN_FS, SYSFS_BUS_VIRTIO_DEVICES " (for the virtio-9p tag %s of %s)",
                                  tag, mnt);
-        struct dirent *de;
-        while ((de = readdir(d))) {
+        struct dirent *de = NULL;
+        int r;
+        while ((r = next_entry(d, &de)) > 0) {
                 char path[PATH_MAX], target[PATH_MAX];
                 _cleanup_free_ char *have = NULL;
-                if (de->d_name[0] == '.')
-                        continue;
                 snprintf(path, sizeof(path), SYSFS_BUS_VIRTIO_DEVICES "/%s/mount_tag", de->d_name);
-                int r = iovirt_read_file(path, &have);
+                r = iovirt_read_file(path, &have);
                 if (r == -ENOENT)
                         continue;         /* not a 9p transport */
                 if (r < 0)
@@ -218,6 +283,8 @@ static int mark_virtio_9p(Guard *g, const char *line, const char *mnt) {
                 size_t dev = pci_parent_of(g->host, target);
                 return dev != IOVIRT_NONE ? add_use(g, dev, "%s", why) : 0;    /* virtio-mmio: not ours */
         }
+        if (r < 0)
+                return add_blind(g, r, UNKNOWN_FS, SYSFS_BUS_VIRTIO_DEVICES " (for the virtio-9p tag %s of %s)", tag, mnt);
         return add_blind(g, ENODEV, UNKNOWN_FS, "the virtio device with the 9p tag %s of %s", tag, mnt);
 }
 
@@ -235,6 +302,79 @@ static int read_proc(Guard *g, const char *name, const char *unknown, char **ret
         return 1;
 }
 
+/* Filesystems no device backs: the kernel's own and memory's.  Network
+ * filesystems ride on an interface, which scan_network() guards; overlay
+ * and FUSE layers live on other mounts, guarded as themselves. */
+static bool filesystem_without_device(const char *fstype) {
+        static const char *const types[] = {
+                "proc", "sysfs", "devtmpfs", "devpts", "tmpfs", "ramfs", "cgroup", "cgroup2", "securityfs",
+                "pstore", "bpf", "debugfs", "tracefs", "configfs", "fusectl", "mqueue", "hugetlbfs", "autofs",
+                "binfmt_misc", "efivarfs", "rpc_pipefs", "nsfs", "selinuxfs", "overlay", "nfs", "nfs4", "cifs",
+                "smb3", "ceph", "9p",
+        };
+        for (size_t i = 0; i < ELEMENTSOF(types); i++)
+                if (streq_ptr(fstype, types[i]))
+                        return true;
+        return strncmp(fstype, "fuse.", 5) == 0;
+}
+
+/* The devices of every btrfs filesystem: btrfs shows an anonymous 0:N in
+ * mountinfo, and may span several disks. */
+static int mark_btrfs(Guard *g, const char *mnt) {
+        char why[PATH_MAX + 64];
+        snprintf(why, sizeof(why), "backs the btrfs filesystem mounted at %s", mnt);
+        _cleanup_closedir_ DIR *fs = opendir(SYSFS_FS_BTRFS);
+        if (!fs)
+                return add_blind(g, -errno, UNKNOWN_FS, SYSFS_FS_BTRFS " (the devices of %s)", mnt);
+        struct dirent *de = NULL;
+        int r;
+        while ((r = next_entry(fs, &de)) > 0) {
+                char path[PATH_MAX];
+                snprintf(path, sizeof(path), SYSFS_FS_BTRFS "/%s/devices", de->d_name);
+                _cleanup_closedir_ DIR *devs = opendir(path);
+                if (!devs) {
+                        if (errno == ENOENT || errno == ENOTDIR)
+                                continue;     /* "features", not a filesystem */
+                        return add_blind(g, -errno, UNKNOWN_FS, "%s", path);
+                }
+                struct dirent *dev = NULL;
+                while ((r = next_entry(devs, &dev)) > 0) {
+                        r = mark_block(g, dev->d_name, why, UNKNOWN_FS, 0);
+                        if (r < 0)
+                                return r;
+                }
+                if (r < 0)
+                        return add_blind(g, r, UNKNOWN_FS, "%s", path);
+        }
+        return r < 0 ? add_blind(g, r, UNKNOWN_FS, SYSFS_FS_BTRFS) : 0;
+}
+
+/* A mount whose mountinfo line names no block device (0:N): a virtio-9p
+ * share, btrfs, a filesystem on a device named by its source, one no
+ * device backs, or one iovirt cannot follow (ZFS, virtiofs): a blind spot. */
+static int mark_deviceless_mount(Guard *g, const char *line, const char *mnt) {
+        char fstype[64], source[PATH_MAX];
+        const char *tail = strstr(line, " - ");
+        if (!tail || sscanf(tail, " - %63s %4095s", fstype, source) != 2)
+                return add_blind(g, EBADMSG, UNKNOWN_FS, PROC_MOUNTINFO " (the line of %s)", mnt);
+        unescape(source);
+        if (streq_ptr(fstype, "9p") && strstr(tail, "trans=virtio"))
+                return mark_virtio_9p(g, line, mnt);
+        if (filesystem_without_device(fstype))
+                return 0;
+        if (streq_ptr(fstype, "btrfs"))
+                return mark_btrfs(g, mnt);
+        if (strncmp(source, "/dev/", 5) == 0) {
+                /* /dev/mapper/NAME is a link to ../dm-N */
+                char real[PATH_MAX], why[2 * PATH_MAX + 64];
+                const char *dev = realpath(source, real) ? real : source;
+                snprintf(why, sizeof(why), "backs the filesystem mounted at %s (%s)", mnt, source);
+                return mark_block(g, strrchr(dev, '/') + 1, why, UNKNOWN_FS, 0);
+        }
+        return add_blind(g, ENODEV, UNKNOWN_FS, "the device behind the %s filesystem %s mounted at %s", fstype,
+                         source, mnt);
+}
+
 static int scan_mounts(Guard *g) {
         _cleanup_free_ char *text = NULL;
         int r = read_proc(g, PROC_MOUNTINFO, UNKNOWN_FS, &text);
@@ -250,7 +390,7 @@ static int scan_mounts(Guard *g) {
                 }
                 unescape(mnt);
                 if (strncmp(majmin, "0:", 2) == 0) {
-                        r = mark_virtio_9p(g, line, mnt);
+                        r = mark_deviceless_mount(g, line, mnt);
                         if (r < 0)
                                 return r;
                         continue;
@@ -296,8 +436,9 @@ static int scan_arrays(Guard *g) {
         _cleanup_closedir_ DIR *d = opendir(SYSFS_CLASS_BLOCK);
         if (!d)
                 return add_blind(g, -errno, UNKNOWN_ARRAY, SYSFS_CLASS_BLOCK);
-        struct dirent *de;
-        while ((de = readdir(d))) {
+        struct dirent *de = NULL;
+        int r;
+        while ((r = next_entry(d, &de)) > 0) {
                 if (strncmp(de->d_name, "dm-", 3) != 0 && strncmp(de->d_name, "md", 2) != 0)
                         continue;
                 char dir[PATH_MAX], dmname[256] = "", why[600];
@@ -308,23 +449,11 @@ static int scan_arrays(Guard *g) {
                 else
                         snprintf(why, sizeof(why), "backs the %s array %s",
                                  de->d_name[0] == 'm' ? "md" : "device-mapper", de->d_name);
-                snprintf(dir, sizeof(dir), SYSFS_CLASS_BLOCK "/%s/slaves", de->d_name);
-                _cleanup_closedir_ DIR *s = opendir(dir);
-                if (!s) {
-                        int r = add_blind(g, -errno, UNKNOWN_ARRAY, "%s", dir);
-                        if (r < 0)
-                                return r;
-                        continue;
-                }
-                struct dirent *se;
-                while ((se = readdir(s)))
-                        if (se->d_name[0] != '.') {
-                                int r = mark_block(g, se->d_name, why, UNKNOWN_ARRAY, 1);
-                                if (r < 0)
-                                        return r;
-                        }
+                r = mark_below(g, de->d_name, "slaves", why, UNKNOWN_ARRAY, 0);
+                if (r < 0)
+                        return r;
         }
-        return 0;
+        return r < 0 ? add_blind(g, r, UNKNOWN_ARRAY, SYSFS_CLASS_BLOCK) : 0;
 }
 
 /* The routing tables of the daemon's network namespace, read once per scan.
@@ -380,6 +509,49 @@ static void freeifaddrsp(struct ifaddrs **p) {
                 freeifaddrs(*p);
 }
 
+/* Marks the PCI functions that carry the interface NAME: its own device,
+ * and for a bridge, bond, team, VLAN or macvlan, what lies below it
+ * (lower_* links), so that the host's NIC inside br0 is guarded too. */
+static int mark_net(Guard *g, const char *name, const char *why, unsigned depth) {
+        char path[PATH_MAX], target[PATH_MAX];
+        if (depth > 8)
+                return add_blind(g, ELOOP, UNKNOWN_NET, SYSFS_CLASS_NET "/%s (lower devices nested too deep)", name);
+        snprintf(path, sizeof(path), SYSFS_CLASS_NET "/%s", name);
+        int r = read_link(path, target);
+        if (r < 0)
+                return add_blind(g, r, UNKNOWN_NET, "%s", path);
+        size_t dev = pci_parent_of(g->host, target);
+        if (dev != IOVIRT_NONE && (r = add_use(g, dev, "%s", why)) < 0)
+                return r;
+        _cleanup_closedir_ DIR *d = opendir(path);
+        if (!d)
+                return add_blind(g, -errno, UNKNOWN_NET, "%s", path);
+        struct dirent *de = NULL;
+        while ((r = next_entry(d, &de)) > 0)
+                if (strncmp(de->d_name, "lower_", 6) == 0 && (r = mark_net(g, de->d_name + 6, why, depth + 1)) < 0)
+                        return r;
+        return r < 0 ? add_blind(g, r, UNKNOWN_NET, "%s", path) : 0;
+}
+
+/* Is NAME up, and with which address (not IPv6 link-local)?  From getifaddrs */
+static bool interface_up(const struct ifaddrs *ifa, const char *name, char addr[static INET6_ADDRSTRLEN]) {
+        bool up = false;
+        addr[0] = '\0';
+        for (const struct ifaddrs *a = ifa; a; a = a->ifa_next) {
+                if (!streq_ptr(a->ifa_name, name))
+                        continue;
+                up |= (a->ifa_flags & IFF_UP) != 0;
+                if (addr[0] || !a->ifa_addr)
+                        continue;
+                if (a->ifa_addr->sa_family == AF_INET)
+                        inet_ntop(AF_INET, &((struct sockaddr_in *) a->ifa_addr)->sin_addr, addr, INET6_ADDRSTRLEN);
+                else if (a->ifa_addr->sa_family == AF_INET6 &&
+                         !IN6_IS_ADDR_LINKLOCAL(&((struct sockaddr_in6 *) a->ifa_addr)->sin6_addr))
+                        inet_ntop(AF_INET6, &((struct sockaddr_in6 *) a->ifa_addr)->sin6_addr, addr, INET6_ADDRSTRLEN);
+        }
+        return up;
+}
+
 static int scan_network(Guard *g) {
         _cleanup_(freeifaddrsp) struct ifaddrs *ifa = NULL;
         _cleanup_free_ char *routes4 = NULL, *routes6 = NULL;
@@ -391,43 +563,21 @@ static int scan_network(Guard *g) {
         int r = read_routes(g, &routes4, &routes6);
         if (r < 0 || !routes4)
                 return r;
-        struct dirent *de;
-        while (r >= 0 && (de = readdir(d))) {
-                char path[PATH_MAX], target[PATH_MAX], addr[INET6_ADDRSTRLEN] = "";
-                bool up = false, is_default = false;
-                if (de->d_name[0] == '.')
-                        continue;
-                snprintf(path, sizeof(path), SYSFS_CLASS_NET "/%s", de->d_name);
-                r = read_link(path, target);
-                if (r < 0) {
-                        r = add_blind(g, r, UNKNOWN_NET, "%s", path);
-                        continue;
-                }
-                size_t dev = pci_parent_of(g->host, target);
-                if (dev == IOVIRT_NONE)
-                        continue;
-                for (struct ifaddrs *a = ifa; a; a = a->ifa_next) {
-                        if (!streq_ptr(a->ifa_name, de->d_name))
-                                continue;
-                        up |= (a->ifa_flags & IFF_UP) != 0;
-                        if (addr[0] || !a->ifa_addr)
-                                continue;
-                        if (a->ifa_addr->sa_family == AF_INET)
-                                inet_ntop(AF_INET, &((struct sockaddr_in *) a->ifa_addr)->sin_addr, addr, sizeof(addr));
-                        else if (a->ifa_addr->sa_family == AF_INET6 &&
-                                 !IN6_IS_ADDR_LINKLOCAL(&((struct sockaddr_in6 *) a->ifa_addr)->sin6_addr))
-                                inet_ntop(AF_INET6, &((struct sockaddr_in6 *) a->ifa_addr)->sin6_addr, addr,
-                                          sizeof(addr));
-                }
+        struct dirent *de = NULL;
+        while ((r = next_entry(d, &de)) > 0) {
+                char addr[INET6_ADDRSTRLEN], why[512];
+                bool is_default = false, up = interface_up(ifa, de->d_name, addr);
                 bool routed = up && has_route(routes4, routes6, de->d_name, &is_default);
                 if (!up || (!addr[0] && !routed))
                         continue;
-                r = add_use(g, dev, "carries the network interface %s, which is up%s%s%s%s", de->d_name,
-                            addr[0] ? " with the address " : "", addr,
-                            routed ? (addr[0] ? " and " : " with ") : "",
-                            is_default ? "the default route" : routed ? "a route" : "");
+                snprintf(why, sizeof(why), "carries the network interface %s, which is up%s%s%s%s", de->d_name,
+                         addr[0] ? " with the address " : "", addr, routed ? (addr[0] ? " and " : " with ") : "",
+                         is_default ? "the default route" : routed ? "a route" : "");
+                r = mark_net(g, de->d_name, why, 0);
+                if (r < 0)
+                        return r;
         }
-        return r;
+        return r < 0 ? add_blind(g, r, UNKNOWN_NET, SYSFS_CLASS_NET) : 0;
 }
 
 static int scan_display(Guard *g) {

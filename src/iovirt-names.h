@@ -54,6 +54,7 @@
 #define SYSFS_CLASS_GRAPHICS "/sys/class/graphics"
 #define SYSFS_DEV_BLOCK "/sys/dev/block"
 #define SYSFS_BUS_VIRTIO_DEVICES "/sys/bus/virtio/devices"
+#define SYSFS_FS_BTRFS "/sys/fs/btrfs"
 #define SYSFS_ACPI_TABLES "/sys/firmware/acpi/tables"
 #define SYSFS_MODULE "/sys/module"
 #define SYSFS_UNSAFE_INTERRUPTS "/sys/module/vfio_iommu_type1/parameters/allow_unsafe_interrupts"

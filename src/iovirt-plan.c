@@ -263,7 +263,19 @@ static int check_host_critical(const IovirtPlanContext *ctx, void *userdata, Iov
                 return iovirt_check_set(c, IOVIRT_PLAN_FAIL, IOVIRT_REASON_HOST_CRITICAL, NULL,
                                         "The host needs group %d: %s. Stop using it first (unmount, swapoff, "
                                         "'ip link set dev IFACE down', another console)", g, t.s);
-        /* what the guard could not read, it cannot vouch for */
+        if (usage->n_blind)
+                return 0;     /* no use found, but not everything was read: host-readable says so */
+        return iovirt_check_set(c, IOVIRT_PLAN_PASS, IOVIRT_REASON_NONE, NULL,
+                                "No mount, swap, array, active network interface or console uses group %d", g);
+}
+
+/* What the guard could not read, it cannot vouch for */
+static int check_host_readable(const IovirtPlanContext *ctx, void *userdata, IovirtPlanCheck *c) {
+        const IovirtUsage *usage = ctx->in->usage;
+        _cleanup_(iovirt_text_clear) IovirtText t = {};
+
+        if (usage->n_blind == 0)
+                return 0;
         for (size_t b = 0; b < usage->n_blind; b++) {
                 _cleanup_free_ char *why = iovirt_blind_spot_text(&usage->blind[b]);
                 if (!why)
@@ -272,12 +284,9 @@ static int check_host_critical(const IovirtPlanContext *ctx, void *userdata, Iov
         }
         if (t.failed)
                 return -ENOMEM;
-        if (t.s)
-                return iovirt_check_set(c, IOVIRT_PLAN_FAIL, IOVIRT_REASON_HOST_UNREADABLE, NULL,
-                                        "Cannot tell whether the host needs group %d: %s. Refused until iovirtd can "
-                                        "read it (is it running with the privileges its unit gives it?)", g, t.s);
-        return iovirt_check_set(c, IOVIRT_PLAN_PASS, IOVIRT_REASON_NONE, NULL,
-                                "No mount, swap, array, active network interface or console uses group %d", g);
+        return iovirt_check_set(c, IOVIRT_PLAN_FAIL, IOVIRT_REASON_HOST_UNREADABLE, NULL,
+                                "Cannot tell whether the host needs group %d: %s. Refused until iovirtd can read it "
+                                "(is it running with the privileges its unit gives it?)", ctx->in->group, t.s);
 }
 
 /* Not a refusal, but the next VM would see the last one's state */
@@ -304,6 +313,7 @@ static const IovirtPlanRule builtin_rules[] = {
         { "whole-group", check_whole_group, NULL },
         { "isolation", check_isolation, NULL },
         { "host-critical", check_host_critical, NULL },
+        { "host-readable", check_host_readable, NULL },
         { "reset", check_reset, NULL },
 };
 

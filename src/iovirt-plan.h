@@ -56,8 +56,12 @@ typedef enum IovirtReason {
 const char *iovirt_plan_status_name(IovirtPlanStatus s);
 const char *iovirt_reason_name(IovirtReason r);
 
+/* A check's id and override are not copied: they must be static strings,
+ * as they outlive the rule that set them (a plan lives until its
+ * transaction ends). */
 typedef struct IovirtPlanCheck {
-        const char *id;                   /* "iommu", "ownership", "whole-group", "isolation", "host-critical", "reset" */
+        const char *id;                   /* "iommu", "ownership", "whole-group", "isolation", "host-critical",
+                                           * "host-readable", "reset" */
         IovirtPlanStatus status;
         IovirtReason reason;
         char *message;

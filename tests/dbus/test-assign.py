@@ -231,6 +231,26 @@ def refusals():
     finally:
         env.close()
 
+    # the host's NIC as a port of a bridge that holds the address, as on most libvirt hosts
+    setup = ("ip link add enp3s0 type veth peer name peer0 && ip link add br0 type bridge && "
+             "ip link set enp3s0 master br0 && ip addr add 192.0.2.20/24 dev br0 && ip link set enp3s0 up && "
+             "ip link set peer0 up && ip link set br0 up && ip route add default via 192.0.2.1 dev br0 && "
+             "exec \"$@\"")
+    host = HOSTS["desktop"]()
+    env = Env(host, wrapper=["unshare", "-n", "sh", "-c", setup, "sh"])
+    try:
+        # the testbed's sysfs, as the kernel shows a bridge: a virtual device with lower_ links
+        br = os.path.join(env.tb, "sys/devices/virtual/net/br0")
+        os.makedirs(br)
+        os.symlink("../../devices/virtual/net/br0", os.path.join(env.tb, "sys/class/net/br0"))
+        nic = os.readlink(os.path.join(env.tb, "sys/class/net/enp3s0"))
+        os.symlink(os.path.relpath(os.path.normpath(os.path.join(env.tb, "sys/class/net", nic)), br),
+                   os.path.join(br, "lower_enp3s0"))
+        refused(env, "a NIC that is a port of a bridge with the address and the default route",
+                env.assign("03:00.0", "vm"), "org.iovirt1.Error.HostCritical", "br0", "192.0.2.20", "default route")
+    finally:
+        env.close()
+
 
 # ---- fail closed: what the guard cannot read, it does not vouch for ----
 def fail_closed():
@@ -245,10 +265,11 @@ def fail_closed():
                 "cannot tell whether a device backs a filesystem")
         rc, out, err = env.ctl("--json", "assign", "03:00.0", "--to", "vm", "--dry-run")
         checks = {c["id"]: c for c in json.loads(out)["checks"]} if out else {}
-        hc = checks.get("host-critical", {})
+        hc = checks.get("host-readable", {})
         t.ok(rc == 1 and hc.get("status") == "fail" and hc.get("reason") == "host-unreadable" and
-             hc.get("error") == "org.iovirt1.Error.HostCritical",
-             "the plan's host-critical check fails with reason host-unreadable", out + err)
+             hc.get("error") == "org.iovirt1.Error.HostCritical" and "host-critical" not in checks,
+             "the plan's host-readable check fails with reason host-unreadable, and host-critical does not pass",
+             out + err)
         t.ok(env.snapshot() == before and not env.records(), "nothing was changed")
         os.rmdir(mountinfo)
         os.rename(mountinfo + ".aside", mountinfo)
@@ -272,6 +293,25 @@ def fail_closed():
         rc, out, err = env.ctl("assign", "03:00.0", "--to", "vm")
         t.ok(rc == 0 and env.driver("0000:03:00.0") == "vfio-pci",
              "once the guard can read everything again, the same assign goes through", out + err)
+
+        # filesystems mountinfo gives no device number (0:N)
+        with open(mountinfo) as f:
+            lines = [line for line in f if " / / " not in line and "/boot/efi" not in line]
+        btrfs = os.path.join(env.tb, "sys/fs/btrfs/0a1b2c3d-0000-4000-8000-000000000001/devices")
+        os.makedirs(btrfs)
+        os.symlink("../../../../class/block/nvme0n1p2", os.path.join(btrfs, "nvme0n1p2"))
+        with open(mountinfo, "w") as f:
+            f.writelines(lines + ["40 1 0:33 / / rw,relatime - btrfs /dev/nvme0n1p2 rw,ssd,subvol=/\n",
+                                  "41 1 0:34 / /var/lib/docker/x rw - overlay overlay rw,lowerdir=/a\n",
+                                  "42 1 0:35 / /home/u/.cache/doc rw - fuse.portal portal rw\n"])
+        refused(env, "a btrfs root, which mountinfo shows as 0:N", env.assign("02:00.0", "vm"),
+                "org.iovirt1.Error.HostCritical", "backs the btrfs filesystem mounted at /")
+        rc, out, err = env.ctl("--json", "assign", "04:00.0", "--to", "vm", "--dry-run")
+        t.ok(rc == 0 and json.loads(out)["allowed"], "overlay and FUSE mounts need no device behind them", out + err)
+        with open(mountinfo, "a") as f:
+            f.write("43 1 0:36 / /tank rw - zfs tank/data rw,xattr\n")
+        refused(env, "a ZFS dataset, whose disks iovirt cannot follow", env.assign("04:00.0", "vm"),
+                "org.iovirt1.Error.HostCritical", "the device behind the zfs filesystem tank/data mounted at /tank")
     finally:
         env.close()
 

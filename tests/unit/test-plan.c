@@ -182,6 +182,7 @@ static void test_isolated_passes(void **state) {
         assert_check(p, "whole-group", IOVIRT_PLAN_PASS, IOVIRT_REASON_NONE, "1 function of group 2 moves");
         assert_check(p, "isolation", IOVIRT_PLAN_PASS, IOVIRT_REASON_NONE, "isolated");
         assert_check(p, "host-critical", IOVIRT_PLAN_PASS, IOVIRT_REASON_NONE, NULL);
+        assert_null(check(p, "host-readable"));  /* everything read: nothing to say */
         assert_null(check(p, "reset"));          /* reset methods unknown: nothing to say */
         assert_null(iovirt_plan_refusal(p));
         assert_null(iovirt_plan_refusal_text(p));
@@ -348,19 +349,22 @@ static void test_host_unreadable(void **state) {
         Fixture *f = *state;
         add_blind_spot(f, "/proc/self/mountinfo", EACCES, "whether a device backs a filesystem");
         IovirtPlan *p = plan_for(f, "01:00.0");
-        assert_check(p, "host-critical", IOVIRT_PLAN_FAIL, IOVIRT_REASON_HOST_UNREADABLE,
+        assert_check(p, "host-readable", IOVIRT_PLAN_FAIL, IOVIRT_REASON_HOST_UNREADABLE,
                      "could not read /proc/self/mountinfo: Permission denied; cannot tell whether a device backs a "
                      "filesystem");
+        assert_null(check(p, "host-critical"));     /* no use found, but it does not pass blind */
         assert_non_null(iovirt_plan_refusal(p));
         iovirt_plan_free(p);
 }
 
-static void test_host_critical_before_blind(void **state) {
+static void test_host_critical_and_blind(void **state) {
         Fixture *f = *state;
         add_blind_spot(f, "/proc/swaps", ENOENT, "whether a device backs swap");
         add_use(f, "01:00.0", "carries the network interface enp1s0, which is up");
         IovirtPlan *p = plan_for(f, "01:00.0");
         assert_check(p, "host-critical", IOVIRT_PLAN_FAIL, IOVIRT_REASON_HOST_CRITICAL, "enp1s0");
+        assert_check(p, "host-readable", IOVIRT_PLAN_FAIL, IOVIRT_REASON_HOST_UNREADABLE, "/proc/swaps");
+        assert_ptr_equal(iovirt_plan_refusal(p), check(p, "host-critical"));
         iovirt_plan_free(p);
 }
 
@@ -540,7 +544,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_isolation_unknown, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_host_critical, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_host_unreadable, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_host_critical_before_blind, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_host_critical_and_blind, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_no_reset_warns, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_every_failure_listed, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_extra_rules, setup, teardown),
