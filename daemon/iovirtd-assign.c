@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <assert.h>
 #include <syslog.h>
 
 #include "iovirt-guard.h"
@@ -171,7 +172,7 @@ static int make_plan(Manager *m, const AssignArgs *a, IovirtPlan **ret, sd_bus_e
         const IovirtPlanInput in = {
                 .host = m->host, .verdicts = m->verdicts, .usage = usage, .state = m->state,
                 .consumer = a->consumer, .accept = a->accept, .group = group, .device = device,
-                .group_locked = group >= 0 && manager_group_locked(m, group),
+                .group_locked = group >= 0 && job_group_locked(m, group),
         };
         r = iovirt_plan_assign(&in, NULL, 0, ret);
         if (r < 0)
@@ -221,19 +222,16 @@ static void log_moves(const IovirtMoves *moves) {
                                 moves->moves[i].to ? moves->moves[i].to : "no driver", moves->moves[i].usec / 1000.0);
 }
 
-/* Puts rec (taken) into the state in place of the group's record; NULL drops it. */
+/* Puts rec (taken) in place of the group's record, which a transaction
+ * on the group always has (its placeholder, or the record it releases):
+ * replacing one cannot fail.  NULL drops it. */
 static void state_settle(Manager *m, int group, IovirtRecord *rec) {
         if (!rec) {
                 iovirt_state_drop(m->state, group);
                 return;
         }
-        int r = iovirt_state_put(m->state, rec);
-        if (r < 0) {
-                /* the record is on disk; the next start reads it */
-                log_error_errno(r, "Group %d: could not keep its record in memory; restart iovirtd to reread it: %m",
-                                group);
-                iovirt_record_free(rec);
-        }
+        assert(iovirt_state_find(m->state, group));
+        (void) iovirt_state_put(m->state, rec);
 }
 
 /* ---- Assign: validate, plan, (authorize, plan again, act) ---- */
@@ -246,26 +244,35 @@ static int answer_without_acting(sd_bus_message *msg, const IovirtPlan *plan, co
         return reply_plan(msg, plan);
 }
 
-int prepare_assign(sd_bus_message *msg, void *userdata, bool *interactive, sd_bus_error *error) {
-        Manager *m = userdata;
+/* Validates msg's arguments and plans.  A refusal, or a plan with nothing
+ * to do, is answered here (1); 0 with *ret a plan to carry out. */
+static int plan_or_answer(Manager *m, sd_bus_message *msg, AssignArgs *a, IovirtPlan **ret, sd_bus_error *error) {
         _cleanup_(iovirt_plan_freep) IovirtPlan *plan = NULL;
-        AssignArgs a;
         int r;
 
-        r = read_assign_args(msg, true, &a, error);
+        r = read_assign_args(msg, true, a, error);
         if (r >= 0)
                 r = manager_accepting(m, error);
         if (r >= 0)
-                r = make_plan(m, &a, &plan, error);
+                r = make_plan(m, a, &plan, error);
         if (r < 0)
                 return r;
-        /* a refusal, or nothing to do: answered without asking for a password */
         if (iovirt_plan_refusal(plan) || plan->done) {
-                r = answer_without_acting(msg, plan, &a, error);
+                r = answer_without_acting(msg, plan, a, error);
                 return r < 0 ? r : 1;
         }
-        *interactive = a.interactive;
+        *ret = TAKE_PTR(plan);
         return 0;
+}
+
+int prepare_assign(sd_bus_message *msg, void *userdata, bool *interactive, sd_bus_error *error) {
+        _cleanup_(iovirt_plan_freep) IovirtPlan *plan = NULL;
+        AssignArgs a;
+        /* a refusal, or nothing to do: answered without asking for a password */
+        int r = plan_or_answer(userdata, msg, &a, &plan, error);
+        if (r == 0)
+                *interactive = a.interactive;
+        return r;
 }
 
 typedef struct AssignJob {
@@ -339,28 +346,31 @@ int act_assign(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         int r;
 
         /* the host may have changed while a password was typed: plan again */
-        r = read_assign_args(msg, true, &a, error);
-        if (r >= 0)
-                r = manager_accepting(m, error);
-        if (r >= 0)
-                r = make_plan(m, &a, &plan, error);
-        if (r < 0)
+        r = plan_or_answer(m, msg, &a, &plan, error);
+        if (r != 0)
                 return r;
-        if (iovirt_plan_refusal(plan) || plan->done)
-                return answer_without_acting(msg, plan, &a, error);
-
-        r = placeholder_record(plan, &placeholder);
-        if (r < 0)
-                return r;
+        int group = plan->group;
         AssignJob *j = calloc(1, sizeof(AssignJob));
         if (!j)
                 return -ENOMEM;
         *j = (AssignJob) { .plan = TAKE_PTR(plan), .dir = m->state_dir };
-        int group = j->plan->group;
+
+        /* The placeholder goes in first: once it is there, settling the
+         * result only replaces it, which cannot fail, so the group is never
+         * without a record while the job or its outcome holds it. */
+        r = placeholder_record(j->plan, &placeholder);
+        if (r >= 0)
+                r = iovirt_state_put(m->state, placeholder);
+        if (r < 0) {
+                assign_job_free(j);
+                return r;
+        }
+        TAKE_PTR(placeholder);
         r = job_start(m, msg, &group, 1, assign_work, assign_done, j, assign_job_free);
-        if (r < 0)
+        if (r < 0) {
+                iovirt_state_drop(m->state, group);
                 return sd_bus_error_set_errnof(error, r, "Could not start assigning group %d: %m", group);
-        state_settle(m, group, TAKE_PTR(placeholder));
+        }
         return 1;
 }
 
@@ -537,7 +547,7 @@ static int release_target(Manager *m, sd_bus_message *msg, int *ret, bool *inter
         if (!rec)
                 return sd_bus_error_setf(error, IOVIRT_ERROR_NOT_ASSIGNED,
                                          "Group %d is not assigned; iovirtctl list-assignments shows what is", group);
-        if (manager_group_locked(m, group))
+        if (job_group_locked(m, group))
                 return sd_bus_error_setf(error, IOVIRT_ERROR_BUSY,
                                          "Group %d is being %s %s right now; try again when that has finished", group,
                                          rec->phase == IOVIRT_PHASE_RELEASING ? "given back by" : "assigned to",
@@ -581,7 +591,7 @@ static int consumer_groups(Manager *m, sd_bus_message *msg, int **ret, size_t *n
                 const IovirtRecord *rec = m->state->records[i];
                 if (!streq_ptr(rec->consumer, consumer))
                         continue;
-                if (manager_group_locked(m, rec->group))
+                if (job_group_locked(m, rec->group))
                         return sd_bus_error_setf(error, IOVIRT_ERROR_BUSY,
                                                  "Group %d of %s is in a transaction right now; try again when that "
                                                  "has finished", rec->group, consumer);

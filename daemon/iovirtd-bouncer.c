@@ -9,10 +9,11 @@
  * what it does.  tests/dbus checks the live interface, the polkit actions
  * and the bus policy against this table (iovirtd --list-methods). */
 const GuardedMethod guarded_methods[] = {
-        { "Reload", IOVIRT_ACTION_RELOAD, prepare_reload, act_reload },
-        { "Assign", IOVIRT_ACTION_ASSIGN, prepare_assign, act_assign },
-        { "Release", IOVIRT_ACTION_RELEASE, prepare_release, act_release },
-        { "ReleaseConsumer", IOVIRT_ACTION_RELEASE, prepare_release_consumer, act_release_consumer },
+        { IOVIRT_MANAGER_INTERFACE, "Reload", IOVIRT_ACTION_RELOAD, prepare_reload, act_reload },
+        { IOVIRT_MANAGER_INTERFACE, "Assign", IOVIRT_ACTION_ASSIGN, prepare_assign, act_assign },
+        { IOVIRT_MANAGER_INTERFACE, "Release", IOVIRT_ACTION_RELEASE, prepare_release, act_release },
+        { IOVIRT_MANAGER_INTERFACE, "ReleaseConsumer", IOVIRT_ACTION_RELEASE, prepare_release_consumer,
+          act_release_consumer },
 };
 const size_t n_guarded_methods = ELEMENTSOF(guarded_methods);
 
@@ -32,9 +33,9 @@ struct Bouncer {
         Pending *pending;
 };
 
-const GuardedMethod *bouncer_find(const char *method) {
+const GuardedMethod *bouncer_find(const char *interface, const char *method) {
         for (size_t i = 0; i < n_guarded_methods; i++)
-                if (streq_ptr(guarded_methods[i].method, method))
+                if (streq_ptr(guarded_methods[i].interface, interface) && streq_ptr(guarded_methods[i].method, method))
                         return &guarded_methods[i];
         return NULL;
 }
@@ -126,11 +127,13 @@ finish:
         return r < 0 ? r : 1;
 }
 
-int bouncer_check(Bouncer *b, sd_bus_message *m, bool interactive, BouncerAct act, void *userdata,
-                  sd_bus_error *error) {
-        const char *method = sd_bus_message_get_member(m);
-        const GuardedMethod *g = bouncer_find(method);
-        const char *action = g ? g->action : NULL;
+/* Checks the sender of m for g's action.  Returns 1 when g->act ran (allowed
+ * at once), 0 when the answer is pending (act or an error reply follows
+ * later), negative on failure (error is set). */
+static int bouncer_check(Bouncer *b, sd_bus_message *m, const GuardedMethod *g, bool interactive, void *userdata,
+                         sd_bus_error *error) {
+        const char *method = g->method, *action = g->action;
+        BouncerAct act = g->act;
         sd_bus_creds *creds = NULL;
         uid_t uid;
         int r;
@@ -179,7 +182,7 @@ int bouncer_check(Bouncer *b, sd_bus_message *m, bool interactive, BouncerAct ac
 int method_guarded(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         Manager *manager = userdata;
         const char *method = sd_bus_message_get_member(m);
-        const GuardedMethod *g = bouncer_find(method);
+        const GuardedMethod *g = bouncer_find(sd_bus_message_get_interface(m), method);
         bool interactive = false;
         int r;
 
@@ -189,6 +192,6 @@ int method_guarded(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         r = g->prepare(m, userdata, &interactive, error);
         if (r != 0)
                 return r;
-        r = bouncer_check(manager->bouncer, m, interactive, g->act, userdata, error);
+        r = bouncer_check(manager->bouncer, m, g, interactive, userdata, error);
         return r < 0 ? r : 1;
 }

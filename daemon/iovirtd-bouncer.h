@@ -17,10 +17,12 @@
  * once, without polkit: reading is open to everyone, so this tells nobody
  * anything new, and nobody types a password to be told "leaky".  Only a
  * call that would be carried out is authorized; act then plans again, since
- * the host may have changed while the password was typed.  uid 0 is always allowed; everyone else is
- * asked about through polkit's CheckAuthorization, asynchronously, so that a
- * password prompt never blocks other clients.  With no polkit on the bus,
- * only uid 0 is allowed: fail closed. */
+ * the host may have changed while the password was typed.
+ *
+ * uid 0 is always allowed; everyone else is asked about through polkit's
+ * CheckAuthorization, asynchronously, so that a password prompt never
+ * blocks other clients.  With no polkit on the bus, only uid 0 is allowed:
+ * fail closed. */
 
 typedef struct Bouncer Bouncer;
 
@@ -32,6 +34,7 @@ typedef int (*BouncerAct)(sd_bus_message *m, void *userdata, sd_bus_error *error
 typedef int (*BouncerPrepare)(sd_bus_message *m, void *userdata, bool *interactive, sd_bus_error *error);
 
 typedef struct GuardedMethod {
+        const char *interface;
         const char *method;
         const char *action;          /* polkit */
         BouncerPrepare prepare;
@@ -41,17 +44,12 @@ typedef struct GuardedMethod {
 extern const GuardedMethod guarded_methods[];
 extern const size_t n_guarded_methods;
 
-const GuardedMethod *bouncer_find(const char *method);
-
-/* The vtable handler of every guarded method; userdata is the Manager. */
-int method_guarded(sd_bus_message *m, void *userdata, sd_bus_error *error);
+const GuardedMethod *bouncer_find(const char *interface, const char *method);
 
 int bouncer_new(sd_bus *bus, Bouncer **ret);
 Bouncer *bouncer_free(Bouncer *b);
 
-
-/* Checks the sender of m for the action of its method.  Returns 1 when act
- * ran (allowed at once), 0 when the answer is pending (act or an error reply
- * follows later), negative on failure (error is set). */
-int bouncer_check(Bouncer *b, sd_bus_message *m, bool interactive, BouncerAct act, void *userdata,
-                  sd_bus_error *error);
+/* The vtable handler of every guarded method; userdata is the Manager.
+ * prepare, then polkit for the method's action, then act: nothing else
+ * reaches an act. */
+int method_guarded(sd_bus_message *m, void *userdata, sd_bus_error *error);

@@ -17,7 +17,6 @@ struct Job {
         void *data;
         void (*free_data)(void *);
         pthread_t thread;
-        bool started;
         int efd;                     /* written by the thread when work returns */
         sd_event_source *source;
         Job *prev, *next;
@@ -43,7 +42,7 @@ static Job *job_free(Job *j) {
         return NULL;
 }
 
-bool manager_group_locked(Manager *m, int group) {
+bool job_group_locked(Manager *m, int group) {
         for (Job *j = m->jobs; j; j = j->next)
                 for (size_t i = 0; i < j->n_groups; i++)
                         if (j->groups[i] == group)
@@ -66,7 +65,6 @@ static int job_finish(Job *j) {
         Manager *m = j->manager;
 
         pthread_join(j->thread, NULL);
-        j->started = false;
         int r = j->done(m, j->request, j->data);
         if (r < 0)
                 (void) sd_bus_reply_method_errno(j->request, r, NULL);
@@ -88,7 +86,7 @@ int job_start(Manager *m, sd_bus_message *request, const int *groups, size_t n_g
         int r;
 
         for (size_t i = 0; i < n_groups; i++)
-                if (manager_group_locked(m, groups[i])) {
+                if (job_group_locked(m, groups[i])) {
                         if (free_data)
                                 free_data(data);
                         return -EBUSY;
@@ -127,17 +125,12 @@ int job_start(Manager *m, sd_bus_message *request, const int *groups, size_t n_g
                 job_free(j);
                 return r;
         }
-        j->started = true;
         return 0;
 }
 
-void manager_finish_jobs(Manager *m) {
+void job_finish_all(Manager *m) {
         while (m->jobs) {
-                Job *j = m->jobs;
-                if (!j->started) {
-                        job_free(j);
-                        continue;
-                }
+                Job *j = m->jobs;      /* a linked job has its thread: job_start() unlinks it otherwise */
                 eventfd_t v;
                 struct pollfd p = { .fd = j->efd, .events = POLLIN };
                 while (poll(&p, 1, -1) < 0 && errno == EINTR)

@@ -31,7 +31,7 @@ int job_start(Manager *m, sd_bus_message *request, const int *groups, size_t n_g
               void *data, void (*free_data)(void *));
 
 /* Whether a running job holds group */
-bool manager_group_locked(Manager *m, int group);
+bool job_group_locked(Manager *m, int group);
 
 /* Waits for every running job and runs its done(): at shutdown. */
-void manager_finish_jobs(Manager *m);
+void job_finish_all(Manager *m);

@@ -41,7 +41,7 @@ static void manager_drop_model(Manager *m) {
 Manager *manager_free(Manager *m) {
         if (!m)
                 return NULL;
-        manager_finish_jobs(m);       /* their records and replies, before the bus goes */
+        job_finish_all(m);       /* their records and replies, before the bus goes */
         sd_event_source_disable_unref(m->monitor_source);
         sd_event_source_disable_unref(m->resync_timer);
         udev_monitor_unref(m->monitor);

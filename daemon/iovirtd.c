@@ -29,7 +29,7 @@ static void list_methods(void) {
         for (const sd_bus_vtable *v = manager_vtable; v->type != _SD_BUS_VTABLE_END; v++) {
                 if (v->type != _SD_BUS_VTABLE_METHOD)
                         continue;
-                const GuardedMethod *g = bouncer_find(v->x.method.member);
+                const GuardedMethod *g = bouncer_find(IOVIRT_MANAGER_INTERFACE, v->x.method.member);
                 if (v->x.method.handler != method_guarded)
                         printf("%s\tread-only\n", v->x.method.member);
                 else

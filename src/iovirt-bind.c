@@ -19,19 +19,6 @@ static uint64_t now_usec(void) {
         return (uint64_t) t.tv_sec * 1000000 + (uint64_t) t.tv_nsec / 1000;
 }
 
-static int set_reason(char **reason, int r, const char *fmt, ...) _printf_(3, 4);
-static int set_reason(char **reason, int r, const char *fmt, ...) {
-        if (reason) {
-                va_list ap;
-                va_start(ap, fmt);
-                free(*reason);
-                if (vasprintf(reason, fmt, ap) < 0)
-                        *reason = NULL;
-                va_end(ap);
-        }
-        return r;
-}
-
 int iovirt_bind_read(const char *address, char **driver, char **driver_override) {
         char dir[PATH_MAX], buf[256];
         int r;
@@ -58,7 +45,7 @@ int iovirt_bind_read(const char *address, char **driver, char **driver_override)
 static int write_sysfs(const char *path, const char *text, char **reason) {
         int r = iovirt_sysfs_write(path, text);
         if (r < 0)
-                return set_reason(reason, r, "Writing '%s' to %s failed: %s", text[0] == '\n' ? "\\n" : text, path,
+                return iovirt_set_reason(reason, r, "Writing '%s' to %s failed: %s", text[0] == '\n' ? "\\n" : text, path,
                                   strerror(-r));
         return 0;
 }
@@ -105,14 +92,22 @@ int iovirt_bind_load_vfio(char **reason) {
         const char *modprobe = getenv(IOVIRT_ENV_MODPROBE) ?: MODPROBE;
         char *argv[] = { (char *) modprobe, (char *) "vfio-pci", NULL };
         pid_t pid;
-        int status, r = posix_spawn(&pid, modprobe, NULL, NULL, argv, environ);
+        /* from a transaction's thread, whose mask may block SIGTERM: modprobe gets none blocked */
+        posix_spawnattr_t attr;
+        sigset_t none;
+        sigemptyset(&none);
+        posix_spawnattr_init(&attr);
+        posix_spawnattr_setsigmask(&attr, &none);
+        posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
+        int status, r = posix_spawn(&pid, modprobe, NULL, &attr, argv, environ);
+        posix_spawnattr_destroy(&attr);
         if (r != 0)
-                return set_reason(reason, -r, "Could not run %s to load vfio-pci: %s", modprobe, strerror(r));
+                return iovirt_set_reason(reason, -r, "Could not run %s to load vfio-pci: %s", modprobe, strerror(r));
         while (waitpid(pid, &status, 0) < 0)
                 if (errno != EINTR)
-                        return set_reason(reason, -errno, "Lost track of %s: %m", modprobe);
+                        return iovirt_set_reason(reason, -errno, "Lost track of %s: %m", modprobe);
         if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || access(path, F_OK) < 0)
-                return set_reason(reason, -ENOENT,
+                return iovirt_set_reason(reason, -ENOENT,
                                   "The vfio-pci driver is not loaded and '%s vfio-pci' failed; is the module "
                                   "installed for this kernel (CONFIG_VFIO_PCI)?", modprobe);
         return 0;
@@ -124,7 +119,7 @@ int iovirt_bind_to_vfio(const char *address, uint64_t timeout_usec, char **reaso
 
         r = iovirt_bind_read(address, &drv, &over);
         if (r < 0)
-                return set_reason(reason, r, "%s has gone away", address);
+                return iovirt_set_reason(reason, r, "%s has gone away", address);
         if (streq_ptr(drv, DRIVER_VFIO_PCI))
                 return 0;
         if (!streq_ptr(over, DRIVER_VFIO_PCI)) {
@@ -145,10 +140,10 @@ int iovirt_bind_to_vfio(const char *address, uint64_t timeout_usec, char **reaso
         iovirt_fault_point("assign.probe");
         r = wait_driver(address, DRIVER_VFIO_PCI, timeout_usec, &got);
         if (r == -ETIMEDOUT)
-                return set_reason(reason, -EIO, "vfio-pci did not take %s (it is %s%s); the kernel log (journalctl -k) "
+                return iovirt_set_reason(reason, -EIO, "vfio-pci did not take %s (it is %s%s); the kernel log (journalctl -k) "
                                                 "says why", address, got ? "on " : "without a driver", got ? got : "");
         if (r < 0)
-                return set_reason(reason, r, "%s has gone away", address);
+                return iovirt_set_reason(reason, r, "%s has gone away", address);
         iovirt_fault_point("assign.bound");
         return 0;
 }
@@ -160,9 +155,9 @@ int iovirt_bind_restore(const IovirtFunctionRecord *f, uint64_t timeout_usec, ch
 
         r = iovirt_bind_read(f->address, &drv, &over);
         if (r < 0)
-                return set_reason(reason, r, "%s has gone away", f->address);
+                return iovirt_set_reason(reason, r, "%s has gone away", f->address);
         if (drv && !streq_ptr(drv, DRIVER_VFIO_PCI) && !(f->original_known && streq_ptr(drv, f->driver)))
-                return set_reason(reason, -EBUSY, "%s is on %s, which iovirt did not bind; it was left there",
+                return iovirt_set_reason(reason, -EBUSY, "%s is on %s, which iovirt did not bind; it was left there",
                                   f->address, drv);
 
         if (streq_ptr(drv, DRIVER_VFIO_PCI) && !(f->original_known && streq_ptr(f->driver, DRIVER_VFIO_PCI))) {
@@ -188,14 +183,14 @@ int iovirt_bind_restore(const IovirtFunctionRecord *f, uint64_t timeout_usec, ch
         r = wait_driver(f->address, f->original_known ? f->driver : NULL, timeout_usec, &got);
         if (r == -ETIMEDOUT) {
                 if (!f->original_known)
-                        return set_reason(reason, -ENOENT, "No driver took %s back (its original driver was not "
+                        return iovirt_set_reason(reason, -ENOENT, "No driver took %s back (its original driver was not "
                                                            "recorded)", f->address);
-                return set_reason(reason, -EIO, "%s did not go back to %s (it is %s%s); is the %s module loaded? "
+                return iovirt_set_reason(reason, -EIO, "%s did not go back to %s (it is %s%s); is the %s module loaded? "
                                                  "The kernel log (journalctl -k) says why",
                                   f->address, f->driver, got ? "on " : "without a driver", got ? got : "", f->driver);
         }
         if (r < 0)
-                return set_reason(reason, r, "%s has gone away", f->address);
+                return iovirt_set_reason(reason, r, "%s has gone away", f->address);
         return 0;
 }
 

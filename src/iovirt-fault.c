@@ -7,7 +7,7 @@
 
 #if IOVIRT_FAULT_INJECTION
 void iovirt_fault_point(const char *point) {
-        static unsigned hits;
+        static _Atomic unsigned hits;       /* transactions run on several threads */
         const char *want = getenv(IOVIRT_ENV_FAULT);
         if (!want)
                 return;
@@ -15,9 +15,10 @@ void iovirt_fault_point(const char *point) {
         if (strlen(point) != l || strncmp(point, want, l) != 0)
                 return;
         unsigned nth = want[l] == ':' ? (unsigned) atoi(want + l + 1) : 1;
-        if (++hits < nth)
+        unsigned hit = ++hits;
+        if (hit < nth)
                 return;
-        fprintf(stderr, "iovirt: fault injection: killed at %s (hit %u)\n", point, hits);
+        fprintf(stderr, "iovirt: fault injection: killed at %s (hit %u)\n", point, hit);
         raise(SIGKILL);
 }
 #endif

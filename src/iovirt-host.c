@@ -694,8 +694,10 @@ int iovirt_host_update_device(IovirtHost *h, const char *syspath, bool removed, 
         }
         if (ret->kind != IOVIRT_DEVICE_REMOVED) {
                 const IovirtDevice *now = &h->devices[iovirt_host_find_address(h, &addr)];
-                if (dup_fact(&ret->new_driver, now->driver) < 0)
+                if (dup_fact(&ret->new_driver, now->driver) < 0) {
+                        h->damaged = true;      /* changed, but the caller cannot be told how */
                         return -ENOMEM;
+                }
                 ret->new_group = now->iommu_group;
                 if (ret->kind == IOVIRT_DEVICE_CHANGED && streq_ptr(ret->old_driver, ret->new_driver) &&
                     ret->old_group == ret->new_group)

@@ -72,17 +72,6 @@ static size_t restore_all(IovirtRecord *rec, IovirtMoves *moves, IovirtText *t) 
         return failed;
 }
 
-static int set_reason(char **reason, const char *fmt, ...) _printf_(2, 3);
-static int set_reason(char **reason, const char *fmt, ...) {
-        va_list ap;
-        free(*reason);
-        va_start(ap, fmt);
-        if (vasprintf(reason, fmt, ap) < 0)
-                *reason = NULL;
-        va_end(ap);
-        return 0;
-}
-
 /* The intent: the consumer, and each function's original driver and
  * override as the kernel has them now (the model may lag). */
 static int assign_intent(const IovirtPlan *p, IovirtRecord **ret, char **reason) {
@@ -104,9 +93,9 @@ static int assign_intent(const IovirtPlan *p, IovirtRecord **ret, char **reason)
                 f->original_known = true;
                 r = iovirt_bind_read(f->address, &f->driver, &f->driver_override);
                 if (r == -ENODEV)
-                        set_reason(reason, "%s has gone away; nothing was changed", f->address);
+                        iovirt_set_reason(reason, r, "%s has gone away; nothing was changed", f->address);
                 else if (r < 0)
-                        set_reason(reason, "Could not read the driver and driver_override of %s: %s; without them it "
+                        iovirt_set_reason(reason, r, "Could not read the driver and driver_override of %s: %s; without them it "
                                            "could not be put back, so nothing was changed", f->address, strerror(-r));
                 if (r < 0)
                         return r;
@@ -131,8 +120,8 @@ int iovirt_assign_execute(const IovirtPlan *p, const char *dir, IovirtRecord **r
                 return r;
         r = iovirt_record_save(dir, rec);
         if (r < 0)
-                return set_reason(reason, "Could not write the intent record to %s: %s; nothing was changed", dir,
-                                  strerror(-r)), r;
+                return iovirt_set_reason(reason, r, "Could not write the intent record to %s: %s; nothing was changed",
+                                         dir, strerror(-r));
         iovirt_fault_point("assign.intent");
 
         _cleanup_free_ char *why = NULL;
@@ -145,14 +134,15 @@ int iovirt_assign_execute(const IovirtPlan *p, const char *dir, IovirtRecord **r
         if (r >= 0) {
                 r = iovirt_bind_wait_node(p->group, true, IOVIRT_BIND_TIMEOUT_USEC);
                 if (r < 0)
-                        set_reason(&why, "vfio-pci took every function but " DEV_VFIO "/%d did not appear", p->group);
+                        iovirt_set_reason(&why, r, "vfio-pci took every function but " DEV_VFIO "/%d did not appear",
+                                          p->group);
         }
         iovirt_fault_point("assign.node");
         if (r >= 0) {
                 rec->phase = IOVIRT_PHASE_ASSIGNED;
                 r = iovirt_record_save(dir, rec);
                 if (r < 0)
-                        set_reason(&why, "Could not record the assignment in %s: %s", dir, strerror(-r));
+                        iovirt_set_reason(&why, r, "Could not record the assignment in %s: %s", dir, strerror(-r));
         }
         if (r >= 0) {
                 iovirt_fault_point("assign.commit");
@@ -200,14 +190,32 @@ int iovirt_release_notes(const IovirtHost *h, const IovirtRecord *rec, char **re
         return 0;
 }
 
+/* Is f where a release leaves it?  Gone counts as back.  A function whose
+ * original is unknown (a record rebuilt from the host) is back once it is
+ * off vfio-pci with no vfio-pci override: the kernel chose its driver. */
+static bool function_back(const IovirtFunctionRecord *f) {
+        _cleanup_free_ char *drv = NULL, *over = NULL;
+        int r = iovirt_bind_read(f->address, &drv, &over);
+        if (r == -ENODEV)
+                return true;
+        if (r < 0)
+                return false;     /* cannot tell: keep it for the retry */
+        if (!f->original_known)
+                return !streq_ptr(drv, DRIVER_VFIO_PCI) && !streq_ptr(over, DRIVER_VFIO_PCI);
+        return streq_ptr(drv, f->driver) && streq_ptr(over, f->driver_override);
+}
+
 int iovirt_release_execute(IovirtRecord *rec, const char *dir, IovirtMoves *moves, char **notes, char **reason) {
+        IovirtPhase was = rec->phase;
         int r;
 
         rec->phase = IOVIRT_PHASE_RELEASING;
         r = iovirt_record_save(dir, rec);
-        if (r < 0)
-                return set_reason(reason, "Could not write the intent record to %s: %s; nothing was changed", dir,
-                                  strerror(-r)), r;
+        if (r < 0) {
+                rec->phase = was;     /* as the file still says */
+                return iovirt_set_reason(reason, r, "Could not write the intent record to %s: %s; nothing was changed",
+                                         dir, strerror(-r));
+        }
         iovirt_fault_point("release.intent");
 
         IovirtText t = {};
@@ -216,11 +224,8 @@ int iovirt_release_execute(IovirtRecord *rec, const char *dir, IovirtMoves *move
                 /* keep what could not go back, for a retry */
                 size_t kept = 0;
                 for (size_t i = 0; i < rec->n_functions; i++) {
-                        _cleanup_free_ char *drv = NULL, *over = NULL;
                         IovirtFunctionRecord *f = &rec->functions[i];
-                        bool back = iovirt_bind_read(f->address, &drv, &over) == -ENODEV ||
-                                    (f->original_known && streq_ptr(drv, f->driver) && streq_ptr(over, f->driver_override));
-                        if (back) {
+                        if (function_back(f)) {
                                 free(f->driver);
                                 free(f->driver_override);
                         } else
@@ -236,8 +241,8 @@ int iovirt_release_execute(IovirtRecord *rec, const char *dir, IovirtMoves *move
         r = iovirt_record_remove(dir, rec->group);
         if (r < 0) {
                 iovirt_text_clear(&t);
-                return set_reason(reason, "Every function is back, but %s/group-%d.json could not be removed: %s",
-                                  dir, rec->group, strerror(-r)), r;
+                return iovirt_set_reason(reason, r, "Every function is back, but %s/group-%d.json could not be "
+                                         "removed: %s", dir, rec->group, strerror(-r));
         }
         iovirt_fault_point("release.commit");
         *notes = iovirt_text_take(&t);       /* functions that had gone */

@@ -80,3 +80,15 @@ void iovirt_text_clear(IovirtText *t) {
         free(t->s);
         *t = (IovirtText) {};
 }
+
+int iovirt_set_reason(char **reason, int r, const char *fmt, ...) {
+        if (reason) {
+                va_list ap;
+                va_start(ap, fmt);
+                free(*reason);
+                if (vasprintf(reason, fmt, ap) < 0)
+                        *reason = NULL;
+                va_end(ap);
+        }
+        return r;
+}

@@ -95,6 +95,11 @@ void *iovirt_grow(void **array, size_t *n, size_t *allocated, size_t size);
 int iovirt_strv_pushf(char ***v, size_t *n, const char *fmt, ...) _printf_(3, 4);
 void iovirt_strv_free(char **v, size_t n);
 
+/* Replaces *reason (when reason is not NULL) with a new sentence, and
+ * returns r: "return iovirt_set_reason(reason, r, ...)".  A sentence that
+ * cannot be made leaves *reason NULL; the error r still says what failed. */
+int iovirt_set_reason(char **reason, int r, const char *fmt, ...) _printf_(3, 4);
+
 /* A sentence built piece by piece.  An allocation that fails marks it
  * failed: every later add returns -ENOMEM and take returns NULL, so a
  * message is either whole or reported as missing, never cut short. */
