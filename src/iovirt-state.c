@@ -60,29 +60,65 @@ int iovirt_record_copy(const IovirtRecord *r, IovirtRecord **ret) {
         return 0;
 }
 
-static json_object *string_or_null(const char *s) {
-        return s ? json_object_new_string(s) : NULL;
+/* Adds v as o's member key.  The key is a literal, which json-c keeps
+ * without copying (one allocation fewer to fail).  json-c takes v only when
+ * the add succeeds; when it fails v is put here, so that the caller owns
+ * nothing either way. */
+static int add_member(json_object *o, const char *key, json_object *v) {
+        if (json_object_object_add_ex(o, key, v, JSON_C_OBJECT_ADD_CONSTANT_KEY) < 0) {
+                json_object_put(v);
+                return -ENOMEM;
+        }
+        return 0;
 }
 
-json_object *iovirt_record_to_json(const IovirtRecord *r) {
-        json_object *o = json_object_new_object(), *fns = json_object_new_array();
-        json_object_object_add(o, "version", json_object_new_int(IOVIRT_STATE_VERSION));
-        json_object_object_add(o, "group", json_object_new_int(r->group));
-        json_object_object_add(o, "consumer", json_object_new_string(r->consumer ? r->consumer : ""));
-        json_object_object_add(o, "phase", json_object_new_string(iovirt_phase_name(r->phase)));
-        json_object_object_add(o, "boot_id", string_or_null(r->boot_id));
-        json_object_object_add(o, "since_usec", json_object_new_uint64(r->since_usec));
-        for (size_t i = 0; i < r->n_functions; i++) {
-                const IovirtFunctionRecord *f = &r->functions[i];
-                json_object *fo = json_object_new_object();
-                json_object_object_add(fo, "address", json_object_new_string(f->address));
-                json_object_object_add(fo, "driver", string_or_null(f->driver));
-                json_object_object_add(fo, "driver_override", string_or_null(f->driver_override));
-                json_object_object_add(fo, "original_known", json_object_new_boolean(f->original_known));
-                json_object_array_add(fns, fo);
+/* v was just made: NULL means that failed, never JSON null */
+static int add_new(json_object *o, const char *key, json_object *v) {
+        return v ? add_member(o, key, v) : -ENOMEM;
+}
+
+/* s, or null for none: a string json-c could not make is an error, not
+ * "none" (a driver written as null is a function left without one) */
+static int add_string_or_null(json_object *o, const char *key, const char *s) {
+        return s ? add_new(o, key, json_object_new_string(s)) : add_member(o, key, NULL);
+}
+
+static int add_function(json_object *fns, const IovirtFunctionRecord *f) {
+        json_object *fo = json_object_new_object();
+        if (!fo)
+                return -ENOMEM;
+        if (json_object_array_add(fns, fo) < 0) {
+                json_object_put(fo);
+                return -ENOMEM;
         }
-        json_object_object_add(o, "functions", fns);
-        return o;
+        if (add_new(fo, "address", json_object_new_string(f->address)) < 0 ||
+            add_string_or_null(fo, "driver", f->driver) < 0 ||
+            add_string_or_null(fo, "driver_override", f->driver_override) < 0 ||
+            add_new(fo, "original_known", json_object_new_boolean(f->original_known)) < 0)
+                return -ENOMEM;
+        return 0;
+}
+
+/* The whole document, or NULL when memory ran out: never one with a member
+ * missing or turned into null */
+json_object *iovirt_record_to_json(const IovirtRecord *r) {
+        _cleanup_(json_object_putp) json_object *o = json_object_new_object();
+        json_object *fns;
+
+        if (!o || add_new(o, "version", json_object_new_int(IOVIRT_STATE_VERSION)) < 0 ||
+            add_new(o, "group", json_object_new_int(r->group)) < 0 ||
+            add_new(o, "consumer", json_object_new_string(r->consumer ? r->consumer : "")) < 0 ||
+            add_new(o, "phase", json_object_new_string(iovirt_phase_name(r->phase))) < 0 ||
+            add_string_or_null(o, "boot_id", r->boot_id) < 0 ||
+            add_new(o, "since_usec", json_object_new_uint64(r->since_usec)) < 0)
+                return NULL;
+        fns = json_object_new_array();
+        if (add_new(o, "functions", fns) < 0)
+                return NULL;
+        for (size_t i = 0; i < r->n_functions; i++)
+                if (add_function(fns, &r->functions[i]) < 0)
+                        return NULL;
+        return TAKE_PTR(o);
 }
 
 static int bad(char **reason, const char *what) {
@@ -230,8 +266,42 @@ static int write_all(int fd, const char *s, size_t n) {
         return 0;
 }
 
+/* Equal as load sees them: a NULL consumer is written as "" */
+static bool records_equal(const IovirtRecord *a, const IovirtRecord *b) {
+        if (a->group != b->group || a->phase != b->phase || a->since_usec != b->since_usec ||
+            !streq_ptr(a->consumer ? a->consumer : "", b->consumer) || !streq_ptr(a->boot_id, b->boot_id) ||
+            a->n_functions != b->n_functions)
+                return false;
+        for (size_t i = 0; i < a->n_functions; i++) {
+                const IovirtFunctionRecord *x = &a->functions[i], *y = &b->functions[i];
+                if (strcmp(x->address, y->address) != 0 || !streq_ptr(x->driver, y->driver) ||
+                    !streq_ptr(x->driver_override, y->driver_override) || x->original_known != y->original_known)
+                        return false;
+        }
+        return true;
+}
+
+static int parse_record_text(const char *text, size_t size, json_object **ret, char **reason);
+
+/* Reads text back as load will, before it is written: it must be r.
+ * -ENOMEM when memory ran out on the way; -EINVAL when r is not a record
+ * load would take (no function, an address or consumer it refuses), which
+ * written would only be set aside as damaged. */
+static int check_reads_back(const char *text, size_t size, const IovirtRecord *r) {
+        _cleanup_(json_object_putp) json_object *o = NULL;
+        _cleanup_(iovirt_record_freep) IovirtRecord *back = NULL;
+        _cleanup_free_ char *reason = NULL;
+        int k = parse_record_text(text, size, &o, &reason);
+        if (k >= 0)
+                k = iovirt_record_from_json(o, &back, &reason);
+        if (k == -ENOMEM)
+                return k;
+        return k >= 0 && records_equal(r, back) ? 0 : -EINVAL;
+}
+
 int iovirt_record_save(const char *dir, const IovirtRecord *r) {
         char path[PATH_MAX], tmp[PATH_MAX];
+        size_t size = 0;
         int k;
 
         k = record_path(path, dir, r->group);
@@ -242,12 +312,23 @@ int iovirt_record_save(const char *dir, const IovirtRecord *r) {
         _cleanup_(json_object_putp) json_object *o = iovirt_record_to_json(r);
         if (!o)
                 return -ENOMEM;
-        const char *text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED);
+        /* json-c (0.16 at least) carries on past an append that failed and
+         * returns the text without it: "driver": "" instead of the name.
+         * errno is the only sign (nothing in its writer clears it); reading
+         * the text back is the second. */
+        errno = 0;
+        const char *text = json_object_to_json_string_length(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED,
+                                                             &size);
+        if (!text || errno == ENOMEM)
+                return -ENOMEM;
+        k = check_reads_back(text, size, r);
+        if (k < 0)
+                return k;
 
         _cleanup_close_ int fd = mkostemp(tmp, O_CLOEXEC);
         if (fd < 0)
                 return -errno;
-        k = write_all(fd, text, strlen(text));
+        k = write_all(fd, text, size);
         if (k >= 0)
                 k = write_all(fd, "\n", 1);
         if (k >= 0 && fchmod(fd, 0644) < 0)
@@ -414,7 +495,21 @@ static void json_tokener_freep(json_tokener **t) {
 /* What save writes: one JSON value, then nothing but whitespace.
  * json_tokener_parse() stops after the first value and never looks at the
  * rest.  *ret is NULL for JSON null (which iovirt_record_from_json()
- * refuses, saying so).  -EBADMSG with *reason when it is not that. */
+ * refuses, saying so).  -EBADMSG with *reason when it is not that;
+ * -ENOMEM when memory ran out, which says nothing about the text.
+ *
+ * json-c (0.16 at least) does not say when memory runs out while parsing:
+ * a member it could not add is left out, a string it could not copy comes
+ * out short or empty, the value can be NULL with "success", and a key it
+ * could not copy crashes it further on.  What it cannot hide is errno,
+ * which a failed allocation sets to ENOMEM, so the text is fed one
+ * character at a time, errno checked after each, and nothing more fed once
+ * an allocation failed.  A character is never enough to go from a failure
+ * to the crash; and the tokener's only reset of errno (to 0, converting a
+ * number on the character after its last digit) comes before what it
+ * allocates for that character, except a duplocale() whose failure it
+ * gets by without.  (A glibc malloc() that succeeds by mmap() after brk()
+ * failed leaves ENOMEM too: then load says -ENOMEM, which is safe.) */
 static int parse_record_text(const char *text, size_t size, json_object **ret, char **reason) {
         if (strspn(text, " \t\n\r") == size) {
                 *reason = strdup("it is empty");
@@ -423,17 +518,30 @@ static int parse_record_text(const char *text, size_t size, json_object **ret, c
         _cleanup_(json_tokener_freep) json_tokener *tok = json_tokener_new();
         if (!tok)
                 return -ENOMEM;
+        _cleanup_(json_object_putp) json_object *o = NULL;
+        enum json_tokener_error jerr = json_tokener_continue;
+        size_t end = 0;
         /* the NUL after the text is given too: it ends a value at the end of
          * the text, as in json_tokener_parse() */
-        _cleanup_(json_object_putp) json_object *o = json_tokener_parse_ex(tok, text, (int) size + 1);
-        enum json_tokener_error jerr = json_tokener_get_error(tok);
+        for (size_t p = 0; p <= size && jerr == json_tokener_continue; p++) {
+                errno = 0;
+                o = json_tokener_parse_ex(tok, text + p, 1);
+                if (errno == ENOMEM)
+                        return -ENOMEM;
+                jerr = json_tokener_get_error(tok);
+                end = p + json_tokener_get_parse_end(tok);
+        }
+#if JSON_C_VERSION_NUM >= 0x001100
+        if (jerr == json_tokener_error_memory)      /* json-c 0.17 says so itself, at times */
+                return -ENOMEM;
+#endif
         if (jerr != json_tokener_success) {
                 if (asprintf(reason, "not JSON: %s",
                              jerr == json_tokener_continue ? "it ends too soon" : json_tokener_error_desc(jerr)) < 0)
                         return -ENOMEM;
                 return -EBADMSG;
         }
-        for (size_t p = json_tokener_get_parse_end(tok); p < size; p++)
+        for (size_t p = end; p < size; p++)
                 if (!strchr(" \t\n\r", text[p]) || text[p] == '\0') {
                         *reason = strdup("more follows the JSON value");
                         return *reason ? -EBADMSG : -ENOMEM;

@@ -50,7 +50,9 @@ int iovirt_record_copy(const IovirtRecord *r, IovirtRecord **ret);
 
 const char *iovirt_phase_name(IovirtPhase p);
 
-/* (De)serialisation, pure.  -EBADMSG names what is wrong in *reason. */
+/* (De)serialisation, pure.  to_json returns the whole document or NULL
+ * (out of memory: json-c would otherwise drop a field and carry on).
+ * from_json: -EBADMSG names what is wrong in *reason; -ENOMEM. */
 json_object *iovirt_record_to_json(const IovirtRecord *r);
 int iovirt_record_from_json(json_object *o, IovirtRecord **ret, char **reason);
 
@@ -60,7 +62,9 @@ const char *iovirt_state_dir(void);
 
 /* Writes the record atomically: a temporary file, fsync, rename over
  * group-N.json, fsync the directory.  On failure nothing is left behind and
- * the previous version stays. */
+ * the previous version stays.  The text is read back before it is
+ * written: -ENOMEM when memory ran out on the way, -EINVAL for a record
+ * that load would not take back as it is. */
 int iovirt_record_save(const char *dir, const IovirtRecord *r);
 /* Removes group-N.json durably; 0 when there was none. */
 int iovirt_record_remove(const char *dir, int group);

@@ -13,6 +13,85 @@
 #include "iovirt-state.h"
 #include "iovirt-sysfs.h"
 
+/* ---- allocations that fail on purpose, in the whole process ----
+ *
+ * json-c is a shared library that allocates inside itself, out of reach of
+ * alloc-fail.h's ld --wrap: malloc, calloc and realloc are defined here
+ * instead, for everyone (glibc lets a program replace them, and its own
+ * strdup(), duplocale() and the rest call them), passing on to glibc's.
+ * Not under AddressSanitizer, whose malloc this one would shadow while its
+ * free() got glibc's pointers; nor under plain valgrind, which replaces a
+ * program's malloc with its own (run valgrind with
+ * --soname-synonyms=somalloc=nouserintercepts to keep this one, then it
+ * checks the failure paths for leaks too).  oom_usable() tells. */
+
+#ifndef __has_feature
+#define __has_feature(x) 0
+#endif
+#if defined(__SANITIZE_ADDRESS__) || __has_feature(address_sanitizer)
+#define OOM_INTERPOSED 0
+#else
+#define OOM_INTERPOSED 1
+#endif
+
+static long oom_index = -1;     /* which allocation fails; -1: none */
+static long oom_count;          /* allocations since oom_fail_at() */
+
+static void oom_fail_at(long n) {
+        oom_count = 0;
+        oom_index = n;
+}
+
+/* How many allocations there were since oom_fail_at(); stops failing */
+static long oom_stop(void) {
+        oom_index = -1;
+        return oom_count;
+}
+
+#if OOM_INTERPOSED
+void *__libc_malloc(size_t n);
+void *__libc_calloc(size_t n, size_t size);
+void *__libc_realloc(void *p, size_t n);
+
+static bool oom_fails(void) {
+        if (oom_index < 0 || oom_count++ != oom_index)
+                return false;
+        errno = ENOMEM;         /* as glibc's do */
+        return true;
+}
+
+void *malloc(size_t n) {
+        return oom_fails() ? NULL : __libc_malloc(n);
+}
+
+void *calloc(size_t n, size_t size) {
+        return oom_fails() ? NULL : __libc_calloc(n, size);
+}
+
+void *realloc(void *p, size_t n) {
+        return oom_fails() ? NULL : __libc_realloc(p, n);
+}
+#endif
+
+/* Whether the first allocation from here on really fails */
+static bool oom_usable(void) {
+        char *(*volatile dup)(const char *) = strdup;
+        oom_fail_at(0);
+        char *p = dup("x");
+        oom_stop();
+        free(p);
+        return !p;
+}
+
+static void skip_unless_oom_usable(void) {
+        if (oom_usable())
+                return;
+        print_message("    skipped: allocations cannot be made to fail here (%s)\n",
+                      OOM_INTERPOSED ? "valgrind without --soname-synonyms=somalloc=nouserintercepts?"
+                                     : "AddressSanitizer");
+        skip();
+}
+
 /* ---- hand-built records ---- */
 
 typedef struct FnSpec {
@@ -72,10 +151,8 @@ static void assert_records_equal(const IovirtRecord *a, const IovirtRecord *b) {
         }
 }
 
-/* to_json, through text, from_json: what a file would hold */
-static IovirtRecord *through_text(const IovirtRecord *r, int flags) {
-        _cleanup_(json_object_putp) json_object *o = iovirt_record_to_json(r);
-        assert_non_null(o);
+/* A document through text, from_json: what a file would hold */
+static IovirtRecord *read_back(json_object *o, int flags) {
         const char *text = json_object_to_json_string_ext(o, flags);
         _cleanup_(json_object_putp) json_object *parsed = json_tokener_parse(text);
         assert_non_null(parsed);
@@ -86,6 +163,12 @@ static IovirtRecord *through_text(const IovirtRecord *r, int flags) {
                 fail_msg("a saved record does not read back: %s (%s)", strna(reason), text);
         assert_non_null(back);
         return back;
+}
+
+static IovirtRecord *through_text(const IovirtRecord *r, int flags) {
+        _cleanup_(json_object_putp) json_object *o = iovirt_record_to_json(r);
+        assert_non_null(o);
+        return read_back(o, flags);
 }
 
 static void test_record_round_trip(void **state) {
@@ -117,6 +200,47 @@ static void test_record_round_trip(void **state) {
                 }
                 iovirt_record_free(records[i]);
         }
+}
+
+/* Several functions, with drivers and overrides: what an assignment writes */
+static IovirtRecord *record_busy(int group) {
+        static const FnSpec fns[] = {
+                { "0000:03:00.0", "nvme", "vfio-pci", true },
+                { "0000:03:00.1", "snd_hda_intel", "snd_hda_intel", true },
+                { "0000:03:00.2", "xhci_hcd", NULL, true },
+                { "0000:03:00.3", NULL, NULL, true },                           /* was unbound */
+                { "10000:e1:00.0", "i40e", "i40e", false },
+        };
+        return record_new(group, "Küche-виртуалка-🚀", IOVIRT_PHASE_ASSIGNING, "2f1c6ce4-7b1e-4b5a-9c1d-0e8a1f6b9d31",
+                          1700000000123456ULL, fns, ELEMENTSOF(fns));
+}
+
+/* Whichever allocation fails, the document is whole or there is none:
+ * never a driver that became null, never a member left out. */
+static void test_record_to_json_out_of_memory(void **state) {
+        skip_unless_oom_usable();
+        _cleanup_(iovirt_record_freep) IovirtRecord *r = record_busy(8);
+        long refused = 0;
+        for (long i = 0;; i++) {
+                oom_fail_at(i);
+                json_object *o = iovirt_record_to_json(r);
+                long n = oom_stop();
+                if (!o) {
+                        if (n <= i)
+                                fail_msg("no allocation failed, yet there is no document");
+                        refused++;
+                        continue;
+                }
+                IovirtRecord *back = read_back(o, JSON_C_TO_STRING_PLAIN);
+                json_object_put(o);
+                assert_records_equal(r, back);
+                iovirt_record_free(back);
+                if (n <= i)
+                        break;
+        }
+        if (getenv("IOVIRT_TEST_VERBOSE"))
+                print_message("to_json: %ld allocations, %ld failures refused\n", oom_count, refused);
+        assert_true(refused > 0);
 }
 
 static void test_record_json_shape(void **state) {
@@ -926,6 +1050,111 @@ static void test_record_names(void **state) {
         assert_true(untouched);
 }
 
+/* The one record in dir, as load reads it: r */
+static void assert_saved(const char *dir, const IovirtRecord *r) {
+        IovirtState *s = NULL;
+        assert_int_equal(iovirt_state_load(dir, &s), 0);
+        bool one = s->n_records == 1 && s->n_problems == 0 && s->n_damaged == 0;
+        const IovirtRecord *back = iovirt_state_find(s, r->group);
+        if (!one || !back) {
+                iovirt_state_free(s);
+                fail_msg("the record of group %d does not load back alone", r->group);
+        }
+        assert_records_equal(r, back);
+        iovirt_state_free(s);
+}
+
+/* Whichever allocation fails while the intent is written, save says
+ * -ENOMEM and leaves the previous version as it was, with no temporary
+ * file; or it says 0 and the file reads back as the record.  Never a
+ * record with a driver that became null or "", which release would act on. */
+static void test_save_out_of_memory(void **state) {
+        Dir *dir = *state;
+        skip_unless_oom_usable();
+        _cleanup_(iovirt_record_freep) IovirtRecord *r = record_busy(8);
+        _cleanup_(iovirt_record_freep) IovirtRecord *previous = record_new(8, "vm-1", IOVIRT_PHASE_RELEASING, NULL, 5,
+                                                                           one_fn, ELEMENTSOF(one_fn));
+        assert_int_equal(iovirt_record_save(dir->path, previous), 0);
+        _cleanup_free_ char *previous_text = read_whole(dir->path, "group-8.json");
+        long refused = 0;
+        for (long i = 0;; i++) {
+                oom_fail_at(i);
+                int k = iovirt_record_save(dir->path, r);
+                long n = oom_stop();
+                _cleanup_free_ char *l = listing(dir->path);
+                if (!streq_ptr(l, "group-8.json"))
+                        fail_msg("allocation %ld of %ld failed, save returned %d, and left \"%s\"", i, n, k, l);
+                if (k == -ENOMEM && n > i) {
+                        _cleanup_free_ char *text = read_whole(dir->path, "group-8.json");
+                        assert_string_equal(text, previous_text);
+                        refused++;
+                        continue;
+                }
+                if (k != 0)
+                        fail_msg("allocation %ld of %ld failed: save returned %d (%s)", i, n, k, strerror(-k));
+                assert_saved(dir->path, r);
+                if (n <= i)
+                        break;
+                assert_int_equal(iovirt_record_save(dir->path, previous), 0);
+        }
+        if (getenv("IOVIRT_TEST_VERBOSE"))
+                print_message("save: %ld allocations, %ld failures refused\n", oom_count, refused);
+        assert_true(refused > 0);
+}
+
+/* Whichever allocation fails while the records are read, load says
+ * -ENOMEM and sets nothing aside: a good record is never "damaged" because
+ * memory ran out.  Or it says 0 with every record as it was saved. */
+static void test_load_out_of_memory(void **state) {
+        Dir *dir = *state;
+        skip_unless_oom_usable();
+        IovirtRecord *records[] = {
+                record_busy(8),
+                record_sample(3),
+                record_new(12, NULL, IOVIRT_PHASE_RELEASING, NULL, UINT64_MAX, one_fn, ELEMENTSOF(one_fn)),
+        };
+        for (size_t j = 0; j < ELEMENTSOF(records); j++)
+                assert_int_equal(iovirt_record_save(dir->path, records[j]), 0);
+        _cleanup_free_ char *before = listing(dir->path);
+        long refused = 0;
+        for (long i = 0;; i++) {
+                IovirtState *s = NULL;
+                oom_fail_at(i);
+                int k = iovirt_state_load(dir->path, &s);
+                long n = oom_stop();
+                _cleanup_free_ char *l = listing(dir->path);
+                if (!streq_ptr(l, before)) {
+                        iovirt_state_free(s);
+                        fail_msg("allocation %ld of %ld failed, load returned %d, and the directory holds \"%s\"", i,
+                                 n, k, l);
+                }
+                if (k == -ENOMEM && n > i) {
+                        assert_null(s);
+                        refused++;
+                        continue;
+                }
+                if (k != 0)
+                        fail_msg("allocation %ld of %ld failed: load returned %d (%s)", i, n, k, strerror(-k));
+                bool whole = s->n_records == ELEMENTSOF(records) && s->n_problems == 0 && s->n_damaged == 0;
+                for (size_t j = 0; whole && j < ELEMENTSOF(records); j++)
+                        whole = iovirt_state_find(s, records[j]->group);
+                if (!whole) {
+                        iovirt_state_free(s);
+                        fail_msg("allocation %ld of %ld failed: load returned 0 without every record", i, n);
+                }
+                for (size_t j = 0; j < ELEMENTSOF(records); j++)
+                        assert_records_equal(records[j], iovirt_state_find(s, records[j]->group));
+                iovirt_state_free(s);
+                if (n <= i)
+                        break;
+        }
+        for (size_t j = 0; j < ELEMENTSOF(records); j++)
+                iovirt_record_free(records[j]);
+        if (getenv("IOVIRT_TEST_VERBOSE"))
+                print_message("load: %ld allocations, %ld failures refused\n", oom_count, refused);
+        assert_true(refused > 0);
+}
+
 /* ---- the in-memory state ---- */
 
 static void test_state_put_find_drop(void **state) {
@@ -1008,6 +1237,9 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_only_canonical_names_are_records, dir_setup, dir_teardown),
                 cmocka_unit_test_setup_teardown(test_what_may_follow_a_record, dir_setup, dir_teardown),
                 cmocka_unit_test_setup_teardown(test_record_names, dir_setup, dir_teardown),
+                cmocka_unit_test(test_record_to_json_out_of_memory),
+                cmocka_unit_test_setup_teardown(test_save_out_of_memory, dir_setup, dir_teardown),
+                cmocka_unit_test_setup_teardown(test_load_out_of_memory, dir_setup, dir_teardown),
                 cmocka_unit_test(test_state_put_find_drop),
                 cmocka_unit_test(test_state_dir),
         };
