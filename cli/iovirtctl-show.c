@@ -54,6 +54,66 @@ static void show_upstream(Ctl *c, const IovirtDevice *d) {
         }
 }
 
+static void add_names(IovirtText *t, const IovirtHost *h, const size_t *idx, size_t n, size_t except) {
+        for (size_t k = 0; k < n; k++)
+                if (idx[k] != except)
+                        (void) iovirt_text_add(t, " %s", h->devices[idx[k]].name);
+}
+
+/* What 'iovirtctl assign' would do with device i's group, in the words of
+ * the group's verdict, naming the option that overrides a refusal when one
+ * does.  NULL when out of memory. */
+static char *assignment_text(Ctl *c, size_t i) {
+        const IovirtHost *h = c->host;
+        const IovirtDevice *d = &h->devices[i];
+        const IovirtGroupVerdict *gv = &c->verdicts->groups[d->group];
+        bool one = gv->n_endpoints == 1;
+        IovirtText t = {};
+
+        if (gv->isolation == IOVIRT_BRIDGES) {
+                (void) iovirt_text_add(&t, "nothing to assign: group %d holds only bridges, which stay with the host",
+                                       d->iommu_group);
+                return iovirt_text_take(&t);
+        }
+        if (!iovirt_device_is_endpoint(d)) {
+                /* the bridge stays; what becomes of the endpoints it is grouped with */
+                (void) iovirt_text_add(&t, "a bridge: stays with the host");
+                if (gv->isolation == IOVIRT_ISOLATION_UNKNOWN)
+                        (void) iovirt_text_add(&t, "; the group's isolation is unknown, so");
+                else if (gv->isolation == IOVIRT_LEAKY)
+                        (void) iovirt_text_add(&t, "; the group is leaky, so");
+                else
+                        (void) iovirt_text_add(&t, " while");
+                add_names(&t, h, gv->endpoints, gv->n_endpoints, IOVIRT_NONE);
+                if (gv->isolation == IOVIRT_ISOLATION_UNKNOWN)
+                        (void) iovirt_text_add(&t, " %s refused, and no option overrides that", one ? "is" : "are");
+                else if (gv->isolation == IOVIRT_LEAKY)
+                        (void) iovirt_text_add(&t, " %s refused; --accept-leaky takes %s anyway", one ? "is" : "are",
+                                               one ? "it" : "them");
+                else
+                        (void) iovirt_text_add(&t, " %s to a VM", one ? "goes" : "go");
+                return iovirt_text_take(&t);
+        }
+        if (gv->isolation == IOVIRT_ISOLATION_UNKNOWN) {
+                (void) iovirt_text_add(&t, "refused: the group's isolation is unknown, and no option overrides that");
+                return iovirt_text_take(&t);
+        }
+        (void) iovirt_text_add(&t, "%s%s",
+                               gv->isolation == IOVIRT_LEAKY
+                                       ? "refused: the group is leaky; --accept-leaky takes it anyway, to a VM "
+                                       : "goes to a VM ",
+                               one ? "alone" : "together with");
+        add_names(&t, h, gv->endpoints, gv->n_endpoints, i);
+        if (gv->n_host_bound) {
+                (void) iovirt_text_add(&t, "; host drivers to unbind:");
+                for (size_t e = 0; e < gv->n_host_bound; e++) {
+                        const IovirtDevice *hb = &h->devices[gv->host_bound[e]];
+                        (void) iovirt_text_add(&t, " %s (%s)", hb->driver, hb->name);
+                }
+        }
+        return iovirt_text_take(&t);
+}
+
 int verb_show(Ctl *c, int argc, char **argv) {
         _cleanup_free_ char *reason = NULL;
         size_t i;
@@ -154,27 +214,13 @@ int verb_show(Ctl *c, int argc, char **argv) {
                 field("Reset:", "%s (%s)", d->reset_methods[0] ? d->reset_methods : "none",
                       d->reset_source == IOVIRT_RESET_KERNEL ? "kernel's reset_method" : "from capabilities");
         if (d->group != IOVIRT_NONE) {
-                const IovirtGroupVerdict *gv = &c->verdicts->groups[d->group];
-                size_t l = 0;
-                if (gv->n_endpoints > 1) {
-                        l = (size_t) snprintf(buf, sizeof(buf), "goes to a VM together with");
-                        for (size_t e = 0; e < gv->n_endpoints && l < sizeof(buf); e++)
-                                if (gv->endpoints[e] != i)
-                                        l += (size_t) snprintf(buf + l, sizeof(buf) - l, " %s",
-                                                               c->host->devices[gv->endpoints[e]].name);
-                } else if (!iovirt_device_is_endpoint(d))
-                        l = (size_t) snprintf(buf, sizeof(buf), "a bridge: stays with the host");
-                else
-                        l = (size_t) snprintf(buf, sizeof(buf), "goes to a VM alone");
-                if (gv->n_host_bound && iovirt_device_is_endpoint(d)) {
-                        l += (size_t) snprintf(buf + l, l < sizeof(buf) ? sizeof(buf) - l : 0, "; host drivers to unbind:");
-                        for (size_t e = 0; e < gv->n_host_bound && l < sizeof(buf); e++) {
-                                const IovirtDevice *hb = &c->host->devices[gv->host_bound[e]];
-                                l += (size_t) snprintf(buf + l, sizeof(buf) - l, " %s (%s)", hb->driver, hb->name);
-                        }
+                _cleanup_free_ char *text = assignment_text(c, i);
+                if (!text) {
+                        fprintf(stderr, "iovirtctl: %s\n", strerror(ENOMEM));
+                        return 1;
                 }
                 printf("  %-14s ", "Assignment:");
-                ctl_wrap_at(c, 17, 17, buf);
+                ctl_wrap_at(c, 17, 17, text);
         }
         if (d->problem)
                 field("Problem:", "%s", d->problem);

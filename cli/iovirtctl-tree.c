@@ -9,14 +9,11 @@ typedef struct Tree {
 static void print_node(Ctl *c, const Tree *t, size_t i, char *prefix, size_t plen, bool last) {
         const IovirtDevice *d = &c->host->devices[i];
         char desc[512], tag[64] = "";
-        if (d->group != IOVIRT_NONE) {
-                const IovirtGroupVerdict *gv = &c->verdicts->groups[d->group];
-                if (d->bridge)
-                        snprintf(tag, sizeof(tag), "[group %d] ", d->iommu_group);
-                else
-                        snprintf(tag, sizeof(tag), "[group %d %s] ", d->iommu_group,
-                                 iovirt_isolation_name(gv->isolation));
-        }
+        /* every function carries its group's verdict: bridges alone are
+         * "bridges", a bridge in a group with endpoints has that group's word */
+        if (d->group != IOVIRT_NONE)
+                snprintf(tag, sizeof(tag), "[group %d %s] ", d->iommu_group,
+                         iovirt_isolation_name(c->verdicts->groups[d->group].isolation));
         printf("%s%s%s %s", prefix, last ? "`-- " : "|-- ", d->name, tag);
         unsigned used = (unsigned) (plen + 4 + strlen(d->name) + 1 + strlen(tag));
         if (iovirt_caps_is_port(&d->caps)) {

@@ -236,6 +236,11 @@ static int check_isolation(const IovirtPlanContext *ctx, void *userdata, IovirtP
                                         gv->n_peers == 1 ? "a device" : "devices",
                                         ok ? ", accepted by the request" : "", strna(t.s));
         }
+        case IOVIRT_BRIDGES:
+                /* whole-group refuses it too; this rule never passes a group it has no verdict on */
+                return iovirt_check_set(c, IOVIRT_PLAN_FAIL, IOVIRT_REASON_NOTHING_TO_ASSIGN, NULL,
+                                        "Group %d holds only bridges: there is no endpoint whose isolation could "
+                                        "be judged", g);
         default: {
                 const char *who = gv->unknown_device != IOVIRT_NONE ? h->devices[gv->unknown_device].name : NULL;
                 return iovirt_check_set(c, IOVIRT_PLAN_FAIL, IOVIRT_REASON_ISOLATION_UNKNOWN, NULL,

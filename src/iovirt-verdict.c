@@ -299,9 +299,14 @@ static int judge_group(Analysis *a, size_t gi, size_t *seen_domain, IovirtGroupV
                 }
         }
 
-        if (gv->unknown_device != IOVIRT_NONE)
+        /* A member counts as a bridge only when its header (or the kernel's
+         * class) says so: an unreadable function is an endpoint, and its
+         * group unknown, never bridges. */
+        if (gv->n_endpoints == 0)
+                gv->isolation = IOVIRT_BRIDGES;     /* nothing to hand out, peers or not */
+        else if (gv->unknown_device != IOVIRT_NONE)
                 gv->isolation = IOVIRT_ISOLATION_UNKNOWN;
-        else if (gv->n_peers > 0 && gv->n_endpoints > 0)   /* bridges alone hand nothing out */
+        else if (gv->n_peers > 0)
                 gv->isolation = IOVIRT_LEAKY;
         else if (gv->n_endpoints > 1)
                 gv->isolation = IOVIRT_SHARED;
@@ -348,6 +353,8 @@ const char *iovirt_isolation_name(IovirtIsolation i) {
                 return "shared";
         case IOVIRT_LEAKY:
                 return "leaky";
+        case IOVIRT_BRIDGES:
+                return "bridges";
         default:
                 return "unknown";
         }

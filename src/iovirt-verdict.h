@@ -13,18 +13,27 @@
  * multifunction device without ACS shares all its functions; everything
  * behind a conventional PCI bridge is one requester) and compare:
  *
- *   isolated  the group is one endpoint and nothing outside reaches it
- *   shared    the group holds several endpoints; they go together
- *   leaky     functions outside the group share its DMA domain: the kernel's
+ *   isolated  the group holds one endpoint and nothing outside reaches it
+ *   shared    the group holds several endpoints and nothing outside reaches
+ *             them; they go together
+ *   leaky     endpoints outside the group share its DMA domain: the kernel's
  *             group is finer than the hardware guarantees (pcie_acs_override,
  *             or Linux's own grouping below switch ports that lack ACS)
- *   unknown   config space needed for the verdict could not be read
- */
+ *   bridges   the group holds no endpoint (a host bridge, ports): nothing to
+ *             hand out, and no word on its safety.  What reaches its bridges
+ *             from below is still computed (peers, causes), and so is what
+ *             could not be read (unknown_device)
+ *   unknown   config space needed for the verdict on a group with an
+ *             endpoint could not be read
+ *
+ * So isolated means one endpoint and no peers, bridges means no endpoint,
+ * and leaky always comes with peers. */
 
 typedef enum IovirtIsolation {
         IOVIRT_ISOLATED,
         IOVIRT_SHARED,
         IOVIRT_LEAKY,
+        IOVIRT_BRIDGES,
         IOVIRT_ISOLATION_UNKNOWN,
 } IovirtIsolation;
 

@@ -26,6 +26,7 @@ sys.path.insert(0, os.path.join(SOURCE, "tests", "dbus"))
 from tap import Tap  # noqa: E402
 from lspci import disagreements, parse_lspci  # noqa: E402
 import harness  # noqa: E402
+import verdicts  # noqa: E402
 
 IOVIRTD = os.path.join(BUILD, "daemon", "iovirtd")
 IOVIRTCTL = os.path.join(BUILD, "cli", "iovirtctl")
@@ -56,6 +57,19 @@ def kernel_groups():
 def below(port):
     """the functions on the secondary bus of PORT, the kernel's view"""
     return sorted(d for d in os.listdir(os.path.join(PCI, port)) if ADDR.match(d))
+
+
+def kernel_bridge(addr):
+    """Whether the kernel's function is a bridge, from its config header
+    (header type 1 or 2) or, unreadable, the kernel's class (host bridge)."""
+    try:
+        with open(os.path.join(PCI, addr, "config"), "rb") as f:
+            header = f.read(64)
+    except OSError:
+        header = b""
+    with open(os.path.join(PCI, addr, "class")) as f:
+        cls = int(f.read(), 16)
+    return (len(header) == 64 and (header[0x0e] & 0x7f) in (1, 2)) or (cls >> 8) == 0x0600
 
 
 def interfaces(addr):
@@ -199,6 +213,32 @@ def discovery(env, topo):
     tap.ok(len(leaky) == 2 and all(d in causes for d in downs),
            "endpoints below downstream ports without ACS are leaky, naming the ports",
            [(a, isolation(a), verdict[group_of(a)]["causes"]) for a in behind])
+    verdict_words(env, ours, groups)
+
+
+def verdict_words(env, ours, groups):
+    """The words keep their promise on the kernel's own groups: a group of
+    bridges only (the kernel's header types) is bridges and nothing else
+    is; the host bridge's group is one; and the rules of verdicts.py hold
+    for every group, in list-groups, tree and show, through iovirtd."""
+    only_bridges = sorted(g for g, members in groups.items() if all(kernel_bridge(a) for a in members))
+    said = sorted(g["group"] for g in ours["groups"] if g["isolation"] == "bridges")
+    tap.ok(only_bridges and said == only_bridges,
+           "the groups the kernel gives only bridges are bridges, and no other (%d)" % len(said),
+           "bridges only: %s\nsaid bridges: %s" % (only_bridges, said))
+    host_bridges = [a for a in os.listdir(PCI) if int(open(os.path.join(PCI, a, "class")).read(), 16) >> 8 == 0x0600]
+    words = {a: [g["isolation"] for g in ours["groups"] if g["group"] == group_of(a)] for a in host_bridges}
+    tap.ok(host_bridges and all(w == ["bridges"] for w in words.values()),
+           "the host bridge's group is bridges, not isolated", words)
+
+    def show(addr):
+        rc, out, err = env.ctl("show", addr)
+        return out if rc == 0 else "exit %d: %s" % (rc, err)
+    _, table, _ = env.ctl("list-groups")
+    _, tree, _ = env.ctl("tree")
+    bad = verdicts.problems(ours, env.json("tree")["devices"], table, tree, show)
+    for rule, title in verdicts.RULES:
+        tap.ok(not bad[rule], title, bad[rule])
 
 
 def check_interrupts(env, want):

@@ -25,6 +25,7 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import goldens  # noqa: E402
+import verdicts  # noqa: E402
 from hosts import HOSTS  # noqa: E402
 from lspci import disagreements, parse_lspci  # noqa: E402
 from tap import Tap  # noqa: E402
@@ -156,6 +157,12 @@ def check_facts(tap, host):
     if n == "desktop":
         verdict("0000:01:00.0", "shared", ["0000:01:00.0", "0000:01:00.1"], [])
         verdict("0000:03:00.0", "isolated", ["0000:03:00.0"], [])
+        # the host bridge and the root ports, alone in their groups
+        for addr in ("0000:00:00.0", "0000:00:01.0", "0000:00:1b.0", "0000:00:1c.0", "0000:00:1c.4"):
+            verdict(addr, "bridges", [])
+        tap.ok([g["group"] for g in groups["groups"] if g["isolation"] == "bridges"] == [0, 1, 4, 6, 8],
+               "desktop: groups 0, 1, 4, 6 and 8 hold only bridges",
+               [(g["group"], g["isolation"]) for g in groups["groups"]])
         g = group_of(groups, "0000:01:00.0")
         tap.ok(g["viability"]["host_bound"] == ["0000:01:00.0", "0000:01:00.1"], "desktop: GPU group host-bound")
         tap.ok(by["0000:00:02.0"]["boot_vga"] and not by["0000:01:00.0"]["boot_vga"], "desktop: boot VGA")
@@ -195,6 +202,20 @@ def check_facts(tap, host):
         verdict("0000:03:00.0", "leaky", ["0000:03:00.0"], ["0000:04:00.0", "0000:05:00.0"])
         verdict("0000:05:00.0", "leaky", ["0000:05:00.0"], ["0000:03:00.0", "0000:04:00.0"])
         verdict("0000:06:00.0", "isolated", ["0000:06:00.0"], [])
+        # the upstream port alone: nothing to assign, and still reached from below
+        verdict("0000:01:00.0", "bridges", [], ["0000:03:00.0", "0000:04:00.0", "0000:05:00.0"])
+        tap.ok(len(group_of(groups, "0000:01:00.0")["causes"]) == 3,
+               "switch-no-acs: the upstream port's group names the ports to blame",
+               group_of(groups, "0000:01:00.0")["causes"])
+        rc, out, _ = host.run("show", "03:00.0")
+        line = verdicts.field_text(out, "Assignment:") or ""
+        tap.ok(rc == 0 and line.startswith("refused") and "--accept-leaky" in line and "e1000e" in line,
+               "switch-no-acs: show 03:00.0 says leaky is refused unless --accept-leaky", line)
+        rc, out, _ = host.run("show", "01:00.0")
+        tap.ok(rc == 0 and verdicts.field_text(out, "Isolation:").startswith("bridges") and
+               "reachable by DMA from outside the group: 0000:03:00.0" in out and
+               (verdicts.field_text(out, "Assignment:") or "").startswith("nothing to assign"),
+               "switch-no-acs: show of the upstream port says bridges, its peers, nothing to assign", out)
         g = group_of(groups, "0000:03:00.0")
         causes = [c["address"] for c in g["causes"] if c["kind"] == "port_without_acs"]
         tap.ok("0000:02:01.0" in causes, "switch-no-acs: the port lacking ACS is named", g["causes"])
@@ -253,11 +274,29 @@ def check_facts(tap, host):
         tap.ok(len(devs) == 4130, "large: 4130 functions", len(devs))
         vfs = [d for d in devs if d["physfn"]]
         tap.ok(len(vfs) == 4032, "large: 4032 VFs", len(vfs))
-        isol = {g["isolation"] for g in groups["groups"]}
-        tap.ok(isol == {"isolated"}, "large: every group isolated", isol)
+        words = {g["isolation"] for g in groups["groups"]}
+        bridges = {d["iommu_group"] for d in devs if d["bridge"]}
+        tap.ok(words == {"isolated", "bridges"} and
+               bridges == {g["group"] for g in groups["groups"] if g["isolation"] == "bridges"},
+               "large: every group of a bridge is bridges, every other one isolated", words)
         tap.ok(len(groups["groups"]) == 4130, "large: one group per function", len(groups["groups"]))
         nodes = {d["numa_node"] for d in devs}
         tap.ok(nodes == {0, 1}, "large: two NUMA nodes", nodes)
+
+
+# ---- what the verdict words promise, on every host ----
+
+def check_verdicts(tap, host, groups, devs, show_all=True):
+    """The rules of verdicts.py, one check per rule, listing every group
+    that breaks it."""
+    def show(addr):
+        rc, out, err = host.run("show", addr)
+        return out if rc == 0 else "exit %d: %s" % (rc, err)
+    _, table, _ = host.run("list-groups")
+    _, tree, _ = host.run("tree")
+    bad = verdicts.problems(groups, devs, table, tree, show, show_all)
+    for rule, title in verdicts.RULES:
+        tap.ok(not bad[rule], "%s: %s" % (host.name, title), bad[rule])
 
 
 # ---- lspci as the oracle ----
@@ -300,7 +339,7 @@ def check_large_commands(tap, host):
            len(lines))
     tap.ok(all(len(l) <= 80 for l in lines), "large: list-devices fits 80 columns")
     rc, out, _ = host.run("list-groups")
-    rows = [l for l in out.splitlines() if re.match(r"^ *\d+  isolated ", l)]
+    rows = [l for l in out.splitlines() if re.match(r"^ *\d+  (isolated|bridges) ", l)]
     tap.ok(rc == 0 and len(rows) == 4130, "large: list-groups rows", len(rows))
     rc, out, _ = host.run("tree")
     lines = out.splitlines()
@@ -331,6 +370,7 @@ def main():
         else:
             check_large_commands(tap, host)
         check_facts(tap, host)
+        check_verdicts(tap, host, host.json("list-groups"), host.json("tree")["devices"], show_all=name != "large")
         check_oracle(tap, host)
         if name == "desktop" and shim:
             check_vanish(tap, ctl, shim)

@@ -434,7 +434,10 @@ static void test_leaky_switch(void **state) {
         assert_int_equal(g->causes[1].missing, PCI_ACS_CTRL_FORWARD);
         assert_int_equal(verdict(h2, v2, 4)->isolation, IOVIRT_LEAKY);
         assert_int_equal(verdict(h2, v2, 6)->isolation, IOVIRT_ISOLATED);
-        assert_int_equal(verdict(h2, v2, 2)->isolation, IOVIRT_ISOLATED);
+        /* the upstream port alone: bridges, with what reaches it from below */
+        assert_int_equal(verdict(h2, v2, 2)->isolation, IOVIRT_BRIDGES);
+        assert_addresses(h2, verdict(h2, v2, 2)->peers, verdict(h2, v2, 2)->n_peers, "0000:03:00.0 0000:04:00.0");
+        assert_int_equal(verdict(h2, v2, 0)->isolation, IOVIRT_BRIDGES);
         assert_true(iovirt_host_find_group(h2, 3)->vfio_node);
         assert_false(iovirt_host_find_group(h2, 4)->vfio_node);
 
@@ -454,6 +457,11 @@ static void test_leaky_switch(void **state) {
         assert_member(groups, "groups.3.viability.host_bound", "[]");
         assert_member(groups, "groups.3.devices.1.driver", "\"vfio-pci\"");
         assert_member(groups, "groups.3.devices.1.numa_node", "1");
+        assert_member(groups, "groups.0.isolation", "\"bridges\"");
+        assert_member(groups, "groups.2.isolation", "\"bridges\"");
+        assert_member(groups, "groups.2.peers", "[\"0000:03:00.0\",\"0000:04:00.0\"]");
+        assert_member(groups, "groups.2.viability.endpoints", "[]");
+        assert_member(groups, "groups.2.unknown_because", "null");
 
         _cleanup_(json_object_putp) json_object *d = iovirt_json_device(h2, v2, index_of(h2, "03:00.0"));
         assert_member(d, "class", "\"010802\"");
@@ -479,6 +487,7 @@ static void test_leaky_switch(void **state) {
         assert_member(hb, "acs_known", "true");
         assert_member(hb, "parent", "null");
         assert_member(hb, "reset_methods", "[]");
+        assert_member(hb, "group.isolation", "\"bridges\"");
 }
 
 static void test_shared_multifunction(void **state) {
@@ -645,7 +654,12 @@ static void test_unknown_config(void **state) {
         assert_int_equal(g->isolation, IOVIRT_ISOLATION_UNKNOWN);
         assert_string_equal(name_of(h2, g->unknown_device), "0000:00:02.0");
         assert_int_equal(verdict(h2, v2, 6)->isolation, IOVIRT_ISOLATION_UNKNOWN);
-        assert_int_equal(verdict(h2, v2, 5)->isolation, IOVIRT_ISOLATED);
+        assert_int_equal(verdict(h2, v2, 5)->isolation, IOVIRT_BRIDGES);
+        /* a port whose ACS could not be read: nothing to hand out, and
+         * what could not be read is still named */
+        g = verdict(h2, v2, 3);
+        assert_int_equal(g->isolation, IOVIRT_BRIDGES);
+        assert_string_equal(name_of(h2, g->unknown_device), "0000:00:02.0");
 
         const IovirtDevice *u = dev(h2, "01:00.0");
         assert_false(u->caps.header_known);
@@ -1211,7 +1225,8 @@ static void test_huge_group_numbers(void **state) {
         assert_non_null(top);
         assert_addresses(h2, top->members, top->n_members, "0000:02:00.0 0000:02:00.1");
         assert_int_equal(verdict(h2, v2, INT_MAX)->isolation, IOVIRT_SHARED);
-        assert_int_equal(verdict(h2, v2, INT_MAX - 1)->isolation, IOVIRT_ISOLATED);
+        assert_int_equal(verdict(h2, v2, INT_MAX - 1)->isolation, IOVIRT_BRIDGES);
+        assert_int_equal(verdict(h2, v2, 7)->isolation, IOVIRT_ISOLATED);
         assert_int_equal(dev(h2, "01:00.0")->iommu_group, 7);
 }
 

@@ -289,10 +289,21 @@ static void test_release_unfinished(void **state) {
 
 static void test_bridges_only(void **state) {
         Fixture *f = *state;
-        IovirtPlan *p = plan_for(f, "00:01.0");
-        assert_check(p, "whole-group", IOVIRT_PLAN_FAIL, IOVIRT_REASON_NOTHING_TO_ASSIGN, "only bridges");
-        assert_int_equal(p->n_steps, 0);
-        iovirt_plan_free(p);
+        /* a root port alone; the switch's upstream port alone, which the
+         * endpoints below its ports reach by DMA; a root port whose ACS
+         * could not be read: none of them is called isolated */
+        static const char *const targets[] = { "00:01.0", "group:6", "group:9" };
+        for (size_t i = 0; i < ELEMENTSOF(targets); i++) {
+                IovirtPlan *p = plan_for(f, targets[i]);
+                assert_check(p, "whole-group", IOVIRT_PLAN_FAIL, IOVIRT_REASON_NOTHING_TO_ASSIGN, "only bridges");
+                assert_check(p, "isolation", IOVIRT_PLAN_FAIL, IOVIRT_REASON_NOTHING_TO_ASSIGN, "only bridges");
+                assert_null(strstr(check(p, "isolation")->message, "is isolated"));
+                assert_null(check(p, "isolation")->override);    /* nothing may accept it */
+                /* the first refusal, which the daemon answers with, is whole-group's */
+                assert_string_equal(iovirt_plan_refusal(p)->id, "whole-group");
+                assert_int_equal(p->n_steps, 0);
+                iovirt_plan_free(p);
+        }
 }
 
 static void test_leaky_refused_unless_accepted(void **state) {
