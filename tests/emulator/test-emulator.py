@@ -4,8 +4,10 @@ kernel-behaviour emulator does what Linux does on writes to PCI sysfs files
 (drivers/base/bus.c, drivers/pci/pci-driver.c, drivers/vfio), including the
 failures, and announces each bind and unbind as a uevent; a held or slow
 write keeps no other device waiting, and writes from many threads at once
-leave the testbed consistent."""
+leave the testbed consistent.  It leaves no folder behind: everything it
+writes is below a temporary folder of its own, checked empty at the end."""
 
+import atexit
 import os
 import queue
 import shutil
@@ -24,7 +26,11 @@ from tap import Tap  # noqa: E402
 
 emu, writer, threads = sys.argv[1], sys.argv[2], sys.argv[3]
 t = Tap()
-root = tempfile.mkdtemp(prefix="iovirt-emu.")
+# TMPDIR for this test and what it runs: whatever is left in it is a leak
+private = tempfile.mkdtemp(prefix="iovirt-emu.")
+atexit.register(shutil.rmtree, private, True)           # (when the test itself fails)
+tempfile.tempdir = os.environ["TMPDIR"] = private
+root = tempfile.mkdtemp(prefix="desktop.")
 HOSTS["desktop"]().write(root)
 env = dict(os.environ, UMOCKDEV_DIR=root, LD_PRELOAD=emu + " libumockdev-preload.so.0")
 NIC, NVME, IGPU = "0000:03:00.0", "0000:02:00.0", "0000:00:02.0"
@@ -305,7 +311,7 @@ drain_events()
 # many threads at once, eight of them on the functions of one group, in a
 # testbed of their own
 desktop = (root, env)
-root = tempfile.mkdtemp(prefix="iovirt-emu-stress.")
+root = tempfile.mkdtemp(prefix="stress.")
 stress_host().write(root)
 env = dict(os.environ, UMOCKDEV_DIR=root, LD_PRELOAD=emu + " libumockdev-preload.so.0")
 stressed = ["0000:01:00.%d" % fn for fn in range(8)] + ["0000:%02x:00.0" % bus for bus in (2, 3, 4)]
@@ -321,8 +327,8 @@ wrong = consistency(stressed)
 seen = int(rest[-1].split()[1]) if rest and rest[-1].startswith("writes ") else -1
 t.ok(stats()[0] == seen, "every one of the %d writes is in the emulator's stats, none lost to another" % seen,
      stats())
-if t.ok(not wrong, "the driver links, uevent files and /dev/vfio nodes agree", "\n".join(wrong)):
-    shutil.rmtree(root, ignore_errors=True)
+t.ok(not wrong, "the driver links, uevent files and /dev/vfio nodes agree", "\n".join(wrong))
+shutil.rmtree(root)
 root, env = desktop
 
 faults("vanish %s unbind\n" % NVME)
@@ -332,4 +338,8 @@ t.ok(write(DEV + NVME + "/driver_override", "vfio-pci") in ("open: ENOENT", "ENO
      "a vanished device's files are gone")
 ops, ns = map(int, open(tb("/emulator/stats")).read().split())
 t.ok(ops == writes[0] and ns > 0, "the emulator accounts for its time (%d operations, %d us)" % (ops, ns // 1000))
+events.close()
+shutil.rmtree(root)
+left = os.listdir(private)
+t.ok(not left, "nothing is left in the test's temporary folder", left)
 sys.exit(t.done())
