@@ -7,48 +7,45 @@
 /* assign, release and list-assignments: all through iovirtd, which alone
  * changes bindings (it serialises them, records them, and checks polkit). */
 
-static int open_bus(Ctl *c, const char *verb) {
-        if (c->direct) {
-                fprintf(stderr, "iovirtctl: %s asks iovirtd; it cannot be done --direct\n", verb);
-                return -EINVAL;
-        }
-        if (c->bus)
-                return 0;
-        int r = sd_bus_open_system(&c->bus);
-        if (r < 0)
-                fprintf(stderr, "iovirtctl: cannot reach the system bus (%s); %s needs iovirtd\n", strerror(-r), verb);
-        return r;
-}
-
-/* Calls METHOD with the arguments already appended to m; returns the parsed JSON answer. */
-static int call(Ctl *c, sd_bus_message *m, const char *method, json_object **ret) {
+/* Calls the method of m, whose arguments are appended, and parses the JSON
+ * answer.  Reports nothing: an error answer is left in *error, and an
+ * answer that is not JSON is -EBADMSG. */
+static int call(Ctl *c, sd_bus_message *m, json_object **ret, sd_bus_error *error) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
-        sd_bus_error error = SD_BUS_ERROR_NULL;
         const char *s;
         /* binding waits for drivers; give it more than the default 25 s */
-        int r = sd_bus_call(c->bus, m, 120 * 1000 * 1000ULL, &error, &reply);
-        if (r < 0) {
-                if (sd_bus_error_has_names(&error, SD_BUS_ERROR_SERVICE_UNKNOWN, SD_BUS_ERROR_NAME_HAS_NO_OWNER))
-                        fprintf(stderr, "iovirtctl: iovirtd is not running; start it with 'systemctl start iovirtd'\n");
-                else
-                        fprintf(stderr, "iovirtctl: %s\n", error.message ? error.message : strerror(-r));
-                sd_bus_error_free(&error);
+        int r = sd_bus_call(c->bus, m, 120 * 1000 * 1000ULL, error, &reply);
+        if (r < 0)
                 return r;
-        }
         r = sd_bus_message_read(reply, "s", &s);
-        if (r < 0 || !(*ret = json_tokener_parse(s))) {
-                fprintf(stderr, "iovirtctl: iovirtd's answer to %s is not JSON\n", method);
+        if (r < 0 || !(*ret = json_tokener_parse(s)))
                 return -EBADMSG;
-        }
         return 0;
 }
 
-static int new_call(Ctl *c, const char *method, sd_bus_message **ret) {
-        int r = sd_bus_message_new_method_call(c->bus, ret, IOVIRT_BUS_NAME, IOVIRT_OBJECT_PATH,
-                                               IOVIRT_MANAGER_INTERFACE, method);
+/* Reports what call() failed with (fields taken) */
+static int call_failed(Ctl *c, const char *method, const sd_bus_error *error, int r, json_object *fields) {
+        if (sd_bus_error_is_set(error))
+                return ctl_fail_bus(c, error, r, fields);
+        json_object_put(fields);
+        if (r == -EBADMSG)
+                return ctl_fail(c, CTL_ERROR_BAD_ANSWER, "iovirtd's answer to %s is not JSON", method);
+        return ctl_fail(c, CTL_ERROR_FAILED, "the call to %s failed: %s", method, strerror(-r));
+}
+
+static int call_or_fail(Ctl *c, sd_bus_message *m, const char *method, json_object **ret) {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        int r = call(c, m, ret, &error);
         if (r < 0)
-                fprintf(stderr, "iovirtctl: cannot build a call to %s: %s\n", method, strerror(-r));
+                call_failed(c, method, &error, r, NULL);
+        sd_bus_error_free(&error);
         return r;
+}
+
+/* A call of METHOD; nothing appended yet */
+static int new_call(Ctl *c, const char *method, sd_bus_message **ret) {
+        return sd_bus_message_new_method_call(c->bus, ret, IOVIRT_BUS_NAME, IOVIRT_OBJECT_PATH,
+                                              IOVIRT_MANAGER_INTERFACE, method);
 }
 
 static int interactive(Ctl *c) {
@@ -90,30 +87,75 @@ static void print_plan(Ctl *c, json_object *plan) {
                 }
 }
 
-int verb_assign(Ctl *c, int argc, char **argv) {
+/* PlanAssign, or Assign, of target to c->consumer with the accept options */
+static int assign_message(Ctl *c, const char *target, bool plan_only, sd_bus_message **ret) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
-        _cleanup_(json_object_putp) json_object *plan = NULL;
-        int r;
-
-        if (!c->consumer) {
-                fprintf(stderr, "iovirtctl: assign needs --to CONSUMER (the VM: its libvirt domain name or id)\n");
-                return EXIT_USAGE;
-        }
-        if (open_bus(c, "assign") < 0)
-                return c->direct ? EXIT_USAGE : 1;
-        r = new_call(c, c->dry_run ? "PlanAssign" : "Assign", &m);
+        int r = new_call(c, plan_only ? "PlanAssign" : "Assign", &m);
         if (r >= 0)
-                r = sd_bus_message_append(m, "ss", argv[0], c->consumer);
+                r = sd_bus_message_append(m, "ss", target, c->consumer);
         if (r >= 0)
                 r = sd_bus_message_append_strv(m, c->accept_leaky ? (char *[]) { (char *) "leaky", NULL }
                                                                   : (char *[]) { NULL });
-        if (r >= 0 && !c->dry_run)
+        if (r >= 0 && !plan_only)
                 r = sd_bus_message_append(m, "b", interactive(c));
         if (r < 0)
+                return r;
+        *ret = TAKE_PTR(m);
+        return 0;
+}
+
+/* What iovirtd knows about a refused Assign, for the error object: the
+ * failed checks of the same plan asked again read-only (PlanAssign), each
+ * as the plan has it (id, status, reason, message, override, error).  NULL
+ * when there are none: not a refusal of the plan (polkit, a failed bind),
+ * or the host changed in between.  Reports nothing: the refusal is the
+ * failure to report. */
+static json_object *refusal_fields(Ctl *c, const char *target) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+        _cleanup_(json_object_putp) json_object *plan = NULL, *failed = NULL;
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        json_object *checks, *fields;
+
+        int r = assign_message(c, target, true, &m);
+        if (r >= 0)
+                r = call(c, m, &plan, &error);
+        sd_bus_error_free(&error);
+        if (r < 0 || !json_object_object_get_ex(plan, "checks", &checks) ||
+            !json_object_is_type(checks, json_type_array) || !(failed = json_object_new_array()))
+                return NULL;
+        for (size_t i = 0; i < json_object_array_length(checks); i++) {
+                json_object *k = json_object_array_get_idx(checks, i);
+                if (streq_ptr(json_str(k, "status"), "fail"))
+                        json_object_array_add(failed, json_object_get(k));
+        }
+        if (json_object_array_length(failed) == 0 || !(fields = json_object_new_object()))
+                return NULL;
+        json_object_object_add(fields, "checks", TAKE_PTR(failed));
+        return fields;
+}
+
+int verb_assign(Ctl *c, int argc, char **argv) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+        _cleanup_(json_object_putp) json_object *plan = NULL;
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        const char *method = c->dry_run ? "PlanAssign" : "Assign";
+        int r;
+
+        /* the dispatcher checked the target and --to */
+        if (ctl_open_bus(c) < 0)
                 return 1;
-        r = call(c, m, c->dry_run ? "PlanAssign" : "Assign", &plan);
+        r = assign_message(c, argv[0], c->dry_run, &m);
         if (r < 0)
+                return ctl_fail(c, CTL_ERROR_FAILED, "cannot build a call to %s: %s", method, strerror(-r));
+        r = call(c, m, &plan, &error);
+        if (r < 0) {
+                /* a refusal: under --json, with the plan's failed checks */
+                bool refusal = sd_bus_error_is_set(&error) && strncmp(error.name, "org.iovirt1.Error.", 18) == 0 &&
+                               !sd_bus_error_has_name(&error, IOVIRT_ERROR_NO_SUCH_DEVICE);
+                call_failed(c, method, &error, r, c->json && refusal ? refusal_fields(c, argv[0]) : NULL);
+                sd_bus_error_free(&error);
                 return 1;
+        }
         json_object *allowed, *done;
         bool ok = json_object_object_get_ex(plan, "allowed", &allowed) && json_object_get_boolean(allowed);
         bool already = json_object_object_get_ex(plan, "done", &done) && json_object_get_boolean(done);
@@ -139,19 +181,16 @@ int verb_release(Ctl *c, int argc, char **argv) {
         _cleanup_(json_object_putp) json_object *answer = NULL;
         int r;
 
-        if ((argc == 1) == (c->consumer != NULL)) {
-                fprintf(stderr, "iovirtctl: release takes a TARGET or --consumer CONSUMER (one of them)\n");
-                return EXIT_USAGE;
-        }
-        if (open_bus(c, "release") < 0)
-                return c->direct ? EXIT_USAGE : 1;
-        r = new_call(c, argc == 1 ? "Release" : "ReleaseConsumer", &m);
+        /* the dispatcher checked: a TARGET or --consumer, one of them */
+        if (ctl_open_bus(c) < 0)
+                return 1;
+        const char *method = argc == 1 ? "Release" : "ReleaseConsumer";
+        r = new_call(c, method, &m);
         if (r >= 0)
                 r = sd_bus_message_append(m, "sb", argc == 1 ? argv[0] : c->consumer, interactive(c));
         if (r < 0)
-                return 1;
-        r = call(c, m, argc == 1 ? "Release" : "ReleaseConsumer", &answer);
-        if (r < 0)
+                return ctl_fail(c, CTL_ERROR_FAILED, "cannot build a call to %s: %s", method, strerror(-r));
+        if (call_or_fail(c, m, method, &answer) < 0)
                 return 1;
         if (c->json) {
                 ctl_print_json(answer);
@@ -184,10 +223,12 @@ int verb_list_assignments(Ctl *c, int argc, char **argv) {
         _cleanup_(json_object_putp) json_object *doc = NULL;
         int r;
 
-        if (open_bus(c, "list-assignments") < 0)
-                return c->direct ? EXIT_USAGE : 1;
+        if (ctl_open_bus(c) < 0)
+                return 1;
         r = new_call(c, "DescribeAssignments", &m);
-        if (r < 0 || call(c, m, "DescribeAssignments", &doc) < 0)
+        if (r < 0)
+                return ctl_fail(c, CTL_ERROR_FAILED, "cannot build a call to DescribeAssignments: %s", strerror(-r));
+        if (call_or_fail(c, m, "DescribeAssignments", &doc) < 0)
                 return 1;
         if (c->json) {
                 ctl_print_json(doc);

@@ -13,19 +13,19 @@ int verb_check(Ctl *c, int argc, char **argv) {
                 _cleanup_(json_object_putp) json_object *doc = NULL;
                 _cleanup_free_ char *why = NULL;
                 r = ctl_call_json(c, "CheckHost", NULL, &doc, &why);
-                if (r >= 0)
-                        r = iovirt_checks_from_json(doc, &checks);
-                if (r < 0) {
-                        fprintf(stderr, "iovirtctl: cannot get the host checks from iovirtd: %s\n",
-                                why ? why : strerror(-r));
-                        return 1;
-                }
+                if (r == -ENOTCONN)
+                        return ctl_fail(c, CTL_ERROR_NO_DAEMON, "cannot get the host checks from iovirtd: %s",
+                                        why ? why : "it is not on the bus");
+                if (r < 0)
+                        return 1;       /* reported */
+                r = iovirt_checks_from_json(doc, &checks);
+                if (r < 0)
+                        return ctl_fail(c, r == -ENOMEM ? CTL_ERROR_FAILED : CTL_ERROR_BAD_ANSWER,
+                                        "cannot get the host checks from iovirtd: %s", strerror(-r));
         } else {
                 r = iovirt_checks_run(c->host, c->verdicts, &checks);
-                if (r < 0) {
-                        fprintf(stderr, "iovirtctl: cannot run the host checks: %s\n", strerror(-r));
-                        return 1;
-                }
+                if (r < 0)
+                        return ctl_fail(c, CTL_ERROR_FAILED, "cannot run the host checks: %s", strerror(-r));
         }
         if (c->json) {
                 _cleanup_(json_object_putp) json_object *o = iovirt_json_checks(checks);

@@ -17,8 +17,7 @@ static const struct {
         { "crypto", 0x10, false },      { "signal", 0x11, false },     { "accelerator", 0x12, false },
 };
 
-/* A class name or a hex prefix of the 6-digit class code ("02", "0200") */
-static int parse_class(const char *s, uint32_t *code, unsigned *digits) {
+int ctl_parse_class(const char *s, uint32_t *code, unsigned *digits) {
         for (size_t i = 0; i < ELEMENTSOF(classes); i++)
                 if (strcasecmp(s, classes[i].name) == 0) {
                         *code = classes[i].code;
@@ -36,24 +35,28 @@ static int parse_class(const char *s, uint32_t *code, unsigned *digits) {
         return 0;
 }
 
+const char *ctl_class_names(char *buf, size_t size) {
+        size_t l = 0;
+        buf[0] = '\0';
+        for (size_t i = 0; i < ELEMENTSOF(classes) && l < size; i++)
+                l += (size_t) snprintf(buf + l, size - l, "%s%s", i ? " " : "", classes[i].name);
+        return buf;
+}
+
 int verb_list_devices(Ctl *c, int argc, char **argv) {
         uint32_t code = 0;
         unsigned digits = 0;
 
-        if (c->filter_class && parse_class(c->filter_class, &code, &digits) < 0) {
-                fprintf(stderr, "iovirtctl: unknown class '%s'; use one of", c->filter_class);
-                for (size_t i = 0; i < ELEMENTSOF(classes); i++)
-                        fprintf(stderr, " %s", classes[i].name);
-                fprintf(stderr, ", or a hex class prefix such as 0200\n");
-                return EXIT_USAGE;
-        }
+        /* the dispatcher checked --class */
+        if (c->filter_class && ctl_parse_class(c->filter_class, &code, &digits) < 0)
+                return ctl_fail(c, CTL_ERROR_USAGE, "unknown class '%s'", c->filter_class);
         if (ctl_load(c) < 0)
                 return 1;
 
         _cleanup_free_ size_t *sel = calloc(c->host->n_devices + 1, sizeof(size_t));
         size_t n = 0;
         if (!sel)
-                return 1;
+                return ctl_fail(c, CTL_ERROR_FAILED, "out of memory");
         for (size_t i = 0; i < c->host->n_devices; i++) {
                 const IovirtDevice *d = &c->host->devices[i];
                 if (c->filter_class && (d->class_code >> (4 * (6 - digits))) != code)

@@ -1,5 +1,92 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <stdarg.h>
+
 #include "iovirtctl.h"
+
+/* ---- failures ---- */
+
+static const char *const error_names[_CTL_ERROR_MAX] = {
+        [CTL_ERROR_USAGE] = "usage",
+        [CTL_ERROR_NO_SUCH_DEVICE] = "no-such-device",
+        [CTL_ERROR_NO_DAEMON] = "no-daemon",
+        [CTL_ERROR_HOST_UNREADABLE] = "host-unreadable",
+        [CTL_ERROR_BAD_ANSWER] = "bad-answer",
+        [CTL_ERROR_FAILED] = "failed",
+};
+
+/* Whether a document went to stdout: then a failing exit is its answer
+ * (check with a FAIL, a refused --dry-run), and no error object follows. */
+static bool json_printed;
+
+const char *ctl_error_name(CtlError kind) {
+        return kind < _CTL_ERROR_MAX ? error_names[kind] : error_names[CTL_ERROR_FAILED];
+}
+
+static int vfail(Ctl *c, const char *name, json_object *fields, const char *fmt, va_list ap) {
+        _cleanup_(json_object_putp) json_object *f = fields;
+        _cleanup_free_ char *message = NULL;
+        int status = streq_ptr(name, error_names[CTL_ERROR_USAGE]) ? EXIT_USAGE : 1;
+
+        if (vasprintf(&message, fmt, ap) < 0)
+                message = NULL;
+        if (!c->json) {
+                fprintf(stderr, "iovirtctl: %s\n", message ? message : "out of memory");
+                /* iovirtd's answer: its D-Bus error name, as the README promises */
+                if (strchr(name, '.'))
+                        fprintf(stderr, "iovirtctl: D-Bus error: %s\n", name);
+                return status;
+        }
+        if (c->error_name)
+                return status;          /* the first failure is the one to tell */
+        c->error_name = strdup(name);
+        c->error_message = TAKE_PTR(message);
+        c->error_fields = TAKE_PTR(f);
+        return status;
+}
+
+int ctl_fail(Ctl *c, CtlError kind, const char *fmt, ...) {
+        va_list ap;
+        va_start(ap, fmt);
+        int status = vfail(c, ctl_error_name(kind), NULL, fmt, ap);
+        va_end(ap);
+        return status;
+}
+
+int ctl_fail_named(Ctl *c, const char *name, json_object *fields, const char *fmt, ...) {
+        va_list ap;
+        va_start(ap, fmt);
+        int status = vfail(c, name, fields, fmt, ap);
+        va_end(ap);
+        return status;
+}
+
+int ctl_finish(Ctl *c, int status) {
+        if (!c->json || status == 0 || json_printed)
+                return status;
+        _cleanup_(json_object_putp) json_object *root = json_object_new_object();
+        json_object *e = json_object_new_object();
+        if (!root || !e) {
+                json_object_put(e);
+                fputs("{\"error\": {\"name\": \"failed\", \"message\": \"out of memory\"}}\n", stdout);
+                return status;
+        }
+        json_object_object_add(root, "error", e);
+        /* a failure nobody named (a verb that only wrote to stderr): still one object */
+        json_object_object_add(e, "name", json_object_new_string(c->error_name ? c->error_name
+                                                                               : error_names[CTL_ERROR_FAILED]));
+        json_object_object_add(e, "message",
+                               json_object_new_string(c->error_message ? c->error_message
+                                                      : c->error_name  ? "out of memory"
+                                                                       : "the command failed; see standard error"));
+        if (c->error_fields) {
+                json_object_object_foreach(c->error_fields, key, value)
+                        json_object_object_add(e, key, json_object_get(value));
+        }
+        ctl_print_json(root);
+        return status;
+}
+
+/* ---- the model ---- */
 
 int ctl_load(Ctl *c) {
         int r;
@@ -17,7 +104,8 @@ int ctl_load(Ctl *c) {
         if (!c->host) {
                 r = iovirt_host_discover(&c->host);
                 if (r < 0) {
-                        fprintf(stderr, "iovirtctl: cannot read the host's PCI devices: %s\n", strerror(-r));
+                        ctl_fail(c, r == -ENOMEM ? CTL_ERROR_FAILED : CTL_ERROR_HOST_UNREADABLE,
+                                 "cannot read the host's PCI devices: %s", strerror(-r));
                         return r;
                 }
         }
@@ -26,8 +114,18 @@ int ctl_load(Ctl *c) {
                 fprintf(stderr, "iovirtctl: %s\n", c->host->problems[i]);
         r = iovirt_verdicts_compute(c->host, &c->verdicts);
         if (r < 0) {
-                fprintf(stderr, "iovirtctl: cannot compute isolation verdicts: %s\n", strerror(-r));
+                ctl_fail(c, CTL_ERROR_FAILED, "cannot compute isolation verdicts: %s", strerror(-r));
                 return r;
+        }
+        if (c->device && !c->from_daemon) {
+                _cleanup_free_ char *reason = NULL;
+                size_t i;
+                r = iovirt_host_lookup(c->host, c->device, &i, &reason);
+                if (r < 0) {
+                        ctl_fail(c, r == -ENOMEM ? CTL_ERROR_FAILED : CTL_ERROR_NO_SUCH_DEVICE, "%s",
+                                 reason ? reason : strerror(-r));
+                        return r;
+                }
         }
         return 0;
 }
@@ -37,6 +135,7 @@ void ctl_print_json(json_object *o) {
                                                         JSON_C_TO_STRING_NOSLASHESCAPE),
               stdout);
         fputc('\n', stdout);
+        json_printed = true;
 }
 
 void ctl_cell(const char *s, unsigned width, bool pad) {

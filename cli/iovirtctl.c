@@ -1,16 +1,23 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <ctype.h>
 #include <getopt.h>
+#include <limits.h>
 #include <sys/ioctl.h>
 
 #include <systemd/sd-bus.h>
 
+#include "iovirt-address.h"
 #include "iovirt-names.h"
+#include "iovirt-state.h"
 #include "iovirtctl.h"
 
 enum {
         OPT_FILTERS = 1u << 0,   /* accepts --class/--driver/--group/--numa */
-        OPT_ASSIGN = 1u << 1,    /* accepts --to/--dry-run/--accept-leaky */
-        OPT_RELEASE = 1u << 2,   /* accepts --consumer */
+        OPT_ASSIGN = 1u << 1,    /* accepts --to/--dry-run/--accept-leaky; needs --to */
+        OPT_RELEASE = 1u << 2,   /* accepts --consumer, or else a TARGET */
+        ARG_DEVICE = 1u << 3,    /* its argument is a DEVICE */
+        ARG_TARGET = 1u << 4,    /* its argument is a TARGET: a DEVICE or group:N */
+        NEEDS_DAEMON = 1u << 5,  /* asks iovirtd, never reads the host itself: not --direct */
 };
 
 typedef struct Verb {
@@ -25,16 +32,17 @@ typedef struct Verb {
 static const Verb verbs[] = {
         { "list-groups", 0, 0, 0, verb_list_groups, "", "IOMMU groups with isolation verdicts and members" },
         { "list-devices", 0, 0, OPT_FILTERS, verb_list_devices, "", "PCI functions, optionally filtered" },
-        { "show", 1, 1, 0, verb_show, "DEVICE", "everything known about one function" },
+        { "show", 1, 1, ARG_DEVICE, verb_show, "DEVICE", "everything known about one function" },
         { "tree", 0, 0, 0, verb_tree, "", "the PCI topology with groups and isolation" },
         { "check", 0, 0, 0, verb_check, "", "is this host ready for device assignment?" },
-        { "reload", 0, 0, 0, verb_reload, "", "make iovirtd re-read the host (polkit: org.iovirt1.reload)" },
-        { "assign", 1, 1, OPT_ASSIGN, verb_assign, "TARGET --to CONSUMER",
+        { "reload", 0, 0, NEEDS_DAEMON, verb_reload, "", "make iovirtd re-read the host (polkit: org.iovirt1.reload)" },
+        { "assign", 1, 1, OPT_ASSIGN | ARG_TARGET | NEEDS_DAEMON, verb_assign, "TARGET --to CONSUMER",
           "give TARGET's whole IOMMU group to vfio-pci for CONSUMER (polkit: org.iovirt1.assign)" },
-        { "release", 0, 1, OPT_RELEASE, verb_release, "TARGET | --consumer C",
+        { "release", 0, 1, OPT_RELEASE | ARG_TARGET | NEEDS_DAEMON, verb_release, "TARGET | --consumer C",
           "give a group back to its host drivers (polkit: org.iovirt1.release)" },
-        { "list-assignments", 0, 0, 0, verb_list_assignments, "", "what is assigned to whom, and any drift" },
-        { "status", 0, 0, 0, verb_list_assignments, "", "the same as list-assignments" },
+        { "list-assignments", 0, 0, NEEDS_DAEMON, verb_list_assignments, "",
+          "what is assigned to whom, and any drift" },
+        { "status", 0, 0, NEEDS_DAEMON, verb_list_assignments, "", "the same as list-assignments" },
 };
 
 static void help(void) {
@@ -69,18 +77,144 @@ static void help(void) {
                "\nTARGET is a DEVICE (its whole IOMMU group is meant) or group:N.\n"
                "DEVICE is a PCI address (0000:05:00.0 or 05:00.0), libvirt's pci_0000_05_00_0,\n"
                "a network interface name (enp5s0) or a sysfs path.\n"
-               "Exit status: 0 success, 1 failure (or a FAIL from check), 2 usage error.\n");
+               "Exit status: 0 success, 1 failure (or a FAIL from check), 2 usage error.\n"
+               "With --json a failure prints {\"error\": {\"name\": ..., \"message\": ...}} (man iovirtctl).\n");
 }
 
-static int parse_nonneg(const char *opt, const char *s, int *ret) {
+/* ---- syntax, checked before anything is read or the bus is contacted ---- */
+
+static int parse_nonneg(const char *s, int *ret) {
         char *end;
         errno = 0;
         long v = strtol(s, &end, 10);
-        if (errno || end == s || *end || v < 0 || v > 1000000) {
-                fprintf(stderr, "iovirtctl: %s wants a number (0 or more), not '%s'\n", opt, s);
+        if (errno || end == s || *end || v < 0 || v > 1000000 || !isdigit((unsigned char) s[0]))
                 return -EINVAL;
-        }
         *ret = (int) v;
+        return 0;
+}
+
+/* A DEVICE, as iovirt_host_lookup() takes it, judged without the host: an
+ * address in any of its forms must be well formed, a sysfs path must end in
+ * one, anything else must be able to be a network interface name (the
+ * kernel's dev_valid_name()).  Whether it exists only the host can say. */
+static int check_device(Ctl *c, const char *spec) {
+        IovirtAddress a;
+        const char *why = NULL;
+        size_t l = strlen(spec);
+
+        if (l == 0)
+                return ctl_fail(c, CTL_ERROR_USAGE, "no device given: name one by address (0000:05:00.0 or 05:00.0), "
+                                                    "network interface or sysfs path");
+        if (l >= PATH_MAX)
+                return ctl_fail(c, CTL_ERROR_USAGE, "the device name is too long");
+        if (spec[0] == '/') {
+                char base[PATH_MAX];
+                while (l > 1 && spec[l - 1] == '/')
+                        l--;
+                size_t b = l;
+                while (b > 0 && spec[b - 1] != '/')
+                        b--;
+                memcpy(base, spec + b, l - b);
+                base[l - b] = '\0';
+                if (iovirt_address_parse(base, &a, NULL) < 0)
+                        return ctl_fail(c, CTL_ERROR_USAGE, "'%s' is not the sysfs path of a PCI function "
+                                                            "(it should end in an address such as 0000:05:00.0)", spec);
+                return 0;
+        }
+        if (iovirt_address_parse(spec, &a, &why) >= 0)
+                return 0;
+        if (strchr(spec, ':') || strncmp(spec, "pci_", 4) == 0)
+                return ctl_fail(c, CTL_ERROR_USAGE, "'%s' is not a valid PCI address: %s", spec, why);
+        bool iface = l <= 15 && !streq_ptr(spec, ".") && !streq_ptr(spec, "..");
+        for (const char *p = spec; iface && *p; p++)
+                if (*p == '/' || isspace((unsigned char) *p) || iscntrl((unsigned char) *p))
+                        iface = false;
+        if (!iface)
+                return ctl_fail(c, CTL_ERROR_USAGE, "'%s' is neither a PCI address nor a network interface name",
+                                spec);
+        return 0;
+}
+
+/* A TARGET: group:N or a DEVICE */
+static int check_target(Ctl *c, const char *target) {
+        const char *n = target + 6;
+        if (strncmp(target, "group:", 6) != 0)
+                return check_device(c, target);
+        /* decimal digits that fit an int, as the kernel names groups */
+        size_t l = strlen(n);
+        if (l == 0 || l > 10 || strspn(n, "0123456789") != l || strtoll(n, NULL, 10) > INT_MAX)
+                return ctl_fail(c, CTL_ERROR_USAGE,
+                                "'%s': a group is written group:N, with N a group number (iovirtctl list-groups)",
+                                target);
+        return 0;
+}
+
+static int check_consumer(Ctl *c, const char *option, const char *consumer) {
+        _cleanup_free_ char *reason = NULL;
+        int r = iovirt_consumer_valid(consumer, &reason);
+        if (r == -ENOMEM)
+                return ctl_fail(c, CTL_ERROR_FAILED, "out of memory");
+        if (r < 0)
+                return ctl_fail(c, CTL_ERROR_USAGE, "%s: %s", option, reason ? reason : "not a valid consumer name");
+        return 0;
+}
+
+/* A driver is a directory in /sys/bus/pci/drivers */
+static int check_driver(Ctl *c, const char *driver) {
+        size_t l = strlen(driver);
+        bool ok = l > 0 && l <= NAME_MAX && !strchr(driver, '/') && !streq_ptr(driver, ".") && !streq_ptr(driver, "..");
+        for (const char *p = driver; ok && *p; p++)
+                ok = !iscntrl((unsigned char) *p);
+        if (!ok)
+                return ctl_fail(c, CTL_ERROR_USAGE, "--driver wants a driver name (as in /sys/bus/pci/drivers), "
+                                                    "or none, not '%s'", driver);
+        return 0;
+}
+
+/* Everything that can be told wrong from the command line alone, for verb v
+ * with its n arguments: counts, options, then every value */
+static int check_usage(Ctl *c, const Verb *v, int n, char **args, bool filters, unsigned given) {
+        int status;
+
+        if (n < v->min_args || n > v->max_args) {
+                if (v->max_args == 0)
+                        return ctl_fail(c, CTL_ERROR_USAGE, "%s takes no arguments", v->name);
+                return ctl_fail(c, CTL_ERROR_USAGE, "usage: iovirtctl %s %s", v->name, v->args);
+        }
+        if (filters && !(v->flags & OPT_FILTERS))
+                return ctl_fail(c, CTL_ERROR_USAGE, "--class, --driver, --group and --numa go with list-devices only");
+        if (given & ~v->flags & OPT_ASSIGN)
+                return ctl_fail(c, CTL_ERROR_USAGE, "--to, --dry-run and --accept-leaky go with assign only");
+        if (given & ~v->flags & OPT_RELEASE)
+                return ctl_fail(c, CTL_ERROR_USAGE, "--consumer goes with release only");
+        if (c->direct && (v->flags & NEEDS_DAEMON))
+                return ctl_fail(c, CTL_ERROR_USAGE, "%s asks iovirtd; it cannot be done --direct", v->name);
+        if ((v->flags & OPT_ASSIGN) && !c->consumer)
+                return ctl_fail(c, CTL_ERROR_USAGE,
+                                "%s needs --to CONSUMER (the VM: its libvirt domain name or id)", v->name);
+        if ((v->flags & OPT_RELEASE) && (n == 1) == (c->consumer != NULL))
+                return ctl_fail(c, CTL_ERROR_USAGE, "%s takes a TARGET or --consumer CONSUMER (one of them)", v->name);
+
+        if (c->filter_class) {
+                uint32_t code;
+                unsigned digits;
+                char names[256];
+                if (ctl_parse_class(c->filter_class, &code, &digits) < 0)
+                        return ctl_fail(c, CTL_ERROR_USAGE,
+                                        "unknown class '%s'; use one of %s, or a hex class prefix such as 0200",
+                                        c->filter_class, ctl_class_names(names, sizeof(names)));
+        }
+        if (c->filter_driver && !streq_ptr(c->filter_driver, "none") && (status = check_driver(c, c->filter_driver)))
+                return status;
+        if (c->consumer && (status = check_consumer(c, (v->flags & OPT_ASSIGN) ? "--to" : "--consumer", c->consumer)))
+                return status;
+        for (int i = 0; i < n; i++) {
+                status = (v->flags & ARG_DEVICE) ? check_device(c, args[i])
+                         : (v->flags & ARG_TARGET) ? check_target(c, args[i])
+                                                   : 0;
+                if (status)
+                        return status;
+        }
         return 0;
 }
 
@@ -94,7 +228,7 @@ static unsigned terminal_columns(void) {
         return 80;
 }
 
-int main(int argc, char **argv) {
+static int run(Ctl *c, int argc, char **argv) {
         enum { ARG_VERSION = 0x100, ARG_DIRECT, ARG_NO_ASK_PASSWORD, ARG_CLASS, ARG_DRIVER, ARG_GROUP, ARG_NUMA,
                ARG_TO, ARG_CONSUMER, ARG_DRY_RUN, ARG_ACCEPT_LEAKY };
         static const struct option options[] = {
@@ -107,10 +241,12 @@ int main(int argc, char **argv) {
                 { "dry-run", no_argument, NULL, ARG_DRY_RUN },   { "accept-leaky", no_argument, NULL, ARG_ACCEPT_LEAKY },
                 {},
         };
-        Ctl c = { .filter_group = -1, .filter_numa = -1 };
         bool filters = false;
         unsigned given = 0;      /* OPT_ASSIGN / OPT_RELEASE options seen */
-        int opt, r;
+        /* the first usage error: told once every option is read, so that
+         * a --json after it still gets it as JSON */
+        char bad[512] = "";
+        int opt;
 
         opterr = 0;
         while ((opt = getopt_long(argc, argv, "+:hj", options, NULL)) >= 0 || (optind < argc && opt < 0)) {
@@ -124,66 +260,71 @@ int main(int argc, char **argv) {
                 }
                 switch (opt) {
                 case 'h':
+                        if (*bad)
+                                break;
                         help();
                         return 0;
                 case ARG_VERSION:
+                        if (*bad)
+                                break;
                         printf("iovirtctl %s\n", IOVIRT_VERSION);
                         return 0;
                 case 'j':
-                        c.json = true;
+                        c->json = true;
                         break;
                 case ARG_DIRECT:
-                        c.direct = true;
+                        c->direct = true;
                         break;
                 case ARG_NO_ASK_PASSWORD:
-                        c.no_ask_password = true;
+                        c->no_ask_password = true;
                         break;
                 case ARG_CLASS:
-                        c.filter_class = optarg;
+                        c->filter_class = optarg;
                         filters = true;
                         break;
                 case ARG_DRIVER:
-                        c.filter_driver = optarg;
+                        c->filter_driver = optarg;
                         filters = true;
                         break;
                 case ARG_GROUP:
-                        if (parse_nonneg("--group", optarg, &c.filter_group) < 0)
-                                return EXIT_USAGE;
-                        filters = true;
-                        break;
                 case ARG_NUMA:
-                        if (parse_nonneg("--numa", optarg, &c.filter_numa) < 0)
-                                return EXIT_USAGE;
+                        if (parse_nonneg(optarg, opt == ARG_GROUP ? &c->filter_group : &c->filter_numa) < 0 && !*bad)
+                                snprintf(bad, sizeof(bad), "%s wants a number (0 or more), not '%s'",
+                                         opt == ARG_GROUP ? "--group" : "--numa", optarg);
                         filters = true;
                         break;
                 case ARG_TO:
-                        c.consumer = optarg;
+                        c->consumer = optarg;
                         given |= OPT_ASSIGN;
                         break;
                 case ARG_DRY_RUN:
-                        c.dry_run = true;
+                        c->dry_run = true;
                         given |= OPT_ASSIGN;
                         break;
                 case ARG_ACCEPT_LEAKY:
-                        c.accept_leaky = true;
+                        c->accept_leaky = true;
                         given |= OPT_ASSIGN;
                         break;
                 case ARG_CONSUMER:
-                        c.consumer = optarg;
+                        c->consumer = optarg;
                         given |= OPT_RELEASE;
                         break;
                 case ':':
-                        fprintf(stderr, "iovirtctl: option %s needs a value\n", argv[optind - 1]);
-                        return EXIT_USAGE;
+                        if (!*bad)
+                                snprintf(bad, sizeof(bad), "option %s needs a value", argv[optind - 1]);
+                        break;
                 default:
+                        if (*bad)
+                                break;
                         if (optopt)
-                                fprintf(stderr, "iovirtctl: unknown option '-%c'; see iovirtctl --help\n", optopt);
+                                snprintf(bad, sizeof(bad), "unknown option '-%c'; see iovirtctl --help", optopt);
                         else
-                                fprintf(stderr, "iovirtctl: unknown option '%s'; see iovirtctl --help\n",
-                                        argv[optind - 1]);
-                        return EXIT_USAGE;
+                                snprintf(bad, sizeof(bad), "unknown option '%s'; see iovirtctl --help",
+                                         argv[optind - 1]);
                 }
         }
+        if (*bad)
+                return ctl_fail(c, CTL_ERROR_USAGE, "%s", bad);
 
         /* Collect the non-options, in order: the verb and its arguments */
         char *args[8];
@@ -203,50 +344,39 @@ int main(int argc, char **argv) {
                                 i++;
                         continue;
                 }
-                if (n == (int) ELEMENTSOF(args)) {
-                        fprintf(stderr, "iovirtctl: too many arguments; see iovirtctl --help\n");
-                        return EXIT_USAGE;
-                }
+                if (n == (int) ELEMENTSOF(args))
+                        return ctl_fail(c, CTL_ERROR_USAGE, "too many arguments; see iovirtctl --help");
                 args[n++] = argv[i];
         }
-        if (n == 0) {
-                fprintf(stderr, "iovirtctl: no command given; try 'iovirtctl list-groups' or iovirtctl --help\n");
-                return EXIT_USAGE;
-        }
+        if (n == 0)
+                return ctl_fail(c, CTL_ERROR_USAGE,
+                                "no command given; try 'iovirtctl list-groups' or iovirtctl --help");
 
         const Verb *v = NULL;
         for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
                 if (streq_ptr(verbs[i].name, args[0]))
                         v = &verbs[i];
-        if (!v) {
-                fprintf(stderr, "iovirtctl: unknown command '%s'; see iovirtctl --help\n", args[0]);
-                return EXIT_USAGE;
-        }
-        if (n - 1 < v->min_args || n - 1 > v->max_args) {
-                if (v->max_args == 0)
-                        fprintf(stderr, "iovirtctl: %s takes no arguments\n", v->name);
-                else
-                        fprintf(stderr, "iovirtctl: usage: iovirtctl %s %s\n", v->name, v->args);
-                return EXIT_USAGE;
-        }
-        if (filters && !(v->flags & OPT_FILTERS)) {
-                fprintf(stderr, "iovirtctl: --class, --driver, --group and --numa go with list-devices only\n");
-                return EXIT_USAGE;
-        }
+        if (!v)
+                return ctl_fail(c, CTL_ERROR_USAGE, "unknown command '%s'; see iovirtctl --help", args[0]);
+        c->verb = v->name;
+        int status = check_usage(c, v, n - 1, args + 1, filters, given);
+        if (status)
+                return status;
+        if (v->flags & ARG_DEVICE)
+                c->device = args[1];
 
-        if (given & ~v->flags & OPT_ASSIGN) {
-                fprintf(stderr, "iovirtctl: --to, --dry-run and --accept-leaky go with assign only\n");
-                return EXIT_USAGE;
-        }
-        if (given & ~v->flags & OPT_RELEASE) {
-                fprintf(stderr, "iovirtctl: --consumer goes with release only\n");
-                return EXIT_USAGE;
-        }
+        c->columns = terminal_columns();
+        return v->run(c, n - 1, args + 1);
+}
 
-        c.columns = terminal_columns();
-        r = v->run(&c, n - 1, args + 1);
+int main(int argc, char **argv) {
+        Ctl c = { .filter_group = -1, .filter_numa = -1 };
+        int r = ctl_finish(&c, run(&c, argc, argv));
         iovirt_verdicts_free(c.verdicts);
         iovirt_host_free(c.host);
         sd_bus_flush_close_unref(c.bus);
+        free(c.error_name);
+        free(c.error_message);
+        json_object_put(c.error_fields);
         return r;
 }

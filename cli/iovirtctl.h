@@ -4,11 +4,26 @@
 #include <stdbool.h>
 #include <stdio.h>
 
+#include <systemd/sd-bus.h>
+
 #include "iovirt-host.h"
 #include "iovirt-json.h"
 #include "iovirt-verdict.h"
 
-typedef struct sd_bus sd_bus;
+/* What a script can tell failures apart by: under --json every failure
+ * prints {"error": {"name": NAME, "message": TEXT, ...}} on stdout.  NAME is
+ * one of these words, or the D-Bus error name iovirtd answered with (a name
+ * with dots).  iovirtctl(1) lists them (EXIT STATUS, Errors): change both
+ * together. */
+typedef enum CtlError {
+        CTL_ERROR_USAGE,            /* "usage": exit 2, before anything is read */
+        CTL_ERROR_NO_SUCH_DEVICE,   /* "no-such-device": the device or group is not on this host */
+        CTL_ERROR_NO_DAEMON,        /* "no-daemon": the command needs iovirtd, which is not on the bus */
+        CTL_ERROR_HOST_UNREADABLE,  /* "host-unreadable": the host's PCI devices could not be read */
+        CTL_ERROR_BAD_ANSWER,       /* "bad-answer": iovirtd answered something iovirtctl cannot read */
+        CTL_ERROR_FAILED,           /* "failed": anything else (out of memory, ...) */
+        _CTL_ERROR_MAX,
+} CtlError;
 
 /* What every verb gets: parsed options and, loaded on demand, the host. */
 typedef struct Ctl {
@@ -25,6 +40,13 @@ typedef struct Ctl {
         const char *consumer;      /* --to, --consumer */
         bool dry_run;
         bool accept_leaky;
+        /* the DEVICE argument of a verb that takes one (show) */
+        const char *device;
+        const char *verb;
+
+        /* the first failure: printed as the error object under --json */
+        char *error_name, *error_message;
+        json_object *error_fields;
 
         IovirtHost *host;
         IovirtVerdicts *verdicts;
@@ -32,15 +54,44 @@ typedef struct Ctl {
         bool from_daemon;          /* the model came from iovirtd */
 } Ctl;
 
-/* iovirtd as the source (cli/iovirtctl-bus.c).  -ENOTCONN with *why set when
- * iovirtd is not on the bus; other failures are printed. */
+/* Failures (cli/iovirtctl-output.c).  ctl_fail() reports one: on stderr
+ * ("iovirtctl: TEXT"), or under --json kept for ctl_finish(); the first one
+ * reported is the one a script sees.  It returns the exit status that goes
+ * with it: EXIT_USAGE for usage, 1 otherwise. */
+int ctl_fail(Ctl *c, CtlError kind, const char *fmt, ...) _printf_(3, 4);
+/* The same with a D-Bus error name (printed as a last line in text mode) and
+ * more fields for the error object (fields is taken, may be NULL). */
+int ctl_fail_named(Ctl *c, const char *name, json_object *fields, const char *fmt, ...) _printf_(4, 5);
+const char *ctl_error_name(CtlError kind);
+/* At exit: under --json, a failure that printed no document prints its error
+ * object (or a generic one).  Returns status. */
+int ctl_finish(Ctl *c, int status);
+
+/* iovirtd (cli/iovirtctl-bus.c) */
+/* The system bus, opened once; no-daemon when it cannot be reached */
+int ctl_open_bus(Ctl *c);
+/* An error from a call to iovirtd, reported (fields taken): no-daemon when
+ * iovirtd is not on the bus, no-such-device for NoSuchDevice (the same word
+ * as when iovirtctl finds out itself), otherwise the D-Bus error's name. */
+int ctl_fail_bus(Ctl *c, const sd_bus_error *e, int r, json_object *fields);
+/* Calls a method of iovirtd that returns one JSON document.  -ENOTCONN with
+ * *why set when iovirtd is not on the bus (nothing reported: the caller may
+ * read the host itself); other failures are reported. */
 int ctl_call_json(Ctl *c, const char *method, const char *arg, json_object **ret, char **why);
 int ctl_load_from_daemon(Ctl *c, char **why);
 
 /* Gets the model once, from iovirtd unless --direct (falling back to
  * reading the host, with a note, when iovirtd is not on the bus), and
- * computes the verdicts; prints the error itself. */
+ * computes the verdicts.  Reading the host itself, it also finds c->device
+ * there (no-such-device if absent; iovirtd resolves names on its own host).
+ * Reports its failures. */
 int ctl_load(Ctl *c);
+
+/* list-devices --class: a class name or a hex prefix of the class code
+ * (cli/iovirtctl-list-devices.c); -EINVAL for anything else */
+int ctl_parse_class(const char *s, uint32_t *code, unsigned *digits);
+/* "storage net ... accelerator": the names ctl_parse_class() knows */
+const char *ctl_class_names(char *buf, size_t size);
 
 /* Prints a JSON document on stdout, pretty, with a final newline. */
 void ctl_print_json(json_object *o);
