@@ -63,6 +63,15 @@ int bouncer_new(sd_bus *bus, Bouncer **ret) {
         return 0;
 }
 
+void bouncer_stop(Bouncer *b) {
+        while (b && b->pending) {
+                (void) sd_bus_reply_method_errorf(b->pending->request, IOVIRT_ERROR_BUSY,
+                                                  "iovirtd stopped before polkit answered; nothing was changed, "
+                                                  "try again");
+                pending_free(b->pending);
+        }
+}
+
 Bouncer *bouncer_free(Bouncer *b) {
         if (!b)
                 return NULL;

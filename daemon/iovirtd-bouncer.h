@@ -48,6 +48,9 @@ const GuardedMethod *bouncer_find(const char *interface, const char *method);
 
 int bouncer_new(sd_bus *bus, Bouncer **ret);
 Bouncer *bouncer_free(Bouncer *b);
+/* Answers every call still waiting for polkit with Busy: iovirtd is
+ * stopping, and nobody should be left waiting for nothing. */
+void bouncer_stop(Bouncer *b);
 
 /* The vtable handler of every guarded method; userdata is the Manager.
  * prepare, then polkit for the method's action, then act: nothing else

@@ -70,7 +70,7 @@ static int job_finish(Job *j) {
                 (void) sd_bus_reply_method_errno(j->request, r, NULL);
         job_free(j);
         if (m->stopping && !m->jobs)
-                (void) sd_event_exit(m->event, 0);
+                manager_exit(m);
         return 0;
 }
 

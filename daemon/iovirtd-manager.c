@@ -496,6 +496,11 @@ const sd_bus_vtable manager_vtable[] = {
         SD_BUS_VTABLE_END
 };
 
+void manager_exit(Manager *m) {
+        bouncer_stop(m->bouncer);       /* replies go out before the loop closes the bus */
+        (void) sd_event_exit(m->event, 0);
+}
+
 int manager_connect_bus(Manager *m) {
         int r;
 

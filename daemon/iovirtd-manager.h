@@ -48,6 +48,9 @@ int manager_refresh(Manager *m);
  * Call before manager_refresh(), so that nothing falls between the two. */
 int manager_start_monitor(Manager *m);
 
+/* Leaves the event loop, answering what still waits for polkit first */
+void manager_exit(Manager *m);
+
 /* Connects to the system bus, exports the object, takes the name. */
 int manager_connect_bus(Manager *m);
 

@@ -81,7 +81,7 @@ static int on_stop(sd_event_source *s, const struct signalfd_siginfo *si, void *
                 log_info("Stopping once the running transactions have finished");
         m->stopping = true;
         if (!m->jobs)
-                return sd_event_exit(m->event, 0);
+                manager_exit(m);
         return 0;
 }
 

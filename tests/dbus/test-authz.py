@@ -186,6 +186,24 @@ def replan_after_authorization(env):
         recs = [r["consumer"] for r in env.records().values()]
         t.ok(name == "org.iovirt1.Error.InUse" and "vm-first" in msg and "vm-late" not in recs,
              "once polkit says yes, the plan is made again and refuses: InUse, naming vm-first", (msg, recs))
+
+        # iovirtd stops while polkit still thinks: the caller is answered, not left hanging
+        os.unlink(held)
+        os.unlink(go)
+        waiting = subprocess.Popen(harness.NOBODY + harness.GDBUS_CALL + ["--method", "org.iovirt1.Manager.Assign",
+                                   "00:14.0", "vm-late", "[]", "true"], env=env.bus.env(), stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True)
+        asked = wait_for(held)
+        before = state_of(env)
+        env.daemon.terminate()
+        stopped = env.daemon.wait(30)
+        out, err = waiting.communicate(timeout=60)
+        name, msg = error_of((waiting.returncode, out, err))
+        t.ok(asked and stopped == 0 and name == "org.iovirt1.Error.Busy" and "before polkit answered" in msg and
+             state_of(env) == before, "SIGTERM while polkit is asked: the caller gets Busy, nothing changes, "
+             "iovirtd exits 0", (asked, stopped, msg))
+        open(go, "w").close()
+        env.start()
     finally:
         mock.terminate()
         mock.wait(10)
