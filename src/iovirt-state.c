@@ -10,6 +10,7 @@
 #include "iovirt-json.h"
 #include "iovirt-names.h"
 #include "iovirt-state.h"
+#include "iovirt-sysfs.h"
 
 static const char *const phase_names[_IOVIRT_PHASE_MAX] = {
         [IOVIRT_PHASE_ASSIGNING] = "assigning",
@@ -450,43 +451,6 @@ static int record_name_group(const char *name) {
         return g <= INT_MAX ? (int) g : -1;
 }
 
-#define RECORD_SIZE_MAX (16 * 1024 * 1024)
-
-/* The whole file and its size (a NUL inside does not end it): NUL-terminated */
-static int read_record_file(const char *path, char **ret, size_t *ret_size) {
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
-        _cleanup_free_ char *buf = NULL;
-        size_t n = 0, allocated = 0;
-
-        if (fd < 0)
-                return -errno;
-        for (;;) {
-                if (n + 1 >= allocated) {
-                        if (allocated >= RECORD_SIZE_MAX)
-                                return -EFBIG;
-                        size_t a = allocated ? allocated * 2 : 4096;
-                        char *p = realloc(buf, a);
-                        if (!p)
-                                return -ENOMEM;
-                        buf = p;
-                        allocated = a;
-                }
-                ssize_t l = read(fd, buf + n, allocated - n - 1);
-                if (l < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
-                if (l == 0)
-                        break;
-                n += (size_t) l;
-        }
-        buf[n] = '\0';
-        *ret = TAKE_PTR(buf);
-        *ret_size = n;
-        return 0;
-}
-
 static void json_tokener_freep(json_tokener **t) {
         if (*t)
                 json_tokener_free(*t);
@@ -575,7 +539,7 @@ int iovirt_state_load(const char *dir, IovirtState **ret) {
                 _cleanup_free_ char *text = NULL, *reason = NULL;
                 size_t size = 0;
                 snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
-                k = read_record_file(path, &text, &size);
+                k = iovirt_read_file_sized(path, &text, &size);
                 if (k == -ENOMEM)
                         return k;
                 if (k < 0) {

@@ -56,7 +56,7 @@ int iovirt_sysfs_link_name(const char *dir, const char *name, char *buf, size_t 
         return r < 0 ? r : iovirt_sysfs_link_name_at(AT_FDCWD, path, buf, size);
 }
 
-int iovirt_read_file(const char *path, char **ret) {
+int iovirt_read_file_sized(const char *path, char **ret, size_t *ret_size) {
         _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
         if (fd < 0)
                 return -errno;
@@ -75,6 +75,8 @@ int iovirt_read_file(const char *path, char **ret) {
                         allocated *= 2;
                 }
                 ssize_t l = read(fd, buf + n, allocated - n - 1);
+                if (l < 0 && errno == EINTR)
+                        continue;
                 if (l < 0)
                         return -errno;
                 if (l == 0)
@@ -83,7 +85,13 @@ int iovirt_read_file(const char *path, char **ret) {
         }
         buf[n] = '\0';
         *ret = TAKE_PTR(buf);
+        if (ret_size)
+                *ret_size = n;
         return 0;
+}
+
+int iovirt_read_file(const char *path, char **ret) {
+        return iovirt_read_file_sized(path, ret, NULL);
 }
 
 char *iovirt_root_path(const char *path) {

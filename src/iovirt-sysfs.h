@@ -25,6 +25,8 @@ int iovirt_sysfs_link_name(const char *dir, const char *name, char *buf, size_t 
 
 /* Reads a whole (small) file into a new NUL-terminated string. */
 int iovirt_read_file(const char *path, char **ret);
+/* The same, with the length read (the text may hold NUL bytes); at most 16 MiB, -EFBIG past it. */
+int iovirt_read_file_sized(const char *path, char **ret, size_t *ret_size);
 
 /* path prefixed with $IOVIRT_ROOT (or as it is without it); a new string. */
 char *iovirt_root_path(const char *path);

@@ -35,12 +35,6 @@ int iovirt_strv_pushf(char ***v, size_t *n, const char *fmt, ...) {
         return 0;
 }
 
-void iovirt_strv_free(char **v, size_t n) {
-        for (size_t i = 0; i < n; i++)
-                free(v[i]);
-        free(v);
-}
-
 int iovirt_text_add(IovirtText *t, const char *fmt, ...) {
         char *piece;
         va_list ap;

@@ -93,7 +93,6 @@ void *iovirt_grow(void **array, size_t *n, size_t *allocated, size_t size);
 
 /* Appends a newly formatted string to the list *v of *n strings. */
 int iovirt_strv_pushf(char ***v, size_t *n, const char *fmt, ...) _printf_(3, 4);
-void iovirt_strv_free(char **v, size_t n);
 
 /* Replaces *reason (when reason is not NULL) with a new sentence, and
  * returns r: "return iovirt_set_reason(reason, r, ...)".  A sentence that

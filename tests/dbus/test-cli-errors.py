@@ -17,6 +17,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "hosts"))
 from tap import Tap  # noqa: E402
 import harness  # noqa: E402
+from cli_errors import error_object  # noqa: E402
 
 IOVIRTD, IOVIRTCTL, EMU, WRITER = sys.argv[1:5]
 t = Tap()
@@ -34,24 +35,11 @@ def ctl(env, *args, user=None, extra=None):
     return p.returncode, p.stdout, p.stderr
 
 
-def error_of(out):
-    """The error object when stdout is exactly one {"error": {...}} with a
-    string name and message; else None"""
-    try:
-        doc = json.loads(out)
-    except ValueError:
-        return None
-    if not isinstance(doc, dict) or list(doc) != ["error"] or not isinstance(doc["error"], dict):
-        return None
-    e = doc["error"]
-    return e if isinstance(e.get("name"), str) and isinstance(e.get("message"), str) else None
-
-
 def json_error(env, what, args, name, rc=1, words=(), user=None, extra=None):
     """iovirtctl --json ARGS fails with exit RC and one error object named
     NAME whose message has WORDS, and nothing on stderr; returns it"""
     got, out, err = ctl(env, "--json", *args, user=user, extra=extra)
-    e = error_of(out)
+    e = error_object(out)
     t.ok(got == rc and e is not None and e["name"] == name and all(w in e["message"] for w in words) and not err,
          "%s: exit %d, error %s" % (what, rc, name), "exit %d\nstdout: %s\nstderr: %s" % (got, out, err))
     return e or {}

@@ -5,7 +5,6 @@ contacted; with --json each one is a single {"error": ...} object on
 stdout, named "usage"."""
 
 import atexit
-import json
 import os
 import select
 import shutil
@@ -15,6 +14,7 @@ import sys
 import tempfile
 
 from tap import Tap
+from cli_errors import error_object
 
 ctl = sys.argv[1]
 tmp = tempfile.mkdtemp(prefix="iovirt-usage.")
@@ -135,18 +135,6 @@ def run(args):
             return rc, out, err, connections
 
 
-def json_error(out):
-    """The error object if stdout is exactly one {"error": {...}}, else None"""
-    try:
-        doc = json.loads(out)
-    except ValueError:
-        return None
-    if not isinstance(doc, dict) or list(doc) != ["error"] or not isinstance(doc["error"], dict):
-        return None
-    e = doc["error"]
-    return e if isinstance(e.get("name"), str) and isinstance(e.get("message"), str) else None
-
-
 def show(args):
     return " ".join(repr(a) if not a or " " in a or len(a) > 40 or not a.isprintable() else a
                     for a in args)[:120]
@@ -163,7 +151,7 @@ for args, rc, text in CASES:
             continue        # --json would be that option's value
         jargs = ["--json"] + args if where == "before" else args + ["--json"]
         got, out, err, conns = run(jargs)
-        e = json_error(out)
+        e = error_object(out)
         t.ok(got == 2 and e and e["name"] == "usage" and text in e["message"] and not err and not conns,
              "iovirtctl %s: one JSON error named usage on stdout, nothing on stderr" % show(jargs),
              "exit %s, %d bus connections\nstdout: %s\nstderr: %s" % (got, conns, out, err))
@@ -174,7 +162,7 @@ for args, text in MALFORMED:
          "iovirtctl %s: exit 2 before the host or the bus" % show(args),
          "want '%s'; exit %s, %d bus connections\nstdout: %s\nstderr: %s" % (text, got, conns, out, err))
     got, out, err, conns = run(args + ["--json"])
-    e = json_error(out)
+    e = error_object(out)
     t.ok(got == 2 and e and e["name"] == "usage" and text in e["message"] and not err and not conns,
          "iovirtctl %s --json: the same as a usage error object" % show(args),
          "exit %s, %d bus connections\nstdout: %s\nstderr: %s" % (got, conns, out, err))
@@ -196,7 +184,7 @@ env["DBUS_SYSTEM_BUS_ADDRESS"] = "unix:path=" + os.path.join(tmp, "no-such-socke
 for args in (["assign", "05:00.0", "--to", "vm"], ["release", "group:3"], ["release", "--consumer", "vm"],
              ["reload"], ["list-assignments"], ["status"]):
     got, out, err, conns = run(["--json"] + args)
-    e = json_error(out)
+    e = error_object(out)
     t.ok(got == 1 and e and e["name"] == "no-daemon" and "needs iovirtd" in e["message"],
          "iovirtctl --json %s without a bus: error no-daemon, exit 1" % " ".join(args),
          "exit %s\nstdout: %s\nstderr: %s" % (got, out, err))
