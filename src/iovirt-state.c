@@ -282,7 +282,6 @@ static bool records_equal(const IovirtRecord *a, const IovirtRecord *b) {
         return true;
 }
 
-static int parse_record_text(const char *text, size_t size, json_object **ret, char **reason);
 
 /* Reads text back as load will, before it is written: it must be r.
  * -ENOMEM when memory ran out on the way; -EINVAL when r is not a record
@@ -292,7 +291,7 @@ static int check_reads_back(const char *text, size_t size, const IovirtRecord *r
         _cleanup_(json_object_putp) json_object *o = NULL;
         _cleanup_(iovirt_record_freep) IovirtRecord *back = NULL;
         _cleanup_free_ char *reason = NULL;
-        int k = parse_record_text(text, size, &o, &reason);
+        int k = iovirt_json_text_parse(text, size, &o, &reason);
         if (k >= 0)
                 k = iovirt_record_from_json(o, &back, &reason);
         if (k == -ENOMEM)
@@ -300,32 +299,13 @@ static int check_reads_back(const char *text, size_t size, const IovirtRecord *r
         return k >= 0 && records_equal(r, back) ? 0 : -EINVAL;
 }
 
-int iovirt_record_save(const char *dir, const IovirtRecord *r) {
+int iovirt_file_save_atomic(const char *dir, const char *name, const char *text, size_t size) {
         char path[PATH_MAX], tmp[PATH_MAX];
-        size_t size = 0;
         int k;
 
-        k = record_path(path, dir, r->group);
-        if (k < 0)
-                return k;
-        if (snprintf(tmp, sizeof(tmp), "%s/.group-%d.json.XXXXXX", dir, r->group) >= (int) sizeof(tmp))
+        if (snprintf(path, sizeof(path), "%s/%s", dir, name) >= (int) sizeof(path) ||
+            snprintf(tmp, sizeof(tmp), "%s/.%s.XXXXXX", dir, name) >= (int) sizeof(tmp))
                 return -ENAMETOOLONG;
-        _cleanup_(json_object_putp) json_object *o = iovirt_record_to_json(r);
-        if (!o)
-                return -ENOMEM;
-        /* json-c (0.16 at least) carries on past an append that failed and
-         * returns the text without it: "driver": "" instead of the name.
-         * errno is the only sign (nothing in its writer clears it); reading
-         * the text back is the second. */
-        errno = 0;
-        const char *text = json_object_to_json_string_length(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED,
-                                                             &size);
-        if (!text || errno == ENOMEM)
-                return -ENOMEM;
-        k = check_reads_back(text, size, r);
-        if (k < 0)
-                return k;
-
         _cleanup_close_ int fd = mkostemp(tmp, O_CLOEXEC);
         if (fd < 0)
                 return -errno;
@@ -343,6 +323,30 @@ int iovirt_record_save(const char *dir, const IovirtRecord *r) {
                 return k;
         }
         return fsync_dir(dir);
+}
+
+int iovirt_record_save(const char *dir, const IovirtRecord *r) {
+        char name[64];
+        size_t size = 0;
+        int k;
+
+        snprintf(name, sizeof(name), "group-%d.json", r->group);
+        _cleanup_(json_object_putp) json_object *o = iovirt_record_to_json(r);
+        if (!o)
+                return -ENOMEM;
+        /* json-c (0.16 at least) carries on past an append that failed and
+         * returns the text without it: "driver": "" instead of the name.
+         * errno is the only sign (nothing in its writer clears it); reading
+         * the text back is the second. */
+        errno = 0;
+        const char *text = json_object_to_json_string_length(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED,
+                                                             &size);
+        if (!text || errno == ENOMEM)
+                return -ENOMEM;
+        k = check_reads_back(text, size, r);
+        if (k < 0)
+                return k;
+        return iovirt_file_save_atomic(dir, name, text, size);
 }
 
 int iovirt_record_remove(const char *dir, int group) {
@@ -415,22 +419,27 @@ static int add_problem(IovirtState *s, int group, const char *text) {
         return 0;
 }
 
-/* A record that cannot be used: keep the bytes aside for the operator. */
-static int set_aside(IovirtState *s, const char *dir, const char *name, int group, const char *why) {
+int iovirt_file_set_aside(const char *dir, const char *name, const char *why, char **problem) {
         char from[PATH_MAX], to[PATH_MAX];
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         snprintf(from, sizeof(from), "%s/%s", dir, name);
         snprintf(to, sizeof(to), "%s/%s.damaged-%lld", dir, name, (long long) ts.tv_sec);
-        _cleanup_free_ char *text = NULL;
         int l;
         if (rename(from, to) < 0)
-                l = asprintf(&text, "%s is damaged (%s) and could not be set aside: %s", from, why, strerror(errno));
+                l = asprintf(problem, "%s is damaged (%s) and could not be set aside: %s", from, why, strerror(errno));
         else {
                 (void) fsync_dir(dir);
-                l = asprintf(&text, "%s is damaged (%s); it was kept as %s", from, why, to);
+                l = asprintf(problem, "%s is damaged (%s); it was kept as %s", from, why, to);
         }
-        return l < 0 ? -ENOMEM : add_problem(s, group, text);
+        return l < 0 ? -ENOMEM : 0;
+}
+
+/* A record that cannot be used: keep the bytes aside for the operator. */
+static int set_aside(IovirtState *s, const char *dir, const char *name, int group, const char *why) {
+        _cleanup_free_ char *text = NULL;
+        int k = iovirt_file_set_aside(dir, name, why, &text);
+        return k < 0 ? k : add_problem(s, group, text);
 }
 
 /* The group a file name gives when it is a record's name: exactly what
@@ -474,7 +483,7 @@ static void json_tokener_freep(json_tokener **t) {
  * allocates for that character, except a duplocale() whose failure it
  * gets by without.  (A glibc malloc() that succeeds by mmap() after brk()
  * failed leaves ENOMEM too: then load says -ENOMEM, which is safe.) */
-static int parse_record_text(const char *text, size_t size, json_object **ret, char **reason) {
+int iovirt_json_text_parse(const char *text, size_t size, json_object **ret, char **reason) {
         if (strspn(text, " \t\n\r") == size) {
                 *reason = strdup("it is empty");
                 return *reason ? -EBADMSG : -ENOMEM;
@@ -551,7 +560,7 @@ int iovirt_state_load(const char *dir, IovirtState **ret) {
                 _cleanup_(json_object_putp) json_object *o = NULL;
                 const char *why = NULL;
                 IovirtRecord *r = NULL;
-                k = parse_record_text(text, size, &o, &reason);
+                k = iovirt_json_text_parse(text, size, &o, &reason);
                 if (k == -ENOMEM)
                         return k;
                 if (k >= 0) {

@@ -66,6 +66,15 @@ const char *iovirt_state_dir(void);
  * written: -ENOMEM when memory ran out on the way, -EINVAL for a record
  * that load would not take back as it is. */
 int iovirt_record_save(const char *dir, const IovirtRecord *r);
+/* The file helpers records are made with, for other records of the state
+ * directory (SR-IOV's): name written atomically (a temporary file, fsync,
+ * rename, fsync the directory; nothing left behind on failure); strict
+ * parsing of what save wrote (one JSON value; -EBADMSG with *reason,
+ * -ENOMEM); a damaged file renamed NAME.damaged-TIME, *problem saying so. */
+int iovirt_file_save_atomic(const char *dir, const char *name, const char *text, size_t size);
+int iovirt_json_text_parse(const char *text, size_t size, json_object **ret, char **reason);
+int iovirt_file_set_aside(const char *dir, const char *name, const char *why, char **problem);
+
 /* Removes group-N.json durably; 0 when there was none. */
 int iovirt_record_remove(const char *dir, int group);
 
