@@ -87,6 +87,7 @@
 #define PROC_MODULES "/proc/modules"
 #define PROC_OSRELEASE "/proc/sys/kernel/osrelease"
 #define LIB_MODULES "/lib/modules"
+#define MODULES_ALIAS "modules.alias"   /* in LIB_MODULES/<release>/; vfio_pci: lines name VFIO variant drivers */
 
 /* the kernel's network state, per network namespace: never below $IOVIRT_ROOT */
 #define PROC_NET_ROUTE "/proc/self/net/route"
