@@ -72,6 +72,7 @@
 #define ATTR_RESET_METHOD "reset_method"
 #define ATTR_SRIOV_TOTALVFS "sriov_totalvfs"
 #define ATTR_SRIOV_NUMVFS "sriov_numvfs"
+#define ATTR_SRIOV_AUTOPROBE "sriov_drivers_autoprobe"
 #define ATTR_BOOT_VGA "boot_vga"
 #define LINK_DRIVER "driver"
 #define LINK_IOMMU_GROUP "iommu_group"

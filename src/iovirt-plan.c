@@ -3,6 +3,7 @@
 
 #include "iovirt-names.h"
 #include "iovirt-plan.h"
+#include "iovirt-sriov.h"
 #include "iovirt-sysfs.h"
 
 static const char *const status_names[_IOVIRT_PLAN_STATUS_MAX] = {
@@ -30,6 +31,9 @@ static const char *const reason_names[_IOVIRT_REASON_MAX] = {
         [IOVIRT_REASON_HOST_CRITICAL] = "host-critical",
         [IOVIRT_REASON_HOST_UNREADABLE] = "host-unreadable",
         [IOVIRT_REASON_NO_RESET] = "no-reset",
+        [IOVIRT_REASON_SRIOV_CLAIMED] = "sriov-claimed",
+        [IOVIRT_REASON_SRIOV_ENABLED] = "sriov-enabled",
+        [IOVIRT_REASON_INVALID] = "invalid",
 };
 
 const char *iovirt_reason_name(IovirtReason r) {
@@ -70,8 +74,29 @@ int iovirt_target_resolve(const IovirtHost *h, const char *target, int *group, s
                 *device = IOVIRT_NONE;
                 return 0;
         }
+        _cleanup_(iovirt_selector_clear) IovirtSelector sel = {};
         size_t i;
-        int r = iovirt_host_lookup(h, target, &i, reason);
+        int r = iovirt_selector_parse(target, &sel, reason);
+        if (r > 0) {
+                /* one VF of a PF: PF#N */
+                _cleanup_free_ size_t *vfs = NULL;
+                size_t pf, n;
+                if (iovirt_selector_count(&sel) != 1)
+                        return iovirt_set_reason(reason, -EINVAL,
+                                                 "'%s' names several VFs; only assign takes a range (and picks one "
+                                                 "free VF of it): name one VF as PF#N", target);
+                r = iovirt_selector_resolve(h, &sel, &pf, &vfs, &n, reason);
+                if (r == -ERANGE)
+                        r = -EINVAL;
+                if (r < 0)
+                        return r;
+                if (n == 0)
+                        return iovirt_set_reason(reason, -ENODEV,
+                                                 "VF %u of %s is not enabled; 'iovirtctl sriov %s --vfs N' creates VFs",
+                                                 iovirt_selector_max(&sel), h->devices[pf].name, sel.pf);
+                i = vfs[0];
+        } else if (r == 0)
+                r = iovirt_host_lookup(h, target, &i, reason);
         if (r < 0)
                 return r;
         *group = h->devices[i].iommu_group;
@@ -294,6 +319,53 @@ static int check_host_readable(const IovirtPlanContext *ctx, void *userdata, Iov
                                 "(is it running with the privileges its unit gives it?)", ctx->in->group, t.s);
 }
 
+/* OpenStack Nova's claim rules, for a PF and its VFs: while a VF is
+ * assigned its PF is not free, and while a PF is assigned its VFs are not.
+ * A PF with VFs enabled but none assigned is refused too: vfio-pci will
+ * not take it ("Cannot bind to PF with SR-IOV enabled"). */
+static int check_sriov_claim(const IovirtPlanContext *ctx, void *userdata, IovirtPlanCheck *c) {
+        const IovirtHost *h = ctx->in->host;
+        const IovirtGroupVerdict *gv = ctx->verdict;
+        bool family = false;
+
+        for (size_t i = 0; i < gv->n_endpoints; i++) {
+                const IovirtDevice *d = &h->devices[gv->endpoints[i]];
+                if (iovirt_device_is_vf(d)) {
+                        const IovirtDevice *pf = &h->devices[d->physfn];
+                        const IovirtRecord *rec = pf->iommu_group >= 0 && pf->iommu_group != ctx->in->group
+                                                          ? iovirt_state_find(ctx->in->state, pf->iommu_group)
+                                                          : NULL;
+                        family = true;
+                        if (rec)
+                                return iovirt_check_set(c, IOVIRT_PLAN_FAIL, IOVIRT_REASON_SRIOV_CLAIMED, NULL,
+                                                        "%s is a VF of %s, which is assigned to %s: a VF cannot be "
+                                                        "assigned while its PF is; release the PF first", d->name,
+                                                        pf->name, consumer_or_unknown(rec));
+                }
+                for (size_t k = 0; k < d->n_vfs; k++) {
+                        const IovirtDevice *vf = &h->devices[d->vfs[k]];
+                        const IovirtRecord *rec = vf->iommu_group >= 0 && vf->iommu_group != ctx->in->group
+                                                          ? iovirt_state_find(ctx->in->state, vf->iommu_group)
+                                                          : NULL;
+                        family = true;
+                        if (rec)
+                                return iovirt_check_set(c, IOVIRT_PLAN_FAIL, IOVIRT_REASON_SRIOV_CLAIMED, NULL,
+                                                        "%s is the PF of %s, which is assigned to %s: a PF cannot be "
+                                                        "assigned while one of its VFs is; release its VFs first",
+                                                        d->name, vf->name, consumer_or_unknown(rec));
+                }
+                if (d->n_vfs > 0 && !streq_ptr(d->driver, DRIVER_VFIO_PCI))
+                        return iovirt_check_set(c, IOVIRT_PLAN_FAIL, IOVIRT_REASON_SRIOV_ENABLED, NULL,
+                                                "%s has %zu VF%s enabled, and vfio-pci does not take a PF with SR-IOV "
+                                                "enabled; remove them first (iovirtctl sriov %s --vfs 0)", d->name,
+                                                d->n_vfs, d->n_vfs == 1 ? "" : "s", d->name);
+        }
+        if (!family)
+                return 0;
+        return iovirt_check_set(c, IOVIRT_PLAN_PASS, IOVIRT_REASON_NONE, NULL,
+                                "No PF or VF of group %d's SR-IOV family is assigned elsewhere", ctx->in->group);
+}
+
 /* Not a refusal, but the next VM would see the last one's state */
 static int check_reset(const IovirtPlanContext *ctx, void *userdata, IovirtPlanCheck *c) {
         const IovirtGroupVerdict *gv = ctx->verdict;
@@ -315,6 +387,7 @@ static int check_reset(const IovirtPlanContext *ctx, void *userdata, IovirtPlanC
 
 static const IovirtPlanRule builtin_rules[] = {
         { "ownership", check_ownership, NULL },
+        { "sriov-claim", check_sriov_claim, NULL },
         { "whole-group", check_whole_group, NULL },
         { "isolation", check_isolation, NULL },
         { "host-critical", check_host_critical, NULL },
@@ -395,31 +468,54 @@ int iovirt_plan_assign(const IovirtPlanInput *in, const IovirtPlanRule *extra, s
         return 0;
 }
 
-const IovirtPlanCheck *iovirt_plan_refusal(const IovirtPlan *p) {
-        for (size_t i = 0; i < p->n_checks; i++)
-                if (p->checks[i].status == IOVIRT_PLAN_FAIL)
-                        return &p->checks[i];
+const IovirtPlanCheck *iovirt_checks_refusal(const IovirtPlanCheck *c, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                if (c[i].status == IOVIRT_PLAN_FAIL)
+                        return &c[i];
         return NULL;
 }
 
-char *iovirt_plan_refusal_text(const IovirtPlan *p) {
+const IovirtPlanCheck *iovirt_plan_refusal(const IovirtPlan *p) {
+        return iovirt_checks_refusal(p->checks, p->n_checks);
+}
+
+char *iovirt_checks_refusal_text(const IovirtPlanCheck *c, size_t n) {
         IovirtText t = {};
-        for (size_t i = 0; i < p->n_checks; i++)
-                if (p->checks[i].status == IOVIRT_PLAN_FAIL) {
-                        (void) iovirt_text_line(&t, p->checks[i].message);
-                        if (p->checks[i].override)
-                                (void) iovirt_text_add(&t, " (%s allows it)", p->checks[i].override);
+        for (size_t i = 0; i < n; i++)
+                if (c[i].status == IOVIRT_PLAN_FAIL) {
+                        (void) iovirt_text_line(&t, c[i].message);
+                        if (c[i].override)
+                                (void) iovirt_text_add(&t, " (%s allows it)", c[i].override);
                 }
         return iovirt_text_take(&t);
+}
+
+char *iovirt_plan_refusal_text(const IovirtPlan *p) {
+        return iovirt_checks_refusal_text(p->checks, p->n_checks);
 }
 
 static json_object *string_or_null(const char *s) {
         return s ? json_object_new_string(s) : NULL;
 }
 
+json_object *iovirt_checks_to_json(const IovirtPlanCheck *checks, size_t n) {
+        json_object *a = json_object_new_array();
+        for (size_t i = 0; i < n; i++) {
+                const IovirtPlanCheck *k = &checks[i];
+                json_object *c = json_object_new_object();
+                json_object_object_add(c, "id", json_object_new_string(k->id));
+                json_object_object_add(c, "status", json_object_new_string(iovirt_plan_status_name(k->status)));
+                json_object_object_add(c, "reason", string_or_null(iovirt_reason_name(k->reason)));
+                json_object_object_add(c, "message", json_object_new_string(k->message));
+                json_object_object_add(c, "override", string_or_null(k->override));
+                json_object_array_add(a, c);
+        }
+        return a;
+}
+
 json_object *iovirt_plan_to_json(const IovirtPlan *p) {
         json_object *o = json_object_new_object(), *steps = json_object_new_array(),
-                    *staying = json_object_new_array(), *checks = json_object_new_array();
+                    *staying = json_object_new_array(), *checks = iovirt_checks_to_json(p->checks, p->n_checks);
         json_object_object_add(o, "consumer", json_object_new_string(p->consumer));
         json_object_object_add(o, "group", p->group >= 0 ? json_object_new_int(p->group) : NULL);
         json_object_object_add(o, "done", json_object_new_boolean(p->done));
@@ -433,16 +529,6 @@ json_object *iovirt_plan_to_json(const IovirtPlan *p) {
         }
         for (size_t i = 0; i < p->n_staying; i++)
                 json_object_array_add(staying, json_object_new_string(p->staying[i]));
-        for (size_t i = 0; i < p->n_checks; i++) {
-                const IovirtPlanCheck *k = &p->checks[i];
-                json_object *c = json_object_new_object();
-                json_object_object_add(c, "id", json_object_new_string(k->id));
-                json_object_object_add(c, "status", json_object_new_string(iovirt_plan_status_name(k->status)));
-                json_object_object_add(c, "reason", string_or_null(iovirt_reason_name(k->reason)));
-                json_object_object_add(c, "message", json_object_new_string(k->message));
-                json_object_object_add(c, "override", string_or_null(k->override));
-                json_object_array_add(checks, c);
-        }
         json_object_object_add(o, "functions", steps);
         json_object_object_add(o, "staying", staying);
         json_object_object_add(o, "checks", checks);

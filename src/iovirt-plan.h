@@ -50,6 +50,9 @@ typedef enum IovirtReason {
         IOVIRT_REASON_HOST_CRITICAL,      /* the host uses it */
         IOVIRT_REASON_HOST_UNREADABLE,    /* the guard could not look */
         IOVIRT_REASON_NO_RESET,           /* a warning: the next VM sees the last one's state */
+        IOVIRT_REASON_SRIOV_CLAIMED,      /* a PF and its VFs: while one side is assigned, the other is not free */
+        IOVIRT_REASON_SRIOV_ENABLED,      /* a PF with VFs enabled: vfio-pci refuses it */
+        IOVIRT_REASON_INVALID,            /* the request cannot be met as asked (a count above the total) */
         _IOVIRT_REASON_MAX,
 } IovirtReason;
 
@@ -60,8 +63,8 @@ const char *iovirt_reason_name(IovirtReason r);
  * as they outlive the rule that set them (a plan lives until its
  * transaction ends). */
 typedef struct IovirtPlanCheck {
-        const char *id;                   /* "iommu", "ownership", "whole-group", "isolation", "host-critical",
-                                           * "host-readable", "reset" */
+        const char *id;                   /* "iommu", "ownership", "sriov-claim", "whole-group", "isolation",
+                                           * "host-critical", "host-readable", "reset" */
         IovirtPlanStatus status;
         IovirtReason reason;
         char *message;
@@ -124,8 +127,8 @@ typedef struct IovirtPlan {
 IovirtPlan *iovirt_plan_free(IovirtPlan *p);
 DEFINE_TRIVIAL_CLEANUP_FUNC(IovirtPlan *, iovirt_plan_free);
 
-/* What a user typed as TARGET: "group:N" or anything iovirt_host_lookup()
- * takes.  Sets *group (-1 when the device has none) and *device (IOVIRT_NONE
+/* What a user typed as TARGET: "group:N", one VF as "PF#N", or anything
+ * iovirt_host_lookup() takes.  Sets *group (-1 when the device has none) and *device (IOVIRT_NONE
  * for a group).  -ENODEV / -EINVAL with a sentence in *reason. */
 int iovirt_target_resolve(const IovirtHost *h, const char *target, int *group, size_t *device, char **reason);
 
@@ -135,6 +138,11 @@ int iovirt_plan_assign(const IovirtPlanInput *in, const IovirtPlanRule *extra, s
 
 /* The first failed check, or NULL when the plan may be executed. */
 const IovirtPlanCheck *iovirt_plan_refusal(const IovirtPlan *p);
+/* The same for any list of checks (SR-IOV plans have theirs) */
+const IovirtPlanCheck *iovirt_checks_refusal(const IovirtPlanCheck *c, size_t n);
+char *iovirt_checks_refusal_text(const IovirtPlanCheck *c, size_t n);
+/* [{"id","status","reason","message","override"}] */
+json_object *iovirt_checks_to_json(const IovirtPlanCheck *c, size_t n);
 /* Every failed check's message, one per line, with what would allow it;
  * NULL when none failed (or out of memory: check iovirt_plan_refusal). */
 char *iovirt_plan_refusal_text(const IovirtPlan *p);
