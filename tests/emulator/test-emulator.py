@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """test-emulator.py KERNEL_EMU SYSFS_WRITE SYSFS_THREADS: the
 kernel-behaviour emulator does what Linux does on writes to PCI sysfs files
-(drivers/base/bus.c, drivers/pci/pci-driver.c, drivers/vfio), including the
-failures, and announces each bind and unbind as a uevent; a held or slow
-write keeps no other device waiting, and writes from many threads at once
-leave the testbed consistent.  It leaves no folder behind: everything it
+(drivers/base/bus.c, drivers/pci/pci-driver.c, drivers/pci/iov.c,
+drivers/vfio), including the failures, and announces each bind and unbind
+(and each VF's add and remove) as a uevent; a held or slow write keeps no
+other device waiting, and writes from many threads at once leave the
+testbed consistent.  It leaves no folder behind: everything it
 writes is below a temporary folder of its own, checked empty at the end."""
 
 import atexit
@@ -21,7 +22,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "hosts"))
 from hosts import HOSTS  # noqa: E402
-from testbed import Host, ENDPOINT  # noqa: E402
+from testbed import Host, ENDPOINT, is_vfio  # noqa: E402
 from tap import Tap  # noqa: E402
 
 emu, writer, threads = sys.argv[1], sys.argv[2], sys.argv[3]
@@ -183,7 +184,7 @@ def consistency(changed):
                 wrong.append("%s: %s links %s" % (addr, drv, os.readlink(back)))
     groups = tb("/sys/kernel/iommu_groups")
     for g in sorted(os.listdir(groups), key=int):
-        want = any(driver(a) == "vfio-pci" for a in os.listdir(os.path.join(groups, g, "devices")))
+        want = any(is_vfio(driver(a)) for a in os.listdir(os.path.join(groups, g, "devices")))
         if os.path.exists(tb("/dev/vfio/" + g)) != want:
             wrong.append("group %s: a device on vfio-pci: %s, /dev/vfio/%s: %s" % (g, want, g, not want))
     for node in os.listdir(tb("/dev/vfio")) if os.path.isdir(tb("/dev/vfio")) else []:
@@ -330,6 +331,301 @@ t.ok(stats()[0] == seen, "every one of the %d writes is in the emulator's stats,
 t.ok(not wrong, "the driver links, uevent files and /dev/vfio nodes agree", "\n".join(wrong))
 shutil.rmtree(root)
 root, env = desktop
+
+# ---- SR-IOV (drivers/pci/iov.c), on the "sriov" host in a testbed of its own ----
+desktop, desktop_events, desktop_writes = (root, env), events, writes[0]
+root = tempfile.mkdtemp(prefix="sriov.")
+HOSTS["sriov"]().write(root)
+env = dict(os.environ, UMOCKDEV_DIR=root, LD_PRELOAD=emu + " libumockdev-preload.so.0")
+events = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+events.bind(os.path.join(root, "event99"))
+events.settimeout(5)
+writes[0] = 0
+PF, MLX4, NVMEPF, BIG, CX6 = "0000:05:00.0", "0000:06:00.0", "0000:07:00.0", "0000:81:00.0", "0000:83:00.0"
+
+
+def numvfs(pf, text):
+    return write(DEV + pf + "/sriov_numvfs", text)
+
+
+def attr(addr, name):
+    return open(tb(DEV + addr + "/" + name)).read().strip()
+
+
+def vfs(pf):
+    """The PF's VFs by its virtfnN links, in index order"""
+    links = sorted((int(n[6:]), n) for n in os.listdir(tb(DEV + pf)) if n.startswith("virtfn"))
+    return [os.path.basename(os.readlink(tb(DEV + pf + "/" + n))) for _, n in links]
+
+
+def group_of(addr):
+    return int(os.path.basename(os.readlink(tb(DEV + addr + "/iommu_group"))))
+
+
+def groups():
+    return sorted(int(g) for g in os.listdir(tb("/sys/kernel/iommu_groups")))
+
+
+def lowest_free(n):
+    live, out, g = set(groups()), [], 0
+    while len(out) < n:
+        if g not in live:
+            out.append(g)
+        g += 1
+    return out
+
+
+def sriov_config(pf):
+    """(VF Enable, NumVFs) from the PF's config space"""
+    cfg = open(tb(DEV + pf + "/config"), "rb").read()
+    off = 0x100
+    while off:
+        hdr = int.from_bytes(cfg[off:off + 4], "little")
+        if hdr & 0xffff == 0x10:
+            return (int.from_bytes(cfg[off + 8:off + 10], "little") & 1,
+                    int.from_bytes(cfg[off + 0x10:off + 0x12], "little"))
+        off = hdr >> 20
+    return None
+
+
+def actions(evs):
+    return [(e.get("ACTION"), os.path.basename(e.get("DEVPATH", "")), e.get("DRIVER")) for e in evs]
+
+
+before_groups = groups()
+t.ok(numvfs(PF, "9") == "ERANGE" and attr(PF, "sriov_numvfs") == "0", "sriov_numvfs above sriov_totalvfs: ERANGE")
+junk = {text: numvfs(PF, text) for text in ("abc", "-1", "3x", "", "1\n\n", " 1")}
+t.ok(set(junk.values()) == {"EINVAL"}, "what kstrtou16 refuses is EINVAL", junk)
+t.ok(numvfs(PF, "65536") == "ERANGE", "a count beyond 16 bits is kstrtou16's ERANGE")
+t.ok(numvfs(PF, "0") == "ok" and not vfs(PF), "the count it has already: success, nothing happens")
+t.ok(not drain_events(), "and nothing is announced")
+
+# 0 -> 3, probed as they appear (sriov_drivers_autoprobe is 1)
+want = ["0000:05:02.%d" % i for i in range(3)]
+free = lowest_free(3)
+t.ok(numvfs(PF, "3\n") == "ok" and attr(PF, "sriov_numvfs") == "3" and vfs(PF) == want,
+     "0 -> 3 creates VFs 0..2 at routing ID + offset + i * stride, linked as virtfn0..2", vfs(PF))
+evs = actions(drain_events())
+t.ok(evs == [x for a in want for x in (("add", a, None), ("bind", a, "iavf"))] + [("change", PF, "i40e")],
+     "each VF is announced (add) and probed (bind) before the next; then the PF changes", evs)
+t.ok(all(os.readlink(tb(DEV + a + "/physfn")) == "../" + PF and driver(a) == "iavf" for a in want),
+     "each VF links its PF (physfn) and is on its native driver, iavf")
+t.ok([group_of(a) for a in want] == free,
+     "below an ACS root port each VF gets a group of its own, the lowest numbers free (%s)" % free,
+     [group_of(a) for a in want])
+t.ok(all(os.listdir(tb("/sys/kernel/iommu_groups/%d/devices" % g)) == [a] for g, a in zip(free, want)),
+     "each new group holds its VF")
+vf = want[1]
+t.ok((attr(vf, "vendor"), attr(vf, "device"), attr(vf, "subsystem_vendor"), attr(vf, "subsystem_device"),
+      attr(vf, "numa_node"), attr(vf, "local_cpulist")) ==
+     ("0x8086", "0x154c", attr(PF, "subsystem_vendor"), attr(PF, "subsystem_device"), attr(PF, "numa_node"),
+      attr(PF, "local_cpulist")), "a VF's IDs are the VF device's, its subsystem and NUMA node the PF's")
+t.ok("PCI_SLOT_NAME=%s" % vf in attr(vf, "uevent") and "DRIVER=iavf" in attr(vf, "uevent"),
+     "its uevent file names it and its driver")
+cfg = open(tb(DEV + vf + "/config"), "rb").read()
+t.ok(len(cfg) == 4096 and cfg[0:4] == b"\xff\xff\xff\xff", "its config space reads 0xffff IDs, as a VF's does")
+t.ok(os.path.realpath(tb(DEV + vf + "/subsystem")) == os.path.realpath(tb("/sys/bus/pci"))
+     and os.path.realpath(tb(DEV + vf)) == os.path.realpath(tb(DEV + PF + "/virtfn1")),
+     "its subsystem link and /sys/bus/pci/devices entry lead where they should")
+t.ok(sriov_config(PF) == (1, 3), "the PF's config space: VF Enable, NumVFs 3", sriov_config(PF))
+t.ok(numvfs(PF, "3") == "ok" and not drain_events(), "writing the same count again changes nothing")
+t.ok(numvfs(PF, "5") == "EBUSY" and vfs(PF) == want, "a non-zero count while VFs are enabled: EBUSY")
+
+# -> 0: every VF goes
+t.ok(numvfs(PF, "0") == "ok" and attr(PF, "sriov_numvfs") == "0" and not vfs(PF), "0 removes every VF")
+evs = actions(drain_events())
+t.ok(evs == [x for a in want for x in (("unbind", a, None), ("remove", a, None))],
+     "each VF, in index order, is unbound, then removed", evs)
+t.ok(not any(os.path.lexists(tb(DEV + a)) for a in want) and groups() == before_groups
+     and not any(os.path.islink(tb(DRV + "iavf/" + a)) for a in want), "their directories, links and groups are gone",
+     (groups(), before_groups, [a for a in want if os.path.lexists(tb(DEV + a))]))
+t.ok(sriov_config(PF) == (0, 0), "the PF's config space: VF Enable off, NumVFs 0", sriov_config(PF))
+t.ok(numvfs(PF, "0x2") == "ok" and vfs(PF) == want[:2] and [group_of(a) for a in want[:2]] == free[:2],
+     "through 0 another count (written in hex) is taken; freed group numbers are taken again")
+numvfs(PF, "0")
+drain_events()
+
+# sriov_drivers_autoprobe
+AP = DEV + PF + "/sriov_drivers_autoprobe"
+t.ok(write(AP, "maybe") == "EINVAL" and write(AP, "") == "EINVAL", "sriov_drivers_autoprobe takes kstrtobool's words")
+t.ok(write(AP, "off\n") == "ok" and attr(PF, "sriov_drivers_autoprobe") == "0", "'off' is stored as 0")
+t.ok(numvfs(PF, "2") == "ok" and [driver(a) for a in want[:2]] == [None, None],
+     "with autoprobe 0 the VFs appear unbound")
+evs = actions(drain_events())
+t.ok(evs == [("add", want[0], None), ("add", want[1], None), ("change", PF, "i40e")], "and only appear", evs)
+t.ok(write(PROBE, want[0]) == "ok" and driver(want[0]) is None,
+     "drivers_probe leaves a VF without override alone (pci_device_can_probe)")
+t.ok(write(DRV + "iavf/bind", want[0]) == "ENODEV", "and bind fails with ENODEV")
+g0 = group_of(want[0])
+t.ok(write(DEV + want[0] + "/driver_override", "vfio-pci") == "ok" and write(PROBE, want[0]) == "ok"
+     and driver(want[0]) == "vfio-pci" and os.path.exists(tb("/dev/vfio/%d" % g0)),
+     "a VF with an override is probed: vfio-pci, /dev/vfio/%d" % g0)
+drain_events()
+t.ok(numvfs(PF, "0") == "ok" and not os.path.exists(tb("/dev/vfio/%d" % g0)),
+     "removing the VFs unbinds the vfio-pci one: /dev/vfio/%d goes with it" % g0)
+evs = actions(drain_events())
+t.ok(evs == [("unbind", want[0], None), ("remove", want[0], None), ("remove", want[1], None)],
+     "unbind for the bound VF only, remove for each", evs)
+t.ok(write(AP, "1") == "ok" and attr(PF, "sriov_drivers_autoprobe") == "1", "1 turns autoprobe back on")
+
+# which PFs can: ENOENT
+write(DRV + "nvme/unbind", NVMEPF)
+t.ok(numvfs(NVMEPF, "2") == "ENOENT" and not vfs(NVMEPF), "a PF without a driver: ENOENT")
+write(PROBE, NVMEPF)
+t.ok(numvfs(MLX4, "2") == "ENOENT" and not vfs(MLX4), "a PF driver without sriov_configure (mlx4_core): ENOENT")
+t.ok(numvfs(MLX4, "99") == "ERANGE", "ERANGE is judged before the driver")
+drain_events()
+write(DEV + MLX4 + "/driver_override", "vfio-pci")
+write(DRV + "mlx4_core/unbind", MLX4)
+write(PROBE, MLX4)
+mvfs = ["0000:06:00.1", "0000:06:00.2"]
+t.ok(driver(MLX4) == "vfio-pci" and numvfs(MLX4, "2") == "ok" and vfs(MLX4) == mvfs,
+     "on vfio-pci, which has a sriov_configure, the same PF's VFs can be created")
+t.ok([(override(a), driver(a)) for a in mvfs] == [("vfio-pci", "vfio-pci")] * 2
+     and all(os.path.exists(tb("/dev/vfio/%d" % group_of(a))) for a in mvfs),
+     "vfio-pci gives its PF's VFs its name as override: they bind to it, /dev/vfio/N appear",
+     [(override(a), driver(a)) for a in mvfs])
+mgroups = [group_of(a) for a in mvfs]
+drain_events()
+t.ok(write(DRV + "vfio-pci/unbind", MLX4) == "ok" and not vfs(MLX4) and attr(MLX4, "sriov_numvfs") == "0"
+     and not any(os.path.exists(tb("/dev/vfio/%d" % g)) for g in mgroups),
+     "unbinding the PF: its driver removes the VFs first (and their /dev/vfio nodes)")
+evs = actions(drain_events())
+t.ok(evs[-1] == ("unbind", MLX4, None) and [e for e in evs if e[0] == "remove"] == [("remove", a, None) for a in mvfs],
+     "the VFs are removed before the PF is unbound", evs)
+write(DEV + MLX4 + "/driver_override", "\n")
+write(PROBE, MLX4)
+with open(tb("/sys/module/vfio_pci/parameters/enable_sriov"), "w") as f:
+    f.write("N\n")
+write(DEV + NVMEPF + "/driver_override", "vfio-pci")
+write(DRV + "nvme/unbind", NVMEPF)
+write(PROBE, NVMEPF)
+t.ok(driver(NVMEPF) == "vfio-pci" and numvfs(NVMEPF, "1") == "ENOENT",
+     "vfio-pci refuses while its enable_sriov parameter is N: ENOENT")
+os.unlink(tb("/sys/module/vfio_pci/parameters/enable_sriov"))
+write(DRV + "vfio-pci/unbind", NVMEPF)
+write(DEV + NVMEPF + "/driver_override", "\n")
+write(PROBE, NVMEPF)
+drain_events()
+
+# a VFIO variant driver: by override only
+cvfs = ["0000:83:00.2", "0000:83:00.3"]
+t.ok(numvfs(CX6, "2") == "ok" and vfs(CX6) == cvfs and [driver(a) for a in cvfs] == ["mlx5_core"] * 2,
+     "ConnectX VFs probe to mlx5_core, never to their variant driver mlx5_vfio_pci")
+gc = group_of(cvfs[0])
+write(DRV + "mlx5_core/unbind", cvfs[0])
+write(DEV + cvfs[0] + "/driver_override", "mlx5_vfio_pci")
+t.ok(write(PROBE, cvfs[0]) == "ok" and driver(cvfs[0]) == "mlx5_vfio_pci"
+     and os.path.exists(tb("/dev/vfio/%d" % gc)), "bound to mlx5_vfio_pci by override: /dev/vfio/%d appears" % gc)
+t.ok(write(DRV + "mlx5_vfio_pci/unbind", cvfs[0]) == "ok" and not os.path.exists(tb("/dev/vfio/%d" % gc)),
+     "and goes with its unbind")
+numvfs(CX6, "0")
+drain_events()
+
+# faults
+faults("fail %s sriov\n" % PF)
+t.ok(numvfs(PF, "2") == "EIO" and not vfs(PF) and attr(PF, "sriov_numvfs") == "0" and not drain_events(),
+     "fail PF sriov: the PF driver's sriov_configure fails with EIO, nothing changes")
+faults("")
+numvfs(PF, "2")
+faults("fail %s sriov\n" % PF)
+t.ok(numvfs(PF, "0") == "EIO" and vfs(PF) == want[:2], "and removing the VFs fails the same way")
+faults("hold %s sriov\n" % PF)
+held = tb("/emulator/held-%s-sriov" % PF)
+drain_events()
+p = subprocess.Popen([writer, DEV + PF + "/sriov_numvfs", "0"], env=env, stdout=subprocess.PIPE, text=True)
+writes[0] += 1
+t.ok(wait_for(lambda: os.path.exists(held)) and p.poll() is None and vfs(PF) == want[:2],
+     "hold PF sriov: the write waits (emulator/held-%s-sriov), the VFs still there" % PF)
+t.ok(write(DEV + want[0] + "/driver_override", "vfio-pci") == "ok", "meanwhile a write for one of its VFs completes")
+faults("")
+try:
+    out = p.communicate(timeout=WAIT)[0].strip()
+except subprocess.TimeoutExpired:
+    p.kill()
+    out = p.communicate()[0].strip()
+t.ok(out == "ok" and not vfs(PF) and not os.path.exists(held), "once lifted it removes them", out)
+drain_events()
+numvfs(NVMEPF, "2")
+nvme_group = group_of(NVMEPF)
+faults("vanish %s sriov\n" % NVMEPF)
+t.ok(numvfs(NVMEPF, "0") == "ENODEV" and not os.path.lexists(tb(DEV + NVMEPF))
+     and not any(os.path.lexists(tb(DEV + "0000:07:00.%d" % i)) for i in (1, 2)),
+     "vanish PF sriov: the PF is unplugged, and its VFs with it")
+faults("")
+evs = actions(drain_events())
+t.ok([e[:2] for e in evs if e[0] == "remove"] == [("remove", "0000:07:00.1"), ("remove", "0000:07:00.2"),
+                                                  ("remove", NVMEPF)], "each removal is announced", evs)
+
+# 256 VFs, on the next bus
+ops0, ns0 = stats()
+t0 = time.monotonic()
+r = numvfs(BIG, "256")
+took = time.monotonic() - t0
+bvfs = vfs(BIG)
+t.ok(r == "ok" and len(bvfs) == 256 and bvfs[0] == "0000:82:00.0" and bvfs[-1] == "0000:82:1f.7"
+     and all(driver(a) == "iavf" for a in bvfs), "256 VFs on bus 82, behind their PF on bus 81 (%.2f s)" % took)
+ops1, ns1 = stats()
+t.ok(ops1 - ops0 == 1 and 0 < ns1 - ns0 <= took * 1e9,
+     "the write's time is in the emulator's stats (%d ms)" % ((ns1 - ns0) // 1000000))
+t.ok(len(set(group_of(a) for a in bvfs)) == 256, "each in a group of its own")
+t.ok(numvfs(BIG, "0") == "ok" and not vfs(BIG) and groups() == [g for g in before_groups if g != nvme_group],
+     "and all go again, and their groups (the vanished NVMe PF's too)")
+drain_events()
+wrong = consistency(["0000:05:00.0"])
+t.ok(not wrong, "the driver links, uevent files and /dev/vfio nodes agree", "\n".join(wrong))
+t.ok(stats()[0] == writes[0], "every write of these (%d) is in the emulator's stats" % writes[0], stats())
+events.close()
+shutil.rmtree(root)
+
+
+def vf_host():
+    """PFs alike but for what is around them: A with a VF built in, B with
+    none, C below a root port without ACS (in its group), D whose VFs would
+    be on a bus beyond its root port's"""
+    h = Host("vfs")
+    h.host_bridge("00:00.0")
+    for n, (acs, offset, num) in enumerate(((True, 1, 1), (True, 1, 0), (False, 1, 0), (True, 0x100, 0))):
+        rp = h.root_port("00:%02x.0" % (n + 1), (n + 1, n + 1), acs=acs)
+        h.sriov_pf("%02x:00.0" % (n + 1), rp, 0x8086, 0x10fb, 0x10ed, total=2, num=num, offset=offset, stride=1,
+                   driver="ixgbe", vf_driver=None, **({} if acs else {"group": rp.group}))
+    return h
+
+
+root = tempfile.mkdtemp(prefix="vfs.")
+vf_host().write(root)
+env = dict(os.environ, UMOCKDEV_DIR=root, LD_PRELOAD=emu + " libumockdev-preload.so.0")
+t.ok(numvfs("0000:02:00.0", "1") == "ok", "a VF like one the builder writes")
+
+
+def listing(addr):
+    """name: content of a device's files (links: their target; uevent
+    without its address)"""
+    out, d = {}, tb(DEV + addr)
+    for name in sorted(os.listdir(d)):
+        path = os.path.join(d, name)
+        if os.path.islink(path):
+            out[name] = "link"
+        else:
+            out[name] = open(path, "rb").read().replace(addr.encode(), b"ADDR")
+    return out
+
+
+built, made = listing("0000:01:00.1"), listing("0000:02:00.1")
+t.ok(built == made, "has the same files, links and contents as the one the builder wrote",
+     "\n".join("%s: %r / %r" % (k, built.get(k), made.get(k)) for k in sorted(set(built) | set(made))
+               if built.get(k) != made.get(k)))
+rp3 = group_of("0000:00:03.0")
+t.ok(numvfs("0000:03:00.0", "2") == "ok" and [group_of(a) for a in ("0000:03:00.1", "0000:03:00.2")] == [rp3, rp3],
+     "below a root port without ACS the VFs join the group above them (%d)" % rp3)
+t.ok(numvfs("0000:03:00.0", "0") == "ok" and os.path.isdir(tb("/sys/kernel/iommu_groups/%d" % rp3))
+     and sorted(os.listdir(tb("/sys/kernel/iommu_groups/%d/devices" % rp3))) == ["0000:00:03.0", "0000:03:00.0"],
+     "removing them leaves that group as it was")
+t.ok(numvfs("0000:04:00.0", "1") == "ENOMEM" and not vfs("0000:04:00.0"),
+     "VFs on a bus beyond the root port's range: ENOMEM, as sriov_enable() says")
+shutil.rmtree(root)
+root, env = desktop
+events, writes[0] = desktop_events, desktop_writes
 
 faults("vanish %s unbind\n" % NVME)
 t.ok(write(DRV + "nvme/unbind", NVME) == "ENODEV" and not os.path.exists(tb(DEV + NVME)),

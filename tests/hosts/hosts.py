@@ -187,6 +187,43 @@ def large():
     return generated(16, 63, 2)       # 4130 functions
 
 
+def sriov():
+    """For the SR-IOV lifecycle: PFs with no VF enabled yet, every one below
+    an ACS root port (each new VF gets a group of its own), on two NUMA
+    nodes.  Node 0: an X710 port (i40e; VFs for iavf), a ConnectX-3 whose
+    mlx4_core has no sriov_configure (it takes num_vfs as a module
+    parameter: sriov_numvfs is ENOENT), an NVMe controller with VFs and no
+    netdev.  Node 1: an E810 port with 256 VFs on the next bus (the
+    benchmark's), a ConnectX-6 Dx (mlx5_core) whose VFs have a VFIO variant
+    driver (mlx5_vfio_pci, loaded, in modules.alias), and a NIC without
+    SR-IOV."""
+    h = Host("sriov", numa_nodes=2, cpus=16,
+             modules=("vfio", "vfio_pci", "vfio_iommu_type1", "mlx5_vfio_pci"),
+             aliases=[("vfio_pci:v000015B3d0000101Esv*sd*bc*sc*i*", "mlx5_vfio_pci")])
+    h.host_bridge("00:00.0", numa=0)
+    h.host_bridge("80:00.0", numa=1)
+    rp = h.root_port("00:01.0", (5, 5), numa=0)
+    h.sriov_pf("05:00.0", rp, 0x8086, 0x1572, 0x154c, total=8, num=0, offset=16, stride=1,
+               driver="i40e", vf_driver="iavf", numa=0, reset_method="flr", net="enp5s0f0")
+    rp = h.root_port("00:02.0", (6, 6), numa=0)
+    h.sriov_pf("06:00.0", rp, 0x15b3, 0x1007, 0x1004, total=16, num=0, offset=1, stride=1,
+               driver="mlx4_core", vf_driver="mlx4_core", numa=0, reset_method="flr", net="enp6s0",
+               sriov_configure=False)
+    rp = h.root_port("00:03.0", (7, 7), numa=0)
+    h.sriov_pf("07:00.0", rp, 0x144d, 0xa824, 0xa824, total=4, num=0, offset=1, stride=1,
+               driver="nvme", vf_driver="nvme", numa=0, cls=0x010802, reset_method="flr")
+    rp = h.root_port("80:01.0", (0x81, 0x82), numa=1)
+    h.sriov_pf("81:00.0", rp, 0x8086, 0x1592, 0x1889, total=256, num=0, offset=0x100, stride=1,
+               driver="ice", vf_driver="iavf", numa=1, reset_method="flr", net="enp129s0")
+    rp = h.root_port("80:02.0", (0x83, 0x83), numa=1)
+    h.sriov_pf("83:00.0", rp, 0x15b3, 0x101d, 0x101e, total=8, num=0, offset=2, stride=1,
+               driver="mlx5_core", vf_driver="mlx5_core", numa=1, reset_method="flr", net="enp131s0f0np0")
+    rp = h.root_port("80:03.0", (0x84, 0x84), numa=1)
+    h.add("84:00.0", 0x8086, 0x10d3, 0x020000, parent=rp, pcie_type=ENDPOINT, driver="e1000e", numa=1,
+          flr=True, reset_method="flr", net="enp132s0")
+    return h
+
+
 HOSTS = {
     "desktop": desktop,
     "dual-socket": dual_socket,
@@ -197,6 +234,7 @@ HOSTS = {
     "acs-override": acs_override,
     "broken": broken,
     "large": large,
+    "sriov": sriov,
     # sizes for the scaling benchmark
     "scale-100": lambda: generated(4, 5, 2),        # 2*(1+4*13) = 106
     "scale-1000": lambda: generated(8, 30, 2),      # 2*(1+8*63) = 1010

@@ -19,6 +19,29 @@ RC_END = 9
 ACS_SV, ACS_TB, ACS_RR, ACS_CR, ACS_UF, ACS_EC, ACS_DT = 1, 2, 4, 8, 0x10, 0x20, 0x40
 ACS_PORT = ACS_SV | ACS_TB | ACS_RR | ACS_CR | ACS_UF  # what a good port offers
 ACS_REQUIRED = ACS_SV | ACS_RR | ACS_CR | ACS_UF
+PCI_BRIDGE = 8                                          # PCI_EXP_TYPE_PCI_BRIDGE (PCI/PCI-X to PCIe)
+
+
+def is_vfio(driver):
+    """vfio-pci, or a VFIO variant driver (mlx5_vfio_pci, hisi_acc_vfio_pci...):
+    what makes /dev/vfio/N for its device's group"""
+    return driver is not None and (driver == "vfio-pci" or driver.endswith("_vfio_pci"))
+
+
+def acs_enabled(d):
+    """drivers/pci/pci.c pci_acs_enabled(d, SV|RR|CR|UF), without the
+    device-specific quirks: does d keep peer-to-peer traffic from bypassing
+    the IOMMU?"""
+    if d.pcie_type is None or d.pcie_type in (PCIE_PCI_BRIDGE, PCI_BRIDGE):
+        return False
+    if d.pcie_type in (DOWNSTREAM, ROOT_PORT) or \
+       (d.pcie_type in (ENDPOINT, UPSTREAM, LEG_END, RC_END) and d.multifunction):
+        if d.acs is None:
+            return False
+        cap, ctl = d.acs
+        want = ACS_REQUIRED & (cap | ACS_EC)            # pci_acs_flags_enabled()
+        return ctl & want == want
+    return True
 
 
 def parse_addr(addr):
@@ -121,6 +144,13 @@ class Device:
     def is_vf(self):
         return self.physfn is not None
 
+    def vf_addr(self, i):
+        """The address of VF i of this PF: routing ID + offset + i * stride,
+        as drivers/pci/iov.c computes it (the bus may be another one)."""
+        s = self.sriov
+        vrid = ((self.bus << 8) | (self.dev << 3) | self.fn) + s["offset"] + i * s["stride"]
+        return fmt_addr(self.dom, vrid >> 8, (vrid >> 3) & 0x1f, vrid & 7)
+
     def syspath(self):
         chain = []
         d = self
@@ -197,7 +227,8 @@ class Device:
 class Host:
     def __init__(self, name, iommu=True, numa_nodes=1, cpus=8, cmdline=None,
                  firmware=("DMAR",), intremap=True, modules=("vfio", "vfio_pci", "vfio_iommu_type1"),
-                 allow_unsafe_interrupts=False, osrelease="6.1.0-28-amd64", mounts=(), swaps=(), arrays=()):
+                 allow_unsafe_interrupts=False, osrelease="6.1.0-28-amd64", mounts=(), swaps=(), arrays=(),
+                 aliases=(), drivers=(), vfio_enable_sriov=None):
         self.name = name
         self.iommu = iommu
         self.numa_nodes = numa_nodes
@@ -214,6 +245,12 @@ class Host:
         self.mounts = mounts          # (block device name or "9p:TAG", mount point)
         self.swaps = swaps            # block device names used as swap
         self.arrays = arrays          # (dm-N or mdN, dm name or None, major, minor, [slave names])
+        # modules.alias: (pattern, module), e.g. ("vfio_pci:v000015B3d0000101Esv*sd*bc*sc*i*", "mlx5_vfio_pci");
+        # written before the catch-all vfio_pci line.  Variant modules in modules are loaded: their
+        # drivers are in /sys/bus/pci/drivers
+        self.aliases = aliases
+        self.drivers = drivers        # more loaded drivers, bound to nothing
+        self.vfio_enable_sriov = vfio_enable_sriov   # vfio_pci's enable_sriov parameter; None: no such file
         self.boot_id = "4b1f6c2e-8a0d-4f3e-9c71-2d5e8f1a0b36"
         self.next_group = 0
         self.root_buses = {}
@@ -273,16 +310,19 @@ class Host:
         return up, ports
 
     def sriov_pf(self, addr, parent, vendor, device, vf_device, total, num, offset, stride,
-                 driver, vf_driver, numa=-1, **kw):
-        pf = self.add(addr, vendor, device, 0x020000, parent=parent, pcie_type=ENDPOINT,
+                 driver, vf_driver, numa=-1, cls=0x020000, sriov_configure=True, **kw):
+        """An SR-IOV PF with num of its total VFs enabled.  vf_driver binds
+        the VFs built here and is the one whose ID table matches every VF
+        the emulator creates later; sriov_configure=False: the PF's own
+        driver has no sriov_configure (as mlx4_core), so a write to
+        sriov_numvfs fails with ENOENT while it is bound to it."""
+        pf = self.add(addr, vendor, device, cls, parent=parent, pcie_type=ENDPOINT,
                       driver=driver, numa=numa, flr=True,
                       sriov={"total": total, "num": num, "offset": offset, "stride": stride,
-                             "vf_device": vf_device}, **kw)
-        rid = (pf.bus << 8) | (pf.dev << 3) | pf.fn
+                             "vf_device": vf_device, "vf_driver": vf_driver,
+                             "sriov_configure": sriov_configure}, **kw)
         for i in range(num):
-            vrid = rid + offset + i * stride
-            vaddr = fmt_addr(pf.dom, vrid >> 8, (vrid >> 3) & 0x1f, vrid & 7)
-            vf = self.add(vaddr, vendor, vf_device, 0x020000, parent=parent, pcie_type=ENDPOINT,
+            vf = self.add(pf.vf_addr(i), vendor, vf_device, cls, parent=parent, pcie_type=ENDPOINT,
                           driver=vf_driver, numa=numa, flr=True, pm=False,
                           subsys=pf.subsys, reset_method="flr")
             vf.physfn = pf
@@ -313,14 +353,24 @@ class Host:
             if m == "vfio_iommu_type1":
                 with open(os.path.join(sysd, "module", m, "parameters/allow_unsafe_interrupts"), "w") as f:
                     f.write("Y\n" if self.allow_unsafe_interrupts else "N\n")
+            if m == "vfio_pci" and self.vfio_enable_sriov is not None:
+                with open(os.path.join(sysd, "module", m, "parameters/enable_sriov"), "w") as f:
+                    f.write("Y\n" if self.vfio_enable_sriov else "N\n")
+            if is_vfio(m):          # a loaded variant: its driver, as /sys/module/M/drivers/pci:M
+                os.makedirs(os.path.join(sysd, "module", m, "drivers"))
+                os.symlink("../../../bus/pci/drivers/" + m, os.path.join(sysd, "module", m, "drivers", "pci:" + m))
         if "vfio" in self.modules:
             os.makedirs(os.path.join(root, "dev/vfio"), exist_ok=True)
             open(os.path.join(root, "dev/vfio/vfio"), "w").close()
         self._write_block(root)
         drivers = {"vfio-pci"} if "vfio_pci" in self.modules else set()
+        drivers.update(m for m in self.modules if is_vfio(m))
+        drivers.update(self.drivers)
         for d in self.devices:
             self._write_device(root, d)
             drivers.update(x for x in (d.driver, d.native) if x)
+            if d.sriov and not d.is_vf and self._vf_native(d):
+                drivers.add(self._vf_native(d))
         for drv in drivers:
             ddir = os.path.join(sysd, "bus/pci/drivers", drv)
             os.makedirs(ddir, exist_ok=True)
@@ -334,6 +384,14 @@ class Host:
         os.makedirs(os.path.join(root, "emulator"), exist_ok=True)
         with open(os.path.join(root, "emulator/native"), "w") as f:
             f.writelines("%s %s\n" % (d.addr, d.native) for d in self.devices if d.native)
+            # the VFs the emulator may create, for sriov_numvfs
+            for pf in self.devices:
+                if pf.sriov and not pf.is_vf and self._vf_native(pf):
+                    f.writelines("%s %s\n" % (a, self._vf_native(pf)) for a in
+                                 (pf.vf_addr(i) for i in range(pf.sriov["total"])) if a not in self.by_addr)
+        for pf in self.devices:
+            if pf.sriov and not pf.is_vf:
+                self._write_vf_templates(root, pf)
         for d in self.devices:
             rel = os.path.relpath(os.path.join(root, d.syspath()[1:]), os.path.join(sysd, "bus/pci/devices"))
             os.symlink(rel, os.path.join(sysd, "bus/pci/devices", d.addr))
@@ -351,8 +409,8 @@ class Host:
             for d in members:
                 os.symlink(os.path.relpath(os.path.join(root, d.syspath()[1:]), gdir),
                            os.path.join(gdir, d.addr))
-            if all(m.driver == "vfio-pci" for m in members if not m.bridge) and \
-               any(m.driver == "vfio-pci" for m in members):
+            if all(is_vfio(m.driver) for m in members if not m.bridge) and \
+               any(is_vfio(m.driver) for m in members):
                 open(os.path.join(root, "dev/vfio", str(g)), "w").close()
 
     def _write_block(self, root):
@@ -438,21 +496,25 @@ class Host:
         put("proc/modules", mods)
         moddir = os.path.join(root, "lib/modules", self.osrelease)
         os.makedirs(moddir, exist_ok=True)
+        # variant VFIO modules installed: those named by an alias, and those loaded
+        variants = [m for m in dict.fromkeys([m for _, m in self.aliases] + list(self.modules)) if is_vfio(m)]
+        variant_deps = "".join("kernel/drivers/vfio/pci/%s/%s.ko: kernel/drivers/vfio/pci/vfio-pci-core.ko "
+                               "kernel/drivers/vfio/vfio.ko\n" % (m.split("_")[0], m.replace("_", "-"))
+                               for m in variants)
         put(os.path.join("lib/modules", self.osrelease, "modules.dep"),
             "kernel/drivers/vfio/vfio.ko:\n"
             "kernel/drivers/vfio/vfio_iommu_type1.ko: kernel/drivers/vfio/vfio.ko\n"
-            "kernel/drivers/vfio/pci/vfio-pci.ko: kernel/drivers/vfio/pci/vfio-pci-core.ko kernel/drivers/vfio/vfio.ko\n")
+            "kernel/drivers/vfio/pci/vfio-pci.ko: kernel/drivers/vfio/pci/vfio-pci-core.ko kernel/drivers/vfio/vfio.ko\n"
+            + variant_deps)
         put(os.path.join("lib/modules", self.osrelease, "modules.builtin"), "")
+        # as depmod writes it; vfio_pci's own table matches any device (driver_override only)
+        put(os.path.join("lib/modules", self.osrelease, "modules.alias"),
+            "# Aliases extracted from modules themselves.\n" +
+            "".join("alias %s %s\n" % a for a in self.aliases) +
+            "alias vfio_pci:v*d*sv*sd*bc*sc*i* vfio_pci\n")
 
-    def _write_device(self, root, d):
-        path = os.path.join(root, d.syspath()[1:])
-        os.makedirs(path, exist_ok=True)
-        busdir = os.path.dirname(path)
-        while os.path.basename(busdir).count(":") != 2 and not os.path.exists(os.path.join(busdir, "uevent")):
-            # the pciDDDD:BB host bridge directory
-            with open(os.path.join(busdir, "uevent"), "w") as f:
-                f.write("")
-            break
+    def _attrs(self, d):
+        """d's attribute files (name: text), without config"""
         cls = d.cls
         attrs = {
             "vendor": "0x%04x\n" % d.vendor,
@@ -484,9 +546,18 @@ class Host:
                           "sriov_vf_device": "%x\n" % s["vf_device"],
                           "sriov_drivers_autoprobe": "1\n"})
         attrs.update(d.extra_attrs)
-        for name, text in attrs.items():
-            if name in d.missing_attrs:
-                continue
+        return {name: text for name, text in attrs.items() if name not in d.missing_attrs}
+
+    def _write_device(self, root, d):
+        path = os.path.join(root, d.syspath()[1:])
+        os.makedirs(path, exist_ok=True)
+        busdir = os.path.dirname(path)
+        while os.path.basename(busdir).count(":") != 2 and not os.path.exists(os.path.join(busdir, "uevent")):
+            # the pciDDDD:BB host bridge directory
+            with open(os.path.join(busdir, "uevent"), "w") as f:
+                f.write("")
+            break
+        for name, text in self._attrs(d).items():
             with open(os.path.join(path, name), "w") as f:
                 f.write(text)
         if "config" not in d.missing_attrs:
@@ -513,3 +584,60 @@ class Host:
                 f.write("INTERFACE=%s\n" % d.net)
             os.symlink(os.path.relpath(ndir, os.path.join(sysd, "class/net")),
                        os.path.join(sysd, "class/net", d.net))
+
+    # ---- what the emulator needs to create VFs (tests/emulator/kernel-emu.c) ----
+    def _vf_native(self, pf):
+        """The driver whose ID table matches pf's VFs (vfio-pci matches none)"""
+        drv = pf.sriov.get("vf_driver")
+        return drv if drv and not is_vfio(drv) else None
+
+    def _vf_group(self, pf):
+        """Where drivers/iommu/iommu.c pci_device_group() puts a new VF of pf:
+        "new" (a group of its own: the lowest free number, when it appears),
+        the group of the first bridge above it whose path to the root is not
+        isolated by ACS, or "-" without an IOMMU.  A VF is no multifunction
+        device and aliases nothing."""
+        if not self.iommu:
+            return "-"
+        p = pf.parent
+        if p is None:
+            return "new"
+        q = p
+        while q is not None:
+            if not acs_enabled(q):
+                return str(p.group)
+            q = q.parent
+        return "new"
+
+    def _write_vf_templates(self, root, pf):
+        """$ROOT/emulator/sriov/PF/: template/ holds the attribute files and
+        config space every VF of pf starts with (its uevent names VF 0; the
+        emulator puts each VF's address in PCI_SLOT_NAME); vfs has a line
+        "INDEX ADDRESS GROUP SYSPATH" for each VF the kernel could create
+        (one whose bus is beyond the bridge's range is left out: enabling
+        it fails with ENOMEM); no-configure names the driver of pf that has
+        no sriov_configure."""
+        s = pf.sriov
+        edir = os.path.join(root, "emulator/sriov", pf.addr)
+        tdir = os.path.join(edir, "template")
+        os.makedirs(tdir)
+        proto = Device(self, pf.vf_addr(0), pf.vendor, s["vf_device"], pf.cls, None, pcie_type=ENDPOINT,
+                       driver=None, numa=pf.numa, cpulist=pf.cpulist, flr=True, pm=False, subsys=pf.subsys,
+                       reset_method="flr", group=None)
+        proto.parent, proto.physfn = pf.parent, pf
+        for name, text in self._attrs(proto).items():
+            with open(os.path.join(tdir, name), "w") as f:
+                f.write(text)
+        with open(os.path.join(tdir, "config"), "wb") as f:
+            f.write(proto.config())
+        group = self._vf_group(pf)
+        top = pf.parent.secondary[1] if pf.parent is not None and pf.parent.secondary else 0xff
+        here = os.path.dirname(pf.syspath())
+        with open(os.path.join(edir, "vfs"), "w") as f:
+            for i in range(s["total"]):
+                a = pf.vf_addr(i)
+                if parse_addr(a)[1] <= top:
+                    f.write("%d %s %s %s/%s\n" % (i, a, group, here, a))
+        if not s.get("sriov_configure", True):
+            with open(os.path.join(edir, "no-configure"), "w") as f:
+                f.write("%s\n" % (pf.native or pf.driver))
