@@ -220,6 +220,14 @@ static int device_read_config(IovirtDevice *d, struct pci_access *pacc) {
                 d->sriov_num = (d->caps.iov_ctrl & PCI_IOV_CTRL_VFE) ? d->caps.iov_num : 0;
                 d->sriov_offset = d->caps.iov_offset;
                 d->sriov_stride = d->caps.iov_stride;
+                /* A PF driver may offer fewer VFs than its TotalVFs register
+                 * (igb: 7 of 8); the kernel's attribute says how many it
+                 * will take, and a count above it is ERANGE. */
+                char buf[32];
+                int total;
+                if (iovirt_sysfs_read(d->syspath, ATTR_SRIOV_TOTALVFS, buf, sizeof(buf)) >= 0 &&
+                    iovirt_parse_int(buf, &total) == 0 && total >= 0 && (unsigned) total < d->sriov_total)
+                        d->sriov_total = (unsigned) total;
         } else if (d->caps.sriov == IOVIRT_UNKNOWN) {
                 /* Unprivileged: the kernel's own counts are readable by all. */
                 char buf[32];
