@@ -10,6 +10,7 @@
 #include "iovirt-fault.h"
 #include "iovirt-names.h"
 #include "iovirt-sysfs.h"
+#include "iovirt-variant.h"
 
 extern char **environ;
 
@@ -83,14 +84,46 @@ static int wait_driver(const char *address, const char *want, uint64_t timeout_u
         }
 }
 
-int iovirt_bind_load_vfio(char **reason) {
+/* The name driver goes by in /sys/bus/pci/drivers: as it is, then with
+ * '-' as '_' (libvirt's fallback for names written either way), then the
+ * pci:NAME that /sys/module/MODULE/drivers lists (libvirt's
+ * virPCIDeviceFindDriver).  -ENOENT when it is not there. */
+static int driver_name(const char *driver, const char *module, char buf[static NAME_MAX + 1]) {
         char path[PATH_MAX];
-        snprintf(path, sizeof(path), SYSFS_PCI_DRIVERS "/" DRIVER_VFIO_PCI);
-        if (access(path, F_OK) == 0)
-                return 0;
 
+        snprintf(buf, NAME_MAX + 1, "%s", driver);
+        for (int pass = 0; pass < 2; pass++) {
+                if (pass == 1)
+                        for (char *p = buf; *p; p++)
+                                if (*p == '-')
+                                        *p = '_';
+                snprintf(path, sizeof(path), SYSFS_PCI_DRIVERS "/%s", buf);
+                if (access(path, F_OK) == 0)
+                        return 0;
+        }
+        if (!module)
+                return -ENOENT;
+        snprintf(path, sizeof(path), SYSFS_MODULE "/%s/drivers", module);
+        _cleanup_closedir_ DIR *dir = opendir(path);
+        if (!dir)
+                return -ENOENT;
+        for (struct dirent *de; (de = readdir(dir));) {
+                char drv[PATH_MAX];
+                if (strncmp(de->d_name, "pci:", 4) != 0 || !iovirt_variant_name_valid(de->d_name + 4))
+                        continue;
+                snprintf(drv, sizeof(drv), SYSFS_PCI_DRIVERS "/%s", de->d_name + 4);
+                if (access(drv, F_OK) == 0) {
+                        snprintf(buf, NAME_MAX + 1, "%s", de->d_name + 4);
+                        return 0;
+                }
+        }
+        return -ENOENT;
+}
+
+/* modprobe NAME; 0 when it exited 0 */
+static int run_modprobe(const char *name, const char *driver, char **reason) {
         const char *modprobe = getenv(IOVIRT_ENV_MODPROBE) ?: MODPROBE;
-        char *argv[] = { (char *) modprobe, (char *) "vfio-pci", NULL };
+        char *argv[] = { (char *) modprobe, (char *) name, NULL };
         pid_t pid;
         /* from a transaction's thread, whose mask may block SIGTERM: modprobe gets none blocked */
         posix_spawnattr_t attr;
@@ -102,28 +135,60 @@ int iovirt_bind_load_vfio(char **reason) {
         int status, r = posix_spawn(&pid, modprobe, NULL, &attr, argv, environ);
         posix_spawnattr_destroy(&attr);
         if (r != 0)
-                return iovirt_set_reason(reason, -r, "Could not run %s to load vfio-pci: %s", modprobe, strerror(r));
+                return iovirt_set_reason(reason, -r, "Could not run %s to load %s: %s", modprobe, driver, strerror(r));
         while (waitpid(pid, &status, 0) < 0)
                 if (errno != EINTR)
                         return iovirt_set_reason(reason, -errno, "Lost track of %s: %m", modprobe);
-        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || access(path, F_OK) < 0)
-                return iovirt_set_reason(reason, -ENOENT,
-                                  "The vfio-pci driver is not loaded and '%s vfio-pci' failed; is the module "
-                                  "installed for this kernel (CONFIG_VFIO_PCI)?", modprobe);
-        return 0;
+        return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -ENOENT;
 }
 
-int iovirt_bind_to_vfio(const char *address, uint64_t timeout_usec, char **reason) {
+int iovirt_bind_load_driver(const char *driver, const char *module, char **ret_name, char **reason) {
+        char name[NAME_MAX + 1];
+        bool vfio_pci = streq_ptr(driver, DRIVER_VFIO_PCI);
+        /* never a name modprobe could take for an option */
+        if (!iovirt_variant_name_valid(driver) || (module && !iovirt_variant_name_valid(module)))
+                return iovirt_set_reason(reason, -EINVAL, "'%s' (module '%s') is not a driver name iovirt binds",
+                                         strna(driver), strna(module));
+        const char *modprobe = getenv(IOVIRT_ENV_MODPROBE) ?: MODPROBE;
+        /* modprobe takes either spelling; vfio-pci as operators type it */
+        const char *arg = vfio_pci || !module ? driver : module;
+
+        int r = driver_name(driver, module, name);
+        if (r == -ENOENT) {
+                r = run_modprobe(arg, driver, reason);
+                if (r >= 0)
+                        r = driver_name(driver, module, name);
+                if (r == -ENOENT) {
+                        if (vfio_pci)
+                                return iovirt_set_reason(reason, -ENOENT,
+                                                         "The vfio-pci driver is not loaded and '%s vfio-pci' failed; is "
+                                                         "the module installed for this kernel (CONFIG_VFIO_PCI)?",
+                                                         modprobe);
+                        return iovirt_set_reason(reason, -ENOENT,
+                                                 "The VFIO variant driver %s is not loaded and '%s %s' did not load it; "
+                                                 "is its module installed for this kernel? (--driver vfio-pci binds "
+                                                 "vfio-pci instead)", driver, modprobe, arg);
+                }
+        }
+        if (r < 0)
+                return r;
+        *ret_name = strdup(name);
+        return *ret_name ? 0 : -ENOMEM;
+}
+
+int iovirt_bind_to_vfio(const char *address, const char *driver, uint64_t timeout_usec, char **reason) {
         _cleanup_free_ char *drv = NULL, *over = NULL, *got = NULL;
         int r;
 
         r = iovirt_bind_read(address, &drv, &over);
         if (r < 0)
                 return iovirt_set_reason(reason, r, "%s has gone away", address);
-        if (streq_ptr(drv, DRIVER_VFIO_PCI))
+        if (streq_ptr(drv, driver))
                 return 0;
-        if (!streq_ptr(over, DRIVER_VFIO_PCI)) {
-                r = write_attr(address, ATTR_DRIVER_OVERRIDE, DRIVER_VFIO_PCI, reason);
+        /* a variant driver never autoprobes (its IDs are for driver_override
+         * only): the override is the way in, as for vfio-pci */
+        if (!streq_ptr(over, driver)) {
+                r = write_attr(address, ATTR_DRIVER_OVERRIDE, driver, reason);
                 if (r < 0)
                         return r;
         }
@@ -138,10 +203,11 @@ int iovirt_bind_to_vfio(const char *address, uint64_t timeout_usec, char **reaso
         if (r < 0)
                 return r;
         iovirt_fault_point("assign.probe");
-        r = wait_driver(address, DRIVER_VFIO_PCI, timeout_usec, &got);
+        r = wait_driver(address, driver, timeout_usec, &got);
         if (r == -ETIMEDOUT)
-                return iovirt_set_reason(reason, -EIO, "vfio-pci did not take %s (it is %s%s); the kernel log (journalctl -k) "
-                                                "says why", address, got ? "on " : "without a driver", got ? got : "");
+                return iovirt_set_reason(reason, -EIO, "%s did not take %s (it is %s%s); the kernel log (journalctl -k) "
+                                                "says why", driver, address, got ? "on " : "without a driver",
+                                         got ? got : "");
         if (r < 0)
                 return iovirt_set_reason(reason, r, "%s has gone away", address);
         iovirt_fault_point("assign.bound");
@@ -151,17 +217,18 @@ int iovirt_bind_to_vfio(const char *address, uint64_t timeout_usec, char **reaso
 int iovirt_bind_restore(const IovirtFunctionRecord *f, uint64_t timeout_usec, char **reason) {
         _cleanup_free_ char *drv = NULL, *over = NULL, *got = NULL;
         const char *want_override = f->original_known ? f->driver_override : NULL;
+        const char *vfio = iovirt_function_vfio_driver(f);      /* vfio-pci or the variant it went to */
         int r;
 
         r = iovirt_bind_read(f->address, &drv, &over);
         if (r < 0)
                 return iovirt_set_reason(reason, r, "%s has gone away", f->address);
-        if (drv && !streq_ptr(drv, DRIVER_VFIO_PCI) && !(f->original_known && streq_ptr(drv, f->driver)))
+        if (drv && !streq_ptr(drv, vfio) && !(f->original_known && streq_ptr(drv, f->driver)))
                 return iovirt_set_reason(reason, -EBUSY, "%s is on %s, which iovirt did not bind; it was left there",
                                   f->address, drv);
 
-        if (streq_ptr(drv, DRIVER_VFIO_PCI) && !(f->original_known && streq_ptr(f->driver, DRIVER_VFIO_PCI))) {
-                r = write_driver_file(DRIVER_VFIO_PCI, "unbind", f->address, reason);
+        if (streq_ptr(drv, vfio) && !(f->original_known && streq_ptr(f->driver, vfio))) {
+                r = write_driver_file(vfio, "unbind", f->address, reason);
                 if (r < 0)
                         return r;
                 drv = mfree(drv);

@@ -19,13 +19,20 @@
  * (NULL: none).  -ENODEV when the function is gone. */
 int iovirt_bind_read(const char *address, char **driver, char **driver_override);
 
-/* Makes sure the vfio-pci driver is there, running modprobe if needed. */
-int iovirt_bind_load_vfio(char **reason);
+/* Makes sure the VFIO driver (vfio-pci, or a variant such as
+ * mlx5_vfio_pci) is there, running "modprobe MODULE" ("modprobe vfio-pci"
+ * for vfio-pci; $IOVIRT_MODPROBE in tests) if it is not.  *ret_name is the
+ * name it goes by in /sys/bus/pci/drivers: driver, or with '-' as '_', or
+ * what /sys/module/MODULE/drivers lists (libvirt's fallbacks).  -EINVAL for
+ * a name that is not a driver name, -ENOENT when it cannot be loaded. */
+int iovirt_bind_load_driver(const char *driver, const char *module, char **ret_name, char **reason);
 
-/* Moves one function to vfio-pci. */
-int iovirt_bind_to_vfio(const char *address, uint64_t timeout_usec, char **reason);
+/* Moves one function to the VFIO driver (its name in /sys/bus/pci/drivers):
+ * driver_override, unbind, drivers_probe, then the link checked.  A variant
+ * driver never autoprobes; the override is the way in. */
+int iovirt_bind_to_vfio(const char *address, const char *driver, uint64_t timeout_usec, char **reason);
 
-/* Puts one function back as f recorded it: off vfio-pci, its own
+/* Puts one function back as f recorded it: off its VFIO driver, its own
  * driver_override, its own driver (or none, if it had none).  A function
  * that somebody rebound by hand to a third driver is left alone (-EBUSY). */
 int iovirt_bind_restore(const IovirtFunctionRecord *f, uint64_t timeout_usec, char **reason);

@@ -34,6 +34,8 @@ static const char *const reason_names[_IOVIRT_REASON_MAX] = {
         [IOVIRT_REASON_SRIOV_CLAIMED] = "sriov-claimed",
         [IOVIRT_REASON_SRIOV_ENABLED] = "sriov-enabled",
         [IOVIRT_REASON_INVALID] = "invalid",
+        [IOVIRT_REASON_DRIVER_UNKNOWN] = "driver-unknown",
+        [IOVIRT_REASON_NOT_VFIO_DRIVER] = "not-vfio-driver",
 };
 
 const char *iovirt_reason_name(IovirtReason r) {
@@ -43,8 +45,11 @@ const char *iovirt_reason_name(IovirtReason r) {
 IovirtPlan *iovirt_plan_free(IovirtPlan *p) {
         if (!p)
                 return NULL;
-        for (size_t i = 0; i < p->n_steps; i++)
+        for (size_t i = 0; i < p->n_steps; i++) {
                 free(p->steps[i].from);
+                free(p->steps[i].to);
+                free(p->steps[i].module);
+        }
         for (size_t i = 0; i < p->n_staying; i++)
                 free(p->staying[i]);
         for (size_t i = 0; i < p->n_checks; i++)
@@ -130,24 +135,85 @@ static const char *consumer_or_unknown(const IovirtRecord *rec) {
         return rec->consumer[0] ? rec->consumer : "an unknown consumer";
 }
 
-/* The first endpoint of the group that is not on vfio-pci, or that the
- * record does not hold: what keeps the consumer's hold from being whole. */
-static const IovirtDevice *hold_gap(const IovirtPlanContext *ctx) {
+/* The driver chosen for the endpoint device (an index into the host's
+ * devices), as the caller gave it; NULL when none was. */
+static const IovirtPlanDriver *driver_entry(const IovirtPlanInput *in, size_t device) {
+        for (size_t i = 0; i < in->n_drivers; i++)
+                if (in->drivers[i].device == device)
+                        return &in->drivers[i];
+        return NULL;
+}
+
+/* The VFIO driver the endpoint goes to: vfio-pci when the caller chose
+ * none, NULL when its choice failed (the driver check refuses the plan) */
+static const char *chosen_driver(const IovirtPlanInput *in, size_t device) {
+        if (!in->drivers)
+                return DRIVER_VFIO_PCI;
+        const IovirtPlanDriver *e = driver_entry(in, device);
+        return e && e->error >= 0 ? e->choice.driver : NULL;
+}
+
+/* Driver names as the kernel compares module names: '-' and '_' alike */
+static bool driver_eq(const char *a, const char *b) {
+        if (!a || !b)
+                return a == b;
+        for (; *a && *b; a++, b++)
+                if (*a != *b && !((*a == '-' || *a == '_') && (*b == '-' || *b == '_')))
+                        return false;
+        return *a == *b;
+}
+
+static const IovirtFunctionRecord *recorded_function(const IovirtRecord *rec, const char *address) {
+        for (size_t k = 0; k < rec->n_functions; k++)
+                if (streq_ptr(rec->functions[k].address, address))
+                        return &rec->functions[k];
+        return NULL;
+}
+
+/* The first endpoint of the group that the record does not hold, or that
+ * is not on the VFIO driver its record names (*held): what keeps the
+ * consumer's hold from being whole. */
+static const IovirtDevice *hold_gap(const IovirtPlanContext *ctx, const char **held) {
         const IovirtHost *h = ctx->in->host;
         for (size_t i = 0; i < ctx->verdict->n_endpoints; i++) {
                 const IovirtDevice *d = &h->devices[ctx->verdict->endpoints[i]];
-                bool recorded = false;
-                for (size_t k = 0; k < ctx->record->n_functions && !recorded; k++)
-                        recorded = streq_ptr(ctx->record->functions[k].address, d->name);
-                if (!recorded || !streq_ptr(d->driver, DRIVER_VFIO_PCI))
+                const IovirtFunctionRecord *f = recorded_function(ctx->record, d->name);
+                const char *want = f ? iovirt_function_vfio_driver(f) : NULL;
+                if (!f || !streq_ptr(d->driver, want)) {
+                        if (held) {
+                                const char *chosen = chosen_driver(ctx->in, ctx->verdict->endpoints[i]);
+                                *held = want ? want : chosen ? chosen : DRIVER_VFIO_PCI;
+                        }
                         return d;
+                }
         }
         return NULL;
 }
 
+/* The first endpoint of a whole hold whose VFIO driver is not the one this
+ * request chose (*held is the one it is on, *chosen the other) */
+static const IovirtDevice *driver_change(const IovirtPlanContext *ctx, const char **held, const char **chosen) {
+        const IovirtHost *h = ctx->in->host;
+        for (size_t i = 0; i < ctx->verdict->n_endpoints; i++) {
+                const IovirtDevice *d = &h->devices[ctx->verdict->endpoints[i]];
+                const IovirtFunctionRecord *f = recorded_function(ctx->record, d->name);
+                const char *want = chosen_driver(ctx->in, ctx->verdict->endpoints[i]);
+                if (f && want && !driver_eq(iovirt_function_vfio_driver(f), want)) {
+                        *held = iovirt_function_vfio_driver(f);
+                        *chosen = want;
+                        return d;
+                }
+        }
+        return NULL;
+}
+
+/* Done: the consumer holds every function, each on the VFIO driver this
+ * request chose */
 static bool held_by_consumer(const IovirtPlanContext *ctx) {
+        const char *held, *chosen;
         return ctx->record && !ctx->in->group_locked && ctx->record->phase == IOVIRT_PHASE_ASSIGNED &&
-               streq_ptr(ctx->record->consumer, ctx->in->consumer) && !hold_gap(ctx);
+               streq_ptr(ctx->record->consumer, ctx->in->consumer) && !hold_gap(ctx, NULL) &&
+               !driver_change(ctx, &held, &chosen);
 }
 
 /* ---- the checks, in the order a plan lists them ---- */
@@ -197,13 +263,20 @@ static int check_ownership(const IovirtPlanContext *ctx, void *userdata, IovirtP
                                         "Group %d is already assigned to %s%s; release it first (iovirtctl release "
                                         "group:%d)", g, consumer_or_unknown(rec),
                                         rec->consumer[0] ? "" : " (its state record was damaged)", g);
-        const IovirtDevice *gap = hold_gap(ctx);
+        const char *held = NULL, *chosen = NULL;
+        const IovirtDevice *gap = hold_gap(ctx, &held);
         if (gap)
                 return iovirt_check_set(c, IOVIRT_PLAN_FAIL, IOVIRT_REASON_IN_USE, NULL,
-                                        "Group %d is assigned to %s, but %s is %s%s, not on vfio-pci: somebody rebound "
+                                        "Group %d is assigned to %s, but %s is %s%s, not on %s: somebody rebound "
                                         "it; release the group (iovirtctl release group:%d) and assign it again", g,
                                         rec->consumer, gap->name, gap->driver ? "on " : "without a driver",
-                                        gap->driver ? gap->driver : "", g);
+                                        gap->driver ? gap->driver : "", held, g);
+        const IovirtDevice *change = driver_change(ctx, &held, &chosen);
+        if (change)
+                return iovirt_check_set(c, IOVIRT_PLAN_FAIL, IOVIRT_REASON_IN_USE, NULL,
+                                        "Group %d is assigned to %s already, with %s on %s; this request would put it "
+                                        "on %s: release the group (iovirtctl release group:%d) and assign it again",
+                                        g, rec->consumer, change->name, held, chosen, g);
         return iovirt_check_set(c, IOVIRT_PLAN_PASS, IOVIRT_REASON_ALREADY_ASSIGNED, NULL,
                                 "Group %d is already assigned to %s; nothing to do", g, rec->consumer);
 }
@@ -319,6 +392,60 @@ static int check_host_readable(const IovirtPlanContext *ctx, void *userdata, Iov
                                 "(is it running with the privileges its unit gives it?)", ctx->in->group, t.s);
 }
 
+/* The why of a choice without its leading "DRIVER: " */
+static const char *why_after_driver(const IovirtVariantChoice *c) {
+        size_t l = c->driver ? strlen(c->driver) : 0;
+        if (c->why && l && strncmp(c->why, c->driver, l) == 0 && strncmp(c->why + l, ": ", 2) == 0)
+                return c->why + l + 2;
+        return c->why;
+}
+
+/* Which VFIO driver each function goes to, and why: the caller's choice,
+ * by libvirt's rule on the kernel's modules.alias or as --driver named it.
+ * A choice that could not be made refuses the plan: vfio-pci where the
+ * kernel has a variant driver would be a guess, and a --driver that is no
+ * VFIO driver would give a host driver the device. */
+static int check_driver(const IovirtPlanContext *ctx, void *userdata, IovirtPlanCheck *c) {
+        const IovirtPlanInput *in = ctx->in;
+        const IovirtGroupVerdict *gv = ctx->verdict;
+        const IovirtHost *h = in->host;
+        _cleanup_(iovirt_text_clear) IovirtText t = {};
+
+        if (gv->n_endpoints == 0)
+                return 0;
+        if (!in->drivers)
+                return iovirt_check_set(c, IOVIRT_PLAN_PASS, IOVIRT_REASON_NONE, NULL,
+                                        "vfio-pci for every function of group %d (no VFIO variant driver was looked "
+                                        "for)", in->group);
+        for (size_t i = 0; i < gv->n_endpoints; i++) {
+                const IovirtDevice *d = &h->devices[gv->endpoints[i]];
+                const IovirtPlanDriver *e = driver_entry(in, gv->endpoints[i]);
+                if (!e)
+                        return iovirt_check_set(c, IOVIRT_PLAN_FAIL, IOVIRT_REASON_DRIVER_UNKNOWN, NULL,
+                                                "No VFIO driver was chosen for %s; refused rather than guessed",
+                                                d->name);
+                if (e->error >= 0 && e->choice.driver)
+                        continue;
+                if (e->asked && e->error == -EINVAL)
+                        return iovirt_check_set(c, IOVIRT_PLAN_FAIL, IOVIRT_REASON_NOT_VFIO_DRIVER, NULL,
+                                                "Refused to bind %s: %s", d->name,
+                                                e->choice.why ? e->choice.why : "not a VFIO driver");
+                return iovirt_check_set(c, IOVIRT_PLAN_FAIL, IOVIRT_REASON_DRIVER_UNKNOWN, "--driver NAME",
+                                        "The VFIO driver of %s cannot be chosen: %s. Refused rather than guessed (the "
+                                        "kernel may have a variant driver for it)", d->name,
+                                        e->choice.why ? e->choice.why : strerror(-(e->error < 0 ? e->error : EINVAL)));
+        }
+        for (size_t i = 0; i < gv->n_endpoints; i++) {
+                const IovirtPlanDriver *e = driver_entry(in, gv->endpoints[i]);
+                const char *why = why_after_driver(&e->choice);
+                (void) iovirt_text_add(&t, "%s%s for %s%s%s", t.len ? "; " : "", e->choice.driver,
+                                       h->devices[gv->endpoints[i]].name, why ? ": " : "", why ? why : "");
+        }
+        if (t.failed)
+                return -ENOMEM;
+        return iovirt_check_set(c, IOVIRT_PLAN_PASS, IOVIRT_REASON_NONE, NULL, "%s", t.s);
+}
+
 /* OpenStack Nova's claim rules, for a PF and its VFs: while a VF is
  * assigned its PF is not free, and while a PF is assigned its VFs are not.
  * A PF with VFs enabled but none assigned is refused too: vfio-pci will
@@ -389,6 +516,7 @@ static const IovirtPlanRule builtin_rules[] = {
         { "ownership", check_ownership, NULL },
         { "sriov-claim", check_sriov_claim, NULL },
         { "whole-group", check_whole_group, NULL },
+        { "driver", check_driver, NULL },
         { "isolation", check_isolation, NULL },
         { "host-critical", check_host_critical, NULL },
         { "host-readable", check_host_readable, NULL },
@@ -415,16 +543,21 @@ static int plan_run_rule(IovirtPlan *p, const IovirtPlanContext *ctx, const Iovi
         return 1;
 }
 
-static int plan_steps(IovirtPlan *p, const IovirtHost *h, const IovirtGroupVerdict *gv) {
+static int plan_steps(IovirtPlan *p, const IovirtPlanInput *in, const IovirtGroupVerdict *gv) {
+        const IovirtHost *h = in->host;
         if (gv->n_endpoints && !(p->steps = calloc(gv->n_endpoints, sizeof(IovirtPlanStep))))
                 return -ENOMEM;
         for (size_t i = 0; i < gv->n_endpoints; i++) {
                 const IovirtDevice *d = &h->devices[gv->endpoints[i]];
+                const IovirtPlanDriver *e = in->drivers ? driver_entry(in, gv->endpoints[i]) : NULL;
+                const char *to = chosen_driver(in, gv->endpoints[i]);
+                const char *module = !in->drivers ? "vfio_pci" : to ? e->choice.module : NULL;
                 IovirtPlanStep *s = &p->steps[p->n_steps++];
                 memcpy(s->address, d->name, sizeof(s->address));
-                if (d->driver && !(s->from = strdup(d->driver)))
+                if ((d->driver && !(s->from = strdup(d->driver))) || (to && !(s->to = strdup(to))) ||
+                    (module && !(s->module = strdup(module))))
                         return -ENOMEM;
-                s->moves = !streq_ptr(d->driver, DRIVER_VFIO_PCI);
+                s->moves = !to || !driver_eq(d->driver, to);
         }
         if (gv->n_bridges && !(p->staying = calloc(gv->n_bridges, sizeof(char *))))
                 return -ENOMEM;
@@ -454,7 +587,7 @@ int iovirt_plan_assign(const IovirtPlanInput *in, const IovirtPlanRule *extra, s
                 *ret = TAKE_PTR(p);
                 return 0;
         }
-        r = plan_steps(p, in->host, ctx.verdict);
+        r = plan_steps(p, in, ctx.verdict);
         if (r < 0)
                 return r;
         for (size_t i = 0; i < ELEMENTSOF(builtin_rules) + n_extra; i++) {
@@ -523,7 +656,7 @@ json_object *iovirt_plan_to_json(const IovirtPlan *p) {
                 json_object *s = json_object_new_object();
                 json_object_object_add(s, "address", json_object_new_string(p->steps[i].address));
                 json_object_object_add(s, "from", string_or_null(p->steps[i].from));
-                json_object_object_add(s, "to", json_object_new_string(DRIVER_VFIO_PCI));
+                json_object_object_add(s, "to", string_or_null(p->steps[i].to));
                 json_object_object_add(s, "moves", json_object_new_boolean(p->steps[i].moves));
                 json_object_array_add(steps, s);
         }

@@ -6,6 +6,7 @@
 #include "iovirt-guard.h"
 #include "iovirt-host.h"
 #include "iovirt-state.h"
+#include "iovirt-variant.h"
 #include "iovirt-verdict.h"
 
 /* The plan of an assignment: a pure function of the host model, its
@@ -53,6 +54,8 @@ typedef enum IovirtReason {
         IOVIRT_REASON_SRIOV_CLAIMED,      /* a PF and its VFs: while one side is assigned, the other is not free */
         IOVIRT_REASON_SRIOV_ENABLED,      /* a PF with VFs enabled: vfio-pci refuses it */
         IOVIRT_REASON_INVALID,            /* the request cannot be met as asked (a count above the total) */
+        IOVIRT_REASON_DRIVER_UNKNOWN,     /* the VFIO driver could not be chosen (modules.alias unreadable) */
+        IOVIRT_REASON_NOT_VFIO_DRIVER,    /* --driver names a driver that is not a VFIO driver */
         _IOVIRT_REASON_MAX,
 } IovirtReason;
 
@@ -63,13 +66,24 @@ const char *iovirt_reason_name(IovirtReason r);
  * as they outlive the rule that set them (a plan lives until its
  * transaction ends). */
 typedef struct IovirtPlanCheck {
-        const char *id;                   /* "iommu", "ownership", "sriov-claim", "whole-group", "isolation",
-                                           * "host-critical", "host-readable", "reset" */
+        const char *id;                   /* "iommu", "ownership", "sriov-claim", "whole-group", "driver",
+                                           * "isolation", "host-critical", "host-readable", "reset" */
         IovirtPlanStatus status;
         IovirtReason reason;
         char *message;
         const char *override;             /* what would allow it; NULL: nothing may */
 } IovirtPlanCheck;
+
+/* The VFIO driver one function goes to, as the caller chose it before
+ * planning (iovirt_variant_for_device_in(), or iovirt_variant_asked() for
+ * --driver): the plan reads no file. */
+typedef struct IovirtPlanDriver {
+        size_t device;                    /* an endpoint of the group, in host->devices */
+        int error;                        /* < 0: no driver could be chosen (choice.why says why): -EINVAL for
+                                           * a --driver that is no VFIO driver, else what could not be read */
+        bool asked;                       /* --driver NAME */
+        IovirtVariantChoice choice;
+} IovirtPlanDriver;
 
 /* What was asked, and everything the plan may look at. */
 typedef struct IovirtPlanInput {
@@ -82,6 +96,11 @@ typedef struct IovirtPlanInput {
         int group;                        /* -1: the target has none */
         size_t device;                    /* the device named, or IOVIRT_NONE for group:N */
         bool group_locked;                /* a transaction on the group is running now */
+        /* The VFIO driver of each endpoint of the group.  NULL: none was
+         * chosen, and every function goes to vfio-pci (hand-built plans);
+         * otherwise an endpoint without one fails the plan. */
+        const IovirtPlanDriver *drivers;
+        size_t n_drivers;
 } IovirtPlanInput;
 
 /* What a check sees: the input and the group it is about. */
@@ -109,7 +128,10 @@ int iovirt_check_set(IovirtPlanCheck *c, IovirtPlanStatus status, IovirtReason r
 typedef struct IovirtPlanStep {
         char address[IOVIRT_ADDRESS_MAX];
         char *from;                       /* its driver now; NULL: none */
-        bool moves;                       /* false: already on vfio-pci */
+        char *to;                         /* the VFIO driver it goes to: vfio-pci or a variant driver; NULL
+                                           * when none could be chosen (the plan is refused) */
+        char *module;                     /* what loads it, when it is not there (modprobe's argument) */
+        bool moves;                       /* false: already on it */
 } IovirtPlanStep;
 
 typedef struct IovirtPlan {

@@ -11,12 +11,17 @@
 #include "iovirt-names.h"
 #include "iovirt-state.h"
 #include "iovirt-sysfs.h"
+#include "iovirt-variant.h"
 
 static const char *const phase_names[_IOVIRT_PHASE_MAX] = {
         [IOVIRT_PHASE_ASSIGNING] = "assigning",
         [IOVIRT_PHASE_ASSIGNED] = "assigned",
         [IOVIRT_PHASE_RELEASING] = "releasing",
 };
+
+const char *iovirt_function_vfio_driver(const IovirtFunctionRecord *f) {
+        return f->vfio_driver ? f->vfio_driver : DRIVER_VFIO_PCI;
+}
 
 const char *iovirt_phase_name(IovirtPhase p) {
         return p >= 0 && p < _IOVIRT_PHASE_MAX ? phase_names[p] : "invalid";
@@ -28,6 +33,7 @@ IovirtRecord *iovirt_record_free(IovirtRecord *r) {
         for (size_t i = 0; i < r->n_functions; i++) {
                 free(r->functions[i].driver);
                 free(r->functions[i].driver_override);
+                free(r->functions[i].vfio_driver);
         }
         free(r->functions);
         free(r->consumer);
@@ -52,7 +58,8 @@ int iovirt_record_copy(const IovirtRecord *r, IovirtRecord **ret) {
                 *g = (IovirtFunctionRecord) { .original_known = f->original_known };
                 memcpy(g->address, f->address, sizeof(g->address));
                 if ((f->driver && !(g->driver = strdup(f->driver))) ||
-                    (f->driver_override && !(g->driver_override = strdup(f->driver_override)))) {
+                    (f->driver_override && !(g->driver_override = strdup(f->driver_override))) ||
+                    (f->vfio_driver && !(g->vfio_driver = strdup(f->vfio_driver)))) {
                         c->n_functions++;      /* what was allocated is freed with it */
                         return -ENOMEM;
                 }
@@ -96,6 +103,9 @@ static int add_function(json_object *fns, const IovirtFunctionRecord *f) {
             add_string_or_null(fo, "driver", f->driver) < 0 ||
             add_string_or_null(fo, "driver_override", f->driver_override) < 0 ||
             add_new(fo, "original_known", json_object_new_boolean(f->original_known)) < 0)
+                return -ENOMEM;
+        /* absent in records made before variant drivers: vfio-pci */
+        if (f->vfio_driver && add_new(fo, "vfio_driver", json_object_new_string(f->vfio_driver)) < 0)
                 return -ENOMEM;
         return 0;
 }
@@ -230,6 +240,12 @@ int iovirt_record_from_json(json_object *o, IovirtRecord **ret, char **reason) {
                     !json_object_is_type(v, json_type_boolean))
                         return bad(reason, "a function without \"original_known\"");
                 f->original_known = json_object_get_boolean(v);
+                /* optional (older records have none: vfio-pci), but a driver name when there */
+                if (json_object_object_get_ex(fo, "vfio_driver", NULL)) {
+                        k = get_string(fo, "vfio_driver", false, &f->vfio_driver);
+                        if (k < 0 || !iovirt_variant_name_valid(f->vfio_driver))
+                                return bad_unless_oom(k, reason, "a function with an invalid \"vfio_driver\"");
+                }
         }
         *ret = TAKE_PTR(r);
         return 0;
@@ -276,7 +292,8 @@ static bool records_equal(const IovirtRecord *a, const IovirtRecord *b) {
         for (size_t i = 0; i < a->n_functions; i++) {
                 const IovirtFunctionRecord *x = &a->functions[i], *y = &b->functions[i];
                 if (strcmp(x->address, y->address) != 0 || !streq_ptr(x->driver, y->driver) ||
-                    !streq_ptr(x->driver_override, y->driver_override) || x->original_known != y->original_known)
+                    !streq_ptr(x->driver_override, y->driver_override) || x->original_known != y->original_known ||
+                    !streq_ptr(x->vfio_driver, y->vfio_driver))
                         return false;
         }
         return true;

@@ -19,7 +19,7 @@
 
 typedef enum IovirtPhase {
         IOVIRT_PHASE_ASSIGNING,   /* intent written, functions may be moving */
-        IOVIRT_PHASE_ASSIGNED,    /* every function on vfio-pci, with its consumer */
+        IOVIRT_PHASE_ASSIGNED,    /* every function on its VFIO driver, with its consumer */
         IOVIRT_PHASE_RELEASING,   /* functions may be going back */
         _IOVIRT_PHASE_MAX,
 } IovirtPhase;
@@ -29,7 +29,12 @@ typedef struct IovirtFunctionRecord {
         char *driver;            /* before assignment; NULL: it was unbound */
         char *driver_override;   /* before assignment; NULL: none */
         bool original_known;     /* false when rebuilt from the host after a lost record */
+        char *vfio_driver;       /* the VFIO driver it went to (vfio-pci, mlx5_vfio_pci, ...); NULL: vfio-pci,
+                                  * as records made before variant drivers mean */
 } IovirtFunctionRecord;
+
+/* The VFIO driver f is held on: its vfio_driver, or vfio-pci */
+const char *iovirt_function_vfio_driver(const IovirtFunctionRecord *f);
 
 typedef struct IovirtRecord {
         int group;

@@ -8,6 +8,7 @@
 #include "iovirt-json.h"
 #include "iovirt-names.h"
 #include "iovirt-sysfs.h"
+#include "iovirt-variant.h"
 
 /* ---- transactions ---- */
 
@@ -72,9 +73,10 @@ static size_t restore_all(IovirtRecord *rec, IovirtMoves *moves, IovirtText *t) 
         return failed;
 }
 
-/* The intent: the consumer, and each function's original driver and
- * override as the kernel has them now (the model may lag). */
-static int assign_intent(const IovirtPlan *p, IovirtRecord **ret, char **reason) {
+/* The intent: the consumer, each function's original driver and override
+ * as the kernel has them now (the model may lag), and the VFIO driver it
+ * goes to (drivers[i], by the name the kernel gives it). */
+static int assign_intent(const IovirtPlan *p, char **drivers, IovirtRecord **ret, char **reason) {
         _cleanup_(iovirt_record_freep) IovirtRecord *rec = calloc(1, sizeof(IovirtRecord));
         int r;
 
@@ -91,6 +93,7 @@ static int assign_intent(const IovirtPlan *p, IovirtRecord **ret, char **reason)
                 IovirtFunctionRecord *f = &rec->functions[rec->n_functions++];
                 memcpy(f->address, p->steps[i].address, sizeof(f->address));
                 f->original_known = true;
+                f->vfio_driver = TAKE_PTR(drivers[i]);
                 r = iovirt_bind_read(f->address, &f->driver, &f->driver_override);
                 if (r == -ENODEV)
                         iovirt_set_reason(reason, r, "%s has gone away; nothing was changed", f->address);
@@ -104,18 +107,34 @@ static int assign_intent(const IovirtPlan *p, IovirtRecord **ret, char **reason)
         return 0;
 }
 
+static void strv_free_n(char ***v, size_t n) {
+        for (size_t i = 0; *v && i < n; i++)
+                free((*v)[i]);
+        *v = mfree(*v);
+}
+
 int iovirt_assign_execute(const IovirtPlan *p, const char *dir, IovirtRecord **ret, IovirtMoves *moves,
                           char **reason) {
         _cleanup_(iovirt_record_freep) IovirtRecord *rec = NULL;
+        char **drivers = NULL;
         int r;
 
         *ret = NULL;
         if (iovirt_plan_refusal(p) || p->done)
                 return -EPERM;
-        r = iovirt_bind_load_vfio(reason);
-        if (r < 0)
-                return r;
-        r = assign_intent(p, &rec, reason);
+        /* every VFIO driver there (loaded if need be) before anything changes */
+        if (p->n_steps && !(drivers = calloc(p->n_steps, sizeof(char *))))
+                return -ENOMEM;
+        for (size_t i = 0; i < p->n_steps; i++) {
+                r = p->steps[i].to ? iovirt_bind_load_driver(p->steps[i].to, p->steps[i].module, &drivers[i], reason)
+                                   : -EINVAL;
+                if (r < 0) {
+                        strv_free_n(&drivers, p->n_steps);
+                        return r;
+                }
+        }
+        r = assign_intent(p, drivers, &rec, reason);
+        strv_free_n(&drivers, p->n_steps);
         if (r < 0)
                 return r;
         r = iovirt_record_save(dir, rec);
@@ -127,15 +146,16 @@ int iovirt_assign_execute(const IovirtPlan *p, const char *dir, IovirtRecord **r
         _cleanup_free_ char *why = NULL;
         for (size_t i = 0; r >= 0 && i < rec->n_functions; i++) {
                 uint64_t start = monotonic_usec();
-                r = iovirt_bind_to_vfio(rec->functions[i].address, IOVIRT_BIND_TIMEOUT_USEC, &why);
+                const IovirtFunctionRecord *f = &rec->functions[i];
+                r = iovirt_bind_to_vfio(f->address, iovirt_function_vfio_driver(f), IOVIRT_BIND_TIMEOUT_USEC, &why);
                 if (r >= 0)
-                        note_move(moves, rec->functions[i].address, DRIVER_VFIO_PCI, start);
+                        note_move(moves, f->address, iovirt_function_vfio_driver(f), start);
         }
         if (r >= 0) {
                 r = iovirt_bind_wait_node(p->group, true, IOVIRT_BIND_TIMEOUT_USEC);
                 if (r < 0)
-                        iovirt_set_reason(&why, r, "vfio-pci took every function but " DEV_VFIO "/%d did not appear",
-                                          p->group);
+                        iovirt_set_reason(&why, r, "Every function went to its VFIO driver but " DEV_VFIO "/%d did not "
+                                          "appear", p->group);
         }
         iovirt_fault_point("assign.node");
         if (r >= 0) {
@@ -152,7 +172,7 @@ int iovirt_assign_execute(const IovirtPlan *p, const char *dir, IovirtRecord **r
 
         /* roll back: every function to where it was */
         IovirtText t = {};
-        (void) iovirt_text_line(&t, why ? why : "Binding to vfio-pci failed");
+        (void) iovirt_text_line(&t, why ? why : "Binding to the VFIO driver failed");
         size_t failed = restore_all(rec, moves, &t);
         iovirt_fault_point("assign.rollback");
         if (failed) {
@@ -192,7 +212,7 @@ int iovirt_release_notes(const IovirtHost *h, const IovirtRecord *rec, char **re
 
 /* Is f where a release leaves it?  Gone counts as back.  A function whose
  * original is unknown (a record rebuilt from the host) is back once it is
- * off vfio-pci with no vfio-pci override: the kernel chose its driver. */
+ * off its VFIO driver with no override naming it: the kernel chose its driver. */
 static bool function_back(const IovirtFunctionRecord *f) {
         _cleanup_free_ char *drv = NULL, *over = NULL;
         int r = iovirt_bind_read(f->address, &drv, &over);
@@ -201,7 +221,8 @@ static bool function_back(const IovirtFunctionRecord *f) {
         if (r < 0)
                 return false;     /* cannot tell: keep it for the retry */
         if (!f->original_known)
-                return !streq_ptr(drv, DRIVER_VFIO_PCI) && !streq_ptr(over, DRIVER_VFIO_PCI);
+                return !streq_ptr(drv, iovirt_function_vfio_driver(f)) &&
+                       !streq_ptr(over, iovirt_function_vfio_driver(f));
         return streq_ptr(drv, f->driver) && streq_ptr(over, f->driver_override);
 }
 
@@ -228,6 +249,7 @@ int iovirt_release_execute(IovirtRecord *rec, const char *dir, IovirtMoves *move
                         if (function_back(f)) {
                                 free(f->driver);
                                 free(f->driver_override);
+                                free(f->vfio_driver);
                         } else
                                 rec->functions[kept++] = *f;
                 }
@@ -249,8 +271,9 @@ int iovirt_release_execute(IovirtRecord *rec, const char *dir, IovirtMoves *move
         return 0;
 }
 
-/* A group whose record was damaged: what is on vfio-pci with our override
- * stays held, owner unknown, until an operator releases it. */
+/* A group whose record was damaged: what is on a VFIO driver (vfio-pci or
+ * a variant) with an override naming it stays held, owner unknown, until an
+ * operator releases it. */
 static int rebuild_damaged(const IovirtHost *h, IovirtState *state, const char *dir, int group, const char *boot_id,
                            char ***notes, size_t *n_notes) {
         const IovirtGroup *g = iovirt_host_find_group(h, group);
@@ -262,19 +285,22 @@ static int rebuild_damaged(const IovirtHost *h, IovirtState *state, const char *
         rec->since_usec = realtime_usec();
         for (size_t i = 0; g && i < g->n_members; i++) {
                 const IovirtDevice *d = &h->devices[g->members[i]];
-                if (!streq_ptr(d->driver, DRIVER_VFIO_PCI) || !streq_ptr(d->driver_override, DRIVER_VFIO_PCI))
+                if (!iovirt_variant_is_vfio(d->driver) || !streq_ptr(d->driver_override, d->driver))
                         continue;
                 IovirtFunctionRecord *f = reallocarray(rec->functions, rec->n_functions + 1, sizeof(*f));
                 if (!f)
                         return -ENOMEM;
                 rec->functions = f;
-                f = &rec->functions[rec->n_functions++];
+                f = &rec->functions[rec->n_functions];
                 *f = (IovirtFunctionRecord) { .original_known = false };
                 memcpy(f->address, d->name, sizeof(f->address));
+                if (!(f->vfio_driver = strdup(d->driver)))
+                        return -ENOMEM;
+                rec->n_functions++;
         }
         if (rec->n_functions == 0)
                 return iovirt_strv_pushf(notes, n_notes, "Group %d: its record was damaged, and none of its functions is on "
-                                                "vfio-pci: nothing is held", group);
+                                                "a VFIO driver: nothing is held", group);
         int r = iovirt_record_save(dir, rec);
         if (r < 0)
                 return r;
@@ -282,7 +308,7 @@ static int rebuild_damaged(const IovirtHost *h, IovirtState *state, const char *
         if (r < 0)
                 return r;
         TAKE_PTR(rec);
-        return iovirt_strv_pushf(notes, n_notes, "Group %d: its record was damaged; its functions on vfio-pci stay held for an "
+        return iovirt_strv_pushf(notes, n_notes, "Group %d: its record was damaged; its functions on VFIO drivers stay held for an "
                                         "unknown consumer until 'iovirtctl release group:%d'", group, group);
 }
 
@@ -365,15 +391,17 @@ json_object *iovirt_assignments_to_json(const IovirtHost *h, const IovirtState *
                         json_object_object_add(fo, "original_driver_override",
                                                f->driver_override ? json_object_new_string(f->driver_override) : NULL);
                         json_object_object_add(fo, "driver", now ? json_object_new_string(now) : NULL);
+                        json_object_object_add(fo, "vfio_driver", json_object_new_string(iovirt_function_vfio_driver(f)));
                         json_object_array_add(fns, fo);
                         if (rec->phase != IOVIRT_PHASE_ASSIGNED)
                                 continue;
                         char text[256];
                         if (d == IOVIRT_NONE)
                                 snprintf(text, sizeof(text), "%s has gone from the host", f->address);
-                        else if (!streq_ptr(now, DRIVER_VFIO_PCI))
-                                snprintf(text, sizeof(text), "%s is %s%s, not on vfio-pci: somebody rebound it",
-                                         f->address, now ? "on " : "without a driver", now ? now : "");
+                        else if (!streq_ptr(now, iovirt_function_vfio_driver(f)))
+                                snprintf(text, sizeof(text), "%s is %s%s, not on %s: somebody rebound it",
+                                         f->address, now ? "on " : "without a driver", now ? now : "",
+                                         iovirt_function_vfio_driver(f));
                         else
                                 continue;
                         json_object_array_add(drift, json_object_new_string(text));

@@ -17,7 +17,7 @@
  * queries.  The caller puts the resulting record into its state. */
 
 /* How long the kernel took to move each function in one transaction (to
- * vfio-pci, or back), as the daemon logs it for the operator. */
+ * its VFIO driver, or back), as the daemon logs it for the operator. */
 typedef struct IovirtMove {
         char address[IOVIRT_ADDRESS_MAX];
         char *to;                /* the driver it went to; NULL: left unbound */
@@ -61,6 +61,8 @@ int iovirt_state_reconcile(const IovirtHost *h, IovirtState *state, const char *
 int iovirt_boot_id(char **ret);
 
 /* {"assignments":[{"group","consumer","phase","since_usec",
- *   "functions":[{"address","original_driver","original_driver_override","driver"}],"drift":[..]}]}
- * with the live drivers from the model: drift is a function not on vfio-pci. */
+ *   "functions":[{"address","original_known","original_driver","original_driver_override","driver",
+ *                 "vfio_driver"}],"drift":[..]}]}
+ * with the live drivers from the model: drift is a function not on the VFIO
+ * driver its record names (vfio_driver). */
 json_object *iovirt_assignments_to_json(const IovirtHost *h, const IovirtState *state);

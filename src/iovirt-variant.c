@@ -288,25 +288,64 @@ static int kernel_release(char **ret, char **why) {
         return 0;
 }
 
-int iovirt_variant_for_device(const IovirtDevice *d, IovirtVariantChoice *ret) {
-        _cleanup_free_ char *release = NULL, *rel = NULL, *path = NULL, *text = NULL;
-        size_t size;
+void iovirt_variant_aliases_clear(IovirtAliases *a) {
+        if (!a)
+                return;
+        free(a->path);
+        free(a->text);
+        free(a->why);
+        *a = (IovirtAliases) {};
+}
+
+int iovirt_variant_aliases_read(IovirtAliases *ret) {
+        _cleanup_(iovirt_variant_aliases_clear) IovirtAliases a = {};
+        _cleanup_free_ char *release = NULL, *rel = NULL;
         int r;
 
-        r = kernel_release(&release, &ret->why);
-        if (r < 0)
+        r = kernel_release(&release, &a.why);
+        if (r == -ENOMEM)
                 return r;
+        if (r < 0) {
+                if (!a.why)
+                        return -ENOMEM;
+                a.error = r;
+                *ret = a;
+                a = (IovirtAliases) {};
+                return 0;
+        }
         if (asprintf(&rel, LIB_MODULES "/%s/" MODULES_ALIAS, release) < 0) {
                 rel = NULL;
                 return -ENOMEM;
         }
-        path = iovirt_root_path(rel);
-        if (!path)
+        a.path = iovirt_root_path(rel);
+        if (!a.path)
                 return -ENOMEM;
 
         /* Read once, whole; nothing is allocated per line after that. */
-        r = iovirt_read_file_sized(path, &text, &size);
-        if (r == -ENOENT) {
+        r = iovirt_read_file_sized(a.path, &a.text, &a.size);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0 && r != -ENOENT) {
+                a.error = iovirt_set_reason(&a.why, r, "cannot read %s: %s", a.path, strerror(-r));
+                if (!a.why)
+                        return -ENOMEM;
+        }
+        if (r < 0) {
+                a.text = mfree(a.text);
+                a.size = 0;
+        }
+        *ret = a;
+        a = (IovirtAliases) {};
+        return 0;
+}
+
+int iovirt_variant_for_device_in(const IovirtAliases *a, const IovirtDevice *d, IovirtVariantChoice *ret) {
+        if (a->error < 0) {
+                free(ret->why);
+                ret->why = strdup(strna(a->why));
+                return ret->why ? a->error : -ENOMEM;
+        }
+        if (!a->text) {
                 _cleanup_(iovirt_variant_choice_clear) IovirtVariantChoice c = {};
                 c.driver = strdup(DRIVER_VFIO_PCI);
                 c.module = strdup(MODULE_VFIO_PCI);
@@ -315,7 +354,7 @@ int iovirt_variant_for_device(const IovirtDevice *d, IovirtVariantChoice *ret) {
                     asprintf(&c.why,
                              "%s: %s is not there, so no VFIO variant driver can be chosen "
                              "(libvirt 10.0 and later cannot detach a managed device without it)",
-                             DRIVER_VFIO_PCI, path) < 0) {
+                             DRIVER_VFIO_PCI, a->path) < 0) {
                         c.why = NULL;
                         return -ENOMEM;
                 }
@@ -323,10 +362,109 @@ int iovirt_variant_for_device(const IovirtDevice *d, IovirtVariantChoice *ret) {
                 c = (IovirtVariantChoice) {};
                 return 0;
         }
+        return iovirt_variant_choose(a->text, a->size, d, ret);
+}
+
+int iovirt_variant_for_device(const IovirtDevice *d, IovirtVariantChoice *ret) {
+        _cleanup_(iovirt_variant_aliases_clear) IovirtAliases a = {};
+        int r = iovirt_variant_aliases_read(&a);
+        if (r < 0)
+                return r;
+        return iovirt_variant_for_device_in(&a, d, ret);
+}
+
+bool iovirt_variant_name_valid(const char *name) {
+        /* not starting with '-', which modprobe would take for an option */
+        return name && name[0] != '-' && valid_module_name((Span) { name, strlen(name) });
+}
+
+bool iovirt_variant_is_vfio(const char *driver) {
+        static const char suffix[] = "_vfio_pci";
+        size_t l = driver ? strlen(driver) : 0;
+        return streq_ptr(driver, DRIVER_VFIO_PCI) ||
+               (l > sizeof(suffix) - 1 && strcmp(driver + l - (sizeof(suffix) - 1), suffix) == 0);
+}
+
+/* Is module the module of a well-formed "alias vfio_pci:" line of the text? */
+static bool alias_module(const char *text, size_t len, const char *module) {
+        static const char needle[] = "\n" ALIAS_VFIO_PCI_LINE;
+        if (!text)
+                return false;
+        const char *end = text + len;
+        for (const char *p = text; p < end;) {
+                const char *line;
+                if (p == text && (size_t) (end - p) >= sizeof(needle) - 2 &&
+                    memcmp(p, needle + 1, sizeof(needle) - 2) == 0)
+                        line = p;
+                else {
+                        const char *hit = memmem(p, (size_t) (end - p), needle, sizeof(needle) - 1);
+                        if (!hit)
+                                return false;
+                        line = hit + 1;
+                }
+                const char *eol = memchr(line, '\n', (size_t) (end - line));
+                if (!eol)
+                        eol = end;
+                Alias a;
+                if (parse_alias(line, eol, &a) && span_eq(a.module, module))
+                        return true;
+                p = eol;
+        }
+        return false;
+}
+
+int iovirt_variant_asked(const IovirtAliases *a, const IovirtDevice *d, const char *name, IovirtVariantChoice *ret) {
+        _cleanup_(iovirt_variant_choice_clear) IovirtVariantChoice c = {}, kernel = {};
+        int r;
+
+        if (!iovirt_variant_name_valid(name))
+                return iovirt_set_reason(&ret->why, -EINVAL,
+                                         "'%s' is not a driver name (1-%d characters: letters, digits, '_' and "
+                                         "'-', not starting with '-')",
+                                         name, MODULE_NAME_MAX);
+        /* module names are written with '_', driver names as the driver registers them */
+        c.module = strdup(name);
+        if (!c.module)
+                return -ENOMEM;
+        for (char *p = c.module; *p; p++)
+                if (*p == '-')
+                        *p = '_';
+        c.variant = !streq_ptr(c.module, MODULE_VFIO_PCI);
+        /* a variant registers its pci_driver as its module's name (see above) */
+        c.driver = strdup(c.variant ? c.module : DRIVER_VFIO_PCI);
+        if (!c.driver)
+                return -ENOMEM;
+        c.wildcards = N_FIELDS;
+
+        /* a VFIO driver by its name, or by a vfio_pci alias of its module */
+        if (c.variant && !iovirt_variant_is_vfio(c.module)) {
+                if (a->error < 0)
+                        return iovirt_set_reason(&ret->why, a->error,
+                                                 "cannot tell whether %s is a VFIO driver: %s", name, strna(a->why));
+                if (!alias_module(a->text, a->size, c.module))
+                        return iovirt_set_reason(&ret->why, -EINVAL,
+                                                 "%s is not a VFIO driver: only vfio-pci and VFIO variant drivers (a "
+                                                 "name ending in _vfio_pci, or a module with a vfio_pci alias in %s) "
+                                                 "may be bound to give a device to a VM",
+                                                 name, a->path ? a->path : "modules.alias");
+        }
+
+        /* what the kernel would have chosen, for the why; not knowing it is no error here */
+        r = a->error < 0 ? a->error : iovirt_variant_for_device_in(a, d, &kernel);
         if (r == -ENOMEM)
                 return r;
-        if (r < 0)
-                return iovirt_set_reason(&ret->why, r, "cannot read %s: %s", path, strerror(-r));
-
-        return iovirt_variant_choose(text, size, d, ret);
+        if (r >= 0 && streq_ptr(kernel.driver, c.driver))
+                r = asprintf(&c.why, "%s: as asked (--driver), which is also the kernel's own choice", c.driver);
+        else if (r >= 0)
+                r = asprintf(&c.why, "%s: as asked (--driver), in place of the kernel's own choice, %s", c.driver,
+                             kernel.driver);
+        else
+                r = asprintf(&c.why, "%s: as asked (--driver)", c.driver);
+        if (r < 0) {
+                c.why = NULL;
+                return -ENOMEM;
+        }
+        *ret = c;
+        c = (IovirtVariantChoice) {};
+        return 0;
 }

@@ -60,3 +60,43 @@ int iovirt_variant_choose(const char *alias_text, size_t len, const IovirtDevice
 int iovirt_variant_for_device(const IovirtDevice *d, IovirtVariantChoice *ret);
 
 void iovirt_variant_choice_clear(IovirtVariantChoice *c);
+
+/* The running kernel's modules.alias, read once for several choices (a
+ * plan looks at every function of a group, or of a VF range). */
+typedef struct IovirtAliases {
+        char *path;           /* $IOVIRT_ROOT/lib/modules/RELEASE/modules.alias; NULL if the release is unknown */
+        char *text;           /* NULL: the file is not there */
+        size_t size;
+        int error;            /* < 0: it could not be read (nor the release), and why says what */
+        char *why;
+} IovirtAliases;
+
+/* Reads it as iovirt_variant_for_device() does.  0, or -ENOMEM: a file
+ * that cannot be read is kept as error and why, for each choice made with
+ * it to fail with. */
+int iovirt_variant_aliases_read(IovirtAliases *ret);
+void iovirt_variant_aliases_clear(IovirtAliases *a);
+
+/* iovirt_variant_for_device() against a file read already: a's error
+ * (and why) when it could not be read. */
+int iovirt_variant_for_device_in(const IovirtAliases *a, const IovirtDevice *d, IovirtVariantChoice *ret);
+
+/* The driver an operator named (iovirtctl assign --driver NAME) for d:
+ * vfio-pci ("vfio_pci" too), or a VFIO variant driver, by its name (it
+ * ends in _vfio_pci, as every in-tree one does; '-' and '_' alike) or by a
+ * vfio_pci alias of its module in a.  Never a host driver: -EINVAL with a
+ * why for anything else (or a malformed name), a's error when the name
+ * alone does not tell and a could not be read.  A variant's driver is its
+ * module's name, '_' for '-', as in-tree variants register.  The why says
+ * the kernel's own choice when it could be made.  -ENOMEM. */
+int iovirt_variant_asked(const IovirtAliases *a, const IovirtDevice *d, const char *name, IovirtVariantChoice *ret);
+
+/* A driver or module name as iovirt takes one: 1-55 characters of
+ * letters, digits, '_' and '-' (the kernel's MODULE_NAME_LEN), not starting
+ * with '-' (modprobe would take it for an option). */
+bool iovirt_variant_name_valid(const char *name);
+
+/* Whether driver is a VFIO driver by its name: vfio-pci, or a name ending
+ * in _vfio_pci.  Binding one makes the group's /dev/vfio/N; no host uses a
+ * function bound to one. */
+bool iovirt_variant_is_vfio(const char *driver);

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "iovirt-names.h"
+#include "iovirt-variant.h"
 #include "iovirt-verdict.h"
 
 /* Union-find over devices plus one pseudo node per root bus */
@@ -269,7 +270,7 @@ static int judge_group(Analysis *a, size_t gi, size_t *seen_domain, IovirtGroupV
                 /* viability */
                 if (iovirt_device_is_endpoint(d)) {
                         r = push_index(&gv->endpoints, &gv->n_endpoints, i);
-                        if (r == 0 && d->driver && !streq_ptr(d->driver, DRIVER_VFIO_PCI) &&
+                        if (r == 0 && d->driver && !iovirt_variant_is_vfio(d->driver) &&
                             !streq_ptr(d->driver, "pci-stub"))
                                 r = push_index(&gv->host_bound, &gv->n_host_bound, i);
                 } else

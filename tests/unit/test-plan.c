@@ -8,6 +8,8 @@
 #include "iovirt-json.h"
 #include "iovirt-names.h"
 #include "iovirt-plan.h"
+#include "iovirt-transaction.h"
+#include "iovirt-variant.h"
 #include "model-builder.h"
 
 /* The plan on hand-built hosts: one test per check and per reason, the
@@ -38,6 +40,8 @@ typedef struct Fixture {
         IovirtUsage usage;
         IovirtState state;
         IovirtPlanInput in;
+        IovirtPlanDriver drivers[4];      /* the VFIO driver choices, as the daemon makes them */
+        size_t n_drivers;
 } Fixture;
 
 static int setup(void **state) {
@@ -61,6 +65,8 @@ static int teardown(void **state) {
                 free(f->usage.blind[i].source);
         free(f->usage.uses);
         free(f->usage.blind);
+        for (size_t i = 0; i < f->n_drivers; i++)
+                iovirt_variant_choice_clear(&f->drivers[i].choice);
         iovirt_verdicts_free(f->verdicts);
         iovirt_host_free(f->host);
         free(f);
@@ -102,7 +108,9 @@ static void assert_check(const IovirtPlan *p, const char *id, IovirtPlanStatus s
                          strna(iovirt_reason_name(reason)), strna(words));
 }
 
-static void add_record(Fixture *f, int group, const char *consumer, IovirtPhase phase, const char *addr) {
+/* vfio_driver NULL: a record as made before variant drivers (vfio-pci) */
+static void add_record_on(Fixture *f, int group, const char *consumer, IovirtPhase phase, const char *addr,
+                          const char *vfio_driver) {
         IovirtRecord *r = calloc(1, sizeof(IovirtRecord));
         r->group = group;
         r->consumer = strdup(consumer);
@@ -112,7 +120,12 @@ static void add_record(Fixture *f, int group, const char *consumer, IovirtPhase 
         snprintf(r->functions[0].address, IOVIRT_ADDRESS_MAX, "%s", addr);
         r->functions[0].driver = strdup("e1000e");
         r->functions[0].original_known = true;
+        r->functions[0].vfio_driver = vfio_driver ? strdup(vfio_driver) : NULL;
         assert_int_equal(iovirt_state_put(&f->state, r), 0);
+}
+
+static void add_record(Fixture *f, int group, const char *consumer, IovirtPhase phase, const char *addr) {
+        add_record_on(f, group, consumer, phase, addr, NULL);
 }
 
 static void set_driver(Fixture *f, const char *addr, const char *driver) {
@@ -283,6 +296,274 @@ static void test_release_unfinished(void **state) {
         assert_check(p, "ownership", IOVIRT_PLAN_FAIL, IOVIRT_REASON_RELEASE_UNFINISHED,
                      "'iovirtctl release group:2' finishes it");
         iovirt_plan_free(p);
+}
+
+/* ---- the VFIO driver: libvirt's rule, --driver, and what cannot be chosen ---- */
+
+/* A kernel's modules.alias: vfio_pci's catch-all, a variant driver for
+ * ConnectX VFs, a module with a vfio_pci alias whose name does not say
+ * so, and a host driver's plain alias */
+static const char aliases_text[] =
+        "# Aliases extracted from modules themselves.\n"
+        "alias vfio_pci:v*d*sv*sd*bc*sc*i* vfio_pci\n"
+        "alias vfio_pci:v000015B3d0000101Esv*sd*bc*sc*i* mlx5_vfio_pci\n"
+        "alias vfio_pci:v00001234d00005678sv*sd*bc*sc*i* oem_passthru\n"
+        "alias pci:v00008086d00001533sv*sd*bc*sc*i* igb\n";
+#define ALIASES_PATH "/lib/modules/6.12.0-test/modules.alias"
+
+static void set_ids(Fixture *f, const char *addr, uint16_t vendor, uint16_t device) {
+        IovirtDevice *d = &f->host->devices[device_of(f->host, addr)];
+        d->vendor = vendor;
+        d->device = device;
+}
+
+/* The choice for addr as the daemon makes it before planning: the
+ * kernel's, by libvirt's rule, or the one asked for (--driver); with
+ * file_error, the alias file could not be read */
+static void choose(Fixture *f, const char *addr, const char *asked, int file_error) {
+        IovirtAliases a = { .path = (char *) ALIASES_PATH, .text = (char *) aliases_text,
+                            .size = sizeof(aliases_text) - 1 };
+        if (file_error)
+                a = (IovirtAliases) { .path = (char *) ALIASES_PATH, .error = file_error,
+                                      .why = (char *) "cannot read " ALIASES_PATH ": Permission denied" };
+        size_t i = device_of(f->host, addr);
+        assert_true(f->n_drivers < ELEMENTSOF(f->drivers));
+        IovirtPlanDriver *e = &f->drivers[f->n_drivers++];
+        *e = (IovirtPlanDriver) { .device = i, .asked = asked != NULL };
+        int r = asked ? iovirt_variant_asked(&a, &f->host->devices[i], asked, &e->choice)
+                      : iovirt_variant_for_device_in(&a, &f->host->devices[i], &e->choice);
+        assert_int_not_equal(r, -ENOMEM);
+        e->error = r < 0 ? r : 0;
+        f->in.drivers = f->drivers;
+        f->in.n_drivers = f->n_drivers;
+}
+
+static const char *plan_text(const IovirtPlan *p, json_object **keep) {
+        *keep = iovirt_plan_to_json(p);
+        return json_object_to_json_string_ext(*keep, JSON_C_TO_STRING_PLAIN);
+}
+
+static void test_driver_variant_chosen(void **state) {
+        Fixture *f = *state;
+        set_ids(f, "01:00.0", 0x15b3, 0x101e);
+        choose(f, "01:00.0", NULL, 0);
+        IovirtPlan *p = plan_for(f, "01:00.0");
+        assert_check(p, "driver", IOVIRT_PLAN_PASS, IOVIRT_REASON_NONE,
+                     "mlx5_vfio_pci for 0000:01:00.0: the kernel's vfio_pci alias v000015B3d0000101Esv*sd*bc*sc*i* "
+                     "matches 15b3:101e (libvirt's rule");
+        assert_null(iovirt_plan_refusal(p));
+        assert_string_equal(p->steps[0].to, "mlx5_vfio_pci");
+        assert_string_equal(p->steps[0].module, "mlx5_vfio_pci");
+        assert_true(p->steps[0].moves);
+        _cleanup_(json_object_putp) json_object *o = NULL;
+        assert_non_null(strstr(plan_text(p, &o), "\"from\":\"e1000e\",\"to\":\"mlx5_vfio_pci\",\"moves\":true"));
+        iovirt_plan_free(p);
+
+        /* already on it: it does not move */
+        set_driver(f, "01:00.0", "mlx5_vfio_pci");
+        p = plan_for(f, "01:00.0");
+        assert_false(p->steps[0].moves);
+        iovirt_plan_free(p);
+}
+
+static void test_driver_vfio_pci_for_each_function(void **state) {
+        Fixture *f = *state;
+        set_ids(f, "02:00.0", 0x10de, 0x1b80);
+        set_ids(f, "02:00.1", 0x10de, 0x10f0);
+        choose(f, "02:00.0", NULL, 0);
+        choose(f, "02:00.1", NULL, 0);
+        IovirtPlan *p = plan_for(f, "02:00.1");
+        assert_check(p, "driver", IOVIRT_PLAN_PASS, IOVIRT_REASON_NONE,
+                     "vfio-pci for 0000:02:00.0: no VFIO variant driver of this kernel matches 10de:1b80 (only "
+                     "vfio_pci's own catch-all alias); vfio-pci for 0000:02:00.1: no VFIO variant driver");
+        assert_string_equal(p->steps[0].to, DRIVER_VFIO_PCI);
+        assert_string_equal(p->steps[1].to, DRIVER_VFIO_PCI);
+        assert_string_equal(p->steps[1].module, "vfio_pci");
+        iovirt_plan_free(p);
+}
+
+static void test_driver_without_choices(void **state) {
+        Fixture *f = *state;
+        /* a plan made by hand, with no choice at all: vfio-pci, and it says so */
+        IovirtPlan *p = plan_for(f, "01:00.0");
+        assert_check(p, "driver", IOVIRT_PLAN_PASS, IOVIRT_REASON_NONE, "no VFIO variant driver was looked for");
+        assert_string_equal(p->steps[0].to, DRIVER_VFIO_PCI);
+        iovirt_plan_free(p);
+
+        /* choices for some functions but not this one: refused, not guessed */
+        choose(f, "06:00.0", NULL, 0);
+        p = plan_for(f, "01:00.0");
+        assert_check(p, "driver", IOVIRT_PLAN_FAIL, IOVIRT_REASON_DRIVER_UNKNOWN,
+                     "No VFIO driver was chosen for 0000:01:00.0");
+        assert_null(p->steps[0].to);
+        iovirt_plan_free(p);
+}
+
+static void test_driver_asked(void **state) {
+        Fixture *f = *state;
+        set_ids(f, "01:00.0", 0x15b3, 0x101e);
+        choose(f, "01:00.0", DRIVER_VFIO_PCI, 0);
+        IovirtPlan *p = plan_for(f, "01:00.0");
+        assert_check(p, "driver", IOVIRT_PLAN_PASS, IOVIRT_REASON_NONE,
+                     "vfio-pci for 0000:01:00.0: as asked (--driver), in place of the kernel's own choice, "
+                     "mlx5_vfio_pci");
+        assert_string_equal(p->steps[0].to, DRIVER_VFIO_PCI);
+        assert_null(iovirt_plan_refusal(p));
+        iovirt_plan_free(p);
+
+        /* the module's spelling, a variant by its name, one by its alias */
+        static const struct { const char *asked, *driver, *module, *words; } cases[] = {
+                { "vfio_pci", DRIVER_VFIO_PCI, "vfio_pci", "in place of" },
+                { "mlx5_vfio_pci", "mlx5_vfio_pci", "mlx5_vfio_pci", "also the kernel's own choice" },
+                { "mlx5-vfio-pci", "mlx5_vfio_pci", "mlx5_vfio_pci", "also the kernel's own choice" },
+                { "oem_passthru", "oem_passthru", "oem_passthru", "as asked (--driver)" },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                iovirt_variant_choice_clear(&f->drivers[0].choice);
+                f->n_drivers = 0;
+                choose(f, "01:00.0", cases[i].asked, 0);
+                p = plan_for(f, "01:00.0");
+                assert_check(p, "driver", IOVIRT_PLAN_PASS, IOVIRT_REASON_NONE, cases[i].words);
+                assert_string_equal(p->steps[0].to, cases[i].driver);
+                assert_string_equal(p->steps[0].module, cases[i].module);
+                iovirt_plan_free(p);
+        }
+
+        /* vfio-pci needs no file to be known for what it is */
+        iovirt_variant_choice_clear(&f->drivers[0].choice);
+        f->n_drivers = 0;
+        choose(f, "01:00.0", DRIVER_VFIO_PCI, -EACCES);
+        p = plan_for(f, "01:00.0");
+        assert_check(p, "driver", IOVIRT_PLAN_PASS, IOVIRT_REASON_NONE, "vfio-pci for 0000:01:00.0: as asked (--driver)");
+        iovirt_plan_free(p);
+}
+
+static void test_driver_host_driver_refused(void **state) {
+        Fixture *f = *state;
+        static const struct { const char *asked; int file_error; IovirtReason reason; const char *words; } cases[] = {
+                { "igb", 0, IOVIRT_REASON_NOT_VFIO_DRIVER, "Refused to bind 0000:01:00.0: igb is not a VFIO driver" },
+                { "e1000e", 0, IOVIRT_REASON_NOT_VFIO_DRIVER, "e1000e is not a VFIO driver" },
+                { "vfio_pci_core", 0, IOVIRT_REASON_NOT_VFIO_DRIVER, "vfio_pci_core is not a VFIO driver" },
+                { "-r_vfio_pci", 0, IOVIRT_REASON_NOT_VFIO_DRIVER, "is not a driver name" },
+                { "../vfio-pci", 0, IOVIRT_REASON_NOT_VFIO_DRIVER, "is not a driver name" },
+                /* the name does not say, and the file that would cannot be read */
+                { "igb", -EACCES, IOVIRT_REASON_DRIVER_UNKNOWN, "cannot tell whether igb is a VFIO driver" },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                iovirt_variant_choice_clear(&f->drivers[0].choice);
+                f->n_drivers = 0;
+                choose(f, "01:00.0", cases[i].asked, cases[i].file_error);
+                IovirtPlan *p = plan_for(f, "01:00.0");
+                assert_check(p, "driver", IOVIRT_PLAN_FAIL, cases[i].reason, cases[i].words);
+                assert_string_equal(iovirt_plan_refusal(p)->id, "driver");
+                assert_null(p->steps[0].to);
+                _cleanup_(json_object_putp) json_object *o = NULL;
+                assert_non_null(strstr(plan_text(p, &o), "\"to\":null"));
+                iovirt_plan_free(p);
+        }
+}
+
+static void test_driver_aliases_unreadable(void **state) {
+        Fixture *f = *state;
+        choose(f, "01:00.0", NULL, -EACCES);
+        IovirtPlan *p = plan_for(f, "01:00.0");
+        assert_check(p, "driver", IOVIRT_PLAN_FAIL, IOVIRT_REASON_DRIVER_UNKNOWN,
+                     "The VFIO driver of 0000:01:00.0 cannot be chosen: cannot read " ALIASES_PATH
+                     ": Permission denied. Refused rather than guessed");
+        assert_string_equal(check(p, "driver")->override, "--driver NAME");
+        assert_ptr_equal(iovirt_plan_refusal(p), check(p, "driver"));
+        assert_false(p->done);
+        iovirt_plan_free(p);
+
+        /* nor a device whose IDs could not be read */
+        iovirt_variant_choice_clear(&f->drivers[0].choice);
+        f->n_drivers = 0;
+        f->host->devices[device_of(f->host, "01:00.0")].ids_known = false;
+        choose(f, "01:00.0", NULL, 0);
+        p = plan_for(f, "01:00.0");
+        assert_check(p, "driver", IOVIRT_PLAN_FAIL, IOVIRT_REASON_DRIVER_UNKNOWN, "could not be read");
+        iovirt_plan_free(p);
+}
+
+static void test_held_on_variant(void **state) {
+        Fixture *f = *state;
+        set_ids(f, "01:00.0", 0x15b3, 0x101e);
+        add_record_on(f, 2, "vm1", IOVIRT_PHASE_ASSIGNED, "0000:01:00.0", "mlx5_vfio_pci");
+        set_driver(f, "01:00.0", "mlx5_vfio_pci");
+        choose(f, "01:00.0", NULL, 0);
+        IovirtPlan *p = plan_for(f, "01:00.0");
+        assert_check(p, "ownership", IOVIRT_PLAN_PASS, IOVIRT_REASON_ALREADY_ASSIGNED, "nothing to do");
+        assert_true(p->done);
+        assert_false(p->steps[0].moves);
+        iovirt_plan_free(p);
+
+        /* on vfio-pci, its record says mlx5_vfio_pci: somebody rebound it */
+        set_driver(f, "01:00.0", DRIVER_VFIO_PCI);
+        p = plan_for(f, "01:00.0");
+        assert_check(p, "ownership", IOVIRT_PLAN_FAIL, IOVIRT_REASON_IN_USE,
+                     "0000:01:00.0 is on vfio-pci, not on mlx5_vfio_pci: somebody rebound it");
+        assert_false(p->done);
+        iovirt_plan_free(p);
+
+        /* held whole on mlx5_vfio_pci, asked for vfio-pci: not done, and not silently moved */
+        set_driver(f, "01:00.0", "mlx5_vfio_pci");
+        iovirt_variant_choice_clear(&f->drivers[0].choice);
+        f->n_drivers = 0;
+        choose(f, "01:00.0", DRIVER_VFIO_PCI, 0);
+        p = plan_for(f, "01:00.0");
+        assert_check(p, "ownership", IOVIRT_PLAN_FAIL, IOVIRT_REASON_IN_USE,
+                     "with 0000:01:00.0 on mlx5_vfio_pci; this request would put it on vfio-pci");
+        assert_false(p->done);
+        iovirt_plan_free(p);
+}
+
+static void test_driver_spelling(void **state) {
+        Fixture *f = *state;
+        /* a driver the kernel spells with '-' (as vfio-pci): the same as its module's name */
+        set_ids(f, "01:00.0", 0x1234, 0x5678);
+        add_record_on(f, 2, "vm1", IOVIRT_PHASE_ASSIGNED, "0000:01:00.0", "oem-passthru");
+        set_driver(f, "01:00.0", "oem-passthru");
+        choose(f, "01:00.0", NULL, 0);
+        IovirtPlan *p = plan_for(f, "01:00.0");
+        assert_string_equal(p->steps[0].to, "oem_passthru");
+        assert_false(p->steps[0].moves);
+        assert_true(p->done);
+        iovirt_plan_free(p);
+}
+
+static void test_old_record_means_vfio_pci(void **state) {
+        Fixture *f = *state;
+        /* a record made before variant drivers names none: vfio-pci */
+        add_record(f, 2, "vm1", IOVIRT_PHASE_ASSIGNED, "0000:01:00.0");
+        set_driver(f, "01:00.0", "mlx5_vfio_pci");
+        IovirtPlan *p = plan_for(f, "01:00.0");
+        assert_check(p, "ownership", IOVIRT_PLAN_FAIL, IOVIRT_REASON_IN_USE, "is on mlx5_vfio_pci, not on vfio-pci");
+        iovirt_plan_free(p);
+}
+
+static const char *drift_of(Fixture *f, json_object **keep) {
+        *keep = iovirt_assignments_to_json(f->host, &f->state);
+        return json_object_to_json_string_ext(*keep, JSON_C_TO_STRING_PLAIN);
+}
+
+static void test_drift_against_variant(void **state) {
+        Fixture *f = *state;
+        add_record_on(f, 2, "vm1", IOVIRT_PHASE_ASSIGNED, "0000:01:00.0", "mlx5_vfio_pci");
+        add_record(f, 8, "vm2", IOVIRT_PHASE_ASSIGNED, "0000:06:00.0");
+        set_driver(f, "01:00.0", "mlx5_vfio_pci");
+        set_driver(f, "06:00.0", DRIVER_VFIO_PCI);
+        _cleanup_(json_object_putp) json_object *a = NULL, *b = NULL;
+        const char *text = drift_of(f, &a);
+        assert_null(strstr(text, "somebody rebound it"));
+        assert_non_null(strstr(text, "\"driver\":\"mlx5_vfio_pci\",\"vfio_driver\":\"mlx5_vfio_pci\""));
+        assert_non_null(strstr(text, "\"driver\":\"vfio-pci\",\"vfio_driver\":\"vfio-pci\""));
+
+        /* each against its own: the variant's function on vfio-pci, the old record's on a variant */
+        set_driver(f, "01:00.0", DRIVER_VFIO_PCI);
+        set_driver(f, "06:00.0", "mlx5_vfio_pci");
+        text = drift_of(f, &b);
+        assert_non_null(strstr(text, "0000:01:00.0 is on vfio-pci, not on mlx5_vfio_pci: somebody rebound it"));
+        assert_non_null(strstr(text, "0000:06:00.0 is on mlx5_vfio_pci, not on vfio-pci: somebody rebound it"));
 }
 
 /* ---- whole group, isolation ---- */
@@ -485,7 +766,8 @@ static bool plans_equal(const IovirtPlan *a, const IovirtPlan *b) {
                     a->checks[i].reason != b->checks[i].reason || !streq_ptr(a->checks[i].message, b->checks[i].message))
                         return false;
         for (size_t i = 0; i < a->n_steps; i++)
-                if (!streq_ptr(a->steps[i].from, b->steps[i].from))
+                if (!streq_ptr(a->steps[i].from, b->steps[i].from) || !streq_ptr(a->steps[i].to, b->steps[i].to) ||
+                    !streq_ptr(a->steps[i].module, b->steps[i].module) || a->steps[i].moves != b->steps[i].moves)
                         return false;
         return true;
 }
@@ -496,6 +778,8 @@ static void test_allocation_failures(void **state) {
         add_use(f, "04:01.0", "is a bridge the guard saw");
         add_blind_spot(f, "/proc/swaps", ENOENT, "whether a device backs swap");
         f->host->devices[device_of(f->host, "05:00.0")].reset_methods = strdup("");
+        set_ids(f, "05:00.0", 0x15b3, 0x101e);
+        choose(f, "05:00.0", NULL, 0);            /* and the driver check, with a variant */
         _cleanup_free_ char *reason = NULL;
         assert_int_equal(iovirt_target_resolve(f->host, "05:00.0", &f->in.group, &f->in.device, &reason), 0);
 
@@ -504,7 +788,8 @@ static void test_allocation_failures(void **state) {
         assert_int_equal(iovirt_plan_assign(&f->in, NULL, 0, &ref), 0);
         long n = alloc_fail_stop();
         assert_true(n > 10);
-        assert_true(ref->n_checks >= 6);
+        assert_true(ref->n_checks >= 7);
+        assert_string_equal(ref->steps[0].to, "mlx5_vfio_pci");
 
         for (long k = 0; k < n; k++) {
                 IovirtPlan *p = NULL;
@@ -550,6 +835,16 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_busy_while_locked, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_busy_assigning_record, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_release_unfinished, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_driver_variant_chosen, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_driver_vfio_pci_for_each_function, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_driver_without_choices, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_driver_asked, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_driver_host_driver_refused, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_driver_aliases_unreadable, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_held_on_variant, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_driver_spelling, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_old_record_means_vfio_pci, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_drift_against_variant, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_bridges_only, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_leaky_refused_unless_accepted, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_isolation_unknown, setup, teardown),

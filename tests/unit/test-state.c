@@ -130,8 +130,11 @@ static IovirtRecord *record_sample(int group) {
                 { "0000:01:00.0", "nouveau", NULL, true },
                 { "0000:01:00.1", "snd_hda_intel", "snd_hda_intel", true },
         };
-        return record_new(group, "win10-gaming", IOVIRT_PHASE_ASSIGNED, "2f1c6ce4-7b1e-4b5a-9c1d-0e8a1f6b9d31",
-                          1700000000123456ULL, fns, ELEMENTSOF(fns));
+        IovirtRecord *r = record_new(group, "win10-gaming", IOVIRT_PHASE_ASSIGNED,
+                                     "2f1c6ce4-7b1e-4b5a-9c1d-0e8a1f6b9d31", 1700000000123456ULL, fns, ELEMENTSOF(fns));
+        /* the first as records before variant drivers have it (no vfio_driver), the second with one */
+        r->functions[1].vfio_driver = strdup("vfio-pci");
+        return r;
 }
 
 static void assert_records_equal(const IovirtRecord *a, const IovirtRecord *b) {
@@ -148,6 +151,7 @@ static void assert_records_equal(const IovirtRecord *a, const IovirtRecord *b) {
                 assert_true(streq_ptr(x->driver, y->driver));
                 assert_true(streq_ptr(x->driver_override, y->driver_override));
                 assert_int_equal(x->original_known, y->original_known);
+                assert_true(streq_ptr(x->vfio_driver, y->vfio_driver));
         }
 }
 
@@ -211,8 +215,11 @@ static IovirtRecord *record_busy(int group) {
                 { "0000:03:00.3", NULL, NULL, true },                           /* was unbound */
                 { "10000:e1:00.0", "i40e", "i40e", false },
         };
-        return record_new(group, "Küche-виртуалка-🚀", IOVIRT_PHASE_ASSIGNING, "2f1c6ce4-7b1e-4b5a-9c1d-0e8a1f6b9d31",
-                          1700000000123456ULL, fns, ELEMENTSOF(fns));
+        IovirtRecord *r = record_new(group, "Küche-виртуалка-🚀", IOVIRT_PHASE_ASSIGNING,
+                                     "2f1c6ce4-7b1e-4b5a-9c1d-0e8a1f6b9d31", 1700000000123456ULL, fns, ELEMENTSOF(fns));
+        r->functions[0].vfio_driver = strdup("vfio-pci");
+        r->functions[2].vfio_driver = strdup("mlx5_vfio_pci");
+        return r;
 }
 
 /* Whichever allocation fails, the document is whole or there is none:
@@ -305,6 +312,8 @@ static void test_record_copy(void **state) {
                         assert_true(!c->functions[f].driver || c->functions[f].driver != a->functions[f].driver);
                         assert_true(!c->functions[f].driver_override ||
                                     c->functions[f].driver_override != a->functions[f].driver_override);
+                        assert_true(!c->functions[f].vfio_driver ||
+                                    c->functions[f].vfio_driver != a->functions[f].vfio_driver);
                 }
                 /* and it reads back as the original does */
                 IovirtRecord *back = through_text(c, JSON_C_TO_STRING_PLAIN);
@@ -430,6 +439,16 @@ static void test_record_rejects_bad_fields(void **state) {
                 { "no original_known", 0, "original_known", DELETE, NULL, "original_known" },
                 { "original_known as a string", 1, "original_known", SET, "\"true\"", "original_known" },
                 { "original_known as a number", 1, "original_known", SET, "1", "original_known" },
+                /* optional, but a driver name when there */
+                { "vfio_driver null", 1, "vfio_driver", SET, "null", "vfio_driver" },
+                { "vfio_driver as a number", 1, "vfio_driver", SET, "5", "vfio_driver" },
+                { "vfio_driver as a boolean", 0, "vfio_driver", SET, "true", "vfio_driver" },
+                { "empty vfio_driver", 0, "vfio_driver", SET, "\"\"", "vfio_driver" },
+                { "vfio_driver with a path", 1, "vfio_driver", SET, "\"../vfio-pci\"", "vfio_driver" },
+                { "vfio_driver like an option", 1, "vfio_driver", SET, "\"-r\"", "vfio_driver" },
+                { "vfio_driver with a space", 1, "vfio_driver", SET, "\"mlx5 vfio\"", "vfio_driver" },
+                { "vfio_driver of 56 characters", 1, "vfio_driver", SET,
+                  "\"a1234567890123456789012345678901234567890123456789012345\"", "vfio_driver" },
         };
         run_bad(bad, ELEMENTSOF(bad));
 }
@@ -461,8 +480,46 @@ static void test_record_rejects_converted_values(void **state) {
                 /* C strings end at a NUL: what follows it would be dropped */
                 { "consumer with a NUL", -1, "consumer", SET, "\"vm\\u0000root\"", "consumer" },
                 { "driver with a NUL", 0, "driver", SET, "\"nouveau\\u0000x\"", "driver" },
+                { "vfio_driver with a NUL", 1, "vfio_driver", SET, "\"vfio-pci\\u0000x\"", "vfio_driver" },
         };
         run_bad(bad, ELEMENTSOF(bad));
+}
+
+/* ---- the VFIO driver of each function ---- */
+
+/* A record as iovirt wrote it before variant drivers: no vfio_driver,
+ * which means vfio-pci; it loads, and is written back without one */
+static void test_record_without_vfio_driver(void **state) {
+        static const char old[] =
+                "{ \"version\": 1, \"group\": 12, \"consumer\": \"vm1\", \"phase\": \"assigned\", "
+                "\"boot_id\": \"2f1c6ce4-7b1e-4b5a-9c1d-0e8a1f6b9d31\", \"since_usec\": 1700000000123456, "
+                "\"functions\": [ { \"address\": \"0000:05:00.0\", \"driver\": \"e1000e\", "
+                "\"driver_override\": null, \"original_known\": true } ] }";
+        _cleanup_(json_object_putp) json_object *o = NULL, *again = NULL;
+        _cleanup_(iovirt_record_freep) IovirtRecord *r = NULL;
+        _cleanup_free_ char *reason = NULL;
+        assert_int_equal(iovirt_json_text_parse(old, sizeof(old) - 1, &o, &reason), 0);
+        assert_int_equal(iovirt_record_from_json(o, &r, &reason), 0);
+        assert_null(r->functions[0].vfio_driver);
+        assert_string_equal(iovirt_function_vfio_driver(&r->functions[0]), "vfio-pci");
+        again = iovirt_record_to_json(r);
+        json_object *fns;
+        assert_true(json_object_object_get_ex(again, "functions", &fns));
+        assert_false(json_object_object_get_ex(json_object_array_get_idx(fns, 0), "vfio_driver", NULL));
+}
+
+static void test_record_with_vfio_driver(void **state) {
+        _cleanup_(iovirt_record_freep) IovirtRecord *r = record_new(
+                6, "vm", IOVIRT_PHASE_ASSIGNED, NULL, 5, (const FnSpec[]) { { "0000:05:00.2", NULL, NULL, true } }, 1);
+        r->functions[0].vfio_driver = strdup("mlx5_vfio_pci");
+        _cleanup_(json_object_putp) json_object *o = iovirt_record_to_json(r);
+        json_object *fns, *v;
+        assert_true(json_object_object_get_ex(o, "functions", &fns));
+        assert_true(json_object_object_get_ex(json_object_array_get_idx(fns, 0), "vfio_driver", &v));
+        assert_string_equal(json_object_get_string(v), "mlx5_vfio_pci");
+        _cleanup_(iovirt_record_freep) IovirtRecord *back = through_text(r, JSON_C_TO_STRING_PLAIN);
+        assert_string_equal(back->functions[0].vfio_driver, "mlx5_vfio_pci");
+        assert_string_equal(iovirt_function_vfio_driver(&back->functions[0]), "mlx5_vfio_pci");
 }
 
 /* ---- consumer names ---- */
@@ -1226,6 +1283,8 @@ int main(void) {
                 cmocka_unit_test(test_record_rejects_bad_fields),
                 cmocka_unit_test(test_record_rejects_non_objects),
                 cmocka_unit_test(test_record_rejects_converted_values),
+                cmocka_unit_test(test_record_without_vfio_driver),
+                cmocka_unit_test(test_record_with_vfio_driver),
                 cmocka_unit_test(test_consumer_accepts),
                 cmocka_unit_test(test_consumer_refuses),
                 cmocka_unit_test_setup_teardown(test_save_load_remove, dir_setup, dir_teardown),

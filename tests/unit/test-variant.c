@@ -323,6 +323,66 @@ static void test_unknown_ids(void **state) {
         assert_vfio_pci(text, &other, false);
 }
 
+/* --driver NAME: what is a VFIO driver, by name or by alias, and what is not */
+static void test_asked(void **state) {
+        static const char text[] = HEADER CATCH_ALL MLX5 "alias vfio_pci:v00001234d00005678sv*sd*bc*sc*i* oem_passthru\n"
+                                   "alias pci:v000015B3d0000101Esv*sd*bc*sc*i* mlx5_core\n";
+        IovirtAliases a = { .path = (char *) "/lib/modules/6.12.0-test/modules.alias", .text = (char *) text,
+                            .size = sizeof(text) - 1 };
+        IovirtAliases missing = { .path = a.path };
+        IovirtAliases unreadable = { .path = a.path, .error = -EACCES, .why = (char *) "cannot read it" };
+        IovirtDevice d = cx_vf();
+        const struct {
+                const IovirtAliases *a;
+                const char *name;
+                int r;
+                const char *driver, *module, *words;
+        } cases[] = {
+                { &a, "vfio-pci", 0, "vfio-pci", "vfio_pci", "in place of the kernel's own choice, mlx5_vfio_pci" },
+                { &a, "vfio_pci", 0, "vfio-pci", "vfio_pci", "as asked (--driver)" },
+                { &a, "mlx5_vfio_pci", 0, "mlx5_vfio_pci", "mlx5_vfio_pci", "also the kernel's own choice" },
+                { &a, "mlx5-vfio-pci", 0, "mlx5_vfio_pci", "mlx5_vfio_pci", "also the kernel's own choice" },
+                { &a, "oem_passthru", 0, "oem_passthru", "oem_passthru", "as asked (--driver)" },
+                { &missing, "hisi_acc_vfio_pci", 0, "hisi_acc_vfio_pci", "hisi_acc_vfio_pci", "as asked" },
+                { &unreadable, "vfio-pci", 0, "vfio-pci", "vfio_pci", "vfio-pci: as asked (--driver)" },
+                /* host drivers, whatever aliases they have */
+                { &a, "mlx5_core", -EINVAL, NULL, NULL, "mlx5_core is not a VFIO driver" },
+                { &a, "vfio_pci_core", -EINVAL, NULL, NULL, "is not a VFIO driver" },
+                { &missing, "oem_passthru", -EINVAL, NULL, NULL, "is not a VFIO driver" },
+                { &unreadable, "oem_passthru", -EACCES, NULL, NULL, "cannot tell whether oem_passthru" },
+                { &a, "", -EINVAL, NULL, NULL, "is not a driver name" },
+                { &a, "-v_vfio_pci", -EINVAL, NULL, NULL, "not starting with '-'" },
+                { &a, "a/b_vfio_pci", -EINVAL, NULL, NULL, "is not a driver name" },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                IovirtVariantChoice c = {};
+                int r = iovirt_variant_asked(cases[i].a, &d, cases[i].name, &c);
+                if (r != cases[i].r || !streq_ptr(c.driver, cases[i].driver) ||
+                    !streq_ptr(c.module, r < 0 ? NULL : cases[i].module) || !c.why ||
+                    !strstr(c.why, cases[i].words))
+                        fail_msg("--driver '%s': %d %s/%s \"%s\"; expected %d %s with \"%s\"", cases[i].name, r,
+                                 strna(c.driver), strna(c.module), strna(c.why), cases[i].r, strna(cases[i].driver),
+                                 cases[i].words);
+                iovirt_variant_choice_clear(&c);
+        }
+}
+
+static void test_names(void **state) {
+        assert_true(iovirt_variant_is_vfio("vfio-pci"));
+        assert_true(iovirt_variant_is_vfio("mlx5_vfio_pci"));
+        assert_false(iovirt_variant_is_vfio("_vfio_pci"));
+        assert_false(iovirt_variant_is_vfio("vfio_pci_core"));
+        assert_false(iovirt_variant_is_vfio("pci-stub"));
+        assert_false(iovirt_variant_is_vfio(NULL));
+        assert_true(iovirt_variant_name_valid("nvgrace-gpu-vfio-pci"));
+        assert_true(iovirt_variant_name_valid("a234567890123456789012345678901234567890123456789012345"));
+        assert_false(iovirt_variant_name_valid("a2345678901234567890123456789012345678901234567890123456"));
+        assert_false(iovirt_variant_name_valid("-r"));
+        assert_false(iovirt_variant_name_valid("mlx5 vfio"));
+        assert_false(iovirt_variant_name_valid(""));
+        assert_false(iovirt_variant_name_valid(NULL));
+}
+
 /* iovirt_variant_for_device against a testbed below $IOVIRT_ROOT */
 
 static char root[] = "/tmp/iovirt-test-variant-XXXXXX";
@@ -419,6 +479,18 @@ static void test_for_device_unreadable(void **state) {
         assert_null(c.driver);
         assert_contains(c.why, "6.15.0-file/modules.alias");
         iovirt_variant_choice_clear(&c);
+
+        /* read once for several choices: the same error, for each */
+        IovirtAliases a = {};
+        assert_int_equal(iovirt_variant_aliases_read(&a), 0);
+        assert_int_equal(a.error, -ENOTDIR);
+        assert_null(a.text);
+        for (int k = 0; k < 2; k++) {
+                assert_int_equal(iovirt_variant_for_device_in(&a, &d, &c), -ENOTDIR);
+                assert_contains(c.why, "6.15.0-file/modules.alias");
+                iovirt_variant_choice_clear(&c);
+        }
+        iovirt_variant_aliases_clear(&a);
 }
 
 int main(void) {
@@ -435,6 +507,8 @@ int main(void) {
                 cmocka_unit_test(test_long_lines),
                 cmocka_unit_test(test_empty),
                 cmocka_unit_test(test_unknown_ids),
+                cmocka_unit_test(test_asked),
+                cmocka_unit_test(test_names),
                 cmocka_unit_test(test_for_device),
                 cmocka_unit_test(test_for_device_unreadable),
         };
