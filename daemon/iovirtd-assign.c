@@ -6,12 +6,15 @@
 #include "iovirt-json.h"
 #include "iovirt-names.h"
 #include "iovirt-plan.h"
+#include "iovirt-sriov.h"
 #include "iovirt-sysfs.h"
 #include "iovirt-transaction.h"
+#include "iovirt-variant.h"
 #include "iovirtd-assign.h"
 #include "iovirtd-bouncer.h"
 #include "iovirtd-job.h"
 #include "iovirtd-log.h"
+#include "iovirtd-sriov.h"
 
 int manager_load_state(Manager *m) {
         _cleanup_free_ char *boot_id = NULL;
@@ -25,6 +28,11 @@ int manager_load_state(Manager *m) {
                 return log_error_errno(r, "Failed to read the state in %s: %m", m->state_dir);
         for (size_t i = 0; i < m->state->n_problems; i++)
                 log_full_errno(LOG_CRIT, 0, NULL, "%s", m->state->problems[i]);
+        /* VFs first: an assignment of a persisted VF can only be reconciled
+         * once the VF is back */
+        r = manager_restore_sriov(m);
+        if (r < 0)
+                return r;
         r = iovirt_boot_id(&boot_id);
         if (r < 0)
                 log_warning_errno(r, "Cannot read the boot id; assignments of earlier boots cannot be told apart: %m");
@@ -59,6 +67,11 @@ static const char *const reason_errors[_IOVIRT_REASON_MAX] = {
         [IOVIRT_REASON_ISOLATION_UNKNOWN] = IOVIRT_ERROR_NOT_ISOLATED,
         [IOVIRT_REASON_HOST_CRITICAL] = IOVIRT_ERROR_HOST_CRITICAL,
         [IOVIRT_REASON_HOST_UNREADABLE] = IOVIRT_ERROR_HOST_CRITICAL,
+        [IOVIRT_REASON_SRIOV_CLAIMED] = IOVIRT_ERROR_IN_USE,
+        [IOVIRT_REASON_SRIOV_ENABLED] = IOVIRT_ERROR_IN_USE,
+        [IOVIRT_REASON_INVALID] = IOVIRT_ERROR_INVALID_ARGUMENT,
+        [IOVIRT_REASON_DRIVER_UNKNOWN] = IOVIRT_ERROR_FAILED,
+        [IOVIRT_REASON_NOT_VFIO_DRIVER] = IOVIRT_ERROR_INVALID_ARGUMENT,
 };
 
 const char *manager_reason_error(IovirtReason reason) {
@@ -90,7 +103,9 @@ static int reply_plan(sd_bus_message *msg, const IovirtPlan *p) {
 typedef struct AssignArgs {
         const char *target, *consumer;
         unsigned accept;
+        const char *driver;              /* accept "driver=NAME": the VFIO driver asked for; NULL: the kernel's */
         int interactive;
+        const IovirtAliases *aliases;    /* the kernel's modules.alias, read once per plan */
 } AssignArgs;
 
 static int check_target(const char *target, sd_bus_error *error) {
@@ -131,9 +146,20 @@ static int read_assign_args(sd_bus_message *msg, bool with_interactive, AssignAr
                         break;
                 if (streq_ptr(s, "leaky"))
                         a->accept |= IOVIRT_ACCEPT_LEAKY;
-                else
+                else if (strncmp(s, "driver=", 7) == 0) {
+                        if (a->driver)
+                                return sd_bus_error_setf(error, IOVIRT_ERROR_INVALID_ARGUMENT,
+                                                         "accept names a driver twice ('driver=%.64s' and '%.64s')",
+                                                         a->driver, s);
+                        if (!iovirt_variant_name_valid(s + 7))
+                                return sd_bus_error_setf(error, IOVIRT_ERROR_INVALID_ARGUMENT,
+                                                         "'%.64s' in accept: a driver name is 1-55 characters of "
+                                                         "letters, digits, '_' and '-', not starting with '-'", s);
+                        a->driver = s + 7;
+                } else
                         return sd_bus_error_setf(error, IOVIRT_ERROR_INVALID_ARGUMENT,
-                                                 "Unknown value in accept: '%.64s'; the only one is 'leaky'", s);
+                                                 "Unknown value in accept: '%.64s'; it takes 'leaky' and "
+                                                 "'driver=NAME'", s);
         }
         r = sd_bus_message_exit_container(msg);
         if (r >= 0 && with_interactive)
@@ -146,38 +172,140 @@ static int read_assign_args(sd_bus_message *msg, bool with_interactive, AssignAr
         return r;
 }
 
-/* Neither a rebuilt model nor a daemon on its way out takes new work */
-static int manager_accepting(Manager *m, sd_bus_error *error) {
-        if (m->stopping)
-                return sd_bus_error_set(error, IOVIRT_ERROR_BUSY, "iovirtd is stopping; try again when it is back");
-        return manager_model_ready(m, error);
+typedef struct Drivers {
+        IovirtPlanDriver *d;
+        size_t n;
+} Drivers;
+
+static void drivers_clear(Drivers *x) {
+        for (size_t i = 0; i < x->n; i++)
+                iovirt_variant_choice_clear(&x->d[i].choice);
+        free(x->d);
+        *x = (Drivers) {};
 }
 
-/* The plan for a, or a NoSuchDevice / InvalidArgument error */
-static int make_plan(Manager *m, const AssignArgs *a, IovirtPlan **ret, sd_bus_error *error) {
-        _cleanup_(iovirt_usage_freep) IovirtUsage *usage = NULL;
-        _cleanup_free_ char *reason = NULL;
-        size_t device;
-        int group, r;
+/* The VFIO driver of each endpoint of group, for the plan (which reads no
+ * file): the kernel's choice by libvirt's rule, or the one the request
+ * named.  What could not be chosen goes in as an error: the plan refuses
+ * it.  Nothing for a target without a group (the plan refuses that). */
+static int choose_drivers(Manager *m, const AssignArgs *a, int group, Drivers *ret) {
+        _cleanup_(drivers_clear) Drivers x = {};
+        const IovirtGroup *g = group >= 0 ? iovirt_host_find_group(m->host, group) : NULL;
+        if (!g)
+                return 0;
+        const IovirtGroupVerdict *gv = &m->verdicts->groups[g - m->host->groups];
+        if (!(x.d = calloc(gv->n_endpoints ? gv->n_endpoints : 1, sizeof(IovirtPlanDriver))))
+                return -ENOMEM;
+        for (; x.n < gv->n_endpoints; x.n++) {
+                IovirtPlanDriver *e = &x.d[x.n];
+                const IovirtDevice *d = &m->host->devices[gv->endpoints[x.n]];
+                e->device = gv->endpoints[x.n];
+                e->asked = a->driver != NULL;
+                int r = a->driver ? iovirt_variant_asked(a->aliases, d, a->driver, &e->choice)
+                                  : iovirt_variant_for_device_in(a->aliases, d, &e->choice);
+                if (r == -ENOMEM) {
+                        x.n++;
+                        return r;
+                }
+                e->error = r < 0 ? r : 0;
+        }
+        *ret = x;
+        x = (Drivers) {};
+        return 0;
+}
 
-        r = iovirt_target_resolve(m->host, a->target, &group, &device, &reason);
-        if (r == -ENOMEM)
-                return r;
+static int plan_device(Manager *m, const AssignArgs *a, const IovirtUsage *usage, int group, size_t device,
+                       IovirtPlan **ret, sd_bus_error *error) {
+        _cleanup_(drivers_clear) Drivers drivers = {};
+        int r = choose_drivers(m, a, group, &drivers);
         if (r < 0)
-                return sd_bus_error_setf(error, r == -ENODEV ? IOVIRT_ERROR_NO_SUCH_DEVICE : IOVIRT_ERROR_INVALID_ARGUMENT,
-                                         "%s", reason ? reason : "No such device");
-        r = iovirt_guard_scan(m->host, &usage);
-        if (r < 0)
-                return sd_bus_error_set_errnof(error, r, "Could not tell what the host itself uses: %m");
+                return sd_bus_error_set_errnof(error, r, "Could not choose the VFIO drivers: %m");
         const IovirtPlanInput in = {
                 .host = m->host, .verdicts = m->verdicts, .usage = usage, .state = m->state,
                 .consumer = a->consumer, .accept = a->accept, .group = group, .device = device,
                 .group_locked = group >= 0 && job_group_locked(m, group),
+                .drivers = drivers.d, .n_drivers = drivers.n,
         };
         r = iovirt_plan_assign(&in, NULL, 0, ret);
         if (r < 0)
                 return sd_bus_error_set_errnof(error, r, "Could not make a plan: %m");
         return 0;
+}
+
+static int resolve_error(int r, const char *reason, const char *what, sd_bus_error *error) {
+        if (r == -ENOMEM)
+                return r;
+        return sd_bus_error_setf(error, r == -ENODEV ? IOVIRT_ERROR_NO_SUCH_DEVICE : IOVIRT_ERROR_INVALID_ARGUMENT,
+                                 "%s", reason ? reason : what);
+}
+
+/* PF#range: one VF of the range, the lowest free one.  A retry is safe:
+ * when the consumer holds a VF of the range already, that is the plan
+ * (done).  When none may be taken, the first VF's refusal says why. */
+static int plan_range(Manager *m, const AssignArgs *a, const IovirtSelector *sel, const IovirtUsage *usage,
+                      IovirtPlan **ret, sd_bus_error *error) {
+        _cleanup_free_ char *reason = NULL;
+        _cleanup_free_ size_t *vfs = NULL;
+        _cleanup_(iovirt_plan_freep) IovirtPlan *first = NULL;
+        size_t pf, n;
+        int r = iovirt_selector_resolve(m->host, sel, &pf, &vfs, &n, &reason);
+        if (r < 0)
+                return resolve_error(r, reason, "No such VF", error);
+        if (n == 0)
+                return sd_bus_error_setf(error, IOVIRT_ERROR_NO_SUCH_DEVICE,
+                                         "No VF of '%s' is enabled; 'iovirtctl sriov %s --vfs N' creates VFs",
+                                         a->target, sel->pf);
+        for (size_t i = 0; i < n; i++) {
+                const IovirtRecord *rec = iovirt_state_find(m->state, m->host->devices[vfs[i]].iommu_group);
+                if (rec && streq_ptr(rec->consumer, a->consumer))
+                        return plan_device(m, a, usage, m->host->devices[vfs[i]].iommu_group, vfs[i], ret, error);
+        }
+        for (size_t i = 0; i < n; i++) {
+                _cleanup_(iovirt_plan_freep) IovirtPlan *p = NULL;
+                r = plan_device(m, a, usage, m->host->devices[vfs[i]].iommu_group, vfs[i], &p, error);
+                if (r < 0)
+                        return r;
+                if (!iovirt_plan_refusal(p)) {
+                        *ret = TAKE_PTR(p);
+                        return 0;
+                }
+                if (!first)
+                        first = TAKE_PTR(p);
+        }
+        *ret = TAKE_PTR(first);
+        return 0;
+}
+
+/* The plan for a, or a NoSuchDevice / InvalidArgument error */
+static int make_plan(Manager *m, const AssignArgs *args, IovirtPlan **ret, sd_bus_error *error) {
+        _cleanup_(iovirt_variant_aliases_clear) IovirtAliases aliases = {};
+        _cleanup_(iovirt_usage_freep) IovirtUsage *usage = NULL;
+        _cleanup_(iovirt_selector_clear) IovirtSelector sel = {};
+        _cleanup_free_ char *reason = NULL;
+        size_t device;
+        int group, r;
+
+        r = iovirt_selector_parse(args->target, &sel, &reason);
+        if (r < 0)
+                return resolve_error(r, reason, "Invalid VF selector", error);
+        if (r == 0) {
+                r = iovirt_target_resolve(m->host, args->target, &group, &device, &reason);
+                if (r < 0)
+                        return resolve_error(r, reason, "No such device", error);
+        }
+        r = iovirt_guard_scan(m->host, &usage);
+        if (r < 0)
+                return sd_bus_error_set_errnof(error, r, "Could not tell what the host itself uses: %m");
+        /* once for every function planned; a file that cannot be read fails the plan */
+        r = iovirt_variant_aliases_read(&aliases);
+        if (r < 0)
+                return sd_bus_error_set_errnof(error, r, "Could not read the kernel's module aliases: %m");
+        AssignArgs with_aliases = *args;
+        with_aliases.aliases = &aliases;
+        const AssignArgs *a = &with_aliases;
+        if (sel.pf)
+                return plan_range(m, a, &sel, usage, ret, error);
+        return plan_device(m, a, usage, group, device, ret, error);
 }
 
 /* A refused plan as the error of its first failed check, every failed
@@ -331,9 +459,16 @@ static int placeholder_record(const IovirtPlan *p, IovirtRecord **ret) {
                 return -ENOMEM;
         rec->group = p->group;
         rec->phase = IOVIRT_PHASE_ASSIGNING;
-        for (; rec->n_functions < p->n_steps; rec->n_functions++)
-                memcpy(rec->functions[rec->n_functions].address, p->steps[rec->n_functions].address,
-                       IOVIRT_ADDRESS_MAX);
+        for (; rec->n_functions < p->n_steps; rec->n_functions++) {
+                IovirtFunctionRecord *f = &rec->functions[rec->n_functions];
+                const IovirtPlanStep *s = &p->steps[rec->n_functions];
+                memcpy(f->address, s->address, IOVIRT_ADDRESS_MAX);
+                /* where it is going, as list-assignments shows it meanwhile */
+                if (s->to && !(f->vfio_driver = strdup(s->to))) {
+                        rec->n_functions++;
+                        return -ENOMEM;
+                }
+        }
         *ret = TAKE_PTR(rec);
         return 0;
 }

@@ -4,6 +4,7 @@
 #include "iovirtd-bouncer.h"
 #include "iovirtd-log.h"
 #include "iovirtd-manager.h"
+#include "iovirtd-sriov.h"
 
 /* Every method that changes something: what guards it, how it is checked,
  * what it does.  tests/dbus checks the live interface, the polkit actions
@@ -14,6 +15,9 @@ const GuardedMethod guarded_methods[] = {
         { IOVIRT_MANAGER_INTERFACE, "Release", IOVIRT_ACTION_RELEASE, prepare_release, act_release },
         { IOVIRT_MANAGER_INTERFACE, "ReleaseConsumer", IOVIRT_ACTION_RELEASE, prepare_release_consumer,
           act_release_consumer },
+        { IOVIRT_MANAGER_INTERFACE, "SetVfs", IOVIRT_ACTION_MANAGE_SRIOV, prepare_set_vfs, act_set_vfs },
+        { IOVIRT_MANAGER_INTERFACE, "ConfigureVf", IOVIRT_ACTION_MANAGE_SRIOV, prepare_configure_vf,
+          act_configure_vf },
 };
 const size_t n_guarded_methods = ELEMENTSOF(guarded_methods);
 

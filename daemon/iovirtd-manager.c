@@ -11,6 +11,7 @@
 #include "iovirtd-job.h"
 #include "iovirtd-log.h"
 #include "iovirtd-manager.h"
+#include "iovirtd-sriov.h"
 
 int manager_new(Manager **ret) {
         _cleanup_(manager_freep) Manager *m = calloc(1, sizeof(Manager));
@@ -42,6 +43,8 @@ Manager *manager_free(Manager *m) {
         if (!m)
                 return NULL;
         job_finish_all(m);       /* their records and replies, before the bus goes */
+        manager_sriov_stop(m);
+        manager_sriov_free(m);
         sd_event_source_disable_unref(m->monitor_source);
         sd_event_source_disable_unref(m->resync_timer);
         udev_monitor_unref(m->monitor);
@@ -58,6 +61,7 @@ Manager *manager_free(Manager *m) {
 static void manager_model_changed(Manager *m) {
         manager_drop_documents(m);
         m->generation++;
+        manager_sriov_check_waits(m);
 }
 
 int manager_refresh(Manager *m) {
@@ -295,6 +299,13 @@ static int property_get_version(sd_bus *bus, const char *path, const char *inter
 
 /* The model may be incomplete for a moment after a failure (out of memory
  * while recomputing verdicts); a resync is then on its way. */
+/* Neither a rebuilt model nor a daemon on its way out takes new work */
+int manager_accepting(Manager *m, sd_bus_error *error) {
+        if (m->stopping)
+                return sd_bus_error_set(error, IOVIRT_ERROR_BUSY, "iovirtd is stopping; try again when it is back");
+        return manager_model_ready(m, error);
+}
+
 int manager_model_ready(Manager *m, sd_bus_error *error) {
         if (m->host && m->verdicts)
                 return 0;
@@ -488,6 +499,13 @@ const sd_bus_vtable manager_vtable[] = {
         SD_BUS_METHOD_WITH_ARGS("DescribeAssignments", SD_BUS_NO_ARGS, SD_BUS_RESULT("s", json),
                                 method_describe_assignments, SD_BUS_VTABLE_UNPRIVILEGED),
 
+        SD_BUS_METHOD_WITH_ARGS("DescribeSriov", SD_BUS_ARGS("s", pf), SD_BUS_RESULT("s", json),
+                                method_describe_sriov, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("SetVfs", SD_BUS_ARGS("s", pf, "u", count, "a{sv}", options, "b", interactive),
+                                SD_BUS_RESULT("s", json), method_guarded, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("ConfigureVf", SD_BUS_ARGS("s", vf, "a{sv}", settings, "b", interactive),
+                                SD_BUS_RESULT("s", json), method_guarded, SD_BUS_VTABLE_UNPRIVILEGED),
+
         SD_BUS_SIGNAL_WITH_ARGS("Assigned", SD_BUS_ARGS("i", group, "s", consumer), 0),
         SD_BUS_SIGNAL_WITH_ARGS("Released", SD_BUS_ARGS("i", group, "s", consumer), 0),
         SD_BUS_SIGNAL_WITH_ARGS("DeviceAdded", SD_BUS_ARGS("s", address), 0),
@@ -498,6 +516,7 @@ const sd_bus_vtable manager_vtable[] = {
 
 void manager_exit(Manager *m) {
         bouncer_stop(m->bouncer);       /* replies go out before the loop closes the bus */
+        manager_sriov_stop(m);
         (void) sd_event_exit(m->event, 0);
 }
 

@@ -12,6 +12,8 @@
 
 typedef struct Bouncer Bouncer;
 typedef struct Job Job;
+typedef struct SriovWait SriovWait;
+typedef struct IovirtSriovRecord IovirtSriovRecord;
 
 /* The daemon's one context: the bus, the loop, and the host model it owns. */
 typedef struct Manager {
@@ -35,6 +37,10 @@ typedef struct Manager {
         const char *state_dir;
         Job *jobs;                 /* transactions running on their threads */
         bool stopping;             /* SIGTERM: finishing the jobs, taking no new ones */
+
+        IovirtSriovRecord **sriov; /* what is kept of each PF (iovirtd-sriov.h) */
+        size_t n_sriov;
+        SriovWait *sriov_waits;    /* SetVfs calls waiting for their VFs' uevents */
 } Manager;
 
 int manager_new(Manager **ret);
@@ -59,6 +65,8 @@ void manager_update_device(Manager *m, const char *syspath);
 
 /* Sets a Busy error while the model is being rebuilt; negative then. */
 int manager_model_ready(Manager *m, sd_bus_error *error);
+/* The same, and Busy while iovirtd is stopping: whether it takes new work */
+int manager_accepting(Manager *m, sd_bus_error *error);
 
 int manager_reply_json(sd_bus_message *msg, json_object *o);
 

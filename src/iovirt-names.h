@@ -36,6 +36,7 @@
 #define IOVIRT_ACTION_RELOAD "org.iovirt1.reload"
 #define IOVIRT_ACTION_ASSIGN "org.iovirt1.assign"
 #define IOVIRT_ACTION_RELEASE "org.iovirt1.release"
+#define IOVIRT_ACTION_MANAGE_SRIOV "org.iovirt1.manage-sriov"
 
 #define POLKIT_BUS_NAME "org.freedesktop.PolicyKit1"
 #define POLKIT_OBJECT_PATH "/org/freedesktop/PolicyKit1/Authority"

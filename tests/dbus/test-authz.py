@@ -38,7 +38,11 @@ t = Tap()
 # argument named otherwise fails the test until a value is added here:
 # nobody can add a method that this test does not call.
 SAMPLES = {"device": "03:00.0", "target": "03:00.0", "consumer": "vm-authz", "accept": "[]",
-           "interactive": "false"}
+           "interactive": "false",
+           # SR-IOV's: a PF of the "sriov" host (on "desktop" they are refused before polkit)
+           "pf": "05:00.0", "count": "2", "options": "{}", "vf": "05:00.0#0",
+           "settings": "{'mac': <'02:00:00:00:00:01'>}"}
+SRIOV_ARGS = ("pf", "vf")
 
 
 def list_methods():
@@ -113,6 +117,8 @@ def guarded_denied(env, table, live):
     for method, action in sorted(table.items()):
         if action == "read-only":
             continue
+        if any(a in SRIOV_ARGS for a in live[method]):
+            continue                      # sriov_denied(), on a host with a PF
         args = [SAMPLES[a] for a in live[method]]
         if method == "Assign":
             args[0] = "04:00.0"           # an assignable group nobody holds
@@ -122,6 +128,31 @@ def guarded_denied(env, table, live):
         t.ok(name == "org.iovirt1.Error.NotAuthorized" and action in msg and "polkit is not running" in msg and
              state_of(env) == before, "%s as nobody without polkit: denied naming %s, nothing changed" % (method, action),
              res)
+
+
+def sriov_denied(table, live):
+    """SetVfs and ConfigureVf as nobody without polkit, on a host whose PF
+    would take the change: denied naming their action, nothing changed"""
+    env = harness.Env(IOVIRTD, IOVIRTCTL, EMU, WRITER, "sriov")
+    try:
+        res = env.call("SetVfs", "05:00.0", "1", "{}", "false")
+        t.ok(res[0] == 0, "root creates a VF on the sriov host (no polkit needed)", res)
+        methods = [m for m, a in sorted(table.items()) if a != "read-only" and
+                   any(x in SRIOV_ARGS for x in live[m])]
+        t.ok(sorted(methods) == ["ConfigureVf", "SetVfs"], "the SR-IOV methods are guarded", methods)
+        for method in methods:
+            before = state_of(env)
+            res = env.call(method, *[SAMPLES[a] for a in live[method]], user="nobody")
+            name, msg = error_of(res)
+            t.ok(name == "org.iovirt1.Error.NotAuthorized" and table[method] in msg and
+                 "polkit is not running" in msg and state_of(env) == before,
+                 "%s as nobody without polkit: denied naming %s, nothing changed" % (method, table[method]), res)
+        # refused before polkit: a count above the total needs no password to be told so
+        name, msg = error_of(env.call("SetVfs", "05:00.0", "9", "{}", "false", user="nobody"))
+        t.ok(name == "org.iovirt1.Error.InvalidArgument" and "8 VFs at most" in msg,
+             "nobody's SetVfs above the total is answered before polkit is asked", msg)
+    finally:
+        env.close()
 
 
 def refusals_before_polkit(env):
@@ -215,6 +246,7 @@ def main():
         table, live = table_checks(env)
         read_only_change_nothing(env, table, live)
         guarded_denied(env, table, live)
+        sriov_denied(table, live)
         refusals_before_polkit(env)
         replan_after_authorization(env)
         t.ok(env.daemon.poll() is None, "iovirtd is still up")

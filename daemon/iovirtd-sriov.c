@@ -1,0 +1,952 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <net/if.h>
+#include <syslog.h>
+
+#include "iovirt-json.h"
+#include "iovirt-names.h"
+#include "iovirt-netlink.h"
+#include "iovirt-sriov.h"
+#include "iovirt-sysfs.h"
+#include "iovirtd-assign.h"
+#include "iovirtd-job.h"
+#include "iovirtd-log.h"
+#include "iovirtd-sriov.h"
+
+/* How long SetVfs waits for the VFs' uevents once the kernel took the count */
+#define SRIOV_WAIT_USEC (60 * 1000 * 1000ULL)
+
+/* ---- what is kept of each PF ---- */
+
+static IovirtSriovRecord *sriov_find(Manager *m, const char *pf) {
+        for (size_t i = 0; i < m->n_sriov; i++)
+                if (streq_ptr(m->sriov[i]->pf, pf))
+                        return m->sriov[i];
+        return NULL;
+}
+
+/* Takes r, replacing the PF's record; NULL drops it */
+static int sriov_put(Manager *m, const char *pf, IovirtSriovRecord *r) {
+        for (size_t i = 0; i < m->n_sriov; i++)
+                if (streq_ptr(m->sriov[i]->pf, pf)) {
+                        iovirt_sriov_record_free(m->sriov[i]);
+                        if (r)
+                                m->sriov[i] = r;
+                        else
+                                m->sriov[i] = m->sriov[--m->n_sriov];
+                        return 0;
+                }
+        if (!r)
+                return 0;
+        IovirtSriovRecord **v = reallocarray(m->sriov, m->n_sriov + 1, sizeof(IovirtSriovRecord *));
+        if (!v) {
+                iovirt_sriov_record_free(r);
+                return -ENOMEM;
+        }
+        m->sriov = v;
+        m->sriov[m->n_sriov++] = r;
+        return 0;
+}
+
+static int record_copy(const IovirtSriovRecord *r, IovirtSriovRecord **ret) {
+        _cleanup_(iovirt_sriov_record_freep) IovirtSriovRecord *c = calloc(1, sizeof(IovirtSriovRecord));
+        if (!c)
+                return -ENOMEM;
+        *c = *r;
+        c->vfs = NULL;
+        c->n_vfs = 0;
+        if (r->n_vfs) {
+                if (!(c->vfs = calloc(r->n_vfs, sizeof(IovirtVfConfig))))
+                        return -ENOMEM;
+                memcpy(c->vfs, r->vfs, r->n_vfs * sizeof(IovirtVfConfig));
+                c->n_vfs = r->n_vfs;
+        }
+        *ret = TAKE_PTR(c);
+        return 0;
+}
+
+void manager_sriov_free(Manager *m) {
+        for (size_t i = 0; i < m->n_sriov; i++)
+                iovirt_sriov_record_free(m->sriov[i]);
+        m->sriov = mfree(m->sriov);
+        m->n_sriov = 0;
+}
+
+/* ---- the document ---- */
+
+static json_object *string_or_null(const char *s) {
+        return s ? json_object_new_string(s) : NULL;
+}
+
+static json_object *vf_config_json(const IovirtVfConfig *v) {
+        json_object *o = json_object_new_object();
+        char mac[IOVIRT_MAC_STRING_MAX];
+        json_object_object_add(o, "mac", v->set_mac ? json_object_new_string(iovirt_mac_format(v->mac, mac)) : NULL);
+        json_object_object_add(o, "vlan", v->set_vlan ? json_object_new_int((int) v->vlan) : NULL);
+        json_object_object_add(o, "spoofchk", v->spoofchk >= 0 ? json_object_new_boolean(v->spoofchk) : NULL);
+        json_object_object_add(o, "trust", v->trust >= 0 ? json_object_new_boolean(v->trust) : NULL);
+        return o;
+}
+
+static const char *group_verdict(Manager *m, int group) {
+        const IovirtGroup *g = group >= 0 ? iovirt_host_find_group(m->host, group) : NULL;
+        return g ? iovirt_isolation_name(m->verdicts->groups[g - m->host->groups].isolation) : NULL;
+}
+
+static const char *group_consumer(Manager *m, int group) {
+        const IovirtRecord *rec = group >= 0 ? iovirt_state_find(m->state, group) : NULL;
+        return rec ? (rec->consumer[0] ? rec->consumer : "(unknown)") : NULL;
+}
+
+static json_object *sriov_document(Manager *m, size_t pf) {
+        const IovirtHost *h = m->host;
+        const IovirtDevice *d = &h->devices[pf];
+        const IovirtSriovRecord *rec = sriov_find(m, d->name);
+        json_object *o = json_object_new_object(), *p = json_object_new_object(), *vfs = json_object_new_array();
+        _cleanup_free_ IovirtVfInfo *info = NULL;
+        _cleanup_free_ char *why = NULL;
+        char ifname[IF_NAMESIZE + 1] = "", vf_device[16];
+        size_t n_info = 0;
+        int r;
+
+        r = iovirt_pf_netdev(d, ifname, sizeof(ifname));
+        if (r < 0)
+                ifname[0] = '\0';
+        if (r == -ENOENT)
+                why = strdup("the PF has no network interface, so it has no VF settings (MAC, VLAN)");
+        else if (r < 0)
+                (void) asprintf(&why, "its network interface could not be read: %s", strerror(-r));
+        else {
+                int k = iovirt_vf_info_read(ifname, &info, &n_info, &why);
+                if (k < 0 && !why)
+                        (void) asprintf(&why, "reading %s's VF settings failed: %s", ifname, strerror(-k));
+        }
+
+        json_object_object_add(p, "address", json_object_new_string(d->name));
+        json_object_object_add(p, "interface", ifname[0] ? json_object_new_string(ifname) : NULL);
+        json_object_object_add(p, "driver", string_or_null(d->driver));
+        json_object_object_add(p, "total_vfs", json_object_new_int((int) d->sriov_total));
+        json_object_object_add(p, "num_vfs", json_object_new_int((int) d->n_vfs));
+        int autoprobe = iovirt_sriov_read_autoprobe(d);
+        json_object_object_add(p, "autoprobe", autoprobe >= 0 ? json_object_new_boolean(autoprobe) : NULL);
+        snprintf(vf_device, sizeof(vf_device), "%04x:%04x", d->vendor, d->caps.iov_did);
+        json_object_object_add(p, "vf_device", d->caps.sriov == IOVIRT_PRESENT ? json_object_new_string(vf_device)
+                                                                                : NULL);
+        json_object_object_add(p, "numa_node", json_object_new_int(d->numa_node));
+        json_object_object_add(p, "group", json_object_new_int(d->iommu_group));
+        json_object_object_add(p, "consumer", string_or_null(group_consumer(m, d->iommu_group)));
+        json_object *persisted = NULL;
+        if (rec && rec->persist) {
+                persisted = json_object_new_object();
+                json_object_object_add(persisted, "num_vfs", json_object_new_int((int) rec->num_vfs));
+                json_object_object_add(persisted, "autoprobe",
+                                       rec->autoprobe == IOVIRT_AUTOPROBE_KEEP
+                                               ? NULL
+                                               : json_object_new_boolean(rec->autoprobe == IOVIRT_AUTOPROBE_ON));
+        }
+        json_object_object_add(p, "persisted", persisted);
+
+        for (size_t i = 0; i < d->n_vfs; i++) {
+                const IovirtDevice *vf = &h->devices[d->vfs[i]];
+                int index = iovirt_vf_index(h, d->vfs[i]);
+                json_object *v = json_object_new_object();
+                json_object_object_add(v, "index", json_object_new_int(index));
+                json_object_object_add(v, "address", json_object_new_string(vf->name));
+                json_object_object_add(v, "driver", string_or_null(vf->driver));
+                json_object_object_add(v, "group", json_object_new_int(vf->iommu_group));
+                json_object_object_add(v, "verdict", string_or_null(group_verdict(m, vf->iommu_group)));
+                json_object_object_add(v, "numa_node", json_object_new_int(vf->numa_node));
+                json_object_object_add(v, "consumer", string_or_null(group_consumer(m, vf->iommu_group)));
+                const IovirtVfInfo *vi = NULL;
+                for (size_t k = 0; k < n_info && index >= 0; k++)
+                        if (info[k].index == (unsigned) index)
+                                vi = &info[k];
+                char mac[IOVIRT_MAC_STRING_MAX];
+                json_object_object_add(v, "mac", vi ? json_object_new_string(iovirt_mac_format(vi->mac, mac)) : NULL);
+                json_object_object_add(v, "vlan", vi ? json_object_new_int((int) vi->vlan) : NULL);
+                json_object_object_add(v, "spoofchk", vi && vi->spoofchk >= 0 ? json_object_new_boolean(vi->spoofchk)
+                                                                               : NULL);
+                json_object_object_add(v, "trust", vi && vi->trust >= 0 ? json_object_new_boolean(vi->trust) : NULL);
+                const IovirtVfConfig *kept = NULL;
+                for (size_t k = 0; rec && index >= 0 && k < rec->n_vfs; k++)
+                        if (rec->vfs[k].index == (unsigned) index)
+                                kept = &rec->vfs[k];
+                json_object_object_add(v, "persisted", kept && rec->persist ? vf_config_json(kept) : NULL);
+                json_object_array_add(vfs, v);
+        }
+        json_object_object_add(o, "pf", p);
+        json_object_object_add(o, "vfs", vfs);
+        json_object_object_add(o, "vf_settings", json_object_new_string(why ? why : "read"));
+        return o;
+}
+
+static int pf_of(Manager *m, const char *spec, size_t *ret, sd_bus_error *error) {
+        _cleanup_free_ char *reason = NULL;
+        if (strlen(spec) > IOVIRT_ARG_MAX)
+                return sd_bus_error_setf(error, IOVIRT_ERROR_INVALID_ARGUMENT,
+                                         "The PF is %zu bytes long; at most %d are accepted", strlen(spec),
+                                         IOVIRT_ARG_MAX);
+        if (strchr(spec, '#'))
+                return sd_bus_error_setf(error, IOVIRT_ERROR_INVALID_ARGUMENT,
+                                         "'%s' is a VF selector, given where a PF is expected; name the PF alone",
+                                         spec);
+        int r = iovirt_pf_lookup(m->host, spec, ret, &reason);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0)
+                return sd_bus_error_setf(error, r == -ENODEV ? IOVIRT_ERROR_NO_SUCH_DEVICE : IOVIRT_ERROR_INVALID_ARGUMENT,
+                                         "%s", reason ? reason : "No such PF");
+        return 0;
+}
+
+int method_describe_sriov(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        const char *spec;
+        size_t pf;
+        int r;
+
+        r = sd_bus_message_read(msg, "s", &spec);
+        if (r < 0)
+                return r;
+        if (manager_model_ready(m, error) < 0)
+                return -EBUSY;
+        r = pf_of(m, spec, &pf, error);
+        if (r < 0)
+                return r;
+        _cleanup_(json_object_putp) json_object *o = sriov_document(m, pf);
+        return manager_reply_json(msg, o);
+}
+
+/* ---- SetVfs: waiting for the VFs ---- */
+
+typedef struct SriovWait SriovWait;
+struct SriovWait {
+        Manager *manager;
+        sd_bus_message *request;
+        char pf[IOVIRT_ADDRESS_MAX];
+        unsigned from, to;
+        bool through_zero;
+        uint64_t kernel_usec, start_usec;
+        sd_event_source *timer;
+        SriovWait *next;
+};
+
+static SriovWait *wait_free(SriovWait *w) {
+        if (!w)
+                return NULL;
+        sd_event_source_disable_unref(w->timer);
+        sd_bus_message_unref(w->request);
+        free(w);
+        return NULL;
+}
+
+static void wait_unlink(Manager *m, SriovWait *w) {
+        for (SriovWait **p = &m->sriov_waits; *p; p = &(*p)->next)
+                if (*p == w) {
+                        *p = w->next;
+                        return;
+                }
+}
+
+static uint64_t now_usec(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000ULL;
+}
+
+/* The PF's VFs are exactly 0..to-1, each in an IOMMU group when the host has them */
+static bool wait_satisfied(Manager *m, const SriovWait *w, size_t *pf) {
+        IovirtAddress a;
+        if (!m->host || !m->verdicts || iovirt_address_parse(w->pf, &a, NULL) < 0)
+                return false;
+        *pf = iovirt_host_find_address(m->host, &a);
+        if (*pf == IOVIRT_NONE)
+                return false;
+        const IovirtDevice *d = &m->host->devices[*pf];
+        if (d->n_vfs != w->to)
+                return false;
+        for (size_t i = 0; i < d->n_vfs; i++) {
+                const IovirtDevice *vf = &m->host->devices[d->vfs[i]];
+                int index = iovirt_vf_index(m->host, d->vfs[i]);
+                if (index < 0 || (unsigned) index >= w->to || (m->host->n_groups > 0 && vf->iommu_group < 0))
+                        return false;
+        }
+        return true;
+}
+
+static int reply_changed(Manager *m, sd_bus_message *msg, size_t pf, const SriovWait *w) {
+        _cleanup_(json_object_putp) json_object *o = sriov_document(m, pf);
+        json_object *c = json_object_new_object();
+        json_object_object_add(c, "from", json_object_new_int((int) w->from));
+        json_object_object_add(c, "to", json_object_new_int((int) w->to));
+        json_object_object_add(c, "through_zero", json_object_new_boolean(w->through_zero));
+        json_object_object_add(c, "kernel_usec", json_object_new_int64((int64_t) w->kernel_usec));
+        json_object_object_add(c, "usec", json_object_new_int64((int64_t) (now_usec() - w->start_usec)));
+        json_object_object_add(o, "change", c);
+        return manager_reply_json(msg, o);
+}
+
+void manager_sriov_check_waits(Manager *m) {
+        for (SriovWait *w = m->sriov_waits, *next; w; w = next) {
+                size_t pf;
+                next = w->next;
+                if (!wait_satisfied(m, w, &pf))
+                        continue;
+                log_info("%s: %u VF%s in the model, %.1f ms after the request (the kernel's writes took %.1f ms)",
+                         w->pf, w->to, w->to == 1 ? "" : "s", (now_usec() - w->start_usec) / 1000.0,
+                         w->kernel_usec / 1000.0);
+                int r = reply_changed(m, w->request, pf, w);
+                if (r < 0)
+                        (void) sd_bus_reply_method_errno(w->request, r, NULL);
+                wait_unlink(m, w);
+                wait_free(w);
+        }
+}
+
+static int on_wait_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
+        SriovWait *w = userdata;
+        Manager *m = w->manager;
+        _cleanup_(iovirt_text_clear) IovirtText missing = {};
+        IovirtAddress a;
+        size_t pf = IOVIRT_NONE;
+
+        if (m->host && iovirt_address_parse(w->pf, &a, NULL) >= 0)
+                pf = iovirt_host_find_address(m->host, &a);
+        for (unsigned i = 0; pf != IOVIRT_NONE && i < w->to; i++) {
+                size_t vf = iovirt_vf_find(m->host, pf, i);
+                if (vf == IOVIRT_NONE)
+                        (void) iovirt_text_add(&missing, "%sVF %u", missing.len ? ", " : "", i);
+                else if (m->host->n_groups > 0 && m->host->devices[vf].iommu_group < 0)
+                        (void) iovirt_text_add(&missing, "%sVF %u (%s: no IOMMU group)", missing.len ? ", " : "", i,
+                                               m->host->devices[vf].name);
+        }
+        if (pf != IOVIRT_NONE && m->host->devices[pf].n_vfs > w->to)
+                (void) iovirt_text_add(&missing, "%s%zu VFs still there that should have gone",
+                                       missing.len ? "; " : "", m->host->devices[pf].n_vfs - w->to);
+        log_error_errno(-ETIMEDOUT, "%s: the kernel took %u VFs, but the model lacks %s after %llu s", w->pf, w->to,
+                        missing.s ? missing.s : "the PF", SRIOV_WAIT_USEC / 1000000ULL);
+        (void) sd_bus_reply_method_errorf(w->request, IOVIRT_ERROR_FAILED,
+                                          "The kernel took %u VFs on %s, but after %llu s udev has not reported %s; "
+                                          "the VF count is changed, the model is not: 'iovirtctl reload' re-reads the "
+                                          "host", w->to, w->pf, SRIOV_WAIT_USEC / 1000000ULL,
+                                          missing.s ? missing.s : "the PF");
+        wait_unlink(m, w);
+        wait_free(w);
+        return 0;
+}
+
+void manager_sriov_stop(Manager *m) {
+        while (m->sriov_waits) {
+                SriovWait *w = m->sriov_waits;
+                (void) sd_bus_reply_method_errorf(w->request, IOVIRT_ERROR_BUSY,
+                                                  "iovirtd stopped while waiting for %s's VFs to appear; the count "
+                                                  "was changed: 'iovirtctl sriov %s' shows them", w->pf, w->pf);
+                m->sriov_waits = w->next;
+                wait_free(w);
+        }
+}
+
+/* ---- SetVfs ---- */
+
+typedef struct SetVfsArgs {
+        const char *pf;
+        uint32_t count;
+        int persist;                 /* -1: keep the record's own choice */
+        IovirtAutoprobe autoprobe;
+        int interactive;
+} SetVfsArgs;
+
+static int read_bool_variant(sd_bus_message *msg, const char *key, int *ret, sd_bus_error *error) {
+        int b, r = sd_bus_message_read(msg, "v", "b", &b);
+        if (r < 0)
+                return sd_bus_error_setf(error, IOVIRT_ERROR_INVALID_ARGUMENT, "The option %s takes a boolean", key);
+        *ret = b;
+        return 0;
+}
+
+static int read_set_vfs_args(sd_bus_message *msg, SetVfsArgs *a, sd_bus_error *error) {
+        int r;
+        *a = (SetVfsArgs) { .persist = -1, .autoprobe = IOVIRT_AUTOPROBE_KEEP };
+        r = sd_bus_message_rewind(msg, true);
+        if (r >= 0)
+                r = sd_bus_message_read(msg, "su", &a->pf, &a->count);
+        if (r >= 0)
+                r = sd_bus_message_enter_container(msg, 'a', "{sv}");
+        if (r < 0)
+                return r;
+        for (;;) {
+                const char *key;
+                int b = 0;
+                r = sd_bus_message_enter_container(msg, 'e', "sv");
+                if (r < 0)
+                        return r;
+                if (r == 0)
+                        break;
+                r = sd_bus_message_read(msg, "s", &key);
+                if (r < 0)
+                        return r;
+                if (streq_ptr(key, "persist")) {
+                        r = read_bool_variant(msg, key, &a->persist, error);
+                } else if (streq_ptr(key, "autoprobe")) {
+                        r = read_bool_variant(msg, key, &b, error);
+                        a->autoprobe = b ? IOVIRT_AUTOPROBE_ON : IOVIRT_AUTOPROBE_OFF;
+                } else
+                        return sd_bus_error_setf(error, IOVIRT_ERROR_INVALID_ARGUMENT,
+                                                 "Unknown option '%.64s'; SetVfs takes persist and autoprobe", key);
+                if (r < 0)
+                        return r;
+                r = sd_bus_message_exit_container(msg);
+                if (r < 0)
+                        return r;
+        }
+        r = sd_bus_message_exit_container(msg);
+        if (r >= 0)
+                r = sd_bus_message_read(msg, "b", &a->interactive);
+        return r;
+}
+
+static bool locked(int group, void *userdata) {
+        return job_group_locked(userdata, group);
+}
+
+/* What the PF's record becomes: NULL *ret when nothing changes on disk */
+static int next_record(Manager *m, const IovirtSriovPlan *p, const SetVfsArgs *a, IovirtSriovRecord **ret,
+                       bool *remove) {
+        const IovirtSriovRecord *old = sriov_find(m, p->pf);
+        *ret = NULL;
+        *remove = false;
+        if (a->persist == 0) {
+                *remove = old != NULL;
+                return 0;
+        }
+        if (a->persist < 0 && !(old && old->persist))
+                return 0;
+        _cleanup_(iovirt_sriov_record_freep) IovirtSriovRecord *r = NULL;
+        int k = old ? record_copy(old, &r) : ((r = calloc(1, sizeof(*r))) ? 0 : -ENOMEM);
+        if (k < 0)
+                return k;
+        memcpy(r->pf, p->pf, sizeof(r->pf));
+        r->num_vfs = p->to;
+        r->persist = true;
+        if (a->autoprobe != IOVIRT_AUTOPROBE_KEEP)
+                r->autoprobe = a->autoprobe;
+        else if (!old)
+                r->autoprobe = p->autoprobe_from < 0 ? IOVIRT_AUTOPROBE_KEEP : (IovirtAutoprobe) p->autoprobe_from;
+        *ret = TAKE_PTR(r);
+        return 0;
+}
+
+/* Validates, plans; answers refusals and no-ops (1), or 0 with the plan */
+static int set_vfs_plan(Manager *m, sd_bus_message *msg, SetVfsArgs *a, IovirtSriovPlan **ret, size_t *pf,
+                        sd_bus_error *error) {
+        _cleanup_(iovirt_sriov_plan_freep) IovirtSriovPlan *p = NULL;
+        int r;
+
+        r = read_set_vfs_args(msg, a, error);
+        if (r >= 0)
+                r = manager_accepting(m, error);
+        if (r >= 0)
+                r = pf_of(m, a->pf, pf, error);
+        if (r < 0)
+                return r;
+        const IovirtSriovInput in = { .host = m->host, .state = m->state, .pf = *pf, .count = a->count,
+                                      .autoprobe = a->autoprobe, .group_locked = locked, .userdata = m };
+        r = iovirt_sriov_plan(&in, &p);
+        if (r < 0)
+                return sd_bus_error_set_errnof(error, r, "Could not plan the change: %m");
+        const IovirtPlanCheck *refusal = iovirt_checks_refusal(p->checks, p->n_checks);
+        if (refusal) {
+                _cleanup_free_ char *text = iovirt_checks_refusal_text(p->checks, p->n_checks);
+                log_notice("Refused %u VFs on %s: %s", a->count, p->pf, text ? text : refusal->message);
+                return sd_bus_error_setf(error, manager_reason_error(refusal->reason), "%s",
+                                         text ? text : refusal->message);
+        }
+        *ret = TAKE_PTR(p);
+        return 0;
+}
+
+int prepare_set_vfs(sd_bus_message *msg, void *userdata, bool *interactive, sd_bus_error *error) {
+        Manager *m = userdata;
+        _cleanup_(iovirt_sriov_plan_freep) IovirtSriovPlan *p = NULL;
+        _cleanup_(iovirt_sriov_record_freep) IovirtSriovRecord *next = NULL;
+        SetVfsArgs a;
+        size_t pf;
+        bool remove;
+        int r = set_vfs_plan(m, msg, &a, &p, &pf, error);
+        if (r != 0)
+                return r;
+        r = next_record(m, p, &a, &next, &remove);
+        if (r < 0)
+                return r;
+        if (p->done && !next && !remove) {
+                /* as asked already: answered without a password */
+                SriovWait w = { .from = p->from, .to = p->to, .start_usec = now_usec() };
+                r = reply_changed(m, msg, pf, &w);
+                return r < 0 ? r : 1;
+        }
+        *interactive = a.interactive;
+        return 0;
+}
+
+typedef struct SetVfsJob {
+        IovirtSriovPlan *plan;
+        IovirtSriovRecord *record;   /* to save; NULL: none */
+        bool remove;                 /* the record goes */
+        const char *dir;
+        uint64_t start_usec, kernel_usec;
+        char *reason, *save_error;
+        int r;
+} SetVfsJob;
+
+static void set_vfs_job_free(void *p) {
+        SetVfsJob *j = p;
+        iovirt_sriov_plan_free(j->plan);
+        iovirt_sriov_record_free(j->record);
+        free(j->reason);
+        free(j->save_error);
+        free(j);
+}
+
+static void set_vfs_work(void *p) {
+        SetVfsJob *j = p;
+        int k;
+        j->r = 0;
+        if (!j->plan->done)
+                j->r = iovirt_sriov_execute(j->plan, &j->kernel_usec, &j->reason);
+        if (j->r < 0)
+                return;
+        if (j->record)
+                k = iovirt_sriov_record_save(j->dir, j->record);
+        else if (j->remove)
+                k = iovirt_sriov_record_remove(j->dir, j->plan->pf);
+        else
+                return;
+        if (k < 0)
+                (void) asprintf(&j->save_error, "the VF count is changed, but %s could not be %s: %s", j->dir,
+                                j->record ? "written" : "cleaned", strerror(-k));
+}
+
+static int set_vfs_done(Manager *m, sd_bus_message *msg, void *p) {
+        SetVfsJob *j = p;
+        const IovirtSriovPlan *plan = j->plan;
+
+        if (j->r < 0) {
+                log_full_errno(LOG_ERR, j->r, plan->pf, "Changing %s from %u to %u VFs failed: %s", plan->pf,
+                               plan->from, plan->to, strna(j->reason));
+                return sd_bus_reply_method_errorf(msg, IOVIRT_ERROR_FAILED, "%s",
+                                                  j->reason ? j->reason : strerror(-j->r));
+        }
+        if (!plan->done)
+                log_device_info(plan->pf, "%s: %u -> %u VFs%s%s in %.1f ms", plan->pf, plan->from, plan->to,
+                                plan->through_zero ? " (through 0)" : "",
+                                plan->autoprobe == IOVIRT_AUTOPROBE_KEEP ? ""
+                                : plan->autoprobe == IOVIRT_AUTOPROBE_ON ? ", autoprobe on" : ", autoprobe off",
+                                j->kernel_usec / 1000.0);
+        if (j->save_error) {
+                log_error_errno(-EIO, "%s: %s", plan->pf, j->save_error);
+                return sd_bus_reply_method_errorf(msg, IOVIRT_ERROR_FAILED, "%s", j->save_error);
+        }
+        if (j->record)
+                (void) sriov_put(m, plan->pf, TAKE_PTR(j->record));
+        else if (j->remove)
+                (void) sriov_put(m, plan->pf, NULL);
+
+        /* the PF's own SR-IOV registers changed (NumVFs, VF Enable): its
+         * uevent may or may not come, so read it now */
+        IovirtAddress a;
+        size_t i;
+        if (m->host && iovirt_address_parse(plan->pf, &a, NULL) >= 0 &&
+            (i = iovirt_host_find_address(m->host, &a)) != IOVIRT_NONE) {
+                _cleanup_free_ char *syspath = strdup(m->host->devices[i].syspath);
+                if (syspath)
+                        manager_update_device(m, syspath);
+        }
+
+        SriovWait *w = calloc(1, sizeof(SriovWait));
+        if (!w)
+                return -ENOMEM;
+        *w = (SriovWait) { .manager = m, .request = sd_bus_message_ref(msg), .from = plan->from, .to = plan->to,
+                           .through_zero = plan->through_zero, .kernel_usec = j->kernel_usec,
+                           .start_usec = j->start_usec, .next = m->sriov_waits };
+        memcpy(w->pf, plan->pf, sizeof(w->pf));
+        int r = sd_event_add_time_relative(m->event, &w->timer, CLOCK_MONOTONIC, SRIOV_WAIT_USEC, 0, on_wait_timeout,
+                                           w);
+        if (r < 0) {
+                wait_free(w);
+                return r;
+        }
+        m->sriov_waits = w;
+        manager_sriov_check_waits(m);        /* the uevents may all be in already */
+        return 1;
+}
+
+int act_set_vfs(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        _cleanup_(iovirt_sriov_plan_freep) IovirtSriovPlan *p = NULL;
+        SetVfsArgs a;
+        size_t pf;
+        int r;
+
+        /* the host may have changed while a password was typed: plan again */
+        r = set_vfs_plan(m, msg, &a, &p, &pf, error);
+        if (r != 0)
+                return r;
+        SetVfsJob *j = calloc(1, sizeof(SetVfsJob));
+        if (!j)
+                return -ENOMEM;
+        *j = (SetVfsJob) { .dir = m->state_dir, .start_usec = now_usec() };
+        r = next_record(m, p, &a, &j->record, &j->remove);
+        if (r < 0) {
+                set_vfs_job_free(j);
+                return r;
+        }
+        j->plan = TAKE_PTR(p);
+
+        /* the PF and every VF are held while the count changes */
+        const IovirtDevice *d = &m->host->devices[pf];
+        _cleanup_free_ int *groups = calloc(d->n_vfs + 1, sizeof(int));
+        size_t n = 0;
+        if (!groups) {
+                set_vfs_job_free(j);
+                return -ENOMEM;
+        }
+        if (d->iommu_group >= 0)
+                groups[n++] = d->iommu_group;
+        for (size_t i = 0; i < d->n_vfs; i++) {
+                int g = m->host->devices[d->vfs[i]].iommu_group;
+                bool seen = false;
+                for (size_t k = 0; k < n; k++)
+                        seen = seen || groups[k] == g;
+                if (g >= 0 && !seen)
+                        groups[n++] = g;
+        }
+        r = job_start(m, msg, groups, n, set_vfs_work, set_vfs_done, j, set_vfs_job_free);
+        if (r < 0)
+                return sd_bus_error_set_errnof(error, r, "Could not start changing %s's VFs: %m", d->name);
+        return 1;
+}
+
+/* ---- ConfigureVf ---- */
+
+typedef struct ConfigureArgs {
+        const char *vf;
+        IovirtVfSettings settings;
+        bool persist;
+        int interactive;
+} ConfigureArgs;
+
+static int read_configure_args(sd_bus_message *msg, ConfigureArgs *a, sd_bus_error *error) {
+        int r;
+        *a = (ConfigureArgs) {};
+        r = sd_bus_message_rewind(msg, true);
+        if (r >= 0)
+                r = sd_bus_message_read(msg, "s", &a->vf);
+        if (r >= 0)
+                r = sd_bus_message_enter_container(msg, 'a', "{sv}");
+        if (r < 0)
+                return r;
+        for (;;) {
+                const char *key;
+                int b = 0;
+                r = sd_bus_message_enter_container(msg, 'e', "sv");
+                if (r < 0)
+                        return r;
+                if (r == 0)
+                        break;
+                r = sd_bus_message_read(msg, "s", &key);
+                if (r < 0)
+                        return r;
+                if (streq_ptr(key, "mac")) {
+                        const char *s, *why = NULL;
+                        r = sd_bus_message_read(msg, "v", "s", &s);
+                        if (r < 0 || iovirt_mac_parse(s, a->settings.mac, &why) < 0)
+                                return sd_bus_error_setf(error, IOVIRT_ERROR_INVALID_ARGUMENT, "Invalid MAC address: %s",
+                                                         why ? why : "mac takes a string");
+                        a->settings.set_mac = true;
+                } else if (streq_ptr(key, "vlan")) {
+                        uint32_t v;
+                        r = sd_bus_message_read(msg, "v", "u", &v);
+                        if (r < 0 || v > 4095)
+                                return sd_bus_error_setf(error, IOVIRT_ERROR_INVALID_ARGUMENT,
+                                                         "A VLAN is 0-4095 (0: none)");
+                        a->settings.set_vlan = true;
+                        a->settings.vlan = v;
+                } else if (streq_ptr(key, "spoofchk")) {
+                        r = read_bool_variant(msg, key, &b, error);
+                        a->settings.set_spoofchk = true;
+                        a->settings.spoofchk = b;
+                } else if (streq_ptr(key, "trust")) {
+                        r = read_bool_variant(msg, key, &b, error);
+                        a->settings.set_trust = true;
+                        a->settings.trust = b;
+                } else if (streq_ptr(key, "persist")) {
+                        r = read_bool_variant(msg, key, &b, error);
+                        a->persist = b;
+                } else
+                        return sd_bus_error_setf(error, IOVIRT_ERROR_INVALID_ARGUMENT,
+                                                 "Unknown setting '%.64s'; ConfigureVf takes mac, vlan, spoofchk, "
+                                                 "trust and persist", key);
+                if (r < 0)
+                        return r;
+                r = sd_bus_message_exit_container(msg);
+                if (r < 0)
+                        return r;
+        }
+        r = sd_bus_message_exit_container(msg);
+        if (r >= 0)
+                r = sd_bus_message_read(msg, "b", &a->interactive);
+        if (r < 0)
+                return r;
+        const IovirtVfSettings *s = &a->settings;
+        if (!s->set_mac && !s->set_vlan && !s->set_spoofchk && !s->set_trust)
+                return sd_bus_error_setf(error, IOVIRT_ERROR_INVALID_ARGUMENT,
+                                         "Nothing to set: give mac, vlan, spoofchk or trust");
+        return 0;
+}
+
+/* The VF a user named ("PF#N" or its address): its PF, index, and the
+ * PF's network interface */
+static int vf_target(Manager *m, const char *spec, size_t *pf, unsigned *index, char ifname[static IF_NAMESIZE + 1],
+                     sd_bus_error *error) {
+        _cleanup_(iovirt_selector_clear) IovirtSelector sel = {};
+        _cleanup_free_ char *reason = NULL;
+        size_t vf;
+        int r;
+
+        if (strlen(spec) > IOVIRT_ARG_MAX)
+                return sd_bus_error_setf(error, IOVIRT_ERROR_INVALID_ARGUMENT, "The VF name is too long");
+        r = iovirt_selector_parse(spec, &sel, &reason);
+        if (r > 0 && iovirt_selector_count(&sel) != 1)
+                return sd_bus_error_setf(error, IOVIRT_ERROR_INVALID_ARGUMENT,
+                                         "'%s' names several VFs; settings are made one VF at a time (PF#N)", spec);
+        if (r > 0) {
+                _cleanup_free_ size_t *vfs = NULL;
+                size_t n;
+                r = iovirt_selector_resolve(m->host, &sel, pf, &vfs, &n, &reason);
+                if (r >= 0 && n == 0)
+                        return sd_bus_error_setf(error, IOVIRT_ERROR_NO_SUCH_DEVICE,
+                                                 "VF %u of %s is not enabled; 'iovirtctl sriov %s --vfs N' creates VFs",
+                                                 iovirt_selector_max(&sel), sel.pf, sel.pf);
+                if (r >= 0)
+                        vf = vfs[0];
+        } else if (r == 0) {
+                r = iovirt_host_lookup(m->host, spec, &vf, &reason);
+                if (r >= 0 && !iovirt_device_is_vf(&m->host->devices[vf]))
+                        return sd_bus_error_setf(error, IOVIRT_ERROR_INVALID_ARGUMENT,
+                                                 "%s is not a VF; name one as PF#N or by its address", spec);
+                if (r >= 0)
+                        *pf = m->host->devices[vf].physfn;
+        }
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0)
+                return sd_bus_error_setf(error, r == -ENODEV ? IOVIRT_ERROR_NO_SUCH_DEVICE : IOVIRT_ERROR_INVALID_ARGUMENT,
+                                         "%s", reason ? reason : "No such VF");
+        int i = iovirt_vf_index(m->host, vf);
+        if (i < 0)
+                return sd_bus_error_setf(error, IOVIRT_ERROR_FAILED, "Cannot tell which VF of its PF %s is", spec);
+        *index = (unsigned) i;
+        const IovirtDevice *d = &m->host->devices[*pf];
+        r = iovirt_pf_netdev(d, ifname, IF_NAMESIZE + 1);
+        if (r == -ENOENT)
+                return sd_bus_error_setf(error, IOVIRT_ERROR_INVALID_ARGUMENT,
+                                         "%s has no network interface (driver %s), and VF settings (MAC, VLAN, spoof "
+                                         "check, trust) are made through the PF's interface: only a NIC PF bound to "
+                                         "its network driver has them", d->name, d->driver ? d->driver : "none");
+        if (r < 0)
+                return sd_bus_error_set_errnof(error, r, "Cannot read %s's network interface: %m", d->name);
+        return 0;
+}
+
+int prepare_configure_vf(sd_bus_message *msg, void *userdata, bool *interactive, sd_bus_error *error) {
+        Manager *m = userdata;
+        ConfigureArgs a;
+        char ifname[IF_NAMESIZE + 1];
+        unsigned index;
+        size_t pf;
+        int r = read_configure_args(msg, &a, error);
+        if (r >= 0)
+                r = manager_accepting(m, error);
+        if (r >= 0)
+                r = vf_target(m, a.vf, &pf, &index, ifname, error);
+        if (r < 0)
+                return r;
+        *interactive = a.interactive;
+        return 0;
+}
+
+/* The record with these settings of VF index; persisted when asked */
+static int record_vf_settings(Manager *m, const IovirtDevice *pf, unsigned index, const ConfigureArgs *a) {
+        const IovirtSriovRecord *old = sriov_find(m, pf->name);
+        _cleanup_(iovirt_sriov_record_freep) IovirtSriovRecord *r = NULL;
+        int k = old ? record_copy(old, &r) : ((r = calloc(1, sizeof(*r))) ? 0 : -ENOMEM);
+        if (k < 0)
+                return k;
+        if (!old) {
+                memcpy(r->pf, pf->name, sizeof(r->pf));
+                r->num_vfs = (unsigned) pf->n_vfs;
+                int ap = iovirt_sriov_read_autoprobe(pf);
+                r->autoprobe = ap < 0 ? IOVIRT_AUTOPROBE_KEEP : (IovirtAutoprobe) ap;
+        }
+        r->persist = r->persist || a->persist;
+        IovirtVfConfig *v = iovirt_sriov_record_vf(r, index);
+        if (!v)
+                return -ENOMEM;
+        const IovirtVfSettings *s = &a->settings;
+        if (s->set_mac) {
+                v->set_mac = true;
+                memcpy(v->mac, s->mac, 6);
+        }
+        if (s->set_vlan) {
+                v->set_vlan = true;
+                v->vlan = s->vlan;
+        }
+        if (s->set_spoofchk)
+                v->spoofchk = s->spoofchk;
+        if (s->set_trust)
+                v->trust = s->trust;
+        if (r->persist) {
+                k = iovirt_sriov_record_save(m->state_dir, r);
+                if (k < 0)
+                        return k;
+        }
+        return sriov_put(m, pf->name, TAKE_PTR(r));
+}
+
+int act_configure_vf(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        _cleanup_free_ char *reason = NULL;
+        ConfigureArgs a;
+        char ifname[IF_NAMESIZE + 1];
+        unsigned index;
+        size_t pf;
+        int r = read_configure_args(msg, &a, error);
+        if (r >= 0)
+                r = manager_accepting(m, error);
+        if (r >= 0)
+                r = vf_target(m, a.vf, &pf, &index, ifname, error);
+        if (r < 0)
+                return r;
+        /* one short rtnetlink request to the local kernel: not worth a thread */
+        r = iovirt_vf_configure(ifname, index, &a.settings, &reason);
+        if (r < 0) {
+                log_full_errno(LOG_ERR, r, m->host->devices[pf].name, "Setting VF %u of %s failed: %s", index, ifname,
+                               strna(reason));
+                return sd_bus_error_setf(error, r == -EINVAL || r == -EOPNOTSUPP ? IOVIRT_ERROR_INVALID_ARGUMENT
+                                                                                 : IOVIRT_ERROR_FAILED,
+                                         "%s", reason ? reason : strerror(-r));
+        }
+        log_device_info(m->host->devices[pf].name, "VF %u of %s (%s) configured%s", index, ifname,
+                        m->host->devices[pf].name, a.persist ? ", persisted" : "");
+        r = record_vf_settings(m, &m->host->devices[pf], index, &a);
+        if (r < 0)
+                return sd_bus_error_set_errnof(error, r,
+                                               "VF %u of %s is configured, but its settings could not be recorded in "
+                                               "%s: %m", index, ifname, m->state_dir);
+        _cleanup_(json_object_putp) json_object *o = sriov_document(m, pf);
+        return manager_reply_json(msg, o);
+}
+
+/* ---- start-up ---- */
+
+static int restore_vf_settings(const IovirtSriovRecord *rec, const IovirtDevice *pf) {
+        char ifname[IF_NAMESIZE + 1];
+        if (rec->n_vfs == 0)
+                return 0;
+        int r = iovirt_pf_netdev(pf, ifname, sizeof(ifname));
+        if (r < 0)
+                return log_warning_errno(r, "%s: its VF settings cannot be put back, it has no network interface now",
+                                         rec->pf);
+        for (size_t i = 0; i < rec->n_vfs; i++) {
+                const IovirtVfConfig *v = &rec->vfs[i];
+                IovirtVfSettings s = { .set_mac = v->set_mac, .set_vlan = v->set_vlan, .vlan = v->vlan,
+                                       .set_spoofchk = v->spoofchk >= 0, .spoofchk = v->spoofchk > 0,
+                                       .set_trust = v->trust >= 0, .trust = v->trust > 0 };
+                memcpy(s.mac, v->mac, 6);
+                _cleanup_free_ char *reason = NULL;
+                r = iovirt_vf_configure(ifname, v->index, &s, &reason);
+                if (r < 0)
+                        log_warning_errno(r, "%s: could not put back VF %u's settings: %s", rec->pf, v->index,
+                                          strna(reason));
+        }
+        return 0;
+}
+
+/* One PF's record (taken): its VFs and settings back as persisted.
+ * Negative only when memory ran out; 1 when the host changed. */
+static int restore_one(Manager *m, IovirtSriovRecord *taken) {
+        _cleanup_(iovirt_sriov_record_freep) IovirtSriovRecord *rec = taken;
+        _cleanup_(iovirt_sriov_plan_freep) IovirtSriovPlan *p = NULL;
+        _cleanup_free_ char *reason = NULL;
+        bool changed = false;
+        size_t pf;
+        int r;
+
+        if (!rec->persist) {
+                /* settings made without persist are not kept past a start */
+                (void) iovirt_sriov_record_remove(m->state_dir, rec->pf);
+                return 0;
+        }
+        r = iovirt_pf_lookup(m->host, rec->pf, &pf, &reason);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0) {
+                log_warning("%s: its VFs are persisted, but it cannot take them now: %s", rec->pf, strna(reason));
+                return sriov_put(m, rec->pf, TAKE_PTR(rec));
+        }
+        const IovirtSriovInput in = { .host = m->host, .state = m->state, .pf = pf, .count = rec->num_vfs,
+                                      .autoprobe = rec->autoprobe };
+        r = iovirt_sriov_plan(&in, &p);
+        if (r < 0)
+                return log_error_errno(r, "Failed to plan %s's persisted VFs: %m", rec->pf);
+        const IovirtPlanCheck *refusal = iovirt_checks_refusal(p->checks, p->n_checks);
+        if (refusal) {
+                log_warning("%s: its %u persisted VFs are not put back: %s", rec->pf, rec->num_vfs, refusal->message);
+                return sriov_put(m, rec->pf, TAKE_PTR(rec));
+        }
+        if (!p->done) {
+                uint64_t usec = 0;
+                r = iovirt_sriov_execute(p, &usec, &reason);
+                if (r < 0) {
+                        log_error_errno(r, "%s: its %u persisted VFs could not be put back: %s", rec->pf,
+                                        rec->num_vfs, strna(reason));
+                        return sriov_put(m, rec->pf, TAKE_PTR(rec));
+                }
+                log_device_info(rec->pf, "%s: %u -> %u VFs, as persisted, in %.1f ms", rec->pf, p->from, p->to,
+                                usec / 1000.0);
+                changed = true;
+        }
+        (void) restore_vf_settings(rec, &m->host->devices[pf]);
+        r = sriov_put(m, rec->pf, TAKE_PTR(rec));
+        return r < 0 ? r : changed;
+}
+
+int manager_restore_sriov(Manager *m) {
+        IovirtSriovRecord **recs = NULL;
+        char **problems = NULL;
+        size_t n = 0, n_problems = 0;
+        bool changed = false;
+        int r;
+
+        r = iovirt_sriov_records_load(m->state_dir, &recs, &n, &problems, &n_problems);
+        for (size_t i = 0; i < n_problems; i++) {
+                log_full_errno(LOG_CRIT, 0, NULL, "%s", problems[i]);
+                free(problems[i]);
+        }
+        free(problems);
+        if (r < 0)
+                return log_error_errno(r, "Failed to read the SR-IOV records in %s: %m", m->state_dir);
+        r = 0;
+        for (size_t i = 0; i < n; i++) {
+                if (r < 0) {                  /* out of memory: the rest is only freed */
+                        iovirt_sriov_record_free(recs[i]);
+                        continue;
+                }
+                r = restore_one(m, recs[i]);
+                changed = changed || r > 0;
+        }
+        free(recs);
+        if (r < 0)
+                return r;
+        /* the kernel made the VFs before its writes returned: read them */
+        return changed ? manager_refresh(m) : 0;
+}
