@@ -63,12 +63,14 @@ static void print_plan(Ctl *c, json_object *plan) {
         if (json_object_object_get_ex(plan, "functions", &v))
                 for (size_t i = 0; i < json_object_array_length(v); i++) {
                         json_object *f = json_object_array_get_idx(v, i), *moves;
+                        /* vfio-pci, or the variant driver the plan chose; none when it could not choose */
+                        const char *to = json_str(f, "to") ? json_str(f, "to") : "(no VFIO driver)";
                         json_object_object_get_ex(f, "moves", &moves);
                         if (json_object_get_boolean(moves))
-                                printf("  %-14s %s -> vfio-pci\n", json_str(f, "address"),
-                                       json_str(f, "from") ? json_str(f, "from") : "(no driver)");
+                                printf("  %-14s %s -> %s\n", json_str(f, "address"),
+                                       json_str(f, "from") ? json_str(f, "from") : "(no driver)", to);
                         else
-                                printf("  %-14s already on vfio-pci\n", json_str(f, "address"));
+                                printf("  %-14s already on %s\n", json_str(f, "address"), to);
                 }
         if (json_object_object_get_ex(plan, "staying", &v))
                 for (size_t i = 0; i < json_object_array_length(v); i++)
@@ -87,15 +89,27 @@ static void print_plan(Ctl *c, json_object *plan) {
                 }
 }
 
-/* PlanAssign, or Assign, of target to c->consumer with the accept options */
+/* PlanAssign, or Assign, of target to c->consumer with the accept options:
+ * "leaky" (--accept-leaky), "driver=NAME" (--driver NAME) */
 static int assign_message(Ctl *c, const char *target, bool plan_only, sd_bus_message **ret) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+        _cleanup_free_ char *driver = NULL;
+        char *accept[3] = {};
+        size_t n = 0;
+        if (c->accept_leaky)
+                accept[n++] = (char *) "leaky";
+        if (c->vfio_driver) {
+                if (asprintf(&driver, "driver=%s", c->vfio_driver) < 0) {
+                        driver = NULL;
+                        return -ENOMEM;
+                }
+                accept[n++] = driver;
+        }
         int r = new_call(c, plan_only ? "PlanAssign" : "Assign", &m);
         if (r >= 0)
                 r = sd_bus_message_append(m, "ss", target, c->consumer);
         if (r >= 0)
-                r = sd_bus_message_append_strv(m, c->accept_leaky ? (char *[]) { (char *) "leaky", NULL }
-                                                                  : (char *[]) { NULL });
+                r = sd_bus_message_append_strv(m, accept);
         if (r >= 0 && !plan_only)
                 r = sd_bus_message_append(m, "b", interactive(c));
         if (r < 0)
@@ -139,11 +153,14 @@ int verb_assign(Ctl *c, int argc, char **argv) {
         _cleanup_(json_object_putp) json_object *plan = NULL;
         sd_bus_error error = SD_BUS_ERROR_NULL;
         const char *method = c->dry_run ? "PlanAssign" : "Assign";
-        int r;
+        int r, status;
 
-        /* the dispatcher checked the target and --to */
+        /* the dispatcher checked the target and --to; a selector's indices
+         * need its PF's total, which only the host knows */
         if (ctl_open_bus(c) < 0)
                 return 1;
+        if ((status = ctl_check_selector(c, argv[0])))
+                return status;
         r = assign_message(c, argv[0], c->dry_run, &m);
         if (r < 0)
                 return ctl_fail(c, CTL_ERROR_FAILED, "cannot build a call to %s: %s", method, strerror(-r));
@@ -184,6 +201,8 @@ int verb_release(Ctl *c, int argc, char **argv) {
         /* the dispatcher checked: a TARGET or --consumer, one of them */
         if (ctl_open_bus(c) < 0)
                 return 1;
+        if (argc == 1 && (r = ctl_check_selector(c, argv[0])))
+                return r;
         const char *method = argc == 1 ? "Release" : "ReleaseConsumer";
         r = new_call(c, method, &m);
         if (r >= 0)
@@ -240,7 +259,7 @@ int verb_list_assignments(Ctl *c, int argc, char **argv) {
                 printf("No assignments.\n");
                 return 0;
         }
-        printf("%-6s %-20s %-10s %s\n", "GROUP", "CONSUMER", "PHASE", "FUNCTIONS (original driver)");
+        printf("%-6s %-20s %-10s %s\n", "GROUP", "CONSUMER", "PHASE", "FUNCTIONS (original driver -> VFIO driver)");
         for (size_t i = 0; i < json_object_array_length(list); i++) {
                 json_object *a = json_object_array_get_idx(list, i);
                 const char *consumer = json_str(a, "consumer");
@@ -251,9 +270,10 @@ int verb_list_assignments(Ctl *c, int argc, char **argv) {
                         for (size_t k = 0; k < json_object_array_length(v); k++) {
                                 json_object *f = json_object_array_get_idx(v, k), *known;
                                 json_object_object_get_ex(f, "original_known", &known);
-                                printf(" %s (%s)", json_str(f, "address"),
+                                printf(" %s (%s -> %s)", json_str(f, "address"),
                                        !json_object_get_boolean(known) ? "unknown"
-                                       : json_str(f, "original_driver") ? json_str(f, "original_driver") : "none");
+                                       : json_str(f, "original_driver") ? json_str(f, "original_driver") : "none",
+                                       strna(json_str(f, "vfio_driver")));
                         }
                 printf("\n");
                 if (json_object_object_get_ex(a, "drift", &v))

@@ -8,7 +8,10 @@
 
 #include "iovirt-address.h"
 #include "iovirt-names.h"
+#include "iovirt-netlink.h"
+#include "iovirt-sriov.h"
 #include "iovirt-state.h"
+#include "iovirt-variant.h"
 #include "iovirtctl.h"
 
 enum {
@@ -18,6 +21,9 @@ enum {
         ARG_DEVICE = 1u << 3,    /* its argument is a DEVICE */
         ARG_TARGET = 1u << 4,    /* its argument is a TARGET: a DEVICE or group:N */
         NEEDS_DAEMON = 1u << 5,  /* asks iovirtd, never reads the host itself: not --direct */
+        OPT_SRIOV = 1u << 6,     /* accepts --vfs/--persist/--autoprobe and the VF settings */
+        ARG_SRIOV = 1u << 7,     /* its argument is a PF, or a VF as PF#N with settings */
+        OPT_DRIVER = 1u << 8,    /* (given only) --driver: list-devices' filter, or assign's VFIO driver */
 };
 
 typedef struct Verb {
@@ -37,12 +43,15 @@ static const Verb verbs[] = {
         { "check", 0, 0, 0, verb_check, "", "is this host ready for device assignment?" },
         { "reload", 0, 0, NEEDS_DAEMON, verb_reload, "", "make iovirtd re-read the host (polkit: org.iovirt1.reload)" },
         { "assign", 1, 1, OPT_ASSIGN | ARG_TARGET | NEEDS_DAEMON, verb_assign, "TARGET --to CONSUMER",
-          "give TARGET's whole IOMMU group to vfio-pci for CONSUMER (polkit: org.iovirt1.assign)" },
+          "give TARGET's whole IOMMU group to its VFIO driver for CONSUMER (polkit: org.iovirt1.assign)" },
         { "release", 0, 1, OPT_RELEASE | ARG_TARGET | NEEDS_DAEMON, verb_release, "TARGET | --consumer C",
           "give a group back to its host drivers (polkit: org.iovirt1.release)" },
         { "list-assignments", 0, 0, NEEDS_DAEMON, verb_list_assignments, "",
           "what is assigned to whom, and any drift" },
         { "status", 0, 0, NEEDS_DAEMON, verb_list_assignments, "", "the same as list-assignments" },
+        { "sriov", 1, 1, OPT_SRIOV | ARG_SRIOV | NEEDS_DAEMON, verb_sriov, "PF [--vfs N] | PF#N --mac ADDR ...",
+          "a PF's VFs; create or remove them, set one's MAC, VLAN, spoof check and trust "
+          "(polkit: org.iovirt1.manage-sriov)" },
 };
 
 static void help(void) {
@@ -73,8 +82,20 @@ static void help(void) {
                "     --to CONSUMER       the VM that gets the group (a libvirt domain name, a VM id)\n"
                "     --dry-run           show the plan and its checks; change nothing\n"
                "     --accept-leaky      assign a leaky group (peers can reach it by DMA)\n"
+               "     --driver NAME       assign: bind the VFIO driver NAME (vfio-pci, or a variant\n"
+               "                         such as mlx5_vfio_pci), not the one the kernel's\n"
+               "                         modules.alias gives (libvirt's rule)\n"
                "     --consumer CONSUMER release everything assigned to CONSUMER\n"
-               "\nTARGET is a DEVICE (its whole IOMMU group is meant) or group:N.\n"
+               "\nsriov:\n"
+               "     --vfs N             enable N VFs on the PF (0 removes them)\n"
+               "     --autoprobe yes|no  whether new VFs get a host driver (with --vfs)\n"
+               "     --mac ADDR          the VF's MAC address (PF#N)\n"
+               "     --vlan ID           the VF's VLAN, 0-4095; 0 for none (PF#N)\n"
+               "     --spoofchk on|off   the VF's spoof check (PF#N)\n"
+               "     --trust on|off      whether the VF is trusted (PF#N)\n"
+               "     --persist           restore this at boot, before assignments\n"
+               "\nTARGET is a DEVICE (its whole IOMMU group is meant), group:N, or VFs of a PF\n"
+               "as PF#RANGE: enp5s0f0#0-3, 0000:05:00.0#0,2-7 (assign takes the lowest free one).\n"
                "DEVICE is a PCI address (0000:05:00.0 or 05:00.0), libvirt's pci_0000_05_00_0,\n"
                "a network interface name (enp5s0) or a sysfs path.\n"
                "Exit status: 0 success, 1 failure (or a FAIL from check), 2 usage error.\n"
@@ -135,9 +156,38 @@ static int check_device(Ctl *c, const char *spec) {
         return 0;
 }
 
-/* A TARGET: group:N or a DEVICE */
+/* PF#RANGE: the range well formed (iovirt_selector_parse() says what is
+ * wrong) and the PF a DEVICE.  Whether the indexes fit the PF is for the
+ * verb to find out (its total is the host's to say: ctl_check_selector()).
+ * Returns 0 with *n_vfs the number of VFs named (0 when spec is no
+ * selector), or the exit status of the usage error reported. */
+static int check_selector(Ctl *c, const char *spec, unsigned *n_vfs) {
+        _cleanup_(iovirt_selector_clear) IovirtSelector sel = {};
+        _cleanup_free_ char *reason = NULL;
+        int status;
+
+        *n_vfs = 0;
+        int r = iovirt_selector_parse(spec, &sel, &reason);
+        if (r == -ENOMEM)
+                return ctl_fail(c, CTL_ERROR_FAILED, "out of memory");
+        if (r < 0)
+                return reason ? ctl_fail(c, CTL_ERROR_USAGE, "%s", reason)
+                              : ctl_fail(c, CTL_ERROR_USAGE, "'%s' is not a valid VF selector (PF#RANGE, as in "
+                                                             "enp5s0f0#0-3 or 0000:05:00.0#0,2-7)", spec);
+        if (r == 0)
+                return 0;
+        if ((status = check_device(c, sel.pf)))
+                return status;
+        *n_vfs = iovirt_selector_count(&sel);
+        return 0;
+}
+
+/* A TARGET: group:N, PF#RANGE or a DEVICE */
 static int check_target(Ctl *c, const char *target) {
         const char *n = target + 6;
+        unsigned n_vfs;
+        if (strchr(target, '#'))
+                return check_selector(c, target, &n_vfs);
         if (strncmp(target, "group:", 6) != 0)
                 return check_device(c, target);
         /* decimal digits that fit an int, as the kernel names groups */
@@ -156,6 +206,89 @@ static int check_consumer(Ctl *c, const char *option, const char *consumer) {
                 return ctl_fail(c, CTL_ERROR_FAILED, "out of memory");
         if (r < 0)
                 return ctl_fail(c, CTL_ERROR_USAGE, "%s: %s", option, reason ? reason : "not a valid consumer name");
+        return 0;
+}
+
+/* show's DEVICE: a function, or one VF as PF#N */
+static int check_one_device(Ctl *c, const char *spec) {
+        unsigned n_vfs;
+        int status;
+        if (!strchr(spec, '#'))
+                return check_device(c, spec);
+        if ((status = check_selector(c, spec, &n_vfs)))
+                return status;
+        if (n_vfs != 1)
+                return ctl_fail(c, CTL_ERROR_USAGE, "'%s' names %u VFs; %s describes one function (PF#N): "
+                                                    "iovirtctl sriov PF lists them all", spec, n_vfs, c->verb);
+        return 0;
+}
+
+/* --vfs N: a count the SR-IOV capability can hold (TotalVFs is 16 bits) */
+static int parse_vfs(const char *s, unsigned *ret) {
+        size_t l = strlen(s);
+        if (l == 0 || strspn(s, "0123456789") != l)
+                return -EINVAL;
+        unsigned long v = l > 5 ? ULONG_MAX : strtoul(s, NULL, 10);
+        if (v > 65535)
+                return -ERANGE;
+        *ret = (unsigned) v;
+        return 0;
+}
+
+/* sriov PF [--vfs N [--autoprobe yes|no]] [--persist], or sriov PF#N with
+ * VF settings [--persist]: which options go together, then every value */
+static int check_sriov(Ctl *c, const char *spec) {
+        bool settings = c->opt_mac || c->opt_vlan || c->opt_spoofchk || c->opt_trust;
+        bool selector = strchr(spec, '#');
+        const char *reason = NULL;
+        unsigned n_vfs = 0;
+        int r, status;
+
+        if (selector && (status = check_selector(c, spec, &n_vfs)))
+                return status;
+        if (!selector && (status = check_device(c, spec)))
+                return status;
+        if (c->opt_vfs && settings)
+                return ctl_fail(c, CTL_ERROR_USAGE, "--vfs changes a PF's VFs and --mac, --vlan, --spoofchk and "
+                                                    "--trust one VF's settings: one of them at a time");
+        if (c->opt_vfs && selector)
+                return ctl_fail(c, CTL_ERROR_USAGE, "--vfs wants a PF, not the VF selector '%s'", spec);
+        if (settings && !selector)
+                return ctl_fail(c, CTL_ERROR_USAGE, "--mac, --vlan, --spoofchk and --trust set one VF's settings: "
+                                                    "name it as PF#N (for example %s#0)", spec);
+        if (settings && n_vfs != 1)
+                return ctl_fail(c, CTL_ERROR_USAGE, "'%s' names %u VFs; settings go to one VF at a time (PF#N)",
+                                spec, n_vfs);
+        if (selector && !settings)
+                return ctl_fail(c, CTL_ERROR_USAGE, "'%s' is a VF: give it --mac, --vlan, --spoofchk or --trust; "
+                                                    "'iovirtctl sriov PF' lists a PF's VFs", spec);
+        if (c->opt_autoprobe && !c->opt_vfs)
+                return ctl_fail(c, CTL_ERROR_USAGE, "--autoprobe goes with --vfs N");
+        if (c->persist && !c->opt_vfs && !settings)
+                return ctl_fail(c, CTL_ERROR_USAGE, "--persist goes with --vfs N or a VF's settings");
+
+        if (c->opt_vfs && (r = parse_vfs(c->opt_vfs, &c->vfs)) < 0)
+                return ctl_fail(c, CTL_ERROR_USAGE, "--vfs wants a number of VFs, %s, not '%s'",
+                                r == -ERANGE ? "at most 65535 (what SR-IOV can count)" : "0 or more", c->opt_vfs);
+        if (c->opt_autoprobe) {
+                if (streq_ptr(c->opt_autoprobe, "yes"))
+                        c->autoprobe = true;
+                else if (streq_ptr(c->opt_autoprobe, "no"))
+                        c->autoprobe = false;
+                else
+                        return ctl_fail(c, CTL_ERROR_USAGE, "--autoprobe wants yes or no, not '%s'", c->opt_autoprobe);
+        }
+        if (c->opt_mac && iovirt_mac_parse(c->opt_mac, c->mac, &reason) < 0)
+                return ctl_fail(c, CTL_ERROR_USAGE, "--mac '%s': %s", c->opt_mac,
+                                reason ? reason : "not a MAC address; write it as 52:54:00:12:34:56");
+        reason = NULL;
+        if (c->opt_vlan && iovirt_vlan_parse(c->opt_vlan, &c->vlan, &reason) < 0)
+                return ctl_fail(c, CTL_ERROR_USAGE, "--vlan '%s': %s", c->opt_vlan,
+                                reason ? reason : "a VLAN ID is 0 to 4095 (0: no VLAN)");
+        if (c->opt_spoofchk && iovirt_onoff_parse(c->opt_spoofchk, &c->spoofchk) < 0)
+                return ctl_fail(c, CTL_ERROR_USAGE, "--spoofchk wants on or off, not '%s'", c->opt_spoofchk);
+        if (c->opt_trust && iovirt_onoff_parse(c->opt_trust, &c->trust) < 0)
+                return ctl_fail(c, CTL_ERROR_USAGE, "--trust wants on or off, not '%s'", c->opt_trust);
         return 0;
 }
 
@@ -182,11 +315,25 @@ static int check_usage(Ctl *c, const Verb *v, int n, char **args, bool filters, 
                 return ctl_fail(c, CTL_ERROR_USAGE, "usage: iovirtctl %s %s", v->name, v->args);
         }
         if (filters && !(v->flags & OPT_FILTERS))
-                return ctl_fail(c, CTL_ERROR_USAGE, "--class, --driver, --group and --numa go with list-devices only");
+                return ctl_fail(c, CTL_ERROR_USAGE, "--class, --group and --numa go with list-devices only");
+        if ((given & OPT_DRIVER) && !(v->flags & (OPT_FILTERS | OPT_ASSIGN)))
+                return ctl_fail(c, CTL_ERROR_USAGE, "--driver goes with list-devices (a filter) and assign (the VFIO "
+                                                    "driver to bind) only");
+        if ((given & OPT_DRIVER) && (v->flags & OPT_ASSIGN)) {
+                /* assign's: a VFIO driver; whether it is one, iovirtd says */
+                c->vfio_driver = TAKE_PTR(c->filter_driver);
+                if (!iovirt_variant_name_valid(c->vfio_driver))
+                        return ctl_fail(c, CTL_ERROR_USAGE, "--driver wants the name of a VFIO driver (vfio-pci, or a "
+                                                            "variant driver such as mlx5_vfio_pci), not '%s'",
+                                        c->vfio_driver);
+        }
         if (given & ~v->flags & OPT_ASSIGN)
                 return ctl_fail(c, CTL_ERROR_USAGE, "--to, --dry-run and --accept-leaky go with assign only");
         if (given & ~v->flags & OPT_RELEASE)
                 return ctl_fail(c, CTL_ERROR_USAGE, "--consumer goes with release only");
+        if (given & ~v->flags & OPT_SRIOV)
+                return ctl_fail(c, CTL_ERROR_USAGE, "--vfs, --autoprobe, --mac, --vlan, --spoofchk, --trust and "
+                                                    "--persist go with sriov only");
         if (c->direct && (v->flags & NEEDS_DAEMON))
                 return ctl_fail(c, CTL_ERROR_USAGE, "%s asks iovirtd; it cannot be done --direct", v->name);
         if ((v->flags & OPT_ASSIGN) && !c->consumer)
@@ -209,8 +356,9 @@ static int check_usage(Ctl *c, const Verb *v, int n, char **args, bool filters, 
         if (c->consumer && (status = check_consumer(c, (v->flags & OPT_ASSIGN) ? "--to" : "--consumer", c->consumer)))
                 return status;
         for (int i = 0; i < n; i++) {
-                status = (v->flags & ARG_DEVICE) ? check_device(c, args[i])
+                status = (v->flags & ARG_DEVICE) ? check_one_device(c, args[i])
                          : (v->flags & ARG_TARGET) ? check_target(c, args[i])
+                         : (v->flags & ARG_SRIOV)  ? check_sriov(c, args[i])
                                                    : 0;
                 if (status)
                         return status;
@@ -230,7 +378,8 @@ static unsigned terminal_columns(void) {
 
 static int run(Ctl *c, int argc, char **argv) {
         enum { ARG_VERSION = 0x100, ARG_DIRECT, ARG_NO_ASK_PASSWORD, ARG_CLASS, ARG_DRIVER, ARG_GROUP, ARG_NUMA,
-               ARG_TO, ARG_CONSUMER, ARG_DRY_RUN, ARG_ACCEPT_LEAKY };
+               ARG_TO, ARG_CONSUMER, ARG_DRY_RUN, ARG_ACCEPT_LEAKY, ARG_VFS, ARG_PERSIST, ARG_AUTOPROBE, ARG_MAC,
+               ARG_VLAN, ARG_SPOOFCHK, ARG_TRUST };
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },       { "version", no_argument, NULL, ARG_VERSION },
                 { "json", no_argument, NULL, 'j' },       { "direct", no_argument, NULL, ARG_DIRECT },
@@ -239,10 +388,14 @@ static int run(Ctl *c, int argc, char **argv) {
                 { "group", required_argument, NULL, ARG_GROUP }, { "numa", required_argument, NULL, ARG_NUMA },
                 { "to", required_argument, NULL, ARG_TO },       { "consumer", required_argument, NULL, ARG_CONSUMER },
                 { "dry-run", no_argument, NULL, ARG_DRY_RUN },   { "accept-leaky", no_argument, NULL, ARG_ACCEPT_LEAKY },
+                { "vfs", required_argument, NULL, ARG_VFS },     { "persist", no_argument, NULL, ARG_PERSIST },
+                { "autoprobe", required_argument, NULL, ARG_AUTOPROBE }, { "mac", required_argument, NULL, ARG_MAC },
+                { "vlan", required_argument, NULL, ARG_VLAN },   { "spoofchk", required_argument, NULL, ARG_SPOOFCHK },
+                { "trust", required_argument, NULL, ARG_TRUST },
                 {},
         };
         bool filters = false;
-        unsigned given = 0;      /* OPT_ASSIGN / OPT_RELEASE options seen */
+        unsigned given = 0;      /* OPT_ASSIGN / OPT_RELEASE / OPT_SRIOV options seen */
         /* the first usage error: told once every option is read, so that
          * a --json after it still gets it as JSON */
         char bad[512] = "";
@@ -284,7 +437,7 @@ static int run(Ctl *c, int argc, char **argv) {
                         break;
                 case ARG_DRIVER:
                         c->filter_driver = optarg;
-                        filters = true;
+                        given |= OPT_DRIVER;
                         break;
                 case ARG_GROUP:
                 case ARG_NUMA:
@@ -308,6 +461,34 @@ static int run(Ctl *c, int argc, char **argv) {
                 case ARG_CONSUMER:
                         c->consumer = optarg;
                         given |= OPT_RELEASE;
+                        break;
+                case ARG_VFS:
+                        c->opt_vfs = optarg;
+                        given |= OPT_SRIOV;
+                        break;
+                case ARG_PERSIST:
+                        c->persist = true;
+                        given |= OPT_SRIOV;
+                        break;
+                case ARG_AUTOPROBE:
+                        c->opt_autoprobe = optarg;
+                        given |= OPT_SRIOV;
+                        break;
+                case ARG_MAC:
+                        c->opt_mac = optarg;
+                        given |= OPT_SRIOV;
+                        break;
+                case ARG_VLAN:
+                        c->opt_vlan = optarg;
+                        given |= OPT_SRIOV;
+                        break;
+                case ARG_SPOOFCHK:
+                        c->opt_spoofchk = optarg;
+                        given |= OPT_SRIOV;
+                        break;
+                case ARG_TRUST:
+                        c->opt_trust = optarg;
+                        given |= OPT_SRIOV;
                         break;
                 case ':':
                         if (!*bad)
@@ -338,10 +519,14 @@ static int run(Ctl *c, int argc, char **argv) {
                 if (argv[i][0] == '-' && argv[i][1]) {
                         /* skip the option and, for those that take one, its value */
                         const char *o = argv[i];
-                        if (!strchr(o, '=') && (streq_ptr(o, "--class") || streq_ptr(o, "--driver") ||
-                                                streq_ptr(o, "--group") || streq_ptr(o, "--numa") ||
-                                                streq_ptr(o, "--to") || streq_ptr(o, "--consumer")))
-                                i++;
+                        static const char *const with_value[] = { "--class", "--driver", "--group", "--numa",
+                                                                   "--to", "--consumer", "--vfs", "--autoprobe",
+                                                                   "--mac", "--vlan", "--spoofchk", "--trust" };
+                        for (size_t k = 0; !strchr(o, '=') && k < ELEMENTSOF(with_value); k++)
+                                if (streq_ptr(o, with_value[k])) {
+                                        i++;
+                                        break;
+                                }
                         continue;
                 }
                 if (n == (int) ELEMENTSOF(args))
@@ -362,10 +547,18 @@ static int run(Ctl *c, int argc, char **argv) {
         int status = check_usage(c, v, n - 1, args + 1, filters, given);
         if (status)
                 return status;
+        c->columns = terminal_columns();
+        if ((v->flags & ARG_DEVICE) && strchr(args[1], '#')) {
+                /* one VF as PF#N: its address, from its PF's description */
+                static char vf[IOVIRT_ADDRESS_MAX];
+                if (ctl_load(c) < 0)
+                        return 1;
+                if ((status = ctl_resolve_selector(c, args[1], vf)))
+                        return status;
+                args[1] = vf;
+        }
         if (v->flags & ARG_DEVICE)
                 c->device = args[1];
-
-        c->columns = terminal_columns();
         return v->run(c, n - 1, args + 1);
 }
 

@@ -40,7 +40,18 @@ typedef struct Ctl {
         const char *consumer;      /* --to, --consumer */
         bool dry_run;
         bool accept_leaky;
-        /* the DEVICE argument of a verb that takes one (show) */
+        const char *vfio_driver;   /* assign --driver NAME; NULL: the kernel's choice */
+        /* sriov: as typed, checked by the dispatcher before the bus; the
+         * parsed values below are set once they are */
+        const char *opt_vfs, *opt_autoprobe, *opt_mac, *opt_vlan, *opt_spoofchk, *opt_trust;
+        bool persist;
+        unsigned vfs;              /* --vfs N */
+        bool autoprobe;            /* --autoprobe yes */
+        uint8_t mac[6];
+        unsigned vlan;
+        bool spoofchk, trust;
+        /* the DEVICE argument of a verb that takes one (show); NULL for a
+         * selector (PF#N), which the verb resolves */
         const char *device;
         const char *verb;
 
@@ -116,6 +127,17 @@ int verb_reload(Ctl *c, int argc, char **argv);
 int verb_assign(Ctl *c, int argc, char **argv);
 int verb_release(Ctl *c, int argc, char **argv);
 int verb_list_assignments(Ctl *c, int argc, char **argv);
+int verb_sriov(Ctl *c, int argc, char **argv);
+
+/* Selectors (PF#RANGE), cli/iovirtctl-sriov.c.  The syntax is checked by
+ * the dispatcher; whether the range fits the PF needs its total, which
+ * these ask iovirtd for (DescribeSriov), or the host read directly.  Each
+ * returns 0 when spec is no selector or fits, else the exit status of the
+ * failure it reported: EXIT_USAGE for an index at or above the PF's total. */
+int ctl_check_selector(Ctl *c, const char *spec);
+/* show PF#N: the address of that VF (buf), resolved as above; the model is
+ * loaded.  Returns 0 or the exit status of the failure reported. */
+int ctl_resolve_selector(Ctl *c, const char *spec, char buf[static IOVIRT_ADDRESS_MAX]);
 
 /* Exit codes */
 #define EXIT_USAGE 2

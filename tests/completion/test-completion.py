@@ -10,6 +10,10 @@ data/bash-completion/iovirtctl against the binary and emulated hosts.
   - the options it offers for each command are exactly those the binary
     accepts with it, and together every option of --help; every class it
     offers is one the binary takes;
+  - SR-IOV: the PFs (addresses and interfaces, as `iovirtctl --json tree`
+    has them) after sriov, PF#N for each enabled VF after PF# (sriov,
+    assign, show), a PF's options or a VF's after the argument, and the
+    values of --autoprobe, --spoofchk and --trust;
   - with iovirtd (a private bus, the kernel-behaviour emulator): consumers
     after --consumer and --to, quoted as the shell needs them and never
     expanded; what release can give back;
@@ -192,12 +196,24 @@ def quiet(results, what):
 def host_facts(host):
     script = ("iovirtctl --direct --json list-devices; echo '<<>>'; "
               "for f in /sys/class/net/*; do n=${f##*/}; "
-              "iovirtctl --direct show \"$n\" >/dev/null 2>&1 && echo \"$n\"; done")
+              "iovirtctl --direct show \"$n\" >/dev/null 2>&1 && echo \"$n\"; done; echo '<<>>'; "
+              "iovirtctl --direct --json tree; "
+              "for f in /sys/class/net/*; do n=${f##*/}; echo \"<<>>$n\"; "
+              "iovirtctl --direct --json show \"$n\" 2>/dev/null; done")
     p = subprocess.run([EMULATE, host, "sh", "-c", script], env=base_env(), capture_output=True, text=True,
                        timeout=120)
-    doc, _, ifaces = p.stdout.partition("<<>>")
+    doc, ifaces, tree, *shown = p.stdout.split("<<>>")
     devices = json.loads(doc)["devices"]
+    # SR-IOV PFs (address: enabled VFs), and the interfaces that are PFs, as iovirtctl says
+    pfs = {d["address"]: d["sriov"]["num_vfs"] for d in json.loads(tree)["devices"] if d.get("sriov")}
+    by_iface = {}
+    for part in shown:
+        name, _, text = part.partition("\n")
+        if text.strip():
+            by_iface[name] = json.loads(text)["address"]
     return dict(
+        pfs=pfs,
+        pf_ifaces={i: pfs[a] for i, a in by_iface.items() if a in pfs},
         addresses={d["address"] for d in devices},
         groups={str(d["iommu_group"]) for d in devices if d["iommu_group"] is not None},
         targets={"group:%d" % d["iommu_group"] for d in devices
@@ -257,7 +273,8 @@ cases = {
     "iovirtctl assign group:1": {g for g in d["targets"] if g.startswith("group:1")},
     "iovirtctl --json assign --to vm1 group:": d["targets"],
     "iovirtctl assign ": d["addresses"] | d["interfaces"] | d["targets"],
-    "iovirtctl assign 0000:03:00.0 --to vm1 ": {"--dry-run", "--accept-leaky"},
+    "iovirtctl assign 0000:03:00.0 --to vm1 ": {"--dry-run", "--accept-leaky", "--driver"},
+    "iovirtctl assign 0000:03:00.0 --to vm1 --driver ": {"vfio-pci"},
     "iovirtctl list-devices --class n": {"net", "network"},
     "iovirtctl list-devices --class=netw": {"--class=network"},
     "iovirtctl list-devices --driver ": d["drivers"],
@@ -268,6 +285,8 @@ cases = {
     "iovirtctl release --consumer ": set(),      # iovirtd is not there to say
     "iovirtctl release ": set(),
     "iovirtctl -- --j": set(),
+    "iovirtctl sriov ": set(),                   # no SR-IOV on the desktop
+    "iovirtctl sriov enp3s0#": set(),
 }
 res = complete(list(cases), "desktop")
 for line, want in cases.items():
@@ -275,11 +294,30 @@ for line, want in cases.items():
 quiet(res, "desktop without iovirtd")
 
 dual = host_facts("dual-socket")
+pf_addr = sorted(a for a, n in dual["pfs"].items() if n > 0)
+pf_if = sorted(i for i, n in dual["pf_ifaces"].items() if n > 0)
 cases = {
     "iovirtctl list-devices --numa ": dual["numa"],
     "iovirtctl show ens1": {i for i in dual["interfaces"] if i.startswith("ens1")},
     "iovirtctl assign group:": dual["targets"],
+    "iovirtctl sriov ": set(dual["pfs"]) | set(dual["pf_ifaces"]),
+    "iovirtctl --json sriov ens": {i for i in dual["pf_ifaces"] if i.startswith("ens")},
 }
+if pf_addr and pf_if:
+    a, i = pf_addr[0], pf_if[0]
+    cases.update({
+        "iovirtctl sriov %s#" % i: {"%s#%d" % (i, n) for n in range(dual["pf_ifaces"][i])},
+        "iovirtctl sriov %s#" % a: {"%s#%d" % (a, n) for n in range(dual["pfs"][a])},
+        "iovirtctl assign %s#" % a[5:]: {"%s#%d" % (a[5:], n) for n in range(dual["pfs"][a])},
+        "iovirtctl show %s#1" % i: {"%s#1" % i} | {"%s#%d" % (i, n) for n in range(10, dual["pf_ifaces"][i])},
+        "iovirtctl sriov %s " % i: {"--vfs", "--autoprobe", "--persist"},
+        "iovirtctl sriov %s#0 " % i: {"--mac", "--vlan", "--spoofchk", "--trust", "--persist"},
+        "iovirtctl sriov %s --vfs 2 --autoprobe " % i: {"yes", "no"},
+        "iovirtctl sriov %s#0 --spoofchk o" % i: {"on", "off"},
+        "iovirtctl sriov %s#0 --trust=of" % i: {"--trust=off"},
+        "iovirtctl sriov %s#0 --mac 52:54:00:12:34:56 --vlan 5 " % i: {"--spoofchk", "--trust", "--persist"},
+    })
+t.ok(pf_addr and pf_if, "dual-socket has SR-IOV PFs with VFs, by address and by interface", dual["pfs"])
 t.ok(len(dual["numa"]) == 2, "dual-socket has two NUMA nodes to complete", dual["numa"])
 res = complete(list(cases), "dual-socket")
 for line, want in cases.items():
@@ -296,8 +334,14 @@ t.ok(p.stdout == "show\n" and not p.stderr, "_iovirtctl with only COMP_WORDS and
 
 # ---- options: what it offers is what the binary accepts ----
 VALUES = {"--class": "net", "--driver": "none", "--group": "0", "--numa": "0", "--to": "vm1",
-          "--consumer": "vm1"}
-BASE = {"show": ["0000:03:00.0"], "assign": ["0000:03:00.0", "--to", "vm1"], "release": ["0000:03:00.0"]}
+          "--consumer": "vm1", "--vfs": "1", "--autoprobe": "no", "--mac": "52:54:00:12:34:56", "--vlan": "5",
+          "--spoofchk": "on", "--trust": "off"}
+BASE = {"show": ["0000:03:00.0"], "assign": ["0000:03:00.0", "--to", "vm1"], "release": ["0000:03:00.0"],
+        "sriov": ["0000:03:00.0"]}
+# sriov: the VF settings want a VF (PF#N); --autoprobe and --persist a change to go with
+SRIOV_BASE = {"--mac": ["0000:03:00.0#0"], "--vlan": ["0000:03:00.0#0"], "--spoofchk": ["0000:03:00.0#0"],
+              "--trust": ["0000:03:00.0#0"], "--autoprobe": ["0000:03:00.0", "--vfs", "1"],
+              "--persist": ["0000:03:00.0", "--vfs", "1"]}
 lines = ["iovirtctl %s --" % c for c in COMMANDS] + ["iovirtctl --"]
 res = complete(lines, "desktop")
 quiet(res, "options")
@@ -312,11 +356,14 @@ probes = []
 for c in COMMANDS:
     for o in sorted(HELP_OPTIONS):
         base = list(BASE.get(c, []))
+        if c == "sriov" and o in SRIOV_BASE:
+            base = list(SRIOV_BASE[o])
         if c == "assign" and o == "--to":
             base = base[:1]
         if c == "release" and o == "--consumer":
             base = []
-        argv = [c] + base + [o] + ([VALUES[o]] if o in VALUES else [])
+        value = "vfio-pci" if (c, o) == ("assign", "--driver") else VALUES.get(o)
+        argv = [c] + base + [o] + ([value] if value else [])
         probes.append((c, o, argv))
         script += "timeout 20 iovirtctl %s >/dev/null 2>&1; echo $?\n" % " ".join(shlex.quote(a) for a in argv)
 p = subprocess.run([EMULATE, "desktop", "sh", "-c", script], env=base_env(), capture_output=True, text=True,
