@@ -564,11 +564,332 @@ def discovery_speed(env, topo):
         json.dump(speed, f)
 
 
+# ---- SR-IOV ----
+
+def sysfs(addr, attr):
+    with open(os.path.join(PCI, addr, attr)) as f:
+        return f.read().strip()
+
+
+def set_numvfs(pf, n, attr="sriov_numvfs"):
+    """writes N as echo N > sriov_numvfs does; returns (errno or 0, seconds)"""
+    fd = os.open(os.path.join(PCI, pf, attr), os.O_WRONLY)
+    t0 = time.monotonic()
+    try:
+        os.write(fd, b"%d\n" % n)
+        err = 0
+    except OSError as e:
+        err = e.errno
+    finally:
+        os.close(fd)
+    return err, time.monotonic() - t0
+
+
+def kernel_vfs(pf):
+    """PF's VFs in index order, from its virtfnN links"""
+    links = sorted((int(n[6:]), n) for n in os.listdir(os.path.join(PCI, pf)) if re.match(r"^virtfn\d+$", n))
+    return [os.path.basename(os.readlink(os.path.join(PCI, pf, n))) for _, n in links]
+
+
+def ip_vfs(iface):
+    """ip link show IFACE's vf lines: {index: {mac, vlan, spoofchk, trust, link_state, text}}"""
+    out = subprocess.run(["ip", "link", "show", iface], capture_output=True, text=True, timeout=30).stdout
+    vfs = {}
+    for line in out.splitlines():
+        m = re.match(r"^\s+vf (\d+)\s+(.*)$", line)
+        if not m:
+            continue
+        text = m.group(2)
+
+        def word(pattern):
+            w = re.search(pattern, text)
+            return w.group(1) if w else None
+        onoff = {"on": True, "off": False, None: None}
+        vlan = word(r"\bvlan (\d+)")
+        vfs[int(m.group(1))] = {"mac": word(r"link/ether ([0-9a-f:]{17})"), "vlan": int(vlan) if vlan else 0,
+                                "spoofchk": onoff[word(r"spoof checking (on|off)")],
+                                "trust": onoff[word(r"trust (on|off)")], "link_state": word(r"link-state (\w+)"),
+                                "text": text}
+    return vfs
+
+
+def sriov_missing(env):
+    """None when iovirtctl has the sriov verb, else why its checks wait"""
+    rc, out, err = env.ctl("sriov", "--help")
+    if rc == 0 and re.search(r"^\s+sriov\b", out + err, re.M):
+        return None
+    return "iovirtctl has no sriov verb yet ('iovirtctl sriov --help' lists none)"
+
+
+def ctl_json(env, *args):
+    """exit status and the --json document: the reply, or {"error": ...}"""
+    rc, out, err = env.ctl("--json", *args)
+    try:
+        return rc, json.loads(out)
+    except ValueError:
+        return rc, {"unparsed": out, "stderr": err}
+
+
+def skip_all(titles, why):
+    for title in titles:
+        tap.skip(title, why)
+
+
+def sriov_nvme(env, topo):
+    """The NVMe controller's 2 VFs through iovirtctl sriov, and the claim
+    rule between a PF and its VFs (OpenStack Nova's)"""
+    pf = below(topo["ports"]["nvme"])[0]
+    titles = ["sriov NVME --vfs 2: the kernel has 2 VFs and the reply names them with the kernel's groups",
+              "list-groups lists both VFs, each in the kernel's group, and equals /sys/kernel/iommu_groups",
+              "assign NVME#0: VF 0 is on vfio-pci and its /dev/vfio node exists",
+              "the PF is refused while its VF is assigned, with reason sriov-claimed in --json",
+              "sriov NVME --vfs 0 is refused while VF 0 is assigned (InUse, naming vm-e2e)",
+              "release NVME#0: VF 0 leaves vfio-pci and its /dev/vfio node goes",
+              "sriov NVME --vfs 0 removes the VFs: gone from sysfs and from list-groups"]
+    why = sriov_missing(env)
+    if why:
+        return skip_all(titles, why)
+    try:
+        rc, doc = ctl_json(env, "sriov", pf, "--vfs", "2")
+        vfs = kernel_vfs(pf)
+        want = [(i, a, group_of(a)) for i, a in enumerate(vfs)]
+        got = [(v.get("index"), v.get("address"), v.get("group")) for v in doc.get("vfs", [])]
+        tap.ok(rc == 0 and len(vfs) == 2 and sysfs(pf, "sriov_numvfs") == "2" and got == want and
+               doc.get("change", {}).get("to") == 2, titles[0], (rc, want, doc))
+        if len(vfs) != 2:
+            return skip_all(titles[1:], "the VFs were not created")
+        groups, ours = kernel_groups(), daemon_groups(env)
+        tap.ok(ours == groups and all(ours.get(group_of(v)) == [v] for v in vfs), titles[1],
+               "VFs %s\nours %s\nkernel %s" % ([(v, group_of(v)) for v in vfs], ours, groups))
+        vf0, g0 = vfs[0], group_of(vfs[0])
+        rc, out, err = env.ctl("assign", pf + "#0", "--to", "vm-e2e")
+        tap.ok(rc == 0 and driver(vf0) == "vfio-pci" and os.path.exists("/dev/vfio/%d" % g0), titles[2],
+               (rc, out, err, driver(vf0)))
+        was = driver(pf)
+        rc, doc = ctl_json(env, "assign", pf, "--to", "vm-other")
+        checks = doc.get("error", {}).get("checks", [])
+        tap.ok(rc == 1 and any(c.get("reason") == "sriov-claimed" and "vm-e2e" in c.get("message", "")
+                               for c in checks) and driver(pf) == was, titles[3], (rc, doc, driver(pf)))
+        rc, doc = ctl_json(env, "sriov", pf, "--vfs", "0")
+        error = doc.get("error", {})
+        tap.ok(rc == 1 and error.get("name") == "org.iovirt1.Error.InUse" and "vm-e2e" in error.get("message", "")
+               and kernel_vfs(pf) == vfs and driver(vf0) == "vfio-pci", titles[4], (rc, doc, kernel_vfs(pf)))
+        rc, out, err = env.ctl("release", pf + "#0")
+        tap.ok(rc == 0 and driver(vf0) != "vfio-pci" and not os.path.exists("/dev/vfio/%d" % g0), titles[5],
+               (rc, out, err, driver(vf0)))
+        rc, doc = ctl_json(env, "sriov", pf, "--vfs", "0")
+        left = [v for v in vfs if os.path.exists(os.path.join(PCI, v))]
+        ours = daemon_groups(env)
+        listed = [a for members in ours.values() for a in members if a in vfs]
+        tap.ok(rc == 0 and sysfs(pf, "sriov_numvfs") == "0" and not left and not listed and ours == kernel_groups(),
+               titles[6], (rc, doc, left, listed))
+    finally:
+        env.ctl("release", "--consumer", "vm-e2e")
+        if sysfs(pf, "sriov_numvfs") != "0":
+            set_numvfs(pf, 0)
+
+
+SRIOV_TIMES = {}        # for the host to report (timings())
+TIMING_RUNS = 3
+PCI_EXT_CAP_ID_SRIOV, PCI_SRIOV_TOTAL_VF = 0x10, 0x0e
+
+
+def config_total_vfs(addr):
+    """TotalVFs of ADDR's SR-IOV capability, read from config space"""
+    with open(os.path.join(PCI, addr, "config"), "rb") as f:
+        config = f.read(4096)
+    pos, seen = 0x100, set()
+    while 0x100 <= pos < len(config) - 4 and pos not in seen:
+        seen.add(pos)
+        header, = struct.unpack_from("<I", config, pos)
+        if header & 0xffff == PCI_EXT_CAP_ID_SRIOV:
+            return struct.unpack_from("<H", config, pos + PCI_SRIOV_TOTAL_VF)[0]
+        pos = header >> 20
+    return None
+
+
+def igb_kernel(env, topo):
+    """What the kernel does with QEMU 10's igb, by hand, before iovirt is
+    asked anything: the facts its SR-IOV code stands on."""
+    pf = below(topo["ports"]["igb"])[0]
+    iface = interfaces(pf)
+    tap.ok(driver(pf) == "igb" and sysfs(pf, "sriov_totalvfs") == "7" and sysfs(pf, "sriov_numvfs") == "0" and
+           len(iface) == 1, "igb binds the 82576 PF (%s), which offers 7 VFs" % " ".join(iface),
+           (driver(pf), sysfs(pf, "sriov_totalvfs"), iface))
+    total = config_total_vfs(pf)
+    tap.ok(total == 8, "its config space says TotalVFs 8: sriov_totalvfs (7) is igb's limit, and the one that holds",
+           total)
+    err, _ = set_numvfs(pf, 7)
+    vfs = kernel_vfs(pf)
+    groups = kernel_groups()
+    tap.ok(err == 0 and len(vfs) == 7 and all(driver(v) == "igbvf" for v in vfs) and
+           all(groups[group_of(v)] == [v] for v in vfs),
+           "echo 7 > sriov_numvfs: 7 VFs, igbvf binds each, each alone in its own group",
+           (errno.errorcode.get(err), [(v, driver(v), group_of(v)) for v in vfs]))
+    shown = ip_vfs(iface[0]) if iface else {}
+    fresh = [i for i, v in shown.items() if v["mac"] and v["spoofchk"] is True and v["trust"] is False and
+             v["link_state"] == "auto" and v["vlan"] == 0]
+    tap.ok(sorted(shown) == list(range(7)) and sorted(fresh) == list(range(7)),
+           "ip link show lists vf 0-6, each with link/ether, spoof checking on, link-state auto, trust off",
+           "\n".join("vf %d %s" % (i, v["text"]) for i, v in sorted(shown.items())))
+    busy, _ = set_numvfs(pf, 3)
+    over, _ = set_numvfs(pf, 8)
+    tap.ok(busy == errno.EBUSY and over == errno.ERANGE and sysfs(pf, "sriov_numvfs") == "7",
+           "the kernel refuses 7 -> 3 (EBUSY: only through 0) and 8 (ERANGE, above sriov_totalvfs)",
+           (errno.errorcode.get(busy), errno.errorcode.get(over), sysfs(pf, "sriov_numvfs")))
+    set_numvfs(pf, 0)
+    tap.ok(not kernel_vfs(pf), "echo 0 > sriov_numvfs removes them", kernel_vfs(pf))
+
+
+def sriov_igb(env, topo):
+    """iovirtctl sriov on a NIC: VFs, their settings as ip link shows
+    them, the lowest free VF of a range, and counts changed through 0"""
+    pf = below(topo["ports"]["igb"])[0]
+    iface = interfaces(pf)[0]
+    mac = "02:00:00:00:00:03"
+    titles = ["sriov %s: the PF by its interface name, igb, 7 VFs in total, none enabled" % iface,
+              "sriov %s --vfs 8 is refused (InvalidArgument, naming the total, 7), nothing changes" % iface,
+              "sriov %s --vfs 7 --autoprobe no: 7 VFs with no driver, sriov_drivers_autoprobe reads 0" % iface,
+              "the reply names the 7 VFs with the kernel's addresses and groups",
+              "sriov %s#3 --mac %s --vlan 100 --spoofchk off --trust on: ip link shows them on vf 3" % (iface, mac),
+              "sriov %s --json agrees with ip link on every VF's MAC, VLAN, spoof check and trust" % iface,
+              "assign %s#0-6 --to vm-a takes VF 0, the lowest free" % iface,
+              "assign %s#0-6 --to vm-b then takes VF 1" % iface,
+              "sriov %s --vfs 4 is refused while VFs are assigned (InUse, naming vm-a), 7 VFs stay" % iface,
+              "release of vm-a and vm-b leaves VFs 0 and 1 without a driver, their /dev/vfio nodes gone",
+              "sriov %s --vfs 4 from 7 with none assigned: 4 VFs, the change going through 0" % iface,
+              "sriov %s --vfs 0 removes them" % iface]
+    why = sriov_missing(env)
+    if why:
+        return skip_all(titles, why)
+    ok = tap.ok
+    try:
+        rc, doc = ctl_json(env, "sriov", iface)
+        p = doc.get("pf", {})
+        ok(rc == 0 and p.get("address") == pf and p.get("interface") == iface and p.get("driver") == "igb" and
+           p.get("total_vfs") == 7 and p.get("num_vfs") == 0 and doc.get("vfs") == [], titles[0], (rc, doc))
+
+        rc, doc = ctl_json(env, "sriov", iface, "--vfs", "8")
+        error = doc.get("error", {})
+        ok(rc == 1 and error.get("name") == "org.iovirt1.Error.InvalidArgument" and "7" in error.get("message", "")
+           and sysfs(pf, "sriov_numvfs") == "0", titles[1], (rc, doc))
+
+        rc, doc = ctl_json(env, "sriov", iface, "--vfs", "7", "--autoprobe", "no")
+        vfs = kernel_vfs(pf)
+        ok(rc == 0 and len(vfs) == 7 and sysfs(pf, "sriov_drivers_autoprobe") == "0" and
+           not any(driver(v) for v in vfs), titles[2],
+           (rc, sysfs(pf, "sriov_drivers_autoprobe"), [(v, driver(v)) for v in vfs], doc))
+        want = [(i, a, group_of(a), None) for i, a in enumerate(vfs)]
+        got = [(v.get("index"), v.get("address"), v.get("group"), v.get("driver")) for v in doc.get("vfs", [])]
+        ok(got == want and doc.get("pf", {}).get("autoprobe") is False, titles[3], (want, got))
+        if len(vfs) != 7:
+            return skip_all(titles[4:], "the VFs were not created")
+
+        rc, out, err = env.ctl("sriov", iface + "#3", "--mac", mac, "--vlan", "100", "--spoofchk", "off",
+                               "--trust", "on")
+        shown = ip_vfs(iface)
+        vf3 = shown.get(3, {})
+        ok(rc == 0 and vf3.get("mac") == mac and vf3.get("vlan") == 100 and vf3.get("spoofchk") is False and
+           vf3.get("trust") is True and all(shown[i]["spoofchk"] and not shown[i]["trust"] for i in shown if i != 3),
+           titles[4], (rc, out, err, "\n".join("vf %d %s" % (i, v["text"]) for i, v in sorted(shown.items()))))
+        rc, doc = ctl_json(env, "sriov", iface)
+        theirs = {i: (v["mac"], v["vlan"], v["spoofchk"], v["trust"]) for i, v in shown.items()}
+        zero = "00:00:00:00:00:00"
+        ours = {v.get("index"): (v.get("mac") or (zero if theirs.get(v.get("index"), [None])[0] == zero else None),
+                                 v.get("vlan"), v.get("spoofchk"), v.get("trust")) for v in doc.get("vfs", [])}
+        ok(rc == 0 and doc.get("vf_settings") == "read" and ours == theirs, titles[5],
+           "iovirtctl %s\nip link %s\n%s" % (ours, theirs, doc))
+
+        rc, out, err = env.ctl("assign", iface + "#0-6", "--to", "vm-a")
+        ok(rc == 0 and [driver(v) for v in vfs[:2]] == ["vfio-pci", None] and
+           os.path.exists("/dev/vfio/%d" % group_of(vfs[0])), titles[6], (rc, out, err, [driver(v) for v in vfs]))
+        rc, out, err = env.ctl("assign", iface + "#0-6", "--to", "vm-b")
+        ok(rc == 0 and [driver(v) for v in vfs[:3]] == ["vfio-pci", "vfio-pci", None], titles[7],
+           (rc, out, err, [driver(v) for v in vfs]))
+        assigned = env.json("list-assignments")["assignments"]
+
+        rc, doc = ctl_json(env, "sriov", iface, "--vfs", "4")
+        error = doc.get("error", {})
+        ok(rc == 1 and error.get("name") == "org.iovirt1.Error.InUse" and "vm-a" in error.get("message", "") and
+           kernel_vfs(pf) == vfs and driver(vfs[0]) == "vfio-pci", titles[8], (rc, doc, kernel_vfs(pf), assigned))
+
+        r1, _, e1 = env.ctl("release", "--consumer", "vm-a")
+        r2, _, e2 = env.ctl("release", "--consumer", "vm-b")
+        ok(r1 == r2 == 0 and not driver(vfs[0]) and not driver(vfs[1]) and
+           not any(os.path.exists("/dev/vfio/%d" % group_of(v)) for v in vfs[:2]), titles[9],
+           (e1, e2, [driver(v) for v in vfs]))
+
+        rc, doc = ctl_json(env, "sriov", iface, "--vfs", "4")
+        change = doc.get("change", {})
+        ok(rc == 0 and sysfs(pf, "sriov_numvfs") == "4" and len(kernel_vfs(pf)) == 4 and
+           (change.get("from"), change.get("to"), change.get("through_zero")) == (7, 4, True), titles[10], (rc, doc))
+        rc, doc = ctl_json(env, "sriov", iface, "--vfs", "0")
+        ok(rc == 0 and sysfs(pf, "sriov_numvfs") == "0" and not kernel_vfs(pf) and
+           not [a for members in daemon_groups(env).values() for a in members if a in vfs], titles[11], (rc, doc))
+    finally:
+        restore_igb(env, pf)
+
+
+def restore_igb(env, pf):
+    for consumer in ("vm-a", "vm-b"):
+        env.ctl("release", "--consumer", consumer)
+    if sysfs(pf, "sriov_numvfs") != "0":
+        set_numvfs(pf, 0)
+    set_numvfs(pf, 1, "sriov_drivers_autoprobe")
+
+
+def sriov_timing(env, topo):
+    """iovirtctl sriov IFACE --vfs 7 from 0 against echo 7 > sriov_numvfs
+    by hand (the floor), in turns, so that both meet the same guest; with
+    sriov_drivers_autoprobe 0, so that both time SR-IOV and not igbvf
+    (whose probe and removal would make this scenario 4 times longer)"""
+    pf = below(topo["ports"]["igb"])[0]
+    iface = interfaces(pf)[0]
+    title = "iovirtctl sriov %s --vfs 7 from 0, %d times: 7 VFs, and no driver (the PF's autoprobe 0 holds)" % (
+        iface, TIMING_RUNS)
+    why = sriov_missing(env)
+    floor, times, bad = [], [], []
+    try:
+        set_numvfs(pf, 0, "sriov_drivers_autoprobe")
+        for _ in range(TIMING_RUNS):
+            err, seconds = set_numvfs(pf, 7)
+            floor.append(seconds)
+            if err or len(kernel_vfs(pf)) != 7 or set_numvfs(pf, 0)[0]:
+                bad.append(("by hand", errno.errorcode.get(err), kernel_vfs(pf)))
+            if why:
+                continue
+            t0 = time.monotonic()
+            rc, out, err = env.ctl("sriov", iface, "--vfs", "7")
+            times.append(time.monotonic() - t0)
+            vfs = kernel_vfs(pf)
+            if rc != 0 or len(vfs) != 7 or any(driver(v) for v in vfs):
+                bad.append((rc, out, err, [(v, driver(v)) for v in vfs]))
+            rc, out, err = env.ctl("sriov", iface, "--vfs", "0")
+            if rc != 0 or kernel_vfs(pf):
+                bad.append(("--vfs 0", rc, out, err))
+    finally:
+        restore_igb(env, pf)
+    if why:
+        tap.skip(title, why)
+    else:
+        tap.ok(not bad, title, bad)
+    SRIOV_TIMES.update(by_hand=floor, iovirtctl=times)
+    median = (lambda xs: sorted(xs)[len(xs) // 2] if xs else None)
+    ours, theirs = median(times), median(floor)
+    print("# sriov_numvfs 0 -> 7 on igb (median of %d): iovirtctl sriov %s --vfs 7 %s, echo 7 > sriov_numvfs %s"
+          % (TIMING_RUNS, iface, "%.3f s" % ours if ours is not None else "not measured (%s)" % why,
+             "%.3f s" % theirs), flush=True)
+
+
 def timings(env):
-    """what iovirtd logged of the kernel's bind times, for the host to report"""
+    """what iovirtd logged of the kernel's bind times, and the SR-IOV
+    timings, for the host to report"""
     moves = re.findall(r"(\S+) went to (\S+(?: driver)?) in ([0-9.]+) ms", env.log())
     with open(os.path.join(RESULTS, "timings.json"), "w") as f:
         json.dump([{"address": a, "to": t, "ms": float(ms)} for a, t, ms in moves], f)
+    if SRIOV_TIMES:
+        with open(os.path.join(RESULTS, "sriov.json"), "w") as f:
+            json.dump(SRIOV_TIMES, f)
 
 
 SCENARIOS = {
@@ -576,8 +897,9 @@ SCENARIOS = {
              ("round trip", round_trip), ("whole groups", whole_groups),
              ("retries and parallel transactions", retries_and_parallel), ("host guard", host_guard),
              ("real QEMU", real_qemu), ("crash safety", crash_safety), ("hotplug", live),
-             ("discovery speed", discovery_speed)],
+             ("SR-IOV on the NVMe controller", sriov_nvme), ("discovery speed", discovery_speed)],
     "intremap-off": [("unsafe interrupts", unsafe_interrupts)],
+    "igb": [("igb's VFs by hand", igb_kernel), ("SR-IOV on igb", sriov_igb), ("SR-IOV timing", sriov_timing)],
 }
 
 
@@ -596,6 +918,7 @@ def main():
         tap.ok(env.daemon.poll() is None and rc == 0, "iovirtd is ready on the real kernel (%.1f s) and answers"
                % ready, err)
         for name, scenario in SCENARIOS[CONFIG["boot"]]:
+            t0 = time.monotonic()
             try:
                 scenario(env, topo)
             except Exception:      # one broken scenario must not hide the others
@@ -603,6 +926,7 @@ def main():
                 tap.ok(False, "%s ran to its end" % name, traceback.format_exc())
                 if env.daemon is None or env.daemon.poll() is not None:
                     env.start()
+            print("scenario %s: %.1f s" % (name, time.monotonic() - t0), file=sys.stderr, flush=True)
         timings(env)
         env.stop()
         tap.ok(env.stops and not any(env.stops), "iovirtd exited cleanly each of the %d times it was stopped" %

@@ -14,8 +14,9 @@ import subprocess
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 # what init loads: the host's root has no modules for this kernel, so
-# everything the guest uses is loaded before it is mounted
-BOOT_MODULES = ["virtio_pci", "9pnet_virtio", "9p", "e1000e", "nvme", "vfio-pci", "vfio_iommu_type1"]
+# everything the guest uses is loaded before it is mounted (igb for the PF
+# of the igb boot, igbvf for its VFs, which it binds as they are created)
+BOOT_MODULES = ["virtio_pci", "9pnet_virtio", "9p", "e1000e", "igb", "igbvf", "nvme", "vfio-pci", "vfio_iommu_type1"]
 
 
 class Unavailable(Exception):

@@ -7,10 +7,13 @@ root over virtio-9p, so the guest runs this build's binaries, dbus-daemon
 and lspci. tests/e2e/guest.py runs the scenarios inside and writes TAP to a
 second 9p share; this script relays it, one boot after another. A guest
 that hangs is killed after a bounded time and its console log is attached.
+The boots that need a device QEMU 7.2 lacks (igb) run QEMU 10 from
+bookworm-backports (tests/e2e/backports.py), fetched like the kernel.
 
 Usage: run-e2e.py SOURCE_DIR BUILD_DIR
-Skips visibly where QEMU, busybox-static or Debian's kernel cannot be had,
-unless IOVIRT_E2E_REQUIRED=1 (as in .ci/run), where that fails.
+Skips visibly where QEMU, busybox-static or Debian's kernel cannot be had
+(the igb boot alone where QEMU 10 cannot), unless IOVIRT_E2E_REQUIRED=1 (as
+in .ci/run), where that fails.
 """
 
 import json
@@ -25,17 +28,18 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "hosts"))
 from tap import Tap  # noqa: E402
+import backports  # noqa: E402
 import guest_kernel  # noqa: E402
 
 QEMU = "qemu-system-x86_64"
 # the guest sees the host's root except these, which it mounts itself
 GUEST_OWN = ("/proc", "/sys", "/dev", "/run")
 SANITIZER_OPTIONS = ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS")
-BOOT_TIMEOUT = 240          # seconds; the main boot takes about 30 s under TCG
+BOOT_TIMEOUT = 360          # seconds; the main boot takes 60-90 s under TCG, 200 s under ASan on a busy machine
 
 # fixed slots on pcie.0, so that the guest can find each part by its port
 HOSTROOT_SLOT, RESULTS_SLOT = 0x03, 0x04
-PORTS = {"nic": 0x10, "uplink": 0x11, "multi": 0x12, "switch": 0x13, "nvme": 0x14}
+PORTS = {"nic": 0x10, "uplink": 0x11, "multi": 0x12, "switch": 0x13, "nvme": 0x14, "igb": 0x15}
 
 
 def root_port(name, chassis):
@@ -50,7 +54,7 @@ def main_topology(work):
     with open(disk, "wb") as f:
         f.truncate(8 << 20)
     nic = "e1000e,romfile="
-    return list(PORTS), (root_port("nic", 1) + ["-device", nic + ",bus=nic"] +
+    return ["nic", "uplink", "multi", "switch", "nvme"], (root_port("nic", 1) + ["-device", nic + ",bus=nic"] +
             root_port("uplink", 2) + ["-netdev", "user,id=net0", "-device", nic + ",bus=uplink,netdev=net0"] +
             root_port("multi", 3) + ["-device", nic + ",bus=multi,addr=0.0,multifunction=on",
                                      "-device", nic + ",bus=multi,addr=0.1"] +
@@ -69,10 +73,17 @@ def nic_topology(work):
     return ["nic"], root_port("nic", 1) + ["-device", "e1000e,romfile=,bus=nic"]
 
 
-# name (guest.py's SCENARIOS says what runs in it), the intel-iommu device, the topology
+def igb_topology(work):
+    """an 82576 with SR-IOV (7 VFs) on its own ACS root port (QEMU 10)"""
+    return ["igb"], root_port("igb", 1) + ["-device", "igb,bus=igb"]
+
+
+# name (guest.py's SCENARIOS says what runs in it), the intel-iommu device,
+# the topology, and the QEMU: the system's (Debian 12: 7.2) or backports' (10)
 BOOTS = [
-    ("main", "intel-iommu,caching-mode=on", main_topology),
-    ("intremap-off", "intel-iommu,caching-mode=on,intremap=off", nic_topology),
+    ("main", "intel-iommu,caching-mode=on", main_topology, "system"),
+    ("intremap-off", "intel-iommu,caching-mode=on,intremap=off", nic_topology, "system"),
+    ("igb", "intel-iommu,caching-mode=on", igb_topology, "backports"),
 ]
 
 
@@ -88,6 +99,7 @@ class Boot:
         self.guest_log = read(os.path.join(results, "guest.log"))
         self.timings = read_json(os.path.join(results, "timings.json"), [])
         self.discovery = read_json(os.path.join(results, "discovery.json"), None)
+        self.sriov = read_json(os.path.join(results, "sriov.json"), None)
 
 
 def read_json(path, default):
@@ -106,7 +118,8 @@ def read(path):
         return ""
 
 
-def boot(kernel, initrd, work, source, build, name, iommu, topology):
+def boot(kernel, initrd, work, source, build, name, iommu, topology, qemu):
+    """QEMU is a function from QEMU's arguments to the command line"""
     results = os.path.join(work, "results-" + name)
     shutil.rmtree(results, ignore_errors=True)
     os.makedirs(results)
@@ -125,16 +138,17 @@ def boot(kernel, initrd, work, source, build, name, iommu, topology):
     console = os.path.join(work, "console-%s.log" % name)
     if os.path.exists(console):
         os.unlink(console)
-    cmd = [QEMU, "-machine", "q35", "-accel", "tcg", "-cpu", "max", "-m", "1024", "-smp", "2",
-           "-nodefaults", "-display", "none", "-no-reboot",
-           "-device", iommu,             # before any PCI device it translates
-           "-kernel", kernel.vmlinuz, "-initrd", initrd,
-           "-append", "console=ttyS0 intel_iommu=on iommu=pt panic=-1 loglevel=4 net.ifnames=0",
-           "-serial", "file:" + console,
-           "-fsdev", "local,id=hostroot,path=/,security_model=none,readonly=on,multidevs=remap",
-           "-device", "virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot,bus=pcie.0,addr=0x%x" % HOSTROOT_SLOT,
-           "-fsdev", "local,id=results,path=%s,security_model=none" % results,
-           "-device", "virtio-9p-pci,fsdev=results,mount_tag=results,bus=pcie.0,addr=0x%x" % RESULTS_SLOT] + devices
+    args = ["-machine", "q35", "-accel", "tcg", "-cpu", "max", "-m", "1024", "-smp", "2",
+            "-nodefaults", "-display", "none", "-no-reboot",
+            "-device", iommu,             # before any PCI device it translates
+            "-kernel", kernel.vmlinuz, "-initrd", initrd,
+            "-append", "console=ttyS0 intel_iommu=on iommu=pt panic=-1 loglevel=4 net.ifnames=0",
+            "-serial", "file:" + console,
+            "-fsdev", "local,id=hostroot,path=/,security_model=none,readonly=on,multidevs=remap",
+            "-device", "virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot,bus=pcie.0,addr=0x%x" % HOSTROOT_SLOT,
+            "-fsdev", "local,id=results,path=%s,security_model=none" % results,
+            "-device", "virtio-9p-pci,fsdev=results,mount_tag=results,bus=pcie.0,addr=0x%x" % RESULTS_SLOT] + devices
+    cmd = qemu(args)
     t0 = time.monotonic()
     timed_out = False
     with open(os.path.join(work, "qemu-%s.log" % name), "w") as qlog:
@@ -193,6 +207,16 @@ def report(boots, total):
                   "lspci -vvv %.0f ms; iovirtctl --direct / lspci = %.2f" % (
                       sanitized, b.name, d["functions"], d["iovirtctl_direct"] * 1e3, d["iovirtctl_daemon"] * 1e3,
                       d["lspci_vvv"] * 1e3, d["iovirtctl_direct"] / d["lspci_vvv"]))
+        s = b.sriov
+        if s:
+            ours, floor = s.get("iovirtctl"), s.get("by_hand")
+            print("# %s%s: sriov_numvfs 0 -> 7 (median of %d): iovirtctl sriov --vfs 7 %s, echo 7 > sriov_numvfs "
+                  "by hand %s%s" % (
+                      sanitized, b.name, len(floor or ours or []),
+                      "%.0f ms" % (statistics.median(ours) * 1e3) if ours else "not measured",
+                      "%.0f ms" % (statistics.median(floor) * 1e3) if floor else "not measured",
+                      "; iovirtctl / by hand = %.2f" % (statistics.median(ours) / statistics.median(floor))
+                      if ours and floor else ""))
 
 
 def main():
@@ -218,9 +242,27 @@ def main():
             tap.skip("boot a real kernel under QEMU", str(e))
         return tap.done()
     print("# guest kernel %s (fetched and prepared in %.1f s)" % (kernel.release, time.monotonic() - t0))
+    # each QEMU's command line, or why it cannot be had; backports' is
+    # fetched when a boot first needs it
+    qemus = {"system": lambda args: [QEMU] + args}
     boots = []
-    for name, iommu, topology in BOOTS:
-        b = boot(kernel, initrd, work, source, build, name, iommu, topology)
+    for name, iommu, topology, which in BOOTS:
+        if which not in qemus:
+            t1 = time.monotonic()
+            try:
+                q = backports.fetch(work)
+                qemus[which] = q.command
+                print("# QEMU %s from bookworm-backports (fetched, unpacked and checked in %.1f s)" % (
+                    q.version, time.monotonic() - t1))
+            except guest_kernel.Unavailable as e:
+                qemus[which] = e
+        if isinstance(qemus[which], guest_kernel.Unavailable):
+            if required:
+                tap.ok(False, "%s: QEMU 10 from bookworm-backports is at hand" % name, str(qemus[which]))
+            else:
+                tap.skip("%s: boot with QEMU 10 from bookworm-backports" % name, str(qemus[which]))
+            continue
+        b = boot(kernel, initrd, work, source, build, name, iommu, topology, qemus[which])
         relay(tap, b)
         boots.append(b)
     report(boots, time.monotonic() - t0)
