@@ -12,8 +12,19 @@
 #include "iovirtd-log.h"
 #include "iovirtd-sriov.h"
 
-/* How long SetVfs waits for the VFs' uevents once the kernel took the count */
-#define SRIOV_WAIT_USEC (60 * 1000 * 1000ULL)
+/* How long SetVfs waits for the VFs' uevents once the kernel took the
+ * count: $IOVIRT_SRIOV_TIMEOUT seconds (1-3600), else 60 */
+#define SRIOV_WAIT_SEC_DEFAULT 60
+
+static unsigned sriov_wait_sec(void) {
+        const char *e = getenv(IOVIRT_ENV_SRIOV_TIMEOUT);
+        int v;
+        if (e && iovirt_parse_int(e, &v) == 0 && v >= 1 && v <= 3600)
+                return (unsigned) v;
+        if (e)
+                log_warning("Ignoring %s=%.32s: not a number of seconds from 1 to 3600", IOVIRT_ENV_SRIOV_TIMEOUT, e);
+        return SRIOV_WAIT_SEC_DEFAULT;
+}
 
 /* ---- what is kept of each PF ---- */
 
@@ -226,6 +237,7 @@ struct SriovWait {
         unsigned from, to;
         bool through_zero;
         uint64_t kernel_usec, start_usec;
+        unsigned timeout_sec;
         sd_event_source *timer;
         SriovWait *next;
 };
@@ -322,13 +334,12 @@ static int on_wait_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
         if (pf != IOVIRT_NONE && m->host->devices[pf].n_vfs > w->to)
                 (void) iovirt_text_add(&missing, "%s%zu VFs still there that should have gone",
                                        missing.len ? "; " : "", m->host->devices[pf].n_vfs - w->to);
-        log_error_errno(-ETIMEDOUT, "%s: the kernel took %u VFs, but the model lacks %s after %llu s", w->pf, w->to,
-                        missing.s ? missing.s : "the PF", SRIOV_WAIT_USEC / 1000000ULL);
+        log_error_errno(-ETIMEDOUT, "%s: the kernel took %u VFs, but the model lacks %s after %u s", w->pf, w->to,
+                        missing.s ? missing.s : "the PF", w->timeout_sec);
         (void) sd_bus_reply_method_errorf(w->request, IOVIRT_ERROR_FAILED,
-                                          "The kernel took %u VFs on %s, but after %llu s udev has not reported %s; "
+                                          "The kernel took %u VFs on %s, but after %u s udev has not reported %s; "
                                           "the VF count is changed, the model is not: 'iovirtctl reload' re-reads the "
-                                          "host", w->to, w->pf, SRIOV_WAIT_USEC / 1000000ULL,
-                                          missing.s ? missing.s : "the PF");
+                                          "host", w->to, w->pf, w->timeout_sec, missing.s ? missing.s : "the PF");
         wait_unlink(m, w);
         wait_free(w);
         return 0;
@@ -566,10 +577,10 @@ static int set_vfs_done(Manager *m, sd_bus_message *msg, void *p) {
                 return -ENOMEM;
         *w = (SriovWait) { .manager = m, .request = sd_bus_message_ref(msg), .from = plan->from, .to = plan->to,
                            .through_zero = plan->through_zero, .kernel_usec = j->kernel_usec,
-                           .start_usec = j->start_usec, .next = m->sriov_waits };
+                           .start_usec = j->start_usec, .timeout_sec = sriov_wait_sec(), .next = m->sriov_waits };
         memcpy(w->pf, plan->pf, sizeof(w->pf));
-        int r = sd_event_add_time_relative(m->event, &w->timer, CLOCK_MONOTONIC, SRIOV_WAIT_USEC, 0, on_wait_timeout,
-                                           w);
+        int r = sd_event_add_time_relative(m->event, &w->timer, CLOCK_MONOTONIC, w->timeout_sec * 1000000ULL, 0,
+                                           on_wait_timeout, w);
         if (r < 0) {
                 wait_free(w);
                 return r;

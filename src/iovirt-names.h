@@ -9,6 +9,7 @@
 #define IOVIRT_ENV_STATE_DIRECTORY "STATE_DIRECTORY"   /* systemd's StateDirectory= */
 #define IOVIRT_ENV_MODPROBE "IOVIRT_MODPROBE"          /* the modprobe to run; tests emulate it */
 #define IOVIRT_ENV_FAULT "IOVIRT_FAULT"                /* fault-injection builds only: where to die */
+#define IOVIRT_ENV_SRIOV_TIMEOUT "IOVIRT_SRIOV_TIMEOUT" /* seconds SetVfs waits for the VFs' uevents */
 
 /* State */
 #define IOVIRT_STATE_DIR "/var/lib/iovirt"

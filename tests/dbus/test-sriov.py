@@ -40,6 +40,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "hosts"))
@@ -534,6 +535,35 @@ def persistence(env, h):
     t.ok(rc == 0 and numvfs(env, addr) == 0, "--vfs 0 --persist, and a restart keeps 0", out + err)
 
 
+def lost_uevents(env, h):
+    """The kernel makes the VFs but udev never reports one: SetVfs ends
+    after IOVIRT_SRIOV_TIMEOUT naming it, and a reload finds it"""
+    addr = h.nic.addr
+    ctl(env, "sriov", addr, "--vfs", "0")
+    with open(os.path.join(env.tb, "emulator/sriov", addr, "vfs")) as f:
+        vf1 = [line.split()[1] for line in f if line.split()[0] == "1"][0]
+    env.stop()
+    env.start(IOVIRT_SRIOV_TIMEOUT="2")
+    env.faults("quiet %s uevents\n" % vf1)
+    start = time.monotonic()
+    rc, out, err = ctl(env, "sriov", addr, "--vfs", "2")
+    took = time.monotonic() - start
+    t.ok(rc == 1 and "after 2 s udev has not reported VF 1" in err and "org.iovirt1.Error.Failed" in err and
+         numvfs(env, addr) == 2 and 2 <= took < 30,
+         "a VF whose uevent never comes: Failed after IOVIRT_SRIOV_TIMEOUT, naming VF 1; the kernel has both",
+         (rc, out, err, took))
+    doc = describe(env, addr)
+    t.ok(doc and [v["index"] for v in doc["vfs"]] == [0], "the model has only what udev reported", doc)
+    env.faults("")
+    rc, out, err = ctl(env, "reload")
+    doc = describe(env, addr)
+    t.ok(rc == 0 and doc and [v["address"] for v in doc["vfs"]][1:] == [vf1], "iovirtctl reload finds VF 1",
+         (out, err, doc))
+    ctl(env, "sriov", addr, "--vfs", "0")
+    env.stop()
+    env.start()
+
+
 def variant(env, h):
     pf = h.cx.addr
     rc, out, err = ctl(env, "sriov", pf, "--vfs", "1")
@@ -595,7 +625,8 @@ if h.missing():
     sys.exit(t.done())
 env = Env("sriov")
 try:
-    for part in (lifecycle, refusals, claims, selectors, autoprobe_and_settings, big, variant, persistence):
+    for part in (lifecycle, refusals, claims, selectors, autoprobe_and_settings, big, variant, lost_uevents,
+                 persistence):
         try:
             part(env, h)
         except Exception as exc:            # one part's surprise must not hide the others' results

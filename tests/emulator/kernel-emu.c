@@ -64,6 +64,9 @@
  *                           drivers_probe that found a driver, sleeps that long
  *                           before the driver takes the device (and before
  *                           "fail" is looked at); a signal cuts the sleep short
+ *   quiet ADDRESS uevents   nothing is announced for ADDRESS: its uevents are
+ *                           lost (as when a netlink receive buffer overflows),
+ *                           while sysfs changes as it would
  *   vanish ADDRESS OP       writing OP (override|unbind|bind|probe|sriov|
  *                           autoprobe) for ADDRESS hot-unplugs the device
  *                           instead (ENODEV); sriov is a write to
@@ -437,6 +440,10 @@ static void send_uevent(const char *action, const char *dir) {
         static unsigned seq;
         char body[4096], uev[2048], path[PATH_MAX];
         size_t n = 0, rootlen = strlen(root());
+        const char *base = strrchr(dir, '/');
+
+        if (fault_is("quiet", base ? base + 1 : dir, "uevents"))
+                return;
 
         n += snprintf(body + n, sizeof(body) - n, "ACTION=%s%cDEVPATH=%s%cSUBSYSTEM=pci%cSEQNUM=%u%c", action, 0,
                       dir + rootlen + strlen("/sys"), 0, 0, (unsigned) getpid() * 1000 + ++seq, 0);
