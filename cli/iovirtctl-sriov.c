@@ -176,8 +176,8 @@ static int set_vfs_message(Ctl *c, const char *pf, sd_bus_message **ret) {
                 r = sd_bus_message_append(m, "su", pf, c->vfs);
         if (r >= 0)
                 r = sd_bus_message_open_container(m, 'a', "{sv}");
-        if (r >= 0 && c->persist)
-                r = append_bool(m, "persist", true);
+        if (r >= 0 && c->persist >= 0)
+                r = append_bool(m, "persist", c->persist);
         if (r >= 0 && c->opt_autoprobe)
                 r = append_bool(m, "autoprobe", c->autoprobe);
         if (r >= 0)
@@ -207,7 +207,7 @@ static int configure_vf_message(Ctl *c, const char *vf, sd_bus_message **ret) {
                 r = append_bool(m, "spoofchk", c->spoofchk);
         if (r >= 0 && c->opt_trust)
                 r = append_bool(m, "trust", c->trust);
-        if (r >= 0 && c->persist)
+        if (r >= 0 && c->persist > 0)
                 r = append_bool(m, "persist", true);
         if (r >= 0)
                 r = sd_bus_message_close_container(m);
@@ -242,8 +242,8 @@ static void print_change(Ctl *c, json_object *doc) {
         }
         if (c->opt_autoprobe)
                 printf("; autoprobe %s", c->autoprobe ? "on" : "off");
-        if (c->persist)
-                printf("; persisted");
+        if (c->persist >= 0)
+                printf(c->persist ? "; persisted" : "; no longer persisted");
         printf("\n");
 }
 
@@ -258,7 +258,7 @@ static void print_settings(Ctl *c, const char *vf, json_object *doc) {
                 printf("%s spoofchk %s", c->opt_mac || c->opt_vlan ? "," : "", c->spoofchk ? "on" : "off");
         if (c->opt_trust)
                 printf("%s trust %s", c->opt_mac || c->opt_vlan || c->opt_spoofchk ? "," : "", c->trust ? "on" : "off");
-        printf("%s\n", c->persist ? "; persisted" : "");
+        printf("%s\n", c->persist > 0 ? "; persisted" : "");
 }
 
 /* ---- selectors against their PF ---- */

@@ -94,6 +94,7 @@ static void help(void) {
                "     --spoofchk on|off   the VF's spoof check (PF#N)\n"
                "     --trust on|off      whether the VF is trusted (PF#N)\n"
                "     --persist           restore this at boot, before assignments\n"
+               "     --no-persist        stop restoring the PF's VFs and settings (with --vfs)\n"
                "\nTARGET is a DEVICE (its whole IOMMU group is meant), group:N, or VFs of a PF\n"
                "as PF#RANGE: enp5s0f0#0-3, 0000:05:00.0#0,2-7 (assign takes the lowest free one).\n"
                "DEVICE is a PCI address (0000:05:00.0 or 05:00.0), libvirt's pci_0000_05_00_0,\n"
@@ -264,8 +265,11 @@ static int check_sriov(Ctl *c, const char *spec) {
                                                     "'iovirtctl sriov PF' lists a PF's VFs", spec);
         if (c->opt_autoprobe && !c->opt_vfs)
                 return ctl_fail(c, CTL_ERROR_USAGE, "--autoprobe goes with --vfs N");
-        if (c->persist && !c->opt_vfs && !settings)
+        if (c->persist > 0 && !c->opt_vfs && !settings)
                 return ctl_fail(c, CTL_ERROR_USAGE, "--persist goes with --vfs N or a VF's settings");
+        if (c->persist == 0 && (!c->opt_vfs || settings))
+                return ctl_fail(c, CTL_ERROR_USAGE, "--no-persist goes with --vfs N: the PF's count, autoprobe and "
+                                                    "VF settings are then no longer restored at start-up");
 
         if (c->opt_vfs && (r = parse_vfs(c->opt_vfs, &c->vfs)) < 0)
                 return ctl_fail(c, CTL_ERROR_USAGE, "--vfs wants a number of VFs, %s, not '%s'",
@@ -378,7 +382,7 @@ static unsigned terminal_columns(void) {
 
 static int run(Ctl *c, int argc, char **argv) {
         enum { ARG_VERSION = 0x100, ARG_DIRECT, ARG_NO_ASK_PASSWORD, ARG_CLASS, ARG_DRIVER, ARG_GROUP, ARG_NUMA,
-               ARG_TO, ARG_CONSUMER, ARG_DRY_RUN, ARG_ACCEPT_LEAKY, ARG_VFS, ARG_PERSIST, ARG_AUTOPROBE, ARG_MAC,
+               ARG_TO, ARG_CONSUMER, ARG_DRY_RUN, ARG_ACCEPT_LEAKY, ARG_VFS, ARG_PERSIST, ARG_NO_PERSIST, ARG_AUTOPROBE, ARG_MAC,
                ARG_VLAN, ARG_SPOOFCHK, ARG_TRUST };
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },       { "version", no_argument, NULL, ARG_VERSION },
@@ -389,6 +393,7 @@ static int run(Ctl *c, int argc, char **argv) {
                 { "to", required_argument, NULL, ARG_TO },       { "consumer", required_argument, NULL, ARG_CONSUMER },
                 { "dry-run", no_argument, NULL, ARG_DRY_RUN },   { "accept-leaky", no_argument, NULL, ARG_ACCEPT_LEAKY },
                 { "vfs", required_argument, NULL, ARG_VFS },     { "persist", no_argument, NULL, ARG_PERSIST },
+                { "no-persist", no_argument, NULL, ARG_NO_PERSIST },
                 { "autoprobe", required_argument, NULL, ARG_AUTOPROBE }, { "mac", required_argument, NULL, ARG_MAC },
                 { "vlan", required_argument, NULL, ARG_VLAN },   { "spoofchk", required_argument, NULL, ARG_SPOOFCHK },
                 { "trust", required_argument, NULL, ARG_TRUST },
@@ -467,7 +472,10 @@ static int run(Ctl *c, int argc, char **argv) {
                         given |= OPT_SRIOV;
                         break;
                 case ARG_PERSIST:
-                        c->persist = true;
+                case ARG_NO_PERSIST:
+                        if (c->persist >= 0 && c->persist != (opt == ARG_PERSIST) && !bad[0])
+                                snprintf(bad, sizeof(bad), "--persist and --no-persist contradict each other");
+                        c->persist = opt == ARG_PERSIST;
                         given |= OPT_SRIOV;
                         break;
                 case ARG_AUTOPROBE:
@@ -563,7 +571,7 @@ static int run(Ctl *c, int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
-        Ctl c = { .filter_group = -1, .filter_numa = -1 };
+        Ctl c = { .filter_group = -1, .filter_numa = -1, .persist = -1 };
         int r = ctl_finish(&c, run(&c, argc, argv));
         iovirt_verdicts_free(c.verdicts);
         iovirt_host_free(c.host);

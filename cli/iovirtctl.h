@@ -44,7 +44,7 @@ typedef struct Ctl {
         /* sriov: as typed, checked by the dispatcher before the bus; the
          * parsed values below are set once they are */
         const char *opt_vfs, *opt_autoprobe, *opt_mac, *opt_vlan, *opt_spoofchk, *opt_trust;
-        bool persist;
+        int persist;            /* --persist 1, --no-persist 0, neither -1 */
         unsigned vfs;              /* --vfs N */
         bool autoprobe;            /* --autoprobe yes */
         uint8_t mac[6];

@@ -310,7 +310,8 @@ if pf_addr and pf_if:
         "iovirtctl sriov %s#" % a: {"%s#%d" % (a, n) for n in range(dual["pfs"][a])},
         "iovirtctl assign %s#" % a[5:]: {"%s#%d" % (a[5:], n) for n in range(dual["pfs"][a])},
         "iovirtctl show %s#1" % i: {"%s#1" % i} | {"%s#%d" % (i, n) for n in range(10, dual["pf_ifaces"][i])},
-        "iovirtctl sriov %s " % i: {"--vfs", "--autoprobe", "--persist"},
+        "iovirtctl sriov %s " % i: {"--vfs", "--autoprobe", "--persist", "--no-persist"},
+        "iovirtctl sriov %s --vfs 2 --persist " % i: {"--autoprobe"},
         "iovirtctl sriov %s#0 " % i: {"--mac", "--vlan", "--spoofchk", "--trust", "--persist"},
         "iovirtctl sriov %s --vfs 2 --autoprobe " % i: {"yes", "no"},
         "iovirtctl sriov %s#0 --spoofchk o" % i: {"on", "off"},
@@ -341,7 +342,7 @@ BASE = {"show": ["0000:03:00.0"], "assign": ["0000:03:00.0", "--to", "vm1"], "re
 # sriov: the VF settings want a VF (PF#N); --autoprobe and --persist a change to go with
 SRIOV_BASE = {"--mac": ["0000:03:00.0#0"], "--vlan": ["0000:03:00.0#0"], "--spoofchk": ["0000:03:00.0#0"],
               "--trust": ["0000:03:00.0#0"], "--autoprobe": ["0000:03:00.0", "--vfs", "1"],
-              "--persist": ["0000:03:00.0", "--vfs", "1"]}
+              "--persist": ["0000:03:00.0", "--vfs", "1"], "--no-persist": ["0000:03:00.0", "--vfs", "1"]}
 lines = ["iovirtctl %s --" % c for c in COMMANDS] + ["iovirtctl --"]
 res = complete(lines, "desktop")
 quiet(res, "options")

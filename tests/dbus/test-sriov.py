@@ -108,6 +108,9 @@ def usage():
         (["sriov", "enp5s0f0", "--vfs", "2", "--autoprobe", "maybe"], "--autoprobe wants yes or no"),
         (["sriov", "enp5s0f0", "--autoprobe", "no"], "--autoprobe goes with --vfs N"),
         (["sriov", "enp5s0f0", "--persist"], "--persist goes with --vfs N or a VF's settings"),
+        (["sriov", "enp5s0f0", "--no-persist"], "--no-persist goes with --vfs N"),
+        (["sriov", "enp5s0f0#0", "--mac", "02:00:00:00:00:01", "--no-persist"], "--no-persist goes with --vfs N"),
+        (["sriov", "enp5s0f0", "--vfs", "1", "--persist", "--no-persist"], "contradict each other"),
         (["sriov", "enp5s0f0#0"], "'enp5s0f0#0' is a VF"),
         (["sriov"], "usage: iovirtctl sriov"),
         (["sriov", "a", "b"], "usage: iovirtctl sriov"),
@@ -533,6 +536,17 @@ def persistence(env, h):
     env.stop()
     env.start()
     t.ok(rc == 0 and numvfs(env, addr) == 0, "--vfs 0 --persist, and a restart keeps 0", out + err)
+    record = os.path.join(env.state, "sriov-%s.json" % addr)
+    had = os.path.exists(record)
+    rc, out, err = ctl(env, "sriov", addr, "--vfs", "2", "--no-persist")
+    doc = describe(env, addr)
+    t.ok(rc == 0 and had and not os.path.exists(record) and doc and doc["pf"]["persisted"] is None and
+         "no longer persisted" in out and numvfs(env, addr) == 2,
+         "--no-persist: the record is gone, DescribeSriov says not persisted", (had, out, err, doc))
+    env.stop()
+    env.write("/sys/bus/pci/devices/%s/sriov_numvfs" % addr, "0")
+    env.start()
+    t.ok(numvfs(env, addr) == 0, "and a restart after a reboot leaves the PF as the kernel has it (0 VFs)")
 
 
 def lost_uevents(env, h):
