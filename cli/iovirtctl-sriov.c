@@ -144,8 +144,11 @@ static int call(Ctl *c, sd_bus_message *m, const char *method, json_object **ret
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         sd_bus_error error = SD_BUS_ERROR_NULL;
         const char *s;
-        /* creating VFs waits for their drivers' probes: more than the default 25 s */
-        int r = sd_bus_call(c->bus, m, 120 * 1000 * 1000ULL, &error, &reply);
+        /* Creating VFs waits for the kernel and their drivers' probes, then
+         * for udev, as long as iovirtd's own bound (IOVIRT_SRIOV_TIMEOUT, at
+         * most an hour) plus a password prompt: iovirtd always answers
+         * within that, and ^C stops waiting. */
+        int r = sd_bus_call(c->bus, m, (3600 + 600) * 1000 * 1000ULL, &error, &reply);
         if (r < 0) {
                 ctl_fail_bus(c, &error, r, NULL);
                 sd_bus_error_free(&error);

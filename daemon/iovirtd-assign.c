@@ -214,9 +214,28 @@ static int choose_drivers(Manager *m, const AssignArgs *a, int group, Drivers *r
         return 0;
 }
 
+/* A member of the group that is a PF whose VFs are changing, or one of
+ * their VFs: the model of that family is about to change under the plan */
+static const IovirtDevice *sriov_changing(Manager *m, int group, size_t device) {
+        const IovirtGroup *g = group >= 0 ? iovirt_host_find_group(m->host, group) : NULL;
+        size_t n = g ? g->n_members : device != IOVIRT_NONE;
+        for (size_t i = 0; i < n; i++) {
+                const IovirtDevice *d = &m->host->devices[g ? g->members[i] : device];
+                const IovirtDevice *pf = iovirt_device_is_vf(d) ? &m->host->devices[d->physfn] : d;
+                if (pf->sriov && manager_sriov_busy(m, pf->name))
+                        return pf;
+        }
+        return NULL;
+}
+
 static int plan_device(Manager *m, const AssignArgs *a, const IovirtUsage *usage, int group, size_t device,
                        IovirtPlan **ret, sd_bus_error *error) {
         _cleanup_(drivers_clear) Drivers drivers = {};
+        const IovirtDevice *pf = sriov_changing(m, group, device);
+        if (pf)
+                return sd_bus_error_setf(error, IOVIRT_ERROR_BUSY,
+                                         "%s's VFs are being changed right now; try again when that has finished",
+                                         pf->name);
         int r = choose_drivers(m, a, group, &drivers);
         if (r < 0)
                 return sd_bus_error_set_errnof(error, r, "Could not choose the VFIO drivers: %m");

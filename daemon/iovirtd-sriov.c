@@ -238,6 +238,7 @@ struct SriovWait {
         bool through_zero;
         uint64_t kernel_usec, start_usec;
         unsigned timeout_sec;
+        bool running;                /* the job still writes to the kernel; its done() answers a failure */
         sd_event_source *timer;
         SriovWait *next;
 };
@@ -297,12 +298,19 @@ static int reply_changed(Manager *m, sd_bus_message *msg, size_t pf, const Sriov
         return manager_reply_json(msg, o);
 }
 
+static int restore_vf_settings(const IovirtSriovRecord *rec, const IovirtDevice *pf, unsigned below);
+
 void manager_sriov_check_waits(Manager *m) {
         for (SriovWait *w = m->sriov_waits, *next; w; w = next) {
                 size_t pf;
                 next = w->next;
-                if (!wait_satisfied(m, w, &pf))
+                if (w->running || !wait_satisfied(m, w, &pf))
                         continue;
+                /* new VFs start with the driver's defaults: the persisted
+                 * settings of those there now go back */
+                const IovirtSriovRecord *rec = sriov_find(m, w->pf);
+                if (rec && rec->persist && w->from != w->to)
+                        (void) restore_vf_settings(rec, &m->host->devices[pf], w->to);
                 log_info("%s: %u VF%s in the model, %.1f ms after the request (the kernel's writes took %.1f ms)",
                          w->pf, w->to, w->to == 1 ? "" : "s", (now_usec() - w->start_usec) / 1000.0,
                          w->kernel_usec / 1000.0);
@@ -346,12 +354,14 @@ static int on_wait_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
 }
 
 void manager_sriov_stop(Manager *m) {
-        while (m->sriov_waits) {
-                SriovWait *w = m->sriov_waits;
+        for (SriovWait *w = m->sriov_waits, *next; w; w = next) {
+                next = w->next;
+                if (w->running)      /* its job's done() answers it */
+                        continue;
                 (void) sd_bus_reply_method_errorf(w->request, IOVIRT_ERROR_BUSY,
                                                   "iovirtd stopped while waiting for %s's VFs to appear; the count "
                                                   "was changed: 'iovirtctl sriov %s' shows them", w->pf, w->pf);
-                m->sriov_waits = w->next;
+                wait_unlink(m, w);
                 wait_free(w);
         }
 }
@@ -459,8 +469,14 @@ static int set_vfs_plan(Manager *m, sd_bus_message *msg, SetVfsArgs *a, IovirtSr
                 r = pf_of(m, a->pf, pf, error);
         if (r < 0)
                 return r;
+        if (manager_sriov_busy(m, m->host->devices[*pf].name))
+                return sd_bus_error_setf(error, IOVIRT_ERROR_BUSY,
+                                         "%s's VFs are being changed right now; try again when that has finished",
+                                         m->host->devices[*pf].name);
         const IovirtSriovInput in = { .host = m->host, .state = m->state, .pf = *pf, .count = a->count,
-                                      .autoprobe = a->autoprobe, .group_locked = locked, .userdata = m };
+                                      .autoprobe = a->autoprobe,
+                                      .autoprobe_now = iovirt_sriov_read_autoprobe(&m->host->devices[*pf]),
+                                      .group_locked = locked, .userdata = m };
         r = iovirt_sriov_plan(&in, &p);
         if (r < 0)
                 return sd_bus_error_set_errnof(error, r, "Could not plan the change: %m");
@@ -500,11 +516,13 @@ int prepare_set_vfs(sd_bus_message *msg, void *userdata, bool *interactive, sd_b
 
 typedef struct SetVfsJob {
         IovirtSriovPlan *plan;
+        SriovWait *wait;             /* the call's wait, in m->sriov_waits; running until done() */
         IovirtSriovRecord *record;   /* to save; NULL: none */
+        IovirtSriovRecord *old;      /* what was on disk, put back when the kernel refuses; NULL: nothing */
         bool remove;                 /* the record goes */
         const char *dir;
-        uint64_t start_usec, kernel_usec;
         char *reason, *save_error;
+        uint64_t kernel_usec;
         int r;
 } SetVfsJob;
 
@@ -512,39 +530,51 @@ static void set_vfs_job_free(void *p) {
         SetVfsJob *j = p;
         iovirt_sriov_plan_free(j->plan);
         iovirt_sriov_record_free(j->record);
+        iovirt_sriov_record_free(j->old);
         free(j->reason);
         free(j->save_error);
         free(j);
 }
 
+/* The record as it should be after the change, or as it was before */
+static int record_write(const char *dir, const char *pf, const IovirtSriovRecord *r) {
+        return r ? iovirt_sriov_record_save(dir, r) : iovirt_sriov_record_remove(dir, pf);
+}
+
+/* On the job's thread: the intent first (a crash after the kernel's
+ * write must not restore the old count at the next start), then the
+ * kernel; when the kernel refuses, the old record goes back. */
 static void set_vfs_work(void *p) {
         SetVfsJob *j = p;
+        bool recorded = j->record || j->remove;
         int k;
-        j->r = 0;
-        if (!j->plan->done)
-                j->r = iovirt_sriov_execute(j->plan, &j->kernel_usec, &j->reason);
-        if (j->r < 0)
-                return;
-        if (j->record)
-                k = iovirt_sriov_record_save(j->dir, j->record);
-        else if (j->remove)
-                k = iovirt_sriov_record_remove(j->dir, j->plan->pf);
-        else
-                return;
-        if (k < 0)
-                (void) asprintf(&j->save_error, "the VF count is changed, but %s could not be %s: %s", j->dir,
+
+        if (recorded && (k = record_write(j->dir, j->plan->pf, j->record)) < 0) {
+                j->r = k;
+                (void) asprintf(&j->save_error, "%s could not be %s (%s); nothing was changed", j->dir,
                                 j->record ? "written" : "cleaned", strerror(-k));
+                return;
+        }
+        j->r = j->plan->done ? 0 : iovirt_sriov_execute(j->plan, &j->kernel_usec, &j->reason);
+        if (j->r < 0 && recorded && (k = record_write(j->dir, j->plan->pf, j->old)) < 0)
+                (void) asprintf(&j->save_error, "and its record in %s could not be put back (%s): check it with "
+                                "'iovirtctl sriov %s'", j->dir, strerror(-k), j->plan->pf);
 }
 
 static int set_vfs_done(Manager *m, sd_bus_message *msg, void *p) {
         SetVfsJob *j = p;
         const IovirtSriovPlan *plan = j->plan;
+        SriovWait *w = j->wait;
 
         if (j->r < 0) {
-                log_full_errno(LOG_ERR, j->r, plan->pf, "Changing %s from %u to %u VFs failed: %s", plan->pf,
-                               plan->from, plan->to, strna(j->reason));
-                return sd_bus_reply_method_errorf(msg, IOVIRT_ERROR_FAILED, "%s",
-                                                  j->reason ? j->reason : strerror(-j->r));
+                const char *why = j->reason ? j->reason : j->save_error ? NULL : strerror(-j->r);
+                log_full_errno(LOG_ERR, j->r, plan->pf, "Changing %s from %u to %u VFs failed: %s%s%s", plan->pf,
+                               plan->from, plan->to, strempty(why), why && j->save_error ? "; " : "",
+                               strempty(j->save_error));
+                wait_unlink(m, w);
+                wait_free(w);
+                return sd_bus_reply_method_errorf(msg, IOVIRT_ERROR_FAILED, "%s%s%s", strempty(why),
+                                                  why && j->save_error ? "; " : "", strempty(j->save_error));
         }
         if (!plan->done)
                 log_device_info(plan->pf, "%s: %u -> %u VFs%s%s in %.1f ms", plan->pf, plan->from, plan->to,
@@ -552,10 +582,6 @@ static int set_vfs_done(Manager *m, sd_bus_message *msg, void *p) {
                                 plan->autoprobe == IOVIRT_AUTOPROBE_KEEP ? ""
                                 : plan->autoprobe == IOVIRT_AUTOPROBE_ON ? ", autoprobe on" : ", autoprobe off",
                                 j->kernel_usec / 1000.0);
-        if (j->save_error) {
-                log_error_errno(-EIO, "%s: %s", plan->pf, j->save_error);
-                return sd_bus_reply_method_errorf(msg, IOVIRT_ERROR_FAILED, "%s", j->save_error);
-        }
         if (j->record)
                 (void) sriov_put(m, plan->pf, TAKE_PTR(j->record));
         else if (j->remove)
@@ -572,22 +598,25 @@ static int set_vfs_done(Manager *m, sd_bus_message *msg, void *p) {
                         manager_update_device(m, syspath);
         }
 
-        SriovWait *w = calloc(1, sizeof(SriovWait));
-        if (!w)
-                return -ENOMEM;
-        *w = (SriovWait) { .manager = m, .request = sd_bus_message_ref(msg), .from = plan->from, .to = plan->to,
-                           .through_zero = plan->through_zero, .kernel_usec = j->kernel_usec,
-                           .start_usec = j->start_usec, .timeout_sec = sriov_wait_sec(), .next = m->sriov_waits };
-        memcpy(w->pf, plan->pf, sizeof(w->pf));
+        /* the kernel is done: now wait for the model, bounded */
+        w->running = false;
+        w->kernel_usec = j->kernel_usec;
         int r = sd_event_add_time_relative(m->event, &w->timer, CLOCK_MONOTONIC, w->timeout_sec * 1000000ULL, 0,
                                            on_wait_timeout, w);
         if (r < 0) {
+                wait_unlink(m, w);
                 wait_free(w);
                 return r;
         }
-        m->sriov_waits = w;
         manager_sriov_check_waits(m);        /* the uevents may all be in already */
         return 1;
+}
+
+bool manager_sriov_busy(Manager *m, const char *pf) {
+        for (SriovWait *w = m->sriov_waits; w; w = w->next)
+                if (streq_ptr(w->pf, pf))
+                        return true;
+        return false;
 }
 
 int act_set_vfs(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
@@ -602,14 +631,28 @@ int act_set_vfs(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         if (r != 0)
                 return r;
         SetVfsJob *j = calloc(1, sizeof(SetVfsJob));
-        if (!j)
+        SriovWait *w = calloc(1, sizeof(SriovWait));
+        const IovirtSriovRecord *old = sriov_find(m, p->pf);
+        if (!j || !w) {
+                free(j);
+                free(w);
                 return -ENOMEM;
-        *j = (SetVfsJob) { .dir = m->state_dir, .start_usec = now_usec() };
+        }
+        *j = (SetVfsJob) { .dir = m->state_dir, .wait = w };
         r = next_record(m, p, &a, &j->record, &j->remove);
+        if (r >= 0 && old)
+                r = record_copy(old, &j->old);
         if (r < 0) {
                 set_vfs_job_free(j);
+                free(w);
                 return r;
         }
+        /* the PF is busy from now until its VFs are in the model */
+        *w = (SriovWait) { .manager = m, .request = sd_bus_message_ref(msg), .running = true, .from = p->from,
+                           .to = p->to, .through_zero = p->through_zero, .start_usec = now_usec(),
+                           .timeout_sec = sriov_wait_sec(), .next = m->sriov_waits };
+        memcpy(w->pf, p->pf, sizeof(w->pf));
+        m->sriov_waits = w;
         j->plan = TAKE_PTR(p);
 
         /* the PF and every VF are held while the count changes */
@@ -617,6 +660,8 @@ int act_set_vfs(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         _cleanup_free_ int *groups = calloc(d->n_vfs + 1, sizeof(int));
         size_t n = 0;
         if (!groups) {
+                wait_unlink(m, w);
+                wait_free(w);
                 set_vfs_job_free(j);
                 return -ENOMEM;
         }
@@ -631,8 +676,11 @@ int act_set_vfs(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
                         groups[n++] = g;
         }
         r = job_start(m, msg, groups, n, set_vfs_work, set_vfs_done, j, set_vfs_job_free);
-        if (r < 0)
+        if (r < 0) {              /* job_start freed j */
+                wait_unlink(m, w);
+                wait_free(w);
                 return sd_bus_error_set_errnof(error, r, "Could not start changing %s's VFs: %m", d->name);
+        }
         return 1;
 }
 
@@ -757,6 +805,11 @@ static int vf_target(Manager *m, const char *spec, size_t *pf, unsigned *index, 
                 return sd_bus_error_setf(error, IOVIRT_ERROR_FAILED, "Cannot tell which VF of its PF %s is", spec);
         *index = (unsigned) i;
         const IovirtDevice *d = &m->host->devices[*pf];
+        if (manager_sriov_busy(m, d->name) || (d->iommu_group >= 0 && job_group_locked(m, d->iommu_group)) ||
+            (m->host->devices[vf].iommu_group >= 0 && job_group_locked(m, m->host->devices[vf].iommu_group)))
+                return sd_bus_error_setf(error, IOVIRT_ERROR_BUSY,
+                                         "%s or its VF %u is in a transaction right now; try again when it has "
+                                         "finished", d->name, *index);
         r = iovirt_pf_netdev(d, ifname, IF_NAMESIZE + 1);
         if (r == -ENOENT)
                 return sd_bus_error_setf(error, IOVIRT_ERROR_INVALID_ARGUMENT,
@@ -785,7 +838,8 @@ int prepare_configure_vf(sd_bus_message *msg, void *userdata, bool *interactive,
         return 0;
 }
 
-/* The record with these settings of VF index; persisted when asked */
+/* The PF's record with these settings of VF index, persisted.  Settings
+ * made without persist are the kernel's alone: nothing records them. */
 static int record_vf_settings(Manager *m, const IovirtDevice *pf, unsigned index, const ConfigureArgs *a) {
         const IovirtSriovRecord *old = sriov_find(m, pf->name);
         _cleanup_(iovirt_sriov_record_freep) IovirtSriovRecord *r = NULL;
@@ -798,7 +852,7 @@ static int record_vf_settings(Manager *m, const IovirtDevice *pf, unsigned index
                 int ap = iovirt_sriov_read_autoprobe(pf);
                 r->autoprobe = ap < 0 ? IOVIRT_AUTOPROBE_KEEP : (IovirtAutoprobe) ap;
         }
-        r->persist = r->persist || a->persist;
+        r->persist = true;
         IovirtVfConfig *v = iovirt_sriov_record_vf(r, index);
         if (!v)
                 return -ENOMEM;
@@ -815,11 +869,9 @@ static int record_vf_settings(Manager *m, const IovirtDevice *pf, unsigned index
                 v->spoofchk = s->spoofchk;
         if (s->set_trust)
                 v->trust = s->trust;
-        if (r->persist) {
-                k = iovirt_sriov_record_save(m->state_dir, r);
-                if (k < 0)
-                        return k;
-        }
+        k = iovirt_sriov_record_save(m->state_dir, r);
+        if (k < 0)
+                return k;
         return sriov_put(m, pf->name, TAKE_PTR(r));
 }
 
@@ -848,7 +900,7 @@ int act_configure_vf(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         }
         log_device_info(m->host->devices[pf].name, "VF %u of %s (%s) configured%s", index, ifname,
                         m->host->devices[pf].name, a.persist ? ", persisted" : "");
-        r = record_vf_settings(m, &m->host->devices[pf], index, &a);
+        r = a.persist ? record_vf_settings(m, &m->host->devices[pf], index, &a) : 0;
         if (r < 0)
                 return sd_bus_error_set_errnof(error, r,
                                                "VF %u of %s is configured, but its settings could not be recorded in "
@@ -859,9 +911,13 @@ int act_configure_vf(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
 
 /* ---- start-up ---- */
 
-static int restore_vf_settings(const IovirtSriovRecord *rec, const IovirtDevice *pf) {
+/* The persisted settings of rec's VFs with an index below `below` */
+static int restore_vf_settings(const IovirtSriovRecord *rec, const IovirtDevice *pf, unsigned below) {
         char ifname[IF_NAMESIZE + 1];
-        if (rec->n_vfs == 0)
+        bool any = false;
+        for (size_t i = 0; i < rec->n_vfs; i++)
+                any = any || rec->vfs[i].index < below;
+        if (!any)
                 return 0;
         int r = iovirt_pf_netdev(pf, ifname, sizeof(ifname));
         if (r < 0)
@@ -869,6 +925,8 @@ static int restore_vf_settings(const IovirtSriovRecord *rec, const IovirtDevice 
                                          rec->pf);
         for (size_t i = 0; i < rec->n_vfs; i++) {
                 const IovirtVfConfig *v = &rec->vfs[i];
+                if (v->index >= below)
+                        continue;
                 IovirtVfSettings s = { .set_mac = v->set_mac, .set_vlan = v->set_vlan, .vlan = v->vlan,
                                        .set_spoofchk = v->spoofchk >= 0, .spoofchk = v->spoofchk > 0,
                                        .set_trust = v->trust >= 0, .trust = v->trust > 0 };
@@ -905,7 +963,8 @@ static int restore_one(Manager *m, IovirtSriovRecord *taken) {
                 return sriov_put(m, rec->pf, TAKE_PTR(rec));
         }
         const IovirtSriovInput in = { .host = m->host, .state = m->state, .pf = pf, .count = rec->num_vfs,
-                                      .autoprobe = rec->autoprobe };
+                                      .autoprobe = rec->autoprobe,
+                                      .autoprobe_now = iovirt_sriov_read_autoprobe(&m->host->devices[pf]) };
         r = iovirt_sriov_plan(&in, &p);
         if (r < 0)
                 return log_error_errno(r, "Failed to plan %s's persisted VFs: %m", rec->pf);
@@ -926,7 +985,7 @@ static int restore_one(Manager *m, IovirtSriovRecord *taken) {
                                 usec / 1000.0);
                 changed = true;
         }
-        (void) restore_vf_settings(rec, &m->host->devices[pf]);
+        (void) restore_vf_settings(rec, &m->host->devices[pf], rec->num_vfs);
         r = sriov_put(m, rec->pf, TAKE_PTR(rec));
         return r < 0 ? r : changed;
 }

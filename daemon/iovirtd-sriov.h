@@ -25,6 +25,11 @@
  * VF count, autoprobe and VF settings where the host differs. */
 int manager_restore_sriov(Manager *m);
 
+/* Whether a SetVfs on the PF (its address) has not ended yet: its count
+ * is changing, or its VFs are not all in the model.  Nothing else may plan
+ * on the PF or its VFs meanwhile (Busy). */
+bool manager_sriov_busy(Manager *m, const char *pf);
+
 /* After every change of the model: answers the SetVfs calls whose VFs are
  * all there now. */
 void manager_sriov_check_waits(Manager *m);

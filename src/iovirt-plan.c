@@ -481,7 +481,7 @@ static int check_sriov_claim(const IovirtPlanContext *ctx, void *userdata, Iovir
                                                         "assigned while one of its VFs is; release its VFs first",
                                                         d->name, vf->name, consumer_or_unknown(rec));
                 }
-                if (d->n_vfs > 0 && !streq_ptr(d->driver, DRIVER_VFIO_PCI))
+                if (d->n_vfs > 0 && !(d->driver && iovirt_variant_is_vfio(d->driver)))
                         return iovirt_check_set(c, IOVIRT_PLAN_FAIL, IOVIRT_REASON_SRIOV_ENABLED, NULL,
                                                 "%s has %zu VF%s enabled, and vfio-pci does not take a PF with SR-IOV "
                                                 "enabled; remove them first (iovirtctl sriov %s --vfs 0)", d->name,

@@ -287,7 +287,7 @@ int iovirt_sriov_plan(const IovirtSriovInput *in, IovirtSriovPlan **ret) {
         p->from = (unsigned) d->n_vfs;
         p->to = in->count;
         p->total = d->sriov_total;
-        p->autoprobe_from = iovirt_sriov_read_autoprobe(d);
+        p->autoprobe_from = in->autoprobe_now;
         p->autoprobe = in->autoprobe;
         if (p->autoprobe != IOVIRT_AUTOPROBE_KEEP && p->autoprobe_from == (int) p->autoprobe)
                 p->autoprobe = IOVIRT_AUTOPROBE_KEEP;
@@ -295,6 +295,17 @@ int iovirt_sriov_plan(const IovirtSriovInput *in, IovirtSriovPlan **ret) {
         p->done = p->from == p->to && p->autoprobe == IOVIRT_AUTOPROBE_KEEP;
 
         r = check_count(p, d);
+        if (r >= 0 && p->autoprobe != IOVIRT_AUTOPROBE_KEEP && p->autoprobe_from < 0) {
+                IovirtPlanCheck *c = plan_check(p, "autoprobe");
+                r = !c ? -ENOMEM
+                    : p->autoprobe_from == -ENOENT
+                            ? iovirt_check_set(c, IOVIRT_PLAN_FAIL, IOVIRT_REASON_INVALID, NULL,
+                                               "This kernel has no %s (Linux 4.12 added it), so autoprobe cannot be "
+                                               "set", ATTR_SRIOV_AUTOPROBE)
+                            : iovirt_check_set(c, IOVIRT_PLAN_FAIL, IOVIRT_REASON_HOST_UNREADABLE, NULL,
+                                               "Cannot read %s's %s (%s), so a change of it could not be undone",
+                                               d->name, ATTR_SRIOV_AUTOPROBE, strerror(-p->autoprobe_from));
+        }
         if (r >= 0 && !p->done)
                 r = check_claims(p, in);
         if (r < 0)
@@ -312,10 +323,12 @@ static int pf_attr_path(char path[static PATH_MAX], const char *pf, const char *
 
 int iovirt_sriov_read_autoprobe(const IovirtDevice *pf) {
         char path[PATH_MAX], buf[16];
-        if (pf_attr_path(path, pf->name, ATTR_SRIOV_AUTOPROBE) < 0 ||
-            iovirt_sysfs_read_at(AT_FDCWD, path, buf, sizeof(buf)) < 0)
-                return -1;
-        return streq_ptr(buf, "0") ? 0 : 1;
+        int r = pf_attr_path(path, pf->name, ATTR_SRIOV_AUTOPROBE);
+        if (r >= 0)
+                r = iovirt_sysfs_read_at(AT_FDCWD, path, buf, sizeof(buf));
+        if (r < 0)
+                return r;
+        return streq_ptr(buf, "0") ? 0 : streq_ptr(buf, "1") ? 1 : -EBADMSG;
 }
 
 static int write_pf(const char *pf, const char *attr, unsigned value) {
@@ -377,6 +390,10 @@ int iovirt_sriov_execute(const IovirtSriovPlan *p, uint64_t *usec, char **reason
                 if (r < 0) {
                         iovirt_set_reason(reason, r, "The kernel refused %u VFs on %s: %s (%s)", p->to, p->pf,
                                           strerror(-r), numvfs_error(r));
+                        /* as it was before the old VFs come back, so that they are probed as they were */
+                        if (autoprobe_written)
+                                (void) write_pf(p->pf, ATTR_SRIOV_AUTOPROBE, (unsigned) p->autoprobe_from);
+                        autoprobe_written = false;
                         if (p->through_zero) {
                                 int k = write_pf(p->pf, ATTR_SRIOV_NUMVFS, p->from);
                                 _cleanup_free_ char *first = TAKE_PTR(*reason);
@@ -394,7 +411,7 @@ int iovirt_sriov_execute(const IovirtSriovPlan *p, uint64_t *usec, char **reason
         return 0;
 
 undo_autoprobe:
-        if (autoprobe_written && p->autoprobe_from >= 0)
+        if (autoprobe_written)       /* written only when the old value was read */
                 (void) write_pf(p->pf, ATTR_SRIOV_AUTOPROBE, (unsigned) p->autoprobe_from);
         *usec = now_usec() - start;
         return r;
@@ -570,6 +587,20 @@ int iovirt_sriov_record_from_json(json_object *o, IovirtSriovRecord **ret, char 
         return 0;
 }
 
+bool iovirt_sriov_records_equal(const IovirtSriovRecord *a, const IovirtSriovRecord *b) {
+        if (!streq_ptr(a->pf, b->pf) || a->num_vfs != b->num_vfs || a->persist != b->persist ||
+            a->autoprobe != b->autoprobe || a->n_vfs != b->n_vfs)
+                return false;
+        for (size_t i = 0; i < a->n_vfs; i++) {
+                const IovirtVfConfig *x = &a->vfs[i], *y = &b->vfs[i];
+                if (x->index != y->index || x->set_mac != y->set_mac || x->set_vlan != y->set_vlan ||
+                    x->spoofchk != y->spoofchk || x->trust != y->trust || (x->set_mac && memcmp(x->mac, y->mac, 6)) ||
+                    (x->set_vlan && x->vlan != y->vlan))
+                        return false;
+        }
+        return true;
+}
+
 #define SRIOV_RECORD_PREFIX "sriov-"
 #define SRIOV_RECORD_SUFFIX ".json"
 
@@ -594,7 +625,7 @@ int iovirt_sriov_record_save(const char *dir, const IovirtSriovRecord *r) {
                 k = iovirt_sriov_record_from_json(back, &b, &why);
         if (k == -ENOMEM)
                 return k;
-        if (k < 0 || !streq_ptr(b->pf, r->pf) || b->num_vfs != r->num_vfs || b->n_vfs != r->n_vfs)
+        if (k < 0 || !iovirt_sriov_records_equal(r, b))
                 return -EINVAL;
         return iovirt_file_save_atomic(dir, name, text, size);
 }

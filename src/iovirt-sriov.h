@@ -80,6 +80,7 @@ typedef struct IovirtSriovInput {
         size_t pf;
         unsigned count;
         IovirtAutoprobe autoprobe;
+        int autoprobe_now;                 /* iovirt_sriov_read_autoprobe(): 0/1, or why it could not be read */
         /* whether a transaction holds a group right now (the daemon's jobs) */
         bool (*group_locked)(int group, void *userdata);
         void *userdata;
@@ -89,7 +90,7 @@ typedef struct IovirtSriovPlan {
         char pf[IOVIRT_ADDRESS_MAX];
         unsigned from, to, total;
         bool through_zero;                 /* a change between two non-zero counts */
-        int autoprobe_from;                /* -1: the kernel has no such attribute */
+        int autoprobe_from;                /* 0/1; -ENOENT: the kernel has no such attribute (before 4.12) */
         IovirtAutoprobe autoprobe;         /* what to write; KEEP: nothing */
         bool done;                         /* nothing would change */
         IovirtPlanCheck *checks;           /* "count", "claims" */
@@ -101,7 +102,9 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(IovirtSriovPlan *, iovirt_sriov_plan_free);
 
 /* Pure: the count against the total, and the claim rules: the count of an
  * assigned PF cannot change; nor can it while a VF that would go (every VF,
- * when the change goes through 0) is assigned or in a transaction. */
+ * when the change goes through 0) is assigned or in a transaction.  A
+ * change of autoprobe whose current value could not be read is refused:
+ * it could never be undone. */
 int iovirt_sriov_plan(const IovirtSriovInput *in, IovirtSriovPlan **ret);
 
 /* Carries an allowed plan out: sriov_drivers_autoprobe first, then 0 when
@@ -112,7 +115,8 @@ int iovirt_sriov_plan(const IovirtSriovInput *in, IovirtSriovPlan **ret);
  * time for the writes. */
 int iovirt_sriov_execute(const IovirtSriovPlan *p, uint64_t *usec, char **reason);
 
-/* What the kernel has now: sriov_drivers_autoprobe (-1: no such attribute) */
+/* What the kernel has now: sriov_drivers_autoprobe, 0 or 1; -ENOENT when
+ * the kernel has no such attribute, -EBADMSG for what is neither. */
 int iovirt_sriov_read_autoprobe(const IovirtDevice *pf);
 
 /* ---- what is kept of a PF: STATE_DIR/sriov-ADDRESS.json ---- */
@@ -136,6 +140,9 @@ typedef struct IovirtSriovRecord {
 
 IovirtSriovRecord *iovirt_sriov_record_free(IovirtSriovRecord *r);
 DEFINE_TRIVIAL_CLEANUP_FUNC(IovirtSriovRecord *, iovirt_sriov_record_free);
+
+/* Equal as load would read them back */
+bool iovirt_sriov_records_equal(const IovirtSriovRecord *a, const IovirtSriovRecord *b);
 
 /* The settings of VF index, added when missing; NULL on OOM */
 IovirtVfConfig *iovirt_sriov_record_vf(IovirtSriovRecord *r, unsigned index);

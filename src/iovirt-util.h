@@ -85,6 +85,10 @@ static inline const char *strna(const char *s) {
         return s ? s : "n/a";
 }
 
+static inline const char *strempty(const char *s) {
+        return s ? s : "";
+}
+
 /* Growable array append: *array of *n elements grows by one; returns a
  * pointer to the new, zeroed element, or NULL on OOM. */
 void *iovirt_grow(void **array, size_t *n, size_t *allocated, size_t size);

@@ -549,6 +549,52 @@ def persistence(env, h):
     t.ok(numvfs(env, addr) == 0, "and a restart after a reboot leaves the PF as the kernel has it (0 VFs)")
 
 
+def while_changing(env, h):
+    """A PF whose VFs are changing is busy until they are in the model:
+    nothing else plans on it or its VFs meanwhile"""
+    addr = h.nic.addr
+    ctl(env, "sriov", addr, "--vfs", "0")
+    ctl(env, "sriov", addr, "--vfs", "2")
+    held = os.path.join(env.tb, "emulator/held-%s-sriov" % addr)
+    env.faults("hold %s sriov\n" % addr)
+    change = subprocess.Popen([IOVIRTCTL, "--no-ask-password", "sriov", addr, "--vfs", "3"], env=env.bus.env(),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while not os.path.exists(held) and time.monotonic() < deadline and change.poll() is None:
+        time.sleep(0.02)
+    t.ok(os.path.exists(held), "--vfs 3 is held inside the emulated kernel's sriov_numvfs write")
+    refused("assign of VF 0 meanwhile", ctl(env, "--json", "assign", "%s#0" % addr, "--to", "vm-x"), ERR + "Busy",
+            addr, "being changed")
+    refused("another --vfs meanwhile", ctl(env, "--json", "sriov", addr, "--vfs", "1"), ERR + "Busy", addr)
+    refused("VF settings meanwhile", ctl(env, "--json", "sriov", "%s#1" % addr, "--mac", "02:00:00:00:00:09"),
+            ERR + "Busy", addr)
+    rc, out, err = ctl(env, "sriov", addr)
+    t.ok(rc == 0 and addr in out, "reads are answered meanwhile", out + err)
+    env.faults("")
+    out, err = change.communicate(timeout=60)
+    t.ok(change.returncode == 0 and numvfs(env, addr) == 3 and "(through 0)" in out,
+         "once let go, --vfs 3 ends: 3 VFs, through 0", out + err)
+    rc, out, err = ctl(env, "--json", "assign", "%s#0" % addr, "--to", "vm-x")
+    t.ok(rc == 0, "and VF 0 can be assigned again", out + err)
+    ctl(env, "release", "%s#0" % addr)
+
+    # the record is written before the kernel, and put back when it refuses
+    record = os.path.join(env.state, "sriov-%s.json" % addr)
+    ctl(env, "sriov", addr, "--vfs", "1", "--persist")
+    with open(record) as f:
+        before = json.load(f)
+    env.faults("fail %s sriov\n" % addr)
+    rc, out, err = ctl(env, "sriov", addr, "--vfs", "4", "--persist")
+    env.faults("")
+    with open(record) as f:
+        after = json.load(f)
+    t.ok(rc == 1 and "Input/output error" in err and numvfs(env, addr) == 1 and after == before and
+         before["num_vfs"] == 1, "the kernel refuses --vfs 4 --persist: the persisted count stays 1, on disk",
+         (out, err, before, after))
+    ctl(env, "sriov", addr, "--vfs", "0", "--no-persist")
+    t.ok(not os.path.exists(record) and numvfs(env, addr) == 0, "--no-persist: no record left")
+
+
 def lost_uevents(env, h):
     """The kernel makes the VFs but udev never reports one: SetVfs ends
     after IOVIRT_SRIOV_TIMEOUT naming it, and a reload finds it"""
@@ -639,8 +685,8 @@ if h.missing():
     sys.exit(t.done())
 env = Env("sriov")
 try:
-    for part in (lifecycle, refusals, claims, selectors, autoprobe_and_settings, big, variant, lost_uevents,
-                 persistence):
+    for part in (lifecycle, refusals, claims, selectors, autoprobe_and_settings, big, variant, while_changing,
+                 lost_uevents, persistence):
         try:
             part(env, h)
         except Exception as exc:            # one part's surprise must not hide the others' results

@@ -177,12 +177,22 @@ static void test_vf_index_and_resolve(void **state) {
 
 /* ---- the count plan ---- */
 
-static IovirtSriovPlan *plan(Fixture *f, unsigned count) {
+static int locked_group = -1;
+
+static bool is_locked(int group, void *userdata) {
+        return group == locked_group;
+}
+
+static IovirtSriovPlan *plan_autoprobe(Fixture *f, unsigned count, IovirtAutoprobe autoprobe, int now) {
         const IovirtSriovInput in = { .host = f->host, .state = &f->state, .pf = PF, .count = count,
-                                      .autoprobe = IOVIRT_AUTOPROBE_KEEP };
+                                      .autoprobe = autoprobe, .autoprobe_now = now, .group_locked = is_locked };
         IovirtSriovPlan *p = NULL;
         assert_int_equal(iovirt_sriov_plan(&in, &p), 0);
         return p;
+}
+
+static IovirtSriovPlan *plan(Fixture *f, unsigned count) {
+        return plan_autoprobe(f, count, IOVIRT_AUTOPROBE_KEEP, 1);
 }
 
 static const IovirtPlanCheck *refusal(const IovirtSriovPlan *p) {
@@ -216,6 +226,48 @@ static void test_count_plan(void **state) {
         iovirt_sriov_plan_free(p);
 }
 
+static void test_autoprobe_and_busy(void **state) {
+        Fixture *f = *state;
+        IovirtSriovPlan *p;
+
+        /* as it is already: nothing to write */
+        p = plan_autoprobe(f, 3, IOVIRT_AUTOPROBE_ON, 1);
+        assert_true(p->done);
+        assert_int_equal(p->autoprobe, IOVIRT_AUTOPROBE_KEEP);
+        iovirt_sriov_plan_free(p);
+        p = plan_autoprobe(f, 3, IOVIRT_AUTOPROBE_OFF, 1);
+        assert_false(p->done);
+        assert_null(refusal(p));
+        iovirt_sriov_plan_free(p);
+
+        /* fail closed: a change of a value that could not be read could not be undone */
+        p = plan_autoprobe(f, 0, IOVIRT_AUTOPROBE_OFF, -EIO);
+        assert_non_null(refusal(p));
+        assert_int_equal(refusal(p)->reason, IOVIRT_REASON_HOST_UNREADABLE);
+        assert_non_null(strstr(refusal(p)->message, "could not be undone"));
+        iovirt_sriov_plan_free(p);
+        p = plan_autoprobe(f, 0, IOVIRT_AUTOPROBE_OFF, -ENOENT);
+        assert_int_equal(refusal(p)->reason, IOVIRT_REASON_INVALID);
+        assert_non_null(strstr(refusal(p)->message, "4.12"));
+        iovirt_sriov_plan_free(p);
+        /* unreadable but not to be changed: no matter */
+        p = plan_autoprobe(f, 0, IOVIRT_AUTOPROBE_KEEP, -EIO);
+        assert_null(refusal(p));
+        iovirt_sriov_plan_free(p);
+
+        /* a transaction on a VF that would go, or on the PF: Busy */
+        locked_group = 5;
+        p = plan(f, 0);
+        assert_int_equal(refusal(p)->reason, IOVIRT_REASON_BUSY);
+        assert_non_null(strstr(refusal(p)->message, "0000:01:00.4"));
+        iovirt_sriov_plan_free(p);
+        locked_group = 2;
+        p = plan(f, 0);
+        assert_int_equal(refusal(p)->reason, IOVIRT_REASON_BUSY);
+        iovirt_sriov_plan_free(p);
+        locked_group = -1;
+}
+
 static void test_count_claims(void **state) {
         Fixture *f = *state;
         IovirtSriovPlan *p;
@@ -224,6 +276,7 @@ static void test_count_claims(void **state) {
         p = plan(f, 1);          /* 3 -> 1 goes through 0 too: VF 0 would go with the others */
         assert_true(p->through_zero);
         assert_non_null(refusal(p));
+        assert_int_equal(refusal(p)->reason, IOVIRT_REASON_SRIOV_CLAIMED);
         assert_non_null(strstr(refusal(p)->message, "through 0"));
         iovirt_sriov_plan_free(p);
         p = plan(f, 0);
@@ -234,6 +287,7 @@ static void test_count_claims(void **state) {
         iovirt_sriov_plan_free(p);
         p = plan(f, 4);                              /* growing goes through 0 */
         assert_non_null(refusal(p));
+        assert_int_equal(refusal(p)->reason, IOVIRT_REASON_SRIOV_CLAIMED);
         assert_non_null(strstr(refusal(p)->message, "through 0"));
         iovirt_sriov_plan_free(p);
 
@@ -355,6 +409,7 @@ int main(void) {
                 cmocka_unit_test(test_selector_bad_forms),
                 cmocka_unit_test_setup_teardown(test_vf_index_and_resolve, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_count_plan, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_autoprobe_and_busy, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_count_claims, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_assign_claims, setup, teardown),
                 cmocka_unit_test(test_record_round_trip),
