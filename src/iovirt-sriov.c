@@ -724,6 +724,16 @@ int iovirt_sriov_records_load(const char *dir, IovirtSriovRecord ***ret, size_t 
         return 0;
 }
 
+/* A switchdev representor of a VF or SF: its phys_port_name is "pfNvfM" or
+ * "pfNsfM" (the PF's own uplink is "pN"; in legacy mode there is none) */
+static bool is_representor(const char *net_dir, const char *name) {
+        char dir[PATH_MAX], port[64];
+        if (snprintf(dir, sizeof(dir), "%s/%s", net_dir, name) >= (int) sizeof(dir) ||
+            iovirt_sysfs_read(dir, "phys_port_name", port, sizeof(port)) <= 0)
+                return false;
+        return strncmp(port, "pf", 2) == 0 && (strstr(port, "vf") || strstr(port, "sf"));
+}
+
 int iovirt_pf_netdev(const IovirtDevice *pf, char *buf, size_t size) {
         char path[PATH_MAX];
         int l = snprintf(path, sizeof(path), "%s/net", pf->syspath);
@@ -732,13 +742,16 @@ int iovirt_pf_netdev(const IovirtDevice *pf, char *buf, size_t size) {
         _cleanup_closedir_ DIR *d = opendir(path);
         if (!d)
                 return errno == ENOENT ? -ENOENT : -errno;
+        /* the first by name that is no representor: the same one every time */
+        bool found = false;
         for (struct dirent *de; (de = readdir(d));) {
-                if (de->d_name[0] == '.')
+                if (de->d_name[0] == '.' || is_representor(path, de->d_name))
                         continue;
                 if (strlen(de->d_name) >= size)
                         return -ENAMETOOLONG;
-                strcpy(buf, de->d_name);
-                return 0;
+                if (!found || strcmp(de->d_name, buf) < 0)
+                        strcpy(buf, de->d_name);
+                found = true;
         }
-        return -ENOENT;
+        return found ? 0 : -ENOENT;
 }

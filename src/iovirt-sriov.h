@@ -62,8 +62,9 @@ int iovirt_pf_lookup(const IovirtHost *h, const char *spec, size_t *ret, char **
 int iovirt_selector_resolve(const IovirtHost *h, const IovirtSelector *sel, size_t *pf, size_t **ret, size_t *n_ret,
                             char **reason);
 
-/* The PF's network interface name (the first under its net/), -ENOENT
- * when it has none: VF settings go through it. */
+/* The PF's network interface name, -ENOENT when it has none: VF settings
+ * go through it.  In switchdev mode the VFs' representors are there too;
+ * they are not it. */
 int iovirt_pf_netdev(const IovirtDevice *pf, char *buf, size_t size);
 
 /* ---- a VF count change ---- */
