@@ -384,6 +384,39 @@ static int read_bool_variant(sd_bus_message *msg, const char *key, int *ret, sd_
         return 0;
 }
 
+/* Reads an a{sv} of options, one handler call per entry (its value still
+ * to be read); a handler that does not know the key sets InvalidArgument */
+typedef int (*OptionFn)(sd_bus_message *msg, const char *key, void *userdata, sd_bus_error *error);
+
+static int read_options(sd_bus_message *msg, OptionFn handle, void *userdata, sd_bus_error *error) {
+        int r = sd_bus_message_enter_container(msg, 'a', "{sv}");
+        while (r >= 0) {
+                const char *key;
+                r = sd_bus_message_enter_container(msg, 'e', "sv");
+                if (r <= 0)
+                        break;
+                r = sd_bus_message_read(msg, "s", &key);
+                if (r >= 0)
+                        r = handle(msg, key, userdata, error);
+                if (r >= 0)
+                        r = sd_bus_message_exit_container(msg);
+        }
+        return r < 0 ? r : sd_bus_message_exit_container(msg);
+}
+
+static int set_vfs_option(sd_bus_message *msg, const char *key, void *userdata, sd_bus_error *error) {
+        SetVfsArgs *a = userdata;
+        int b = 0, r;
+        if (streq_ptr(key, "persist"))
+                return read_bool_variant(msg, key, &a->persist, error);
+        if (!streq_ptr(key, "autoprobe"))
+                return sd_bus_error_setf(error, IOVIRT_ERROR_INVALID_ARGUMENT,
+                                         "Unknown option '%.64s'; SetVfs takes persist and autoprobe", key);
+        r = read_bool_variant(msg, key, &b, error);
+        a->autoprobe = b ? IOVIRT_AUTOPROBE_ON : IOVIRT_AUTOPROBE_OFF;
+        return r;
+}
+
 static int read_set_vfs_args(sd_bus_message *msg, SetVfsArgs *a, sd_bus_error *error) {
         int r;
         *a = (SetVfsArgs) { .persist = -1, .autoprobe = IOVIRT_AUTOPROBE_KEEP };
@@ -391,35 +424,7 @@ static int read_set_vfs_args(sd_bus_message *msg, SetVfsArgs *a, sd_bus_error *e
         if (r >= 0)
                 r = sd_bus_message_read(msg, "su", &a->pf, &a->count);
         if (r >= 0)
-                r = sd_bus_message_enter_container(msg, 'a', "{sv}");
-        if (r < 0)
-                return r;
-        for (;;) {
-                const char *key;
-                int b = 0;
-                r = sd_bus_message_enter_container(msg, 'e', "sv");
-                if (r < 0)
-                        return r;
-                if (r == 0)
-                        break;
-                r = sd_bus_message_read(msg, "s", &key);
-                if (r < 0)
-                        return r;
-                if (streq_ptr(key, "persist")) {
-                        r = read_bool_variant(msg, key, &a->persist, error);
-                } else if (streq_ptr(key, "autoprobe")) {
-                        r = read_bool_variant(msg, key, &b, error);
-                        a->autoprobe = b ? IOVIRT_AUTOPROBE_ON : IOVIRT_AUTOPROBE_OFF;
-                } else
-                        return sd_bus_error_setf(error, IOVIRT_ERROR_INVALID_ARGUMENT,
-                                                 "Unknown option '%.64s'; SetVfs takes persist and autoprobe", key);
-                if (r < 0)
-                        return r;
-                r = sd_bus_message_exit_container(msg);
-                if (r < 0)
-                        return r;
-        }
-        r = sd_bus_message_exit_container(msg);
+                r = read_options(msg, set_vfs_option, a, error);
         if (r >= 0)
                 r = sd_bus_message_read(msg, "b", &a->interactive);
         return r;
@@ -693,6 +698,45 @@ typedef struct ConfigureArgs {
         int interactive;
 } ConfigureArgs;
 
+static int configure_option(sd_bus_message *msg, const char *key, void *userdata, sd_bus_error *error) {
+        ConfigureArgs *a = userdata;
+        IovirtVfSettings *s = &a->settings;
+        int b = 0, r;
+
+        if (streq_ptr(key, "mac")) {
+                const char *text, *why = NULL;
+                r = sd_bus_message_read(msg, "v", "s", &text);
+                if (r < 0 || iovirt_mac_parse(text, s->mac, &why) < 0)
+                        return sd_bus_error_setf(error, IOVIRT_ERROR_INVALID_ARGUMENT, "Invalid MAC address: %s",
+                                                 why ? why : "mac takes a string");
+                s->set_mac = true;
+                return 0;
+        }
+        if (streq_ptr(key, "vlan")) {
+                uint32_t v;
+                r = sd_bus_message_read(msg, "v", "u", &v);
+                if (r < 0 || v > 4095)
+                        return sd_bus_error_setf(error, IOVIRT_ERROR_INVALID_ARGUMENT, "A VLAN is 0-4095 (0: none)");
+                s->set_vlan = true;
+                s->vlan = v;
+                return 0;
+        }
+        if (!streq_ptr(key, "spoofchk") && !streq_ptr(key, "trust") && !streq_ptr(key, "persist"))
+                return sd_bus_error_setf(error, IOVIRT_ERROR_INVALID_ARGUMENT,
+                                         "Unknown setting '%.64s'; ConfigureVf takes mac, vlan, spoofchk, trust and "
+                                         "persist", key);
+        r = read_bool_variant(msg, key, &b, error);
+        if (streq_ptr(key, "spoofchk")) {
+                s->set_spoofchk = true;
+                s->spoofchk = b;
+        } else if (streq_ptr(key, "trust")) {
+                s->set_trust = true;
+                s->trust = b;
+        } else
+                a->persist = b;
+        return r;
+}
+
 static int read_configure_args(sd_bus_message *msg, ConfigureArgs *a, sd_bus_error *error) {
         int r;
         *a = (ConfigureArgs) {};
@@ -700,57 +744,7 @@ static int read_configure_args(sd_bus_message *msg, ConfigureArgs *a, sd_bus_err
         if (r >= 0)
                 r = sd_bus_message_read(msg, "s", &a->vf);
         if (r >= 0)
-                r = sd_bus_message_enter_container(msg, 'a', "{sv}");
-        if (r < 0)
-                return r;
-        for (;;) {
-                const char *key;
-                int b = 0;
-                r = sd_bus_message_enter_container(msg, 'e', "sv");
-                if (r < 0)
-                        return r;
-                if (r == 0)
-                        break;
-                r = sd_bus_message_read(msg, "s", &key);
-                if (r < 0)
-                        return r;
-                if (streq_ptr(key, "mac")) {
-                        const char *s, *why = NULL;
-                        r = sd_bus_message_read(msg, "v", "s", &s);
-                        if (r < 0 || iovirt_mac_parse(s, a->settings.mac, &why) < 0)
-                                return sd_bus_error_setf(error, IOVIRT_ERROR_INVALID_ARGUMENT, "Invalid MAC address: %s",
-                                                         why ? why : "mac takes a string");
-                        a->settings.set_mac = true;
-                } else if (streq_ptr(key, "vlan")) {
-                        uint32_t v;
-                        r = sd_bus_message_read(msg, "v", "u", &v);
-                        if (r < 0 || v > 4095)
-                                return sd_bus_error_setf(error, IOVIRT_ERROR_INVALID_ARGUMENT,
-                                                         "A VLAN is 0-4095 (0: none)");
-                        a->settings.set_vlan = true;
-                        a->settings.vlan = v;
-                } else if (streq_ptr(key, "spoofchk")) {
-                        r = read_bool_variant(msg, key, &b, error);
-                        a->settings.set_spoofchk = true;
-                        a->settings.spoofchk = b;
-                } else if (streq_ptr(key, "trust")) {
-                        r = read_bool_variant(msg, key, &b, error);
-                        a->settings.set_trust = true;
-                        a->settings.trust = b;
-                } else if (streq_ptr(key, "persist")) {
-                        r = read_bool_variant(msg, key, &b, error);
-                        a->persist = b;
-                } else
-                        return sd_bus_error_setf(error, IOVIRT_ERROR_INVALID_ARGUMENT,
-                                                 "Unknown setting '%.64s'; ConfigureVf takes mac, vlan, spoofchk, "
-                                                 "trust and persist", key);
-                if (r < 0)
-                        return r;
-                r = sd_bus_message_exit_container(msg);
-                if (r < 0)
-                        return r;
-        }
-        r = sd_bus_message_exit_container(msg);
+                r = read_options(msg, configure_option, a, error);
         if (r >= 0)
                 r = sd_bus_message_read(msg, "b", &a->interactive);
         if (r < 0)

@@ -5,25 +5,15 @@
 
 #include "iovirt-address.h"
 
-static int hexval(char c) {
-        if (c >= '0' && c <= '9')
-                return c - '0';
-        if (c >= 'a' && c <= 'f')
-                return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F')
-                return c - 'A' + 10;
-        return -1;
-}
-
 /* Reads between min and max hex digits; returns how many, or -1. */
 static int take_hex(const char **p, int min, int max, uint32_t *ret) {
         uint32_t v = 0;
         int n = 0;
-        while (n < max && hexval((*p)[n]) >= 0) {
-                v = v * 16 + (uint32_t) hexval((*p)[n]);
+        while (n < max && iovirt_hex_digit((*p)[n]) >= 0) {
+                v = v * 16 + (uint32_t) iovirt_hex_digit((*p)[n]);
                 n++;
         }
-        if (n < min || hexval((*p)[n]) >= 0)
+        if (n < min || iovirt_hex_digit((*p)[n]) >= 0)
                 return -1;
         *p += n;
         *ret = v;

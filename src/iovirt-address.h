@@ -26,6 +26,17 @@ char *iovirt_address_format(const IovirtAddress *a, char buf[static IOVIRT_ADDRE
 
 int iovirt_address_compare(const IovirtAddress *a, const IovirtAddress *b);
 
+/* One hex digit's value, either case; -1 for anything else */
+static inline int iovirt_hex_digit(char c) {
+        if (c >= '0' && c <= '9')
+                return c - '0';
+        if (c >= 'a' && c <= 'f')
+                return c - 'a' + 10;
+        if (c >= 'A' && c <= 'F')
+                return c - 'A' + 10;
+        return -1;
+}
+
 static inline bool iovirt_address_equal(const IovirtAddress *a, const IovirtAddress *b) {
         return a->domain == b->domain && a->bus == b->bus && a->dev == b->dev && a->fn == b->fn;
 }

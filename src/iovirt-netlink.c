@@ -15,6 +15,7 @@
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
 
+#include "iovirt-address.h"
 #include "iovirt-netlink.h"
 #include "iovirt-util.h"
 
@@ -33,16 +34,6 @@ static int fail(const char **reason, int r, const char *why) {
 }
 
 /* ---- user input ---- */
-
-static int hexval(char c) {
-        if (c >= '0' && c <= '9')
-                return c - '0';
-        if (c >= 'a' && c <= 'f')
-                return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F')
-                return c - 'A' + 10;
-        return -1;
-}
 
 static bool mac_is_broadcast(const uint8_t mac[static 6]) {
         for (unsigned i = 0; i < 6; i++)
@@ -77,8 +68,8 @@ int iovirt_mac_parse(const char *s, uint8_t mac[static 6], const char **reason) 
                                 return fail(reason, -EINVAL, "the separators are mixed: use ':' or '-' throughout");
                         sep = *p++;
                 }
-                int hi = hexval(p[0]);
-                int lo = hi >= 0 ? hexval(p[1]) : -1;
+                int hi = iovirt_hex_digit(p[0]);
+                int lo = hi >= 0 ? iovirt_hex_digit(p[1]) : -1;
                 if (hi < 0 || lo < 0)
                         return fail(reason, -EINVAL, "each octet is two hex digits, as in 02:00:00:00:00:01");
                 m[i] = (uint8_t) (hi << 4 | lo);

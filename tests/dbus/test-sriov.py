@@ -339,6 +339,19 @@ def refusals(env, h):
     rc, out, err = ctl(env, "sriov", pf, "--vfs", "2")
     t.ok(rc == 1 and err.rstrip().splitlines()[-1].startswith("iovirtctl: D-Bus error: " + ERR),
          "in text, the refusal ends with its D-Bus error name", err)
+    # the options as D-Bus callers other than iovirtctl may get them wrong
+    before = numvfs(env, addr)
+    for method, args, words in (
+            ("SetVfs", (addr, "1", "{'nope': <true>}", "false"), "Unknown option 'nope'"),
+            ("SetVfs", (addr, "1", "{'persist': <'yes'>}", "false"), "persist takes a boolean"),
+            ("ConfigureVf", (addr + "#0", "{'mac': <'zz'>}", "false"), "Invalid MAC address"),
+            ("ConfigureVf", (addr + "#0", "{'vlan': <uint32 4096>}", "false"), "0-4095"),
+            ("ConfigureVf", (addr + "#0", "{'trust': <'on'>}", "false"), "trust takes a boolean"),
+            ("ConfigureVf", (addr + "#0", "{'persist': <true>}", "false"), "Nothing to set"),
+            ("ConfigureVf", (addr + "#0", "{'colour': <'red'>}", "false"), "Unknown setting 'colour'")):
+        rc, out, err = env.call(method, *args)
+        t.ok(rc != 0 and ERR + "InvalidArgument" in err and words in err and numvfs(env, addr) == before,
+             "%s %s: InvalidArgument, %s" % (method, args[2], words), err)
 
 
 def claims(env, h):
