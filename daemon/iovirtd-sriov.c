@@ -934,6 +934,14 @@ static int restore_vf_settings(const IovirtSriovRecord *rec, const IovirtDevice 
         return 0;
 }
 
+/* Puts r (taken) with the records kept; its own pf names it.  (Not
+ * sriov_put(m, rec->pf, TAKE_PTR(rec)): the order in which arguments are
+ * evaluated is unspecified, and rec may be NULL by the time rec->pf is
+ * read.) */
+static int keep(Manager *m, IovirtSriovRecord *r) {
+        return sriov_put(m, r->pf, r);
+}
+
 /* One PF's record (taken): its VFs and settings back as persisted.
  * Negative only when memory ran out; 1 when the host changed. */
 static int restore_one(Manager *m, IovirtSriovRecord *taken) {
@@ -954,7 +962,7 @@ static int restore_one(Manager *m, IovirtSriovRecord *taken) {
                 return r;
         if (r < 0) {
                 log_warning("%s: its VFs are persisted, but it cannot take them now: %s", rec->pf, strna(reason));
-                return sriov_put(m, rec->pf, TAKE_PTR(rec));
+                return keep(m, TAKE_PTR(rec));
         }
         const IovirtSriovInput in = { .host = m->host, .state = m->state, .pf = pf, .count = rec->num_vfs,
                                       .autoprobe = rec->autoprobe,
@@ -965,7 +973,7 @@ static int restore_one(Manager *m, IovirtSriovRecord *taken) {
         const IovirtPlanCheck *refusal = iovirt_checks_refusal(p->checks, p->n_checks);
         if (refusal) {
                 log_warning("%s: its %u persisted VFs are not put back: %s", rec->pf, rec->num_vfs, refusal->message);
-                return sriov_put(m, rec->pf, TAKE_PTR(rec));
+                return keep(m, TAKE_PTR(rec));
         }
         if (!p->done) {
                 uint64_t usec = 0;
@@ -973,14 +981,14 @@ static int restore_one(Manager *m, IovirtSriovRecord *taken) {
                 if (r < 0) {
                         log_error_errno(r, "%s: its %u persisted VFs could not be put back: %s", rec->pf,
                                         rec->num_vfs, strna(reason));
-                        return sriov_put(m, rec->pf, TAKE_PTR(rec));
+                        return keep(m, TAKE_PTR(rec));
                 }
                 log_device_info(rec->pf, "%s: %u -> %u VFs, as persisted, in %.1f ms", rec->pf, p->from, p->to,
                                 usec / 1000.0);
                 changed = true;
         }
         (void) restore_vf_settings(rec, &m->host->devices[pf], rec->num_vfs);
-        r = sriov_put(m, rec->pf, TAKE_PTR(rec));
+        r = keep(m, TAKE_PTR(rec));
         return r < 0 ? r : changed;
 }
 
