@@ -614,11 +614,12 @@ def ip_vfs(iface):
 
 
 def sriov_missing(env):
-    """None when iovirtctl has the sriov verb, else why its checks wait"""
+    """None when iovirtctl has the sriov verb; a failure, not a skip, when
+    it has not: every SR-IOV check then fails with the reason"""
     rc, out, err = env.ctl("sriov", "--help")
     if rc == 0 and re.search(r"^\s+sriov\b", out + err, re.M):
         return None
-    return "iovirtctl has no sriov verb yet ('iovirtctl sriov --help' lists none)"
+    return "iovirtctl has no sriov verb ('iovirtctl sriov --help' lists none)"
 
 
 def ctl_json(env, *args):
@@ -630,9 +631,10 @@ def ctl_json(env, *args):
         return rc, {"unparsed": out, "stderr": err}
 
 
-def skip_all(titles, why):
+def fail_all(titles, why):
+    """Every check of a scenario that cannot run: failed, with why"""
     for title in titles:
-        tap.skip(title, why)
+        tap.ok(False, title, why)
 
 
 def sriov_nvme(env, topo):
@@ -648,7 +650,7 @@ def sriov_nvme(env, topo):
               "sriov NVME --vfs 0 removes the VFs: gone from sysfs and from list-groups"]
     why = sriov_missing(env)
     if why:
-        return skip_all(titles, why)
+        return fail_all(titles, why)
     try:
         rc, doc = ctl_json(env, "sriov", pf, "--vfs", "2")
         vfs = kernel_vfs(pf)
@@ -657,7 +659,7 @@ def sriov_nvme(env, topo):
         tap.ok(rc == 0 and len(vfs) == 2 and sysfs(pf, "sriov_numvfs") == "2" and got == want and
                doc.get("change", {}).get("to") == 2, titles[0], (rc, want, doc))
         if len(vfs) != 2:
-            return skip_all(titles[1:], "the VFs were not created")
+            return fail_all(titles[1:], "the VFs were not created")
         groups, ours = kernel_groups(), daemon_groups(env)
         tap.ok(ours == groups and all(ours.get(group_of(v)) == [v] for v in vfs), titles[1],
                "VFs %s\nours %s\nkernel %s" % ([(v, group_of(v)) for v in vfs], ours, groups))
@@ -761,7 +763,7 @@ def sriov_igb(env, topo):
               "sriov %s --vfs 0 removes them" % iface]
     why = sriov_missing(env)
     if why:
-        return skip_all(titles, why)
+        return fail_all(titles, why)
     ok = tap.ok
     try:
         rc, doc = ctl_json(env, "sriov", iface)
@@ -783,7 +785,7 @@ def sriov_igb(env, topo):
         got = [(v.get("index"), v.get("address"), v.get("group"), v.get("driver")) for v in doc.get("vfs", [])]
         ok(got == want and doc.get("pf", {}).get("autoprobe") is False, titles[3], (want, got))
         if len(vfs) != 7:
-            return skip_all(titles[4:], "the VFs were not created")
+            return fail_all(titles[4:], "the VFs were not created")
 
         rc, out, err = env.ctl("sriov", iface + "#3", "--mac", mac, "--vlan", "100", "--spoofchk", "off",
                                "--trust", "on")
@@ -881,6 +883,124 @@ def sriov_timing(env, topo):
              "%.3f s" % theirs), flush=True)
 
 
+def sriov_persist(env, topo):
+    """--persist on igb: the count, autoprobe and a VF's settings come back
+    when iovirtd starts and finds the PF as a reboot leaves it (0 VFs,
+    autoprobe 1); checked against sysfs and ip link, not iovirtd"""
+    pf = below(topo["ports"]["igb"])[0]
+    iface = interfaces(pf)[0]
+    name = "sriov-%s.json" % pf
+    record = os.path.join(env.state, name)
+    mac = "02:00:00:00:01:01"
+    titles = ["sriov %s --vfs 3 --autoprobe no --persist, and %s#1 --mac %s --vlan 42 --trust on --persist: "
+              "ip link shows them on vf 1, --json shows both persisted" % (iface, iface, mac),
+              "sriov %s#2 --vlan 7 without --persist: ip link shows it, and %s keeps only VF 1's settings "
+              "(not VF 2's, nor those set without --persist in the scenarios before)" % (iface, name),
+              "iovirtd stopped, echo 0 > sriov_numvfs and 1 > sriov_drivers_autoprobe (a reboot's state): "
+              "the VFs are gone",
+              "iovirtd started again: sriov_numvfs 3, sriov_drivers_autoprobe 0, no driver on the VFs",
+              "and ip link shows vf 1 with %s, vlan 42, trust on again" % mac,
+              "and vf 2 without vlan 7 (not persisted); no other VF's settings are put back",
+              "iovirtd logs that it restored %s as persisted" % pf,
+              "sriov %s --vfs 0 --persist, iovirtd restarted: sriov_numvfs stays 0, nothing logged about the VFs"
+              % iface,
+              "sriov %s --vfs 0 --no-persist forgets the PF: %s is gone and --json shows persisted null"
+              % (iface, name)]
+    why = sriov_missing(env)
+    if why:
+        return fail_all(titles, why)
+    ok = tap.ok
+
+    def kernel():
+        """the kernel's view of the PF, for diagnostics"""
+        vfs = kernel_vfs(pf)
+        return "sriov_numvfs %s, sriov_drivers_autoprobe %s, VFs %s\n%s" % (
+            sysfs(pf, "sriov_numvfs"), sysfs(pf, "sriov_drivers_autoprobe"), [(v, driver(v)) for v in vfs],
+            "\n".join("vf %d %s" % (i, v["text"]) for i, v in sorted(ip_vfs(iface).items())))
+
+    def vf1_set():
+        vf1 = ip_vfs(iface).get(1, {})
+        return vf1.get("mac") == mac and vf1.get("vlan") == 42 and vf1.get("trust") is True
+
+    def restart(meanwhile=None):
+        """stops iovirtd, runs MEANWHILE, starts it on the same state
+        directory; returns what it logged while starting and its time"""
+        env.stop()
+        with open(env.daemon.log_path) as f:
+            f.seek(0, os.SEEK_END)
+            start = f.tell()
+        if meanwhile:
+            meanwhile()
+        t0 = time.monotonic()
+        env.start()
+        ready = time.monotonic() - t0
+        with open(env.daemon.log_path) as f:
+            f.seek(start)
+            return f.read(), ready
+
+    def about_pf(logged):
+        return "\n".join(line for line in logged.splitlines() if pf in line or iface in line)
+
+    try:
+        r1, o1, e1 = env.ctl("sriov", iface, "--vfs", "3", "--autoprobe", "no", "--persist")
+        r2, o2, e2 = env.ctl("sriov", iface + "#1", "--mac", mac, "--vlan", "42", "--trust", "on", "--persist")
+        rc, doc = ctl_json(env, "sriov", iface)
+        vfs = doc.get("vfs", [])
+        kept = vfs[1].get("persisted") or {} if len(vfs) == 3 else {}
+        ok(r1 == r2 == rc == 0 and len(kernel_vfs(pf)) == 3 and vf1_set() and
+           doc.get("pf", {}).get("persisted") == {"num_vfs": 3, "autoprobe": False} and
+           kept.get("mac") == mac and kept.get("vlan") == 42 and kept.get("trust") is True and
+           os.path.exists(record), titles[0],
+           "%s\n%s%s\n%s%s\n--json %s\n%s: %s" % (kernel(), o1, e1, o2, e2, doc, record, os.path.exists(record)))
+
+        rc, out, err = env.ctl("sriov", iface + "#2", "--vlan", "7")
+        try:
+            with open(record) as f:
+                kept = json.load(f)
+        except (OSError, ValueError) as e:
+            kept = {"unreadable": str(e)}
+        indexes = [v.get("index") for v in kept.get("vfs", [])]
+        ok(rc == 0 and ip_vfs(iface).get(2, {}).get("vlan") == 7 and indexes == [1], titles[1],
+           "%s%s\n%s\n%s: VFs %s\n%s" % (out, err, kernel(), record, indexes, kept))
+
+        gone = []
+
+        def reboot():
+            """what a reboot leaves: no VFs, the kernel's default autoprobe"""
+            e0, seconds = set_numvfs(pf, 0)
+            ea, _ = set_numvfs(pf, 1, "sriov_drivers_autoprobe")
+            gone.append(e0 == ea == 0 and not kernel_vfs(pf) and sysfs(pf, "sriov_numvfs") == "0" and
+                        sysfs(pf, "sriov_drivers_autoprobe") == "1")
+            gone.append("%s, %s (%.1f s)\n%s" % (errno.errorcode.get(e0), errno.errorcode.get(ea), seconds, kernel()))
+        logged, ready = restart(reboot)
+        ok(gone[0], titles[2], gone[1])
+        vfs = kernel_vfs(pf)
+        ok(sysfs(pf, "sriov_numvfs") == "3" and len(vfs) == 3 and sysfs(pf, "sriov_drivers_autoprobe") == "0" and
+           not any(driver(v) for v in vfs), titles[3] + " (ready in %.1f s)" % ready,
+           "%s\nwhat it logged of %s:\n%s" % (kernel(), pf, about_pf(logged)))
+        ok(vf1_set(), titles[4], "%s\nwhat it logged of %s:\n%s" % (kernel(), pf, about_pf(logged)))
+        ok(ip_vfs(iface).get(2, {}).get("vlan") == 0 and "put back" not in logged, titles[5],
+           "%s\nwhat it logged of %s:\n%s" % (kernel(), pf, about_pf(logged)))
+        ok(re.search(re.escape(pf) + r": 0 -> 3 VFs, as persisted", logged), titles[6], about_pf(logged))
+
+        rc, out, err = env.ctl("sriov", iface, "--vfs", "0", "--persist")
+        logged, _ = restart() if rc == 0 else ("", 0)
+        noise = [line for line in logged.splitlines() if re.search(r"put back|persisted", line)]
+        ok(rc == 0 and sysfs(pf, "sriov_numvfs") == "0" and not kernel_vfs(pf) and not noise, titles[7],
+           "%s%s\n%s\nwhat it logged of %s:\n%s" % (out, err, kernel(), pf, about_pf(logged)))
+
+        rc, text, err = env.ctl("sriov", iface, "--vfs", "0", "--no-persist")
+        rc2, doc = ctl_json(env, "sriov", iface)
+        ok(rc == rc2 == 0 and not os.path.exists(record) and "persisted" in doc.get("pf", {}) and
+           doc["pf"]["persisted"] is None, titles[8], (text, os.listdir(env.state), doc))
+    finally:
+        if env.daemon.poll() is not None:
+            env.start()
+        if os.path.exists(record):      # forgotten, so that no later start brings the VFs back
+            env.ctl("sriov", iface, "--vfs", "0", "--no-persist")
+        restore_igb(env, pf)
+
+
 def timings(env):
     """what iovirtd logged of the kernel's bind times, and the SR-IOV
     timings, for the host to report"""
@@ -899,7 +1019,8 @@ SCENARIOS = {
              ("real QEMU", real_qemu), ("crash safety", crash_safety), ("hotplug", live),
              ("SR-IOV on the NVMe controller", sriov_nvme), ("discovery speed", discovery_speed)],
     "intremap-off": [("unsafe interrupts", unsafe_interrupts)],
-    "igb": [("igb's VFs by hand", igb_kernel), ("SR-IOV on igb", sriov_igb), ("SR-IOV timing", sriov_timing)],
+    "igb": [("igb's VFs by hand", igb_kernel), ("SR-IOV on igb", sriov_igb), ("SR-IOV timing", sriov_timing),
+            ("SR-IOV persisted across restarts", sriov_persist)],
 }
 
 
