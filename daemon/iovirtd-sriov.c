@@ -832,9 +832,11 @@ int prepare_configure_vf(sd_bus_message *msg, void *userdata, bool *interactive,
         return 0;
 }
 
-/* The PF's record with these settings of VF index, persisted.  Settings
- * made without persist are the kernel's alone: nothing records them. */
-static int record_vf_settings(Manager *m, const IovirtDevice *pf, unsigned index, const ConfigureArgs *a) {
+/* The PF's record with these settings of VF index added, to be persisted.
+ * Settings made without persist are the kernel's alone: nothing records
+ * them. */
+static int vf_settings_record(Manager *m, const IovirtDevice *pf, unsigned index, const ConfigureArgs *a,
+                              IovirtSriovRecord **ret) {
         const IovirtSriovRecord *old = sriov_find(m, pf->name);
         _cleanup_(iovirt_sriov_record_freep) IovirtSriovRecord *r = NULL;
         int k = old ? record_copy(old, &r) : ((r = calloc(1, sizeof(*r))) ? 0 : -ENOMEM);
@@ -863,15 +865,73 @@ static int record_vf_settings(Manager *m, const IovirtDevice *pf, unsigned index
                 v->spoofchk = s->spoofchk;
         if (s->set_trust)
                 v->trust = s->trust;
-        k = iovirt_sriov_record_save(m->state_dir, r);
-        if (k < 0)
-                return k;
-        return sriov_put(m, pf->name, TAKE_PTR(r));
+        *ret = TAKE_PTR(r);
+        return 0;
+}
+
+typedef struct ConfigureJob {
+        char pf[IOVIRT_ADDRESS_MAX];
+        char ifname[IF_NAMESIZE + 1];
+        unsigned index;
+        IovirtVfSettings settings;
+        IovirtSriovRecord *record;   /* to save once the kernel took the settings; NULL: not persisted */
+        const char *dir;
+        char *reason;
+        int r, save_r;
+} ConfigureJob;
+
+static void configure_job_free(void *p) {
+        ConfigureJob *j = p;
+        iovirt_sriov_record_free(j->record);
+        free(j->reason);
+        free(j);
+}
+
+/* On the job's thread: a driver may take a while over it (i40e and ice
+ * reset the VF, holding the kernel's rtnl lock), and the bus goes on */
+static void configure_work(void *p) {
+        ConfigureJob *j = p;
+        j->r = iovirt_vf_configure(j->ifname, j->index, &j->settings, &j->reason);
+        if (j->r >= 0 && j->record)
+                j->save_r = iovirt_sriov_record_save(j->dir, j->record);
+}
+
+static int configure_done(Manager *m, sd_bus_message *msg, void *p) {
+        ConfigureJob *j = p;
+        IovirtAddress a;
+        size_t pf;
+
+        if (j->r < 0) {
+                log_full_errno(LOG_ERR, j->r, j->pf, "Setting VF %u of %s failed: %s", j->index, j->ifname,
+                               strna(j->reason));
+                return sd_bus_reply_method_errorf(msg, j->r == -EINVAL || j->r == -EOPNOTSUPP
+                                                               ? IOVIRT_ERROR_INVALID_ARGUMENT
+                                                               : IOVIRT_ERROR_FAILED,
+                                                  "%s", j->reason ? j->reason : strerror(-j->r));
+        }
+        log_device_info(j->pf, "VF %u of %s (%s) configured%s", j->index, j->ifname, j->pf,
+                        j->record ? ", persisted" : "");
+        if (j->save_r < 0) {
+                log_error_errno(j->save_r, "%s: VF %u's settings could not be recorded in %s: %m", j->pf, j->index,
+                                j->dir);
+                return sd_bus_reply_method_errorf(msg, IOVIRT_ERROR_FAILED,
+                                                  "VF %u of %s is configured, but its settings could not be "
+                                                  "recorded in %s (%s): they will not come back at start-up",
+                                                  j->index, j->ifname, j->dir, strerror(-j->save_r));
+        }
+        if (j->record)
+                (void) sriov_put(m, j->pf, TAKE_PTR(j->record));
+        if (!m->host || iovirt_address_parse(j->pf, &a, NULL) < 0 ||
+            (pf = iovirt_host_find_address(m->host, &a)) == IOVIRT_NONE)
+                return sd_bus_reply_method_errorf(msg, IOVIRT_ERROR_BUSY,
+                                                  "VF %u of %s is configured; the model is being read again, ask "
+                                                  "'iovirtctl sriov %s' in a moment", j->index, j->ifname, j->pf);
+        _cleanup_(json_object_putp) json_object *o = sriov_document(m, pf);
+        return manager_reply_json(msg, o);
 }
 
 int act_configure_vf(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
-        _cleanup_free_ char *reason = NULL;
         ConfigureArgs a;
         char ifname[IF_NAMESIZE + 1];
         unsigned index;
@@ -883,24 +943,29 @@ int act_configure_vf(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
                 r = vf_target(m, a.vf, &pf, &index, ifname, error);
         if (r < 0)
                 return r;
-        /* one short rtnetlink request to the local kernel: not worth a thread */
-        r = iovirt_vf_configure(ifname, index, &a.settings, &reason);
-        if (r < 0) {
-                log_full_errno(LOG_ERR, r, m->host->devices[pf].name, "Setting VF %u of %s failed: %s", index, ifname,
-                               strna(reason));
-                return sd_bus_error_setf(error, r == -EINVAL || r == -EOPNOTSUPP ? IOVIRT_ERROR_INVALID_ARGUMENT
-                                                                                 : IOVIRT_ERROR_FAILED,
-                                         "%s", reason ? reason : strerror(-r));
+        const IovirtDevice *d = &m->host->devices[pf];
+        ConfigureJob *j = calloc(1, sizeof(ConfigureJob));
+        if (!j)
+                return -ENOMEM;
+        *j = (ConfigureJob) { .index = index, .settings = a.settings, .dir = m->state_dir };
+        memcpy(j->pf, d->name, sizeof(j->pf));
+        memcpy(j->ifname, ifname, sizeof(j->ifname));
+        if (a.persist && (r = vf_settings_record(m, d, index, &a, &j->record)) < 0) {
+                configure_job_free(j);
+                return r;
         }
-        log_device_info(m->host->devices[pf].name, "VF %u of %s (%s) configured%s", index, ifname,
-                        m->host->devices[pf].name, a.persist ? ", persisted" : "");
-        r = a.persist ? record_vf_settings(m, &m->host->devices[pf], index, &a) : 0;
+        /* the PF and the VF are held while the driver takes the settings */
+        size_t vf = iovirt_vf_find(m->host, pf, index);
+        int groups[2], n = 0;
+        if (d->iommu_group >= 0)
+                groups[n++] = d->iommu_group;
+        if (vf != IOVIRT_NONE && m->host->devices[vf].iommu_group >= 0 &&
+            m->host->devices[vf].iommu_group != d->iommu_group)
+                groups[n++] = m->host->devices[vf].iommu_group;
+        r = job_start(m, msg, groups, (size_t) n, configure_work, configure_done, j, configure_job_free);
         if (r < 0)
-                return sd_bus_error_set_errnof(error, r,
-                                               "VF %u of %s is configured, but its settings could not be recorded in "
-                                               "%s: %m", index, ifname, m->state_dir);
-        _cleanup_(json_object_putp) json_object *o = sriov_document(m, pf);
-        return manager_reply_json(msg, o);
+                return sd_bus_error_set_errnof(error, r, "Could not start setting VF %u of %s: %m", index, d->name);
+        return 1;
 }
 
 /* ---- start-up ---- */
