@@ -45,7 +45,7 @@ CASES = [
     (["list-devices", "--class", "bogus"], 2, "unknown class 'bogus'"),
     (["list-devices", "--class", "02x"], 2, "unknown class '02x'"),
     (["list-devices", "--group"], 2, "--group needs a value"),
-    (["--version"], 0, "iovirtctl 0.2.0"),
+    (["--version"], 0, "iovirtctl 0.3.0"),
     (["reload", "--direct"], 2, "reload asks iovirtd; it cannot be done --direct"),
     (["reload", "now"], 2, "reload takes no arguments"),
 ]
