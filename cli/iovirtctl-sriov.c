@@ -171,6 +171,19 @@ static int append_bool(sd_bus_message *m, const char *key, bool value) {
         return sd_bus_message_append(m, "{sv}", key, "b", (int) value);
 }
 
+/* Closes the a{sv} of options begun on *m and adds the interactive flag;
+ * *ret takes the message.  r: how building the options went. */
+static int options_done(Ctl *c, sd_bus_message **m, int r, sd_bus_message **ret) {
+        if (r >= 0)
+                r = sd_bus_message_close_container(*m);
+        if (r >= 0)
+                r = sd_bus_message_append(*m, "b", interactive(c));
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(*m);
+        return 0;
+}
+
 /* SetVfs(pf, count, {persist, autoprobe}, interactive) */
 static int set_vfs_message(Ctl *c, const char *pf, sd_bus_message **ret) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
@@ -183,14 +196,7 @@ static int set_vfs_message(Ctl *c, const char *pf, sd_bus_message **ret) {
                 r = append_bool(m, "persist", c->persist);
         if (r >= 0 && c->opt_autoprobe)
                 r = append_bool(m, "autoprobe", c->autoprobe);
-        if (r >= 0)
-                r = sd_bus_message_close_container(m);
-        if (r >= 0)
-                r = sd_bus_message_append(m, "b", interactive(c));
-        if (r < 0)
-                return r;
-        *ret = TAKE_PTR(m);
-        return 0;
+        return options_done(c, &m, r, ret);
 }
 
 /* ConfigureVf("PF#N", {mac, vlan, spoofchk, trust, persist}, interactive) */
@@ -212,14 +218,7 @@ static int configure_vf_message(Ctl *c, const char *vf, sd_bus_message **ret) {
                 r = append_bool(m, "trust", c->trust);
         if (r >= 0 && c->persist > 0)
                 r = append_bool(m, "persist", true);
-        if (r >= 0)
-                r = sd_bus_message_close_container(m);
-        if (r >= 0)
-                r = sd_bus_message_append(m, "b", interactive(c));
-        if (r < 0)
-                return r;
-        *ret = TAKE_PTR(m);
-        return 0;
+        return options_done(c, &m, r, ret);
 }
 
 /* "0000:05:00.0: 0 -> 4 VFs (through 0) in 12.3 ms; autoprobe off; persisted" */

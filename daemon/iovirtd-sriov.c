@@ -815,17 +815,23 @@ static int vf_target(Manager *m, const char *spec, size_t *pf, unsigned *index, 
         return 0;
 }
 
+/* The arguments, and the VF they name, or the error to answer with */
+static int configure_request(Manager *m, sd_bus_message *msg, ConfigureArgs *a, size_t *pf, unsigned *index,
+                             char ifname[static IF_NAMESIZE + 1], sd_bus_error *error) {
+        int r = read_configure_args(msg, a, error);
+        if (r >= 0)
+                r = manager_accepting(m, error);
+        if (r >= 0)
+                r = vf_target(m, a->vf, pf, index, ifname, error);
+        return r;
+}
+
 int prepare_configure_vf(sd_bus_message *msg, void *userdata, bool *interactive, sd_bus_error *error) {
-        Manager *m = userdata;
         ConfigureArgs a;
         char ifname[IF_NAMESIZE + 1];
         unsigned index;
         size_t pf;
-        int r = read_configure_args(msg, &a, error);
-        if (r >= 0)
-                r = manager_accepting(m, error);
-        if (r >= 0)
-                r = vf_target(m, a.vf, &pf, &index, ifname, error);
+        int r = configure_request(userdata, msg, &a, &pf, &index, ifname, error);
         if (r < 0)
                 return r;
         *interactive = a.interactive;
@@ -936,11 +942,8 @@ int act_configure_vf(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         char ifname[IF_NAMESIZE + 1];
         unsigned index;
         size_t pf;
-        int r = read_configure_args(msg, &a, error);
-        if (r >= 0)
-                r = manager_accepting(m, error);
-        if (r >= 0)
-                r = vf_target(m, a.vf, &pf, &index, ifname, error);
+        /* the host may have changed while a password was typed: again */
+        int r = configure_request(m, msg, &a, &pf, &index, ifname, error);
         if (r < 0)
                 return r;
         const IovirtDevice *d = &m->host->devices[pf];

@@ -611,16 +611,15 @@ int iovirt_sriov_record_save(const char *dir, const IovirtSriovRecord *r) {
         _cleanup_(json_object_putp) json_object *o = iovirt_sriov_record_to_json(r);
         if (!o)
                 return -ENOMEM;
-        errno = 0;     /* json-c hides a failed append but for errno: see iovirt_record_save() */
-        const char *text = json_object_to_json_string_length(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED,
-                                                             &size);
-        if (!text || errno == ENOMEM)
-                return -ENOMEM;
+        const char *text;
+        int k = iovirt_json_text(o, &text, &size);
+        if (k < 0)
+                return k;
         /* read back as load will: the same record, or it is not written */
         _cleanup_(json_object_putp) json_object *back = NULL;
         _cleanup_(iovirt_sriov_record_freep) IovirtSriovRecord *b = NULL;
         _cleanup_free_ char *why = NULL;
-        int k = iovirt_json_text_parse(text, size, &back, &why);
+        k = iovirt_json_text_parse(text, size, &back, &why);
         if (k >= 0)
                 k = iovirt_sriov_record_from_json(back, &b, &why);
         if (k == -ENOMEM)
@@ -631,16 +630,9 @@ int iovirt_sriov_record_save(const char *dir, const IovirtSriovRecord *r) {
 }
 
 int iovirt_sriov_record_remove(const char *dir, const char *pf) {
-        char path[PATH_MAX];
-        if (snprintf(path, sizeof(path), "%s/" SRIOV_RECORD_PREFIX "%s" SRIOV_RECORD_SUFFIX, dir, pf) >=
-            (int) sizeof(path))
-                return -ENAMETOOLONG;
-        if (unlink(path) < 0)
-                return errno == ENOENT ? 0 : -errno;
-        _cleanup_close_ int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (fd < 0 || fsync(fd) < 0)
-                return -errno;
-        return 0;
+        char name[64];
+        snprintf(name, sizeof(name), SRIOV_RECORD_PREFIX "%s" SRIOV_RECORD_SUFFIX, pf);
+        return iovirt_file_remove(dir, name);
 }
 
 /* "sriov-0000:05:00.0.json": the address, or -EINVAL for any other name */

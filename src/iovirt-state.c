@@ -257,9 +257,10 @@ const char *iovirt_state_dir(void) {
         return d && *d && !strchr(d, ':') ? d : IOVIRT_STATE_DIR;
 }
 
-static int record_path(char path[static PATH_MAX], const char *dir, int group) {
-        int l = snprintf(path, PATH_MAX, "%s/group-%d.json", dir, group);
-        return l < 0 || l >= PATH_MAX ? -ENAMETOOLONG : 0;
+/* "group-N.json": a record's file name in the state directory */
+static char *record_name(char buf[static 32], int group) {
+        snprintf(buf, 32, "group-%d.json", group);
+        return buf;
 }
 
 static int fsync_dir(const char *dir) {
@@ -342,38 +343,50 @@ int iovirt_file_save_atomic(const char *dir, const char *name, const char *text,
         return fsync_dir(dir);
 }
 
+int iovirt_json_text(json_object *o, const char **ret, size_t *size) {
+        /* json-c (0.16 at least) carries on past an append that failed and
+         * returns the text without it: "driver": "" instead of the name.
+         * errno is the only sign (nothing in its writer clears it); the
+         * callers' reading the text back is the second. */
+        errno = 0;
+        const char *text = json_object_to_json_string_length(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED,
+                                                             size);
+        if (!text || errno == ENOMEM)
+                return -ENOMEM;
+        *ret = text;
+        return 0;
+}
+
 int iovirt_record_save(const char *dir, const IovirtRecord *r) {
-        char name[64];
+        char name[32];
         size_t size = 0;
         int k;
 
-        snprintf(name, sizeof(name), "group-%d.json", r->group);
+        record_name(name, r->group);
         _cleanup_(json_object_putp) json_object *o = iovirt_record_to_json(r);
+        const char *text;
         if (!o)
                 return -ENOMEM;
-        /* json-c (0.16 at least) carries on past an append that failed and
-         * returns the text without it: "driver": "" instead of the name.
-         * errno is the only sign (nothing in its writer clears it); reading
-         * the text back is the second. */
-        errno = 0;
-        const char *text = json_object_to_json_string_length(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED,
-                                                             &size);
-        if (!text || errno == ENOMEM)
-                return -ENOMEM;
-        k = check_reads_back(text, size, r);
+        k = iovirt_json_text(o, &text, &size);
+        if (k >= 0)
+                k = check_reads_back(text, size, r);
         if (k < 0)
                 return k;
         return iovirt_file_save_atomic(dir, name, text, size);
 }
 
-int iovirt_record_remove(const char *dir, int group) {
+int iovirt_file_remove(const char *dir, const char *name) {
         char path[PATH_MAX];
-        int k = record_path(path, dir, group);
-        if (k < 0)
-                return k;
+        if (snprintf(path, sizeof(path), "%s/%s", dir, name) >= (int) sizeof(path))
+                return -ENAMETOOLONG;
         if (unlink(path) < 0)
                 return errno == ENOENT ? 0 : -errno;
         return fsync_dir(dir);
+}
+
+int iovirt_record_remove(const char *dir, int group) {
+        char name[32];
+        return iovirt_file_remove(dir, record_name(name, group));
 }
 
 IovirtState *iovirt_state_free(IovirtState *s) {
@@ -460,7 +473,7 @@ static int set_aside(IovirtState *s, const char *dir, const char *name, int grou
 }
 
 /* The group a file name gives when it is a record's name: exactly what
- * record_path() writes, "group-N.json" with N in decimal without a sign or
+ * record_name() gives, "group-N.json" with N in decimal without a sign or
  * a leading zero.  -1 for any other name, which is not a record and is left
  * alone: "group-007.json" read as group 7 would never be removed by
  * iovirt_record_remove(dir, 7), and would come back on every load. */

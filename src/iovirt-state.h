@@ -77,6 +77,11 @@ int iovirt_record_save(const char *dir, const IovirtRecord *r);
  * parsing of what save wrote (one JSON value; -EBADMSG with *reason,
  * -ENOMEM); a damaged file renamed NAME.damaged-TIME, *problem saying so. */
 int iovirt_file_save_atomic(const char *dir, const char *name, const char *text, size_t size);
+/* Removes name durably; 0 when there was none */
+int iovirt_file_remove(const char *dir, const char *name);
+/* o as save writes it (pretty), owned by o; -ENOMEM also when json-c
+ * dropped a part of it for want of memory, which it only says in errno */
+int iovirt_json_text(json_object *o, const char **ret, size_t *size);
 int iovirt_json_text_parse(const char *text, size_t size, json_object **ret, char **reason);
 int iovirt_file_set_aside(const char *dir, const char *name, const char *why, char **problem);
 
