@@ -62,6 +62,7 @@
 #define SYSFS_UNSAFE_INTERRUPTS "/sys/module/vfio_iommu_type1/parameters/allow_unsafe_interrupts"
 #define SYSFS_NODE "/sys/devices/system/node"
 #define SYSFS_CPU_ONLINE "/sys/devices/system/cpu/online"
+#define SYSFS_CPU "/sys/devices/system/cpu"
 #define DEV_VFIO "/dev/vfio"
 #define DEV_VFIO_CONTAINER "/dev/vfio/vfio"
 
@@ -76,6 +77,9 @@
 #define ATTR_SRIOV_NUMVFS "sriov_numvfs"
 #define ATTR_SRIOV_AUTOPROBE "sriov_drivers_autoprobe"
 #define ATTR_BOOT_VGA "boot_vga"
+#define ATTR_NODE_DISTANCE "distance"   /* in SYSFS_NODE/nodeN/ */
+#define ATTR_NODE_CPULIST "cpulist"     /* in SYSFS_NODE/nodeN/ */
+#define ATTR_PHYSICAL_PACKAGE_ID "topology/physical_package_id"   /* in SYSFS_CPU/cpuN/ */
 #define LINK_DRIVER "driver"
 #define LINK_IOMMU_GROUP "iommu_group"
 #define LINK_PHYSFN "physfn"
@@ -89,6 +93,10 @@
 #define PROC_INTERRUPTS "/proc/interrupts"
 #define PROC_MODULES "/proc/modules"
 #define PROC_OSRELEASE "/proc/sys/kernel/osrelease"
+#define PROC_MEMINFO "/proc/meminfo"
+#define PROC_PID "/proc"   /* PROC_PID/<pid>/{status,cgroup}: a consumer process's placement and cgroup */
+#define CGROUP_ROOT "/sys/fs/cgroup"   /* cgroupfs, not sysfs: below $IOVIRT_ROOT like /proc */
+#define CGROUP_MEMORY_MAX "memory.max"
 #define LIB_MODULES "/lib/modules"
 #define MODULES_ALIAS "modules.alias"   /* in LIB_MODULES/<release>/; vfio_pci: lines name VFIO variant drivers */
 

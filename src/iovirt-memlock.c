@@ -1,0 +1,359 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <signal.h>
+#include <sys/syscall.h>
+
+#include "iovirt-memlock.h"
+#include "iovirt-names.h"
+#include "iovirt-sysfs.h"
+#include "iovirt-util.h"
+
+const char *iovirt_size_format(uint64_t bytes, char buf[static IOVIRT_SIZE_MAX]) {
+        static const char *const units[] = { "KiB", "MiB", "GiB", "TiB", "PiB", "EiB" };
+
+        if (bytes < IOVIRT_KIB) {
+                snprintf(buf, IOVIRT_SIZE_MAX, "%" PRIu64 " B", bytes);
+                return buf;
+        }
+        size_t u = 0;
+        while (u + 1 < ELEMENTSOF(units) && bytes >= (IOVIRT_KIB << (10 * (u + 1))))
+                u++;
+        uint64_t unit = IOVIRT_KIB << (10 * u);
+        uint64_t whole = bytes / unit, rem = bytes % unit;
+        /* rem < 2^60, so rem * 10 fits */
+        uint64_t tenths = (rem * 10 + unit / 2) / unit;
+        if (tenths == 10) {
+                whole++;
+                tenths = 0;
+                if (whole == 1024 && u + 1 < ELEMENTSOF(units)) {
+                        whole = 1;
+                        u++;
+                }
+        }
+        snprintf(buf, IOVIRT_SIZE_MAX, "%u.%u %s", (unsigned) (whole & 0xffff), (unsigned) (tenths % 10), units[u]);   /* whole <= 1024 */
+        return buf;
+}
+
+unsigned iovirt_memlock_factor(unsigned n_vfio_devices, bool viommu) {
+        if (n_vfio_devices == 0)
+                return 0;
+        return viommu ? n_vfio_devices : 1;
+}
+
+int iovirt_memlock_pinned(uint64_t guest_memory, unsigned n_vfio_devices, bool viommu, uint64_t *ret) {
+        uint64_t p;
+        if (__builtin_mul_overflow(guest_memory, (uint64_t) iovirt_memlock_factor(n_vfio_devices, viommu), &p))
+                return -EOVERFLOW;
+        *ret = p;
+        return 0;
+}
+
+int iovirt_memlock_limit(uint64_t guest_memory, unsigned n_vfio_devices, bool viommu,
+                         uint64_t hard_limit, uint64_t *ret) {
+        if (hard_limit > 0) {
+                *ret = hard_limit;
+                return 0;
+        }
+        if (n_vfio_devices == 0) {
+                *ret = 0;
+                return 0;
+        }
+        uint64_t p;
+        int r = iovirt_memlock_pinned(guest_memory, n_vfio_devices, viommu, &p);
+        if (r < 0)
+                return r;
+        if (__builtin_add_overflow(p, IOVIRT_MEMLOCK_SLACK, &p))
+                return -EOVERFLOW;
+        *ret = p;
+        return 0;
+}
+
+uint64_t iovirt_memlock_reserve(uint64_t memtotal, uint64_t configured) {
+        if (configured > 0)
+                return configured;
+        /* memtotal / 100 * 5 cannot overflow; the remainder adds < 5 bytes */
+        uint64_t r = memtotal / 100 * IOVIRT_MEMLOCK_RESERVE_PERCENT +
+                     memtotal % 100 * IOVIRT_MEMLOCK_RESERVE_PERCENT / 100;
+        return r < IOVIRT_MEMLOCK_RESERVE_MIN ? IOVIRT_MEMLOCK_RESERVE_MIN : r;
+}
+
+uint64_t iovirt_memlock_budget(uint64_t memtotal, uint64_t reserve) {
+        return reserve >= memtotal ? 0 : memtotal - reserve;
+}
+
+int iovirt_memlock_budget_check(uint64_t memtotal, uint64_t reserve, uint64_t already_pinned,
+                                uint64_t asked, char **reason) {
+        char a[IOVIRT_SIZE_MAX], p[IOVIRT_SIZE_MAX], b[IOVIRT_SIZE_MAX], m[IOVIRT_SIZE_MAX],
+             res[IOVIRT_SIZE_MAX], left[IOVIRT_SIZE_MAX];
+        uint64_t budget = iovirt_memlock_budget(memtotal, reserve), total;
+        bool fits = !__builtin_add_overflow(already_pinned, asked, &total) && total <= budget;
+
+        iovirt_size_format(asked, a);
+        iovirt_size_format(already_pinned, p);
+        iovirt_size_format(budget, b);
+        iovirt_size_format(memtotal, m);
+        iovirt_size_format(reserve, res);
+        if (fits) {
+                iovirt_size_format(budget - total, left);
+                if (!reason)
+                        return 0;
+                iovirt_set_reason(reason, 0, "%s asked, %s already pinned, budget %s (MemTotal %s less a %s reserve): %s left",
+                                  a, p, b, m, res, left);
+                return *reason ? 0 : -ENOMEM;
+        }
+        if (!reason)
+                return -ENOSPC;
+        iovirt_set_reason(reason, 0, "%s asked, %s already pinned, budget %s (MemTotal %s less a %s reserve)",
+                          a, p, b, m, res);
+        return *reason ? -ENOSPC : -ENOMEM;
+}
+
+int iovirt_memlock_cgroup_check(uint64_t memory_max, const char *cgroup, uint64_t guest_memory,
+                                char **reason) {
+        char mx[IOVIRT_SIZE_MAX], g[IOVIRT_SIZE_MAX], need_s[IOVIRT_SIZE_MAX], s[IOVIRT_SIZE_MAX];
+        uint64_t need;
+        bool overflow = __builtin_add_overflow(guest_memory, IOVIRT_MEMLOCK_SLACK, &need);
+
+        iovirt_size_format(guest_memory, g);
+        iovirt_size_format(IOVIRT_MEMLOCK_SLACK, s);
+        if (memory_max == UINT64_MAX) {
+                if (!reason)
+                        return 0;
+                iovirt_set_reason(reason, 0, "cgroup %s has no memory.max", strna(cgroup));
+                return *reason ? 0 : -ENOMEM;
+        }
+        iovirt_size_format(memory_max, mx);
+        if (!overflow && need <= memory_max) {
+                if (!reason)
+                        return 0;
+                iovirt_set_reason(reason, 0, "cgroup %s has memory.max %s, room for %s of guest memory and %s more",
+                                  strna(cgroup), mx, g, s);
+                return *reason ? 0 : -ENOMEM;
+        }
+        if (!reason)
+                return -ENOSPC;
+        iovirt_size_format(overflow ? UINT64_MAX : need, need_s);
+        iovirt_set_reason(reason, 0,
+                          "cgroup %s has memory.max %s, less than the %s its %s of pinned guest memory and %s more need",
+                          strna(cgroup), mx, need_s, g, s);
+        return *reason ? -ENOSPC : -ENOMEM;
+}
+
+/* "1234 kB" (procfs' "kB" is KiB) → bytes */
+static int parse_kb(const char *s, uint64_t *ret) {
+        while (*s == ' ' || *s == '\t')
+                s++;
+        if (*s < '0' || *s > '9')
+                return -EBADMSG;
+        char *end;
+        errno = 0;
+        unsigned long long v = strtoull(s, &end, 10);
+        if (errno != 0)
+                return -EBADMSG;
+        while (*end == ' ')
+                end++;
+        if (strncmp(end, "kB", 2) != 0 || (end[2] != '\0' && end[2] != '\n'))
+                return -EBADMSG;
+        uint64_t b;
+        if (__builtin_mul_overflow((uint64_t) v, IOVIRT_KIB, &b))
+                return -EBADMSG;
+        *ret = b;
+        return 0;
+}
+
+int iovirt_meminfo_total(uint64_t *ret) {
+        _cleanup_free_ char *path = iovirt_root_path(PROC_MEMINFO), *text = NULL;
+        if (!path)
+                return -ENOMEM;
+        int r = iovirt_read_file(path, &text);
+        if (r < 0)
+                return r;
+        for (char *line = text; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL)
+                if (strncmp(line, "MemTotal:", 9) == 0)
+                        return parse_kb(line + 9, ret);
+        return -ENODATA;
+}
+
+int iovirt_memlock_get(pid_t pid, struct rlimit *ret) {
+        if (prlimit(pid, RLIMIT_MEMLOCK, NULL, ret) < 0)
+                return -errno;
+        return 0;
+}
+
+static rlim_t rlim_max_of(rlim_t a, uint64_t b) {
+        /* RLIM_INFINITY is the largest rlim_t: max() keeps it */
+        return a >= (rlim_t) b ? a : (rlim_t) b;
+}
+
+int iovirt_memlock_raise(pid_t pid, uint64_t bytes, struct rlimit *orig, bool *raised) {
+        struct rlimit cur, want, old;
+        int r = iovirt_memlock_get(pid, &cur);
+        if (r < 0)
+                return r;
+        want.rlim_cur = rlim_max_of(cur.rlim_cur, bytes);
+        want.rlim_max = rlim_max_of(cur.rlim_max, bytes);
+        if (orig)
+                *orig = cur;
+        if (want.rlim_cur == cur.rlim_cur && want.rlim_max == cur.rlim_max) {
+                if (raised)
+                        *raised = false;
+                return 0;
+        }
+        /* old: the limit at the moment of the set, atomically */
+        if (prlimit(pid, RLIMIT_MEMLOCK, &want, &old) < 0)
+                return -errno;
+        if (old.rlim_cur != cur.rlim_cur || old.rlim_max != cur.rlim_max) {
+                /* Someone changed it between our read and our set: our set
+                 * may have lowered what they raised.  Set the larger of both
+                 * again, and report theirs as the original. */
+                struct rlimit again = {
+                        .rlim_cur = rlim_max_of(old.rlim_cur, want.rlim_cur),
+                        .rlim_max = rlim_max_of(old.rlim_max, want.rlim_max),
+                };
+                if (prlimit(pid, RLIMIT_MEMLOCK, &again, NULL) < 0)
+                        return -errno;
+                if (orig)
+                        *orig = old;
+        }
+        if (raised)
+                *raised = true;
+        return 0;
+}
+
+int iovirt_pidfd_open(pid_t pid) {
+        if (pid <= 0)
+                return -EINVAL;
+        long fd = syscall(SYS_pidfd_open, pid, 0);
+        return fd < 0 ? -errno : (int) fd;
+}
+
+int iovirt_pidfd_alive(int pidfd) {
+        if (syscall(SYS_pidfd_send_signal, pidfd, 0, NULL, 0) < 0)
+                return -errno;
+        return 0;
+}
+
+int iovirt_memlock_raise_pidfd(int pidfd, pid_t pid, uint64_t bytes, struct rlimit *orig, bool *raised) {
+        int r = iovirt_pidfd_alive(pidfd);
+        if (r < 0)
+                return r;
+        r = iovirt_memlock_raise(pid, bytes, orig, raised);
+        if (r < 0)
+                return r;
+        return iovirt_pidfd_alive(pidfd);
+}
+
+int iovirt_memlock_restore(pid_t pid, const struct rlimit *orig) {
+        if (prlimit(pid, RLIMIT_MEMLOCK, orig, NULL) < 0)
+                return -errno;
+        return 0;
+}
+
+/* "max" or a decimal byte count */
+static int parse_memory_max(const char *s, uint64_t *ret) {
+        if (streq_ptr(s, "max")) {
+                *ret = UINT64_MAX;
+                return 0;
+        }
+        if (!s || *s < '0' || *s > '9')
+                return -EBADMSG;
+        char *end;
+        errno = 0;
+        unsigned long long v = strtoull(s, &end, 10);
+        if (errno != 0 || *end)
+                return -EBADMSG;
+        *ret = v;
+        return 0;
+}
+
+int iovirt_cgroup_memory_max(pid_t pid, uint64_t *ret, char **ret_path, char **reason) {
+        char rel[64];
+        snprintf(rel, sizeof(rel), PROC_PID "/%d/cgroup", (int) pid);
+        _cleanup_free_ char *path = iovirt_root_path(rel), *text = NULL;
+        if (!path)
+                return -ENOMEM;
+        int r = iovirt_read_file(path, &text);
+        if (r < 0)
+                return iovirt_set_reason(reason, r, "cannot read the cgroups of process %d: %s", (int) pid, strerror(-r));
+
+        /* Lines "ID:CONTROLLERS:PATH": "0::PATH" is the v2 hierarchy; a v1
+         * hierarchy that names memory means the memory controller is v1. */
+        const char *v2 = NULL;
+        size_t v2_len = 0;
+        for (char *line = text; line && *line;) {
+                char *nl = strchr(line, '\n');
+                size_t len = nl ? (size_t) (nl - line) : strlen(line);
+                char *c1 = memchr(line, ':', len);
+                char *c2 = c1 ? memchr(c1 + 1, ':', len - (size_t) (c1 + 1 - line)) : NULL;
+                if (!c2)
+                        return iovirt_set_reason(reason, -EBADMSG, "%s is malformed", rel);
+                if (c1 - line == 1 && line[0] == '0' && c2 == c1 + 1) {
+                        v2 = c2 + 1;
+                        v2_len = len - (size_t) (c2 + 1 - line);
+                } else {
+                        /* controllers are comma-separated: "memory" or "cpu,memory" */
+                        for (const char *c = c1 + 1; c < c2;) {
+                                const char *e = memchr(c, ',', (size_t) (c2 - c));
+                                if (!e)
+                                        e = c2;
+                                if (e - c == 6 && strncmp(c, "memory", 6) == 0)
+                                        return iovirt_set_reason(reason, -EOPNOTSUPP,
+                                                                 "the memory controller of this host is in a cgroup v1 hierarchy: "
+                                                                 "what process %d's cgroup can hold cannot be checked", (int) pid);
+                                c = e + 1;
+                        }
+                }
+                line = nl ? nl + 1 : NULL;
+        }
+        if (!v2 || v2_len == 0 || v2[0] != '/')
+                return iovirt_set_reason(reason, -EOPNOTSUPP,
+                                         "process %d is in no cgroup v2 hierarchy: what its cgroup can hold cannot be checked",
+                                         (int) pid);
+
+        _cleanup_free_ char *cg = strndup(v2, v2_len);
+        if (!cg)
+                return -ENOMEM;
+        if (strstr(cg, "/../") || (strlen(cg) >= 3 && strcmp(cg + strlen(cg) - 3, "/..") == 0))
+                return iovirt_set_reason(reason, -EBADMSG, "%s names an odd cgroup path", rel);
+        /* A process in a cgroup removed since shows " (deleted)" after the path */
+        char *deleted = strstr(cg, " (deleted)");
+        if (deleted)
+                *deleted = '\0';
+
+        uint64_t best = UINT64_MAX;
+        _cleanup_free_ char *best_path = strdup(cg);
+        if (!best_path)
+                return -ENOMEM;
+        /* From the leaf up to (not including) the root cgroup, which has no memory.max */
+        for (size_t len = strlen(cg); len > 1;) {
+                cg[len] = '\0';
+                _cleanup_free_ char *dir = NULL, *rooted = NULL;
+                if (asprintf(&dir, CGROUP_ROOT "%s", cg) < 0 || !(rooted = iovirt_root_path(dir)))
+                        return -ENOMEM;
+                char buf[64];
+                r = iovirt_sysfs_read(rooted, CGROUP_MEMORY_MAX, buf, sizeof(buf));
+                if (r >= 0) {
+                        uint64_t v;
+                        if (parse_memory_max(buf, &v) < 0)
+                                return iovirt_set_reason(reason, -EBADMSG, "%s/%s is malformed: '%s'", dir, CGROUP_MEMORY_MAX, buf);
+                        if (v < best) {
+                                best = v;
+                                free(best_path);
+                                if (!(best_path = strdup(cg)))
+                                        return -ENOMEM;
+                        }
+                } else if (r == -ENOENT) {
+                        /* the memory controller is not enabled for this
+                         * cgroup: its parents' limits still hold */
+                } else
+                        return iovirt_set_reason(reason, r, "cannot read %s/%s: %s", dir, CGROUP_MEMORY_MAX, strerror(-r));
+                char *slash = strrchr(cg, '/');
+                len = slash ? (size_t) (slash - cg) : 0;
+        }
+        *ret = best;
+        if (ret_path)
+                *ret_path = TAKE_PTR(best_path);
+        return 0;
+}

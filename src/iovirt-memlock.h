@@ -1,0 +1,118 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* Pinned memory: the RLIMIT_MEMLOCK a VFIO consumer needs, the host-wide
+ * budget of what iovirt lets consumers pin, and the process limits and
+ * cgroup facts behind them.
+ *
+ * The sizing rule is libvirt's (qemuDomainGetMemLockLimitBytes in
+ * src/qemu/qemu_domain.c, x86 branch): a hard limit wins; otherwise, with at
+ * least one VFIO device, factor x guest memory + 1 GiB, where factor is the
+ * number of VFIO devices when the guest has a vIOMMU (each device's address
+ * space is mapped and accounted separately) and 1 without one (all devices
+ * share the one container mapping); with no VFIO device no limit is needed.
+ * libvirt also counts NVMe disks and vDPA devices into the factor and
+ * returns "unlimited" for <memoryBacking><locked/>: a libvirt consumer
+ * passes those in as devices; iovirt only sees VFIO devices.
+ *
+ * Pure functions first (testable on numbers), then the small readers and
+ * the prlimit(2) wrappers. */
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/resource.h>
+#include <sys/types.h>
+
+#define IOVIRT_KIB (UINT64_C(1) << 10)
+#define IOVIRT_MIB (UINT64_C(1) << 20)
+#define IOVIRT_GIB (UINT64_C(1) << 30)
+
+/* What libvirt adds on top of the pinned guest memory: room for QEMU's own
+ * locked memory and emulated devices' MMIO. */
+#define IOVIRT_MEMLOCK_SLACK IOVIRT_GIB
+/* The default reserve: 5% of MemTotal, at least 512 MiB */
+#define IOVIRT_MEMLOCK_RESERVE_PERCENT 5
+#define IOVIRT_MEMLOCK_RESERVE_MIN (512 * IOVIRT_MIB)
+
+/* "4.0 GiB", "512 B", "16.0 EiB": binary units, one decimal. Returns buf. */
+#define IOVIRT_SIZE_MAX 32
+const char *iovirt_size_format(uint64_t bytes, char buf[static IOVIRT_SIZE_MAX]);
+
+/* The factor of the rule: 0 with no VFIO device, n with a vIOMMU, 1 without. */
+unsigned iovirt_memlock_factor(unsigned n_vfio_devices, bool viommu);
+
+/* What the consumer pins and what counts against the host budget: guest
+ * memory x factor (not the 1 GiB slack, and not a hard limit).
+ * -EOVERFLOW when it does not fit 64 bits. */
+int iovirt_memlock_pinned(uint64_t guest_memory, unsigned n_vfio_devices, bool viommu, uint64_t *ret);
+
+/* The RLIMIT_MEMLOCK the consumer's process needs, in bytes, as libvirt
+ * computes it: hard_limit (0: none) as it is; otherwise factor x guest
+ * memory + 1 GiB; 0 when there is no VFIO device (nothing to raise).
+ * -EOVERFLOW when it does not fit 64 bits. */
+int iovirt_memlock_limit(uint64_t guest_memory, unsigned n_vfio_devices, bool viommu,
+                         uint64_t hard_limit, uint64_t *ret);
+
+/* The reserve of host memory never handed out for pinning: configured
+ * (0: the default, 5% of memtotal, at least 512 MiB). */
+uint64_t iovirt_memlock_reserve(uint64_t memtotal, uint64_t configured);
+
+/* The budget: memtotal less the reserve (0 when the reserve is larger). */
+uint64_t iovirt_memlock_budget(uint64_t memtotal, uint64_t reserve);
+
+/* Whether asked more bytes can be pinned on top of already_pinned.  0 (a
+ * sentence in *reason saying what is left), -ENOSPC (a sentence naming
+ * asked, already pinned and the budget: "4.0 GiB asked, 60.0 GiB already
+ * pinned, budget 61.2 GiB (MemTotal 64.4 GiB less a 3.2 GiB reserve)"), or
+ * -ENOMEM when the sentence cannot be made (fail closed). reason may be NULL. */
+int iovirt_memlock_budget_check(uint64_t memtotal, uint64_t reserve, uint64_t already_pinned,
+                                uint64_t asked, char **reason);
+
+/* Whether the memory cgroup limit memory_max (UINT64_MAX: none) of the
+ * consumer's cgroup can hold its guest memory plus the 1 GiB slack: pinned
+ * pages are charged to the memory cgroup once and cannot be reclaimed, so a
+ * smaller memory.max ends in the OOM killer instead of a failed map.
+ * 0 or -ENOSPC, each with a sentence; -ENOMEM when it cannot be made. */
+int iovirt_memlock_cgroup_check(uint64_t memory_max, const char *cgroup, uint64_t guest_memory,
+                                char **reason);
+
+/* MemTotal from $IOVIRT_ROOT/proc/meminfo, in bytes. -ENODATA when it has
+ * no MemTotal line, -EBADMSG when it is malformed. */
+int iovirt_meminfo_total(uint64_t *ret);
+
+/* RLIMIT_MEMLOCK of pid (0: ourselves) */
+int iovirt_memlock_get(pid_t pid, struct rlimit *ret);
+
+/* Raises pid's RLIMIT_MEMLOCK, soft and hard, to at least bytes; never
+ * lowers either.  *orig receives the limit before (to give to restore),
+ * *raised whether anything changed.  Raising a hard limit needs
+ * CAP_SYS_RESOURCE, and acting on another uid's process too: -EPERM. */
+int iovirt_memlock_raise(pid_t pid, uint64_t bytes, struct rlimit *orig, bool *raised);
+
+/* The same on a process pinned by a pidfd (pidfd_open(2) of pid, taken when
+ * the consumer was named).  prlimit(2) only takes a PID, so this checks
+ * through the pidfd, before and after, that pid still is that process:
+ * -ESRCH when it exited.  What that guarantees: when it returns 0 the limit
+ * was set on the pinned process (a PID is not reused while its process has
+ * not been reaped, and the pidfd saw it alive after prlimit).  When the
+ * process exits and its PID is reused in the microseconds between the first
+ * check and prlimit, a stranger may have received the raise; the -ESRCH
+ * after says so, but cannot undo it. */
+int iovirt_memlock_raise_pidfd(int pidfd, pid_t pid, uint64_t bytes, struct rlimit *orig, bool *raised);
+
+/* Sets pid's RLIMIT_MEMLOCK back to orig (as raise returned it). */
+int iovirt_memlock_restore(pid_t pid, const struct rlimit *orig);
+
+/* pidfd_open(2); returns the fd */
+int iovirt_pidfd_open(pid_t pid);
+/* 0 when the process of pidfd is alive (or a zombie not yet reaped), -ESRCH when not */
+int iovirt_pidfd_alive(int pidfd);
+
+/* The memory.max that binds pid: the smallest memory.max of its cgroup v2
+ * and of every ancestor, read from $IOVIRT_ROOT/proc/PID/cgroup ("0::/path")
+ * and $IOVIRT_ROOT/sys/fs/cgroup/PATH/memory.max.  *ret is UINT64_MAX when
+ * none is set ("max"); *path (may be NULL) the cgroup whose limit binds, or
+ * the process's own cgroup when none does.  -EOPNOTSUPP on a host whose
+ * memory controller is in a cgroup v1 hierarchy (a sentence in *reason:
+ * what cannot be checked), -ENOENT when the process is gone. */
+int iovirt_cgroup_memory_max(pid_t pid, uint64_t *ret, char **path, char **reason);
