@@ -103,6 +103,12 @@ int iovirt_memlock_raise_pidfd(int pidfd, pid_t pid, uint64_t bytes, struct rlim
 /* Sets pid's RLIMIT_MEMLOCK back to orig (as raise returned it). */
 int iovirt_memlock_restore(pid_t pid, const struct rlimit *orig);
 
+/* Who process pid is: its real uid (the first of status's Uid: line) and
+ * its start time (field 22 of stat, clock ticks after boot), which tells a
+ * process from a later one given the same PID.  From $IOVIRT_ROOT/proc.
+ * -ENOENT when it is gone, -EBADMSG when a file is malformed. */
+int iovirt_process_identity(pid_t pid, uint32_t *uid, uint64_t *start_time);
+
 /* pidfd_open(2); returns the fd */
 int iovirt_pidfd_open(pid_t pid);
 /* 0 when the process of pidfd is alive (or a zombie not yet reaped), -ESRCH when not */

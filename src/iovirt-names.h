@@ -32,11 +32,14 @@
 #define IOVIRT_ERROR_HOST_CRITICAL "org.iovirt1.Error.HostCritical"
 #define IOVIRT_ERROR_NOT_ASSIGNED "org.iovirt1.Error.NotAssigned"
 #define IOVIRT_ERROR_BIND_FAILED "org.iovirt1.Error.BindFailed"
+#define IOVIRT_ERROR_POLICY_DENIED "org.iovirt1.Error.PolicyDenied"
+#define IOVIRT_ERROR_OVER_BUDGET "org.iovirt1.Error.OverBudget"
 
 /* polkit actions (data/polkit-1/actions/org.iovirt1.policy) */
 #define IOVIRT_ACTION_RELOAD "org.iovirt1.reload"
 #define IOVIRT_ACTION_ASSIGN "org.iovirt1.assign"
 #define IOVIRT_ACTION_RELEASE "org.iovirt1.release"
+#define IOVIRT_ACTION_RELEASE_ANY "org.iovirt1.release-any"   /* a group another uid assigned */
 #define IOVIRT_ACTION_MANAGE_SRIOV "org.iovirt1.manage-sriov"
 
 #define POLKIT_BUS_NAME "org.freedesktop.PolicyKit1"

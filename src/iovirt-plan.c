@@ -36,6 +36,16 @@ static const char *const reason_names[_IOVIRT_REASON_MAX] = {
         [IOVIRT_REASON_INVALID] = "invalid",
         [IOVIRT_REASON_DRIVER_UNKNOWN] = "driver-unknown",
         [IOVIRT_REASON_NOT_VFIO_DRIVER] = "not-vfio-driver",
+        [IOVIRT_REASON_POLICY_UNREADABLE] = "policy-unreadable",
+        [IOVIRT_REASON_NOT_IN_POOL] = "not-in-pool",
+        [IOVIRT_REASON_NOT_ADMITTED] = "not-admitted",
+        [IOVIRT_REASON_NOT_OWNER] = "not-owner",
+        [IOVIRT_REASON_CONSUMER_GONE] = "consumer-gone",
+        [IOVIRT_REASON_NUMA_REMOTE] = "numa-remote",
+        [IOVIRT_REASON_NUMA_UNKNOWN] = "numa-unknown",
+        [IOVIRT_REASON_OVER_BUDGET] = "over-budget",
+        [IOVIRT_REASON_MEMORY_CGROUP] = "memory-cgroup",
+        [IOVIRT_REASON_FACTS_UNREADABLE] = "facts-unreadable",
 };
 
 const char *iovirt_reason_name(IovirtReason r) {

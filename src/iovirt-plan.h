@@ -56,6 +56,17 @@ typedef enum IovirtReason {
         IOVIRT_REASON_INVALID,            /* the request cannot be met as asked (a count above the total) */
         IOVIRT_REASON_DRIVER_UNKNOWN,     /* the VFIO driver could not be chosen (modules.alias unreadable) */
         IOVIRT_REASON_NOT_VFIO_DRIVER,    /* --driver names a driver that is not a VFIO driver */
+        /* policy's (policy/iovirt-policy-check.h) */
+        IOVIRT_REASON_POLICY_UNREADABLE,  /* the policy files could not be read: every assignment is refused */
+        IOVIRT_REASON_NOT_IN_POOL,        /* pools are defined, and none holds the device */
+        IOVIRT_REASON_NOT_ADMITTED,       /* the device's pool does not admit this consumer or caller */
+        IOVIRT_REASON_NOT_OWNER,          /* a pid: consumer of another uid */
+        IOVIRT_REASON_CONSUMER_GONE,      /* a pid: consumer that does not exist (or exited) */
+        IOVIRT_REASON_NUMA_REMOTE,        /* the device is on another node (or socket) than the consumer */
+        IOVIRT_REASON_NUMA_UNKNOWN,       /* the device's node, or where the consumer runs, is unknown */
+        IOVIRT_REASON_OVER_BUDGET,        /* the host-wide pinned-memory budget */
+        IOVIRT_REASON_MEMORY_CGROUP,      /* the consumer's memory cgroup cannot hold what it will pin */
+        IOVIRT_REASON_FACTS_UNREADABLE,   /* what the policy needs (MemTotal, NUMA nodes, a process) could not be read */
         _IOVIRT_REASON_MAX,
 } IovirtReason;
 
@@ -144,6 +155,9 @@ typedef struct IovirtPlan {
         size_t n_staying;
         IovirtPlanCheck *checks;
         size_t n_checks, allocated_checks;
+        /* who the group goes to, recorded with it: the caller fills it in
+         * before the plan is executed (policy's, not a check's) */
+        IovirtHolder holder;
 } IovirtPlan;
 
 IovirtPlan *iovirt_plan_free(IovirtPlan *p);

@@ -46,7 +46,7 @@ int iovirt_record_copy(const IovirtRecord *r, IovirtRecord **ret) {
         _cleanup_(iovirt_record_freep) IovirtRecord *c = calloc(1, sizeof(IovirtRecord));
         if (!c)
                 return -ENOMEM;
-        *c = (IovirtRecord) { .group = r->group, .phase = r->phase, .since_usec = r->since_usec };
+        *c = (IovirtRecord) { .group = r->group, .phase = r->phase, .since_usec = r->since_usec, .holder = r->holder };
         /* no consumer is "", as to_json writes it and from_json reads it back */
         if (!(c->consumer = strdup(r->consumer ? r->consumer : "")) || (r->boot_id && !(c->boot_id = strdup(r->boot_id))))
                 return -ENOMEM;
@@ -110,6 +110,26 @@ static int add_function(json_object *fns, const IovirtFunctionRecord *f) {
         return 0;
 }
 
+static int add_holder(json_object *o, const IovirtHolder *h) {
+        json_object *ho = json_object_new_object();
+        if (add_new(o, "holder", ho) < 0 ||
+            add_new(ho, "uid", json_object_new_uint64(h->uid)) < 0 ||
+            add_new(ho, "pid", json_object_new_int(h->pid)) < 0 ||
+            add_new(ho, "pid_start", json_object_new_uint64(h->pid_start)) < 0 ||
+            add_new(ho, "memory", json_object_new_uint64(h->memory)) < 0 ||
+            add_new(ho, "viommu", json_object_new_boolean(h->viommu)) < 0 ||
+            add_new(ho, "memlock", json_object_new_uint64(h->memlock)) < 0)
+                return -ENOMEM;
+        if (!h->memlock_saved)
+                return 0;
+        json_object *before = json_object_new_object();
+        if (add_new(ho, "memlock_before", before) < 0 ||
+            add_new(before, "soft", json_object_new_uint64(h->memlock_soft)) < 0 ||
+            add_new(before, "hard", json_object_new_uint64(h->memlock_hard)) < 0)
+                return -ENOMEM;
+        return 0;
+}
+
 /* The whole document, or NULL when memory ran out: never one with a member
  * missing or turned into null */
 json_object *iovirt_record_to_json(const IovirtRecord *r) {
@@ -129,7 +149,46 @@ json_object *iovirt_record_to_json(const IovirtRecord *r) {
         for (size_t i = 0; i < r->n_functions; i++)
                 if (add_function(fns, &r->functions[i]) < 0)
                         return NULL;
+        if (r->holder.known && add_holder(o, &r->holder) < 0)
+                return NULL;
         return TAKE_PTR(o);
+}
+
+/* An unsigned number json-c wrote with json_object_new_uint64 */
+static int get_uint64(json_object *o, const char *key, uint64_t max, uint64_t *ret) {
+        json_object *v;
+        if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_int))
+                return -EBADMSG;
+        errno = 0;
+        uint64_t u = json_object_get_uint64(v);
+        /* json-c reads a negative number as 0, with errno set */
+        if (errno != 0 || u > max || (u == 0 && json_object_get_int64(v) < 0))
+                return -EBADMSG;
+        *ret = u;
+        return 0;
+}
+
+static int holder_from_json(json_object *o, IovirtHolder *h) {
+        json_object *v, *before;
+        uint64_t uid, pid;
+        *h = (IovirtHolder) { .known = true };
+        if (!json_object_is_type(o, json_type_object) || get_uint64(o, "uid", UINT32_MAX - 1, &uid) < 0 ||
+            get_uint64(o, "pid", INT32_MAX, &pid) < 0 || get_uint64(o, "pid_start", UINT64_MAX, &h->pid_start) < 0 ||
+            get_uint64(o, "memory", UINT64_MAX, &h->memory) < 0 ||
+            get_uint64(o, "memlock", UINT64_MAX, &h->memlock) < 0 ||
+            !json_object_object_get_ex(o, "viommu", &v) || !json_object_is_type(v, json_type_boolean))
+                return -EBADMSG;
+        h->uid = (uint32_t) uid;
+        h->pid = (int32_t) pid;
+        h->viommu = json_object_get_boolean(v);
+        if (json_object_object_get_ex(o, "memlock_before", &before)) {
+                if (!json_object_is_type(before, json_type_object) ||
+                    get_uint64(before, "soft", UINT64_MAX, &h->memlock_soft) < 0 ||
+                    get_uint64(before, "hard", UINT64_MAX, &h->memlock_hard) < 0)
+                        return -EBADMSG;
+                h->memlock_saved = true;
+        }
+        return 0;
 }
 
 static int bad(char **reason, const char *what) {
@@ -247,6 +306,11 @@ int iovirt_record_from_json(json_object *o, IovirtRecord **ret, char **reason) {
                                 return bad_unless_oom(k, reason, "a function with an invalid \"vfio_driver\"");
                 }
         }
+        if (json_object_object_get_ex(o, "holder", &v)) {
+                k = holder_from_json(v, &r->holder);
+                if (k < 0)
+                        return bad(reason, "an invalid \"holder\" (uid, pid, pid_start, memory, viommu, memlock)");
+        }
         *ret = TAKE_PTR(r);
         return 0;
 }
@@ -284,11 +348,20 @@ static int write_all(int fd, const char *s, size_t n) {
         return 0;
 }
 
+static bool holders_equal(const IovirtHolder *a, const IovirtHolder *b) {
+        if (a->known != b->known)
+                return false;
+        return !a->known ||
+               (a->uid == b->uid && a->pid == b->pid && a->pid_start == b->pid_start && a->memory == b->memory &&
+                a->viommu == b->viommu && a->memlock == b->memlock && a->memlock_saved == b->memlock_saved &&
+                (!a->memlock_saved || (a->memlock_soft == b->memlock_soft && a->memlock_hard == b->memlock_hard)));
+}
+
 /* Equal as load sees them: a NULL consumer is written as "" */
 static bool records_equal(const IovirtRecord *a, const IovirtRecord *b) {
         if (a->group != b->group || a->phase != b->phase || a->since_usec != b->since_usec ||
             !streq_ptr(a->consumer ? a->consumer : "", b->consumer) || !streq_ptr(a->boot_id, b->boot_id) ||
-            a->n_functions != b->n_functions)
+            a->n_functions != b->n_functions || !holders_equal(&a->holder, &b->holder))
                 return false;
         for (size_t i = 0; i < a->n_functions; i++) {
                 const IovirtFunctionRecord *x = &a->functions[i], *y = &b->functions[i];

@@ -36,6 +36,21 @@ typedef struct IovirtFunctionRecord {
 /* The VFIO driver f is held on: its vfio_driver, or vfio-pci */
 const char *iovirt_function_vfio_driver(const IovirtFunctionRecord *f);
 
+/* Who holds a group, beyond the consumer's name (assignments made since
+ * policy; older records have none: owner root, nothing counted).  The same
+ * for every group of one consumer. */
+typedef struct IovirtHolder {
+        bool known;
+        uint32_t uid;            /* the caller who assigned it */
+        int32_t pid;             /* a pid: consumer's process; 0: none */
+        uint64_t pid_start;      /* its start time (/proc/PID/stat, clock ticks): with pid, which process */
+        uint64_t memory;         /* guest memory in bytes; 0: unknown */
+        bool viommu;
+        uint64_t memlock;        /* the RLIMIT_MEMLOCK iovirt set on pid; 0: none */
+        bool memlock_saved;      /* memlock_soft/hard hold the limit from before iovirt raised it */
+        uint64_t memlock_soft, memlock_hard;   /* RLIM_INFINITY as UINT64_MAX */
+} IovirtHolder;
+
 typedef struct IovirtRecord {
         int group;
         char *consumer;          /* "" when rebuilt from the host after a lost record */
@@ -44,6 +59,7 @@ typedef struct IovirtRecord {
         uint64_t since_usec;     /* CLOCK_REALTIME */
         IovirtFunctionRecord *functions;
         size_t n_functions;
+        IovirtHolder holder;
 } IovirtRecord;
 
 IovirtRecord *iovirt_record_free(IovirtRecord *r);

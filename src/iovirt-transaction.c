@@ -89,6 +89,7 @@ static int assign_intent(const IovirtPlan *p, char **drivers, IovirtRecord **ret
         rec->group = p->group;
         rec->phase = IOVIRT_PHASE_ASSIGNING;
         rec->since_usec = realtime_usec();
+        rec->holder = p->holder;
         for (size_t i = 0; i < p->n_steps; i++) {
                 IovirtFunctionRecord *f = &rec->functions[rec->n_functions++];
                 memcpy(f->address, p->steps[i].address, sizeof(f->address));
