@@ -30,12 +30,12 @@ static const char *const memory_cgroup_names[_IOVIRT_MEMORY_CGROUP_MAX] = {
         [IOVIRT_MEMORY_CGROUP_REFUSE] = "refuse",
 };
 
-static const char *const selector_type_names[_IOVIRT_SELECTOR_TYPE_MAX] = {
-        [IOVIRT_SELECTOR_ID] = "id",
-        [IOVIRT_SELECTOR_CLASS] = "class",
-        [IOVIRT_SELECTOR_ADDRESS] = "address",
-        [IOVIRT_SELECTOR_PF_RANGE] = "pf-range",
-        [IOVIRT_SELECTOR_DRIVER] = "driver",
+static const char *const selector_type_names[_IOVIRT_POOL_SELECTOR_TYPE_MAX] = {
+        [IOVIRT_POOL_SELECTOR_ID] = "id",
+        [IOVIRT_POOL_SELECTOR_CLASS] = "class",
+        [IOVIRT_POOL_SELECTOR_ADDRESS] = "address",
+        [IOVIRT_POOL_SELECTOR_PF_RANGE] = "pf-range",
+        [IOVIRT_POOL_SELECTOR_DRIVER] = "driver",
 };
 
 const char *iovirt_policy_isolation_name(IovirtPolicyIsolation i) {
@@ -46,8 +46,8 @@ const char *iovirt_memory_cgroup_mode_name(IovirtMemoryCgroupMode m) {
         return (unsigned) m < _IOVIRT_MEMORY_CGROUP_MAX ? memory_cgroup_names[m] : NULL;
 }
 
-const char *iovirt_selector_type_name(IovirtSelectorType t) {
-        return (unsigned) t < _IOVIRT_SELECTOR_TYPE_MAX ? selector_type_names[t] : NULL;
+const char *iovirt_pool_selector_type_name(IovirtPoolSelectorType t) {
+        return (unsigned) t < _IOVIRT_POOL_SELECTOR_TYPE_MAX ? selector_type_names[t] : NULL;
 }
 
 /* ---- sizes ---- */
@@ -161,7 +161,7 @@ invalid:
 
 /* ---- the model ---- */
 
-static void selector_clear(IovirtSelector *s) {
+static void selector_clear(IovirtPoolSelector *s) {
         free(s->text);
         free(s->pattern);
 }
@@ -439,12 +439,12 @@ static int parse_vf_index(const char *s, size_t n, unsigned *ret) {
 }
 
 /* Fills s (text excepted) from word; returns a static sentence on error. */
-static const char *selector_parse(const char *word, IovirtSelector *s) {
+static const char *selector_parse(const char *word, IovirtPoolSelector *s) {
         const char *why = NULL;
 
         if (strncmp(word, "class=", 6) == 0) {
                 const char *v = word + 6;
-                s->type = IOVIRT_SELECTOR_CLASS;
+                s->type = IOVIRT_POOL_SELECTOR_CLASS;
                 for (size_t i = 0; i < ELEMENTSOF(class_names); i++)
                         if (streq_ptr(v, class_names[i].name)) {
                                 s->class_value = class_names[i].value;
@@ -465,7 +465,7 @@ static const char *selector_parse(const char *word, IovirtSelector *s) {
 
         if (strncmp(word, "driver=", 7) == 0) {
                 const char *v = word + 7;
-                s->type = IOVIRT_SELECTOR_DRIVER;
+                s->type = IOVIRT_POOL_SELECTOR_DRIVER;
                 size_t n = strlen(v);
                 if (n == 0 || n > 64 || strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") < n)
                         return "driver= takes a kernel driver's name (letters, digits, '_' and '-')";
@@ -475,7 +475,7 @@ static const char *selector_parse(const char *word, IovirtSelector *s) {
 
         const char *hash = strchr(word, '#');
         if (hash) {
-                s->type = IOVIRT_SELECTOR_PF_RANGE;
+                s->type = IOVIRT_POOL_SELECTOR_PF_RANGE;
                 size_t n = (size_t) (hash - word);
                 const char *range = hash + 1, *dash = strchr(range, '-');
                 if (memchr(word, ':', n)) {
@@ -510,13 +510,13 @@ static const char *selector_parse(const char *word, IovirtSelector *s) {
 
         size_t n = strlen(word);
         if (n == 9 && word[4] == ':' && all_hex(word, 4) && all_hex(word + 5, 4)) {
-                s->type = IOVIRT_SELECTOR_ID;
+                s->type = IOVIRT_POOL_SELECTOR_ID;
                 s->vendor = (uint16_t) hex_value(word, 4);
                 s->device = (uint16_t) hex_value(word + 5, 4);
                 return NULL;
         }
         if (n == 6 && word[4] == ':' && word[5] == '*' && all_hex(word, 4)) {
-                s->type = IOVIRT_SELECTOR_ID;
+                s->type = IOVIRT_POOL_SELECTOR_ID;
                 s->vendor = (uint16_t) hex_value(word, 4);
                 s->any_device = true;
                 return NULL;
@@ -529,7 +529,7 @@ static const char *selector_parse(const char *word, IovirtSelector *s) {
                 return "vendor:device takes 4 hex digits on each side (8086:154c), or * for any device (8086:*)";
 
         if (colons > 0) {
-                s->type = IOVIRT_SELECTOR_ADDRESS;
+                s->type = IOVIRT_POOL_SELECTOR_ADDRESS;
                 if (strspn(word, "0123456789abcdefABCDEF:.*?[]!-") < n)
                         return "an address glob holds hex digits, ':', '.', and the glob characters * ? [ ] ! -";
                 if (!strpbrk(word, "*?[")) {
@@ -557,7 +557,7 @@ static const char *selector_parse(const char *word, IovirtSelector *s) {
 
 static int add_selector(Parser *c, void *base, const char *word) {
         IovirtPolicyPool *pool = base;
-        IovirtSelector s = {};
+        IovirtPoolSelector s = {};
         const char *why = selector_parse(word, &s);
         if (why) {
                 selector_clear(&s);
@@ -571,7 +571,7 @@ static int add_selector(Parser *c, void *base, const char *word) {
                         return fail(c, "the selector '%s' is listed twice", word);
                 }
         s.text = strdup(word);
-        IovirtSelector *e = s.text ? GROW(pool->selectors, pool->n_selectors, pool->allocated_selectors) : NULL;
+        IovirtPoolSelector *e = s.text ? GROW(pool->selectors, pool->n_selectors, pool->allocated_selectors) : NULL;
         if (!e) {
                 selector_clear(&s);
                 return oom(c);
@@ -705,6 +705,17 @@ static int parse_memlock(Parser *c, const KeyDef *k, void *base, const char *val
         return 1;
 }
 
+static int parse_guest_memory(Parser *c, const KeyDef *k, void *base, const char *value) {
+        uint64_t v;
+        if (parse_size_value(c, k, value, &v) <= 0)
+                return 0;
+        if (v == 0)
+                return fail(c, "Memory=0 is no guest; give the guest memory of the pool's consumers (4G), "
+                            "or leave it out to take it from each request's --memory");
+        ((IovirtPolicyPool *) base)->guest_memory = v;
+        return 1;
+}
+
 static int parse_reserve(Parser *c, const KeyDef *k, void *base, const char *value) {
         IovirtPolicy *p = base;
         size_t n = strlen(value);
@@ -750,6 +761,7 @@ static const KeyDef keys[] = {
         POOL_KEY("NumaPolicy", false, numa_policy_origin, parse_numa_policy),
         POOL_KEY("AllowNumaPolicyChoice", false, allow_numa_policy_choice_origin, parse_allow_choice),
         POOL_KEY("MemlockHardLimit", false, memlock_hard_limit_origin, parse_memlock),
+        POOL_KEY("Memory", false, guest_memory_origin, parse_guest_memory),
         GLOBAL_KEY(SECTION_MEMORY, "Reserve", reserve_origin, parse_reserve),
         GLOBAL_KEY(SECTION_MEMORY, "MemoryCgroup", memory_cgroup_origin, parse_memory_cgroup),
         GLOBAL_KEY(SECTION_CONSUMERS, "WatchProcessExit", watch_process_exit_origin, parse_watch),
@@ -1275,7 +1287,7 @@ static json_object *pool_json(Json *j, const IovirtPolicy *p, const IovirtPolicy
         json_object *devs = checked(j, json_object_new_array());
         for (size_t i = 0; i < pool->n_selectors; i++) {
                 json_object *d = checked(j, json_object_new_object());
-                add(j, d, "type", string(j, iovirt_selector_type_name(pool->selectors[i].type)));
+                add(j, d, "type", string(j, iovirt_pool_selector_type_name(pool->selectors[i].type)));
                 add(j, d, "selector", string(j, pool->selectors[i].text));
                 push(j, devs, d);
         }
@@ -1300,6 +1312,9 @@ static json_object *pool_json(Json *j, const IovirtPolicy *p, const IovirtPolicy
         add(j, o, "memlock_hard_limit",
             setting(j, pool->memlock_hard_limit ? checked(j, json_object_new_uint64(pool->memlock_hard_limit)) : NULL,
                     pool->memlock_hard_limit_origin));
+        add(j, o, "memory",
+            setting(j, pool->guest_memory ? checked(j, json_object_new_uint64(pool->guest_memory)) : NULL,
+                    pool->guest_memory_origin));
         return o;
 }
 

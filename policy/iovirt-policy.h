@@ -50,17 +50,17 @@ typedef enum IovirtMemoryCgroupMode {
         _IOVIRT_MEMORY_CGROUP_MAX,
 } IovirtMemoryCgroupMode;
 
-typedef enum IovirtSelectorType {
-        IOVIRT_SELECTOR_ID,          /* vendor:device, device may be '*' */
-        IOVIRT_SELECTOR_CLASS,       /* class=0x02, class=0x0200, class=0x020000 or class=net */
-        IOVIRT_SELECTOR_ADDRESS,     /* an address or an fnmatch glob of one: 0000:81:* */
-        IOVIRT_SELECTOR_PF_RANGE,    /* PF#first-last: VFs of a PF (interface name or address) */
-        IOVIRT_SELECTOR_DRIVER,      /* driver=igb */
-        _IOVIRT_SELECTOR_TYPE_MAX,
-} IovirtSelectorType;
+typedef enum IovirtPoolSelectorType {
+        IOVIRT_POOL_SELECTOR_ID,          /* vendor:device, device may be '*' */
+        IOVIRT_POOL_SELECTOR_CLASS,       /* class=0x02, class=0x0200, class=0x020000 or class=net */
+        IOVIRT_POOL_SELECTOR_ADDRESS,     /* an address or an fnmatch glob of one: 0000:81:* */
+        IOVIRT_POOL_SELECTOR_PF_RANGE,    /* PF#first-last: VFs of a PF (interface name or address) */
+        IOVIRT_POOL_SELECTOR_DRIVER,      /* driver=igb */
+        _IOVIRT_POOL_SELECTOR_TYPE_MAX,
+} IovirtPoolSelectorType;
 
-typedef struct IovirtSelector {
-        IovirtSelectorType type;
+typedef struct IovirtPoolSelector {
+        IovirtPoolSelectorType type;
         char *text;                  /* as written, for messages and JSON */
         uint16_t vendor, device;     /* ID */
         bool any_device;             /* ID: vendor:* */
@@ -69,7 +69,7 @@ typedef struct IovirtSelector {
         char *pattern;               /* ADDRESS: a glob over the full address (domain added, lower case);
                                       * PF_RANGE: the PF; DRIVER: the driver */
         unsigned vf_first, vf_last;  /* PF_RANGE, inclusive */
-} IovirtSelector;
+} IovirtPoolSelector;
 
 /* A user or group named in Users= / Groups=: a name (resolved when the
  * policy is evaluated, so accounts created later count) or a number. */
@@ -82,7 +82,7 @@ typedef struct IovirtPolicyPool {
         char *name;
         IovirtPolicyOrigin origin;                   /* the [Pool NAME] line */
 
-        IovirtSelector *selectors;
+        IovirtPoolSelector *selectors;
         size_t n_selectors, allocated_selectors;
         IovirtPolicyOrigin devices_origin;
 
@@ -106,6 +106,9 @@ typedef struct IovirtPolicyPool {
 
         uint64_t memlock_hard_limit;                 /* bytes; 0: libvirt's rule */
         IovirtPolicyOrigin memlock_hard_limit_origin;
+
+        uint64_t guest_memory;                       /* bytes; 0: the request's --memory */
+        IovirtPolicyOrigin guest_memory_origin;
 } IovirtPolicyPool;
 
 /* [Memory] Reserve=: bytes, or a share of MemTotal in hundredths of a
@@ -181,7 +184,7 @@ const IovirtPolicyPool *iovirt_policy_find_pool(const IovirtPolicy *p, const cha
  *  "numa":{"default_policy":S,"allow_policy_choice":S},
  *  "pools":[{"name","origin","devices":S of [{"type","selector"}],"consumers":S,"users":S,
  *            "groups":S,"isolation":S,"numa_policy":S,"allow_numa_policy_choice":S,
- *            "memlock_hard_limit":S}]}
+ *            "memlock_hard_limit":S,"memory":S}]}
  * where S is {"value":..,"origin":"file:line" or "default"} (a pool's NUMA
  * settings not given in the pool carry [Numa]'s origin).  NULL on OOM. */
 json_object *iovirt_policy_to_json(const IovirtPolicy *p);
@@ -196,4 +199,4 @@ int iovirt_percent_parse(const char *s, unsigned *ret_basis_points, const char *
 
 const char *iovirt_policy_isolation_name(IovirtPolicyIsolation i);
 const char *iovirt_memory_cgroup_mode_name(IovirtMemoryCgroupMode m);
-const char *iovirt_selector_type_name(IovirtSelectorType t);
+const char *iovirt_pool_selector_type_name(IovirtPoolSelectorType t);

@@ -183,7 +183,7 @@ static const char full[] =
         "NumaPolicy=required\n"                                               /* 21 */
         "AllowNumaPolicyChoice=yes\n"                                         /* 22 */
         "MemlockHardLimit=4096M\n"                                            /* 23 */
-        "\n"                                                                  /* 24 */
+        "Memory=2G\n"                                                         /* 24 */
         "  [Pool gpus]\n"                                                     /* 25 */
         "Devices=10de:*\n";                                                   /* 26 */
 
@@ -208,31 +208,31 @@ static void test_every_key(void **state) {
         assert_origin(n->origin, PATH, 13);
         assert_origin(n->devices_origin, PATH, 14);
         assert_int_equal(n->n_selectors, 13);
-        const IovirtSelector *s = n->selectors;
-        assert_int_equal(s[0].type, IOVIRT_SELECTOR_ID);
+        const IovirtPoolSelector *s = n->selectors;
+        assert_int_equal(s[0].type, IOVIRT_POOL_SELECTOR_ID);
         assert_int_equal(s[0].vendor, 0x8086);
         assert_int_equal(s[0].device, 0x154c);
         assert_false(s[0].any_device);
         assert_string_equal(s[0].text, "8086:154c");
-        assert_int_equal(s[1].type, IOVIRT_SELECTOR_ID);
+        assert_int_equal(s[1].type, IOVIRT_POOL_SELECTOR_ID);
         assert_true(s[1].any_device);
-        assert_int_equal(s[2].type, IOVIRT_SELECTOR_CLASS);
+        assert_int_equal(s[2].type, IOVIRT_POOL_SELECTOR_CLASS);
         assert_int_equal(s[2].class_value, 0x020000);
         assert_int_equal(s[2].class_mask, 0xffff00);
         assert_int_equal(s[3].class_value, 0x020000);
         assert_int_equal(s[3].class_mask, 0xff0000);
-        assert_int_equal(s[4].type, IOVIRT_SELECTOR_ADDRESS);
+        assert_int_equal(s[4].type, IOVIRT_POOL_SELECTOR_ADDRESS);
         assert_string_equal(s[4].pattern, "0000:81:*");
         assert_string_equal(s[5].pattern, "0000:81:00.*");     /* the domain added */
         assert_string_equal(s[6].pattern, "0000:81:00.1");
-        assert_int_equal(s[7].type, IOVIRT_SELECTOR_PF_RANGE);
+        assert_int_equal(s[7].type, IOVIRT_POOL_SELECTOR_PF_RANGE);
         assert_string_equal(s[7].pattern, "enp5s0f0");
         assert_int_equal(s[7].vf_first, 0);
         assert_int_equal(s[7].vf_last, 7);
         assert_string_equal(s[8].pattern, "0000:81:00.0");
         assert_int_equal(s[8].vf_first, 3);
         assert_int_equal(s[8].vf_last, 3);
-        assert_int_equal(s[9].type, IOVIRT_SELECTOR_DRIVER);
+        assert_int_equal(s[9].type, IOVIRT_POOL_SELECTOR_DRIVER);
         assert_string_equal(s[9].pattern, "igb");
         assert_int_equal(s[10].class_value, 0x020000);
         assert_int_equal(s[10].class_mask, 0xff0000);
@@ -263,6 +263,8 @@ static void test_every_key(void **state) {
         assert_origin(o, PATH, 22);
         assert_int_equal(n->memlock_hard_limit, UINT64_C(4) << 30);
         assert_origin(n->memlock_hard_limit_origin, PATH, 23);
+        assert_int_equal(n->guest_memory, UINT64_C(2) << 30);
+        assert_origin(n->guest_memory_origin, PATH, 24);
 
         /* a pool without them takes [Numa]'s, with [Numa]'s origin */
         const IovirtPolicyPool *g = iovirt_policy_find_pool(p, "gpus");
@@ -383,6 +385,8 @@ static void test_errors(void **state) {
         assert_error("[Pool a]\nDevices=1234:*\nMemlockHardLimit=99999999999999999999\n", 3, "too large");
         assert_error("[Pool a]\nDevices=1234:*\nMemlockHardLimit=16E\n", 3, "too large");
         assert_error("[Pool a]\nDevices=1234:*\nMemlockHardLimit=\n", 3, "empty");
+        assert_error("[Pool a]\nDevices=1234:*\nMemory=0\n", 3, "Memory=0 is no guest");
+        assert_error("[Pool a]\nDevices=1234:*\nMemory=2.5G\n", 3, "'2.5G' is not a valid Memory=");
         assert_error("[Memory]\nReserve=0\n", 2, "Reserve=0 would let pinned memory take all");
         assert_error("[Memory]\nReserve=0%\n", 2, "above 0%");
         assert_error("[Memory]\nReserve=100%\n", 2, "below 100%");
@@ -735,7 +739,8 @@ static void test_json(void **state) {
                             "\"isolation\":{\"value\":\"strict\",\"origin\":\"default\"},"
                             "\"numa_policy\":{\"value\":\"required\",\"origin\":\"" PATH ":2\"},"
                             "\"allow_numa_policy_choice\":{\"value\":true,\"origin\":\"default\"},"
-                            "\"memlock_hard_limit\":{\"value\":8589934592,\"origin\":\"" PATH ":9\"}}]}");
+                            "\"memlock_hard_limit\":{\"value\":8589934592,\"origin\":\"" PATH ":9\"},"
+                            "\"memory\":{\"value\":null,\"origin\":\"default\"}}]}");
         json_object_put(j);
 }
 
