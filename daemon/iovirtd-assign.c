@@ -4,6 +4,7 @@
 
 #include "iovirt-guard.h"
 #include "iovirt-json.h"
+#include "iovirt-memlock.h"
 #include "iovirt-names.h"
 #include "iovirt-plan.h"
 #include "iovirt-sriov.h"
@@ -14,6 +15,7 @@
 #include "iovirtd-bouncer.h"
 #include "iovirtd-job.h"
 #include "iovirtd-log.h"
+#include "iovirtd-policy.h"
 #include "iovirtd-sriov.h"
 
 int manager_load_state(Manager *m) {
@@ -72,6 +74,16 @@ static const char *const reason_errors[_IOVIRT_REASON_MAX] = {
         [IOVIRT_REASON_INVALID] = IOVIRT_ERROR_INVALID_ARGUMENT,
         [IOVIRT_REASON_DRIVER_UNKNOWN] = IOVIRT_ERROR_FAILED,
         [IOVIRT_REASON_NOT_VFIO_DRIVER] = IOVIRT_ERROR_INVALID_ARGUMENT,
+        [IOVIRT_REASON_POLICY_UNREADABLE] = IOVIRT_ERROR_POLICY_DENIED,
+        [IOVIRT_REASON_NOT_IN_POOL] = IOVIRT_ERROR_POLICY_DENIED,
+        [IOVIRT_REASON_NOT_ADMITTED] = IOVIRT_ERROR_POLICY_DENIED,
+        [IOVIRT_REASON_NOT_OWNER] = IOVIRT_ERROR_NOT_AUTHORIZED,
+        [IOVIRT_REASON_CONSUMER_GONE] = IOVIRT_ERROR_INVALID_ARGUMENT,
+        [IOVIRT_REASON_NUMA_REMOTE] = IOVIRT_ERROR_POLICY_DENIED,
+        [IOVIRT_REASON_NUMA_UNKNOWN] = IOVIRT_ERROR_POLICY_DENIED,
+        [IOVIRT_REASON_OVER_BUDGET] = IOVIRT_ERROR_OVER_BUDGET,
+        [IOVIRT_REASON_MEMORY_CGROUP] = IOVIRT_ERROR_POLICY_DENIED,
+        [IOVIRT_REASON_FACTS_UNREADABLE] = IOVIRT_ERROR_FAILED,
 };
 
 const char *manager_reason_error(IovirtReason reason) {
@@ -105,7 +117,9 @@ typedef struct AssignArgs {
         unsigned accept;
         const char *driver;              /* accept "driver=NAME": the VFIO driver asked for; NULL: the kernel's */
         int interactive;
+        PolicyAsk ask;                   /* memory=, viommu, hard-limit=, numa-policy=, numa-node=, cpus=; the caller */
         const IovirtAliases *aliases;    /* the kernel's modules.alias, read once per plan */
+        const IovirtPolicyRequest *policy;   /* the facts policy's checks judge, gathered once per plan */
 } AssignArgs;
 
 static int check_target(const char *target, sd_bus_error *error) {
@@ -127,9 +141,67 @@ static int check_consumer(const char *consumer, sd_bus_error *error) {
         return 0;
 }
 
+static int bad_option(sd_bus_error *error, const char *s, const char *why) {
+        return sd_bus_error_setf(error, IOVIRT_ERROR_INVALID_ARGUMENT, "'%.64s' in accept: %s", s, why);
+}
+
+static int read_size_option(const char *s, const char *value, uint64_t *ret, sd_bus_error *error) {
+        const char *why = NULL;
+        if (iovirt_size_parse(value, ret, &why) < 0)
+                return bad_option(error, s, why ? why : "not a size");
+        if (*ret == 0)
+                return bad_option(error, s, "zero; give the guest's memory (4G, 4096M, or bytes)");
+        return 0;
+}
+
+/* What a request tells the policy; 1 when s was one of those, 0 when not */
+static int read_policy_option(const char *s, PolicyAsk *ask, sd_bus_error *error) {
+        int r, v;
+        if (streq_ptr(s, "viommu"))
+                ask->viommu = true;
+        else if (strncmp(s, "memory=", 7) == 0) {
+                if ((r = read_size_option(s, s + 7, &ask->memory, error)) < 0)
+                        return r;
+        } else if (strncmp(s, "hard-limit=", 11) == 0) {
+                if ((r = read_size_option(s, s + 11, &ask->hard_limit, error)) < 0)
+                        return r;
+        } else if (strncmp(s, "numa-policy=", 12) == 0) {
+                if ((ask->numa_policy = iovirt_numa_policy_from_string(s + 12)) < 0)
+                        return bad_option(error, s, "the NUMA policies are required, legacy, preferred, socket and none");
+        } else if (strncmp(s, "numa-node=", 10) == 0) {
+                if (iovirt_parse_int(s + 10, &v) < 0 || v < 0 || v >= IOVIRT_NUMA_NODES_MAX)
+                        return bad_option(error, s, "a NUMA node is a number from 0 to 1023");
+                ask->numa_node = v;
+        } else if (strncmp(s, "cpus=", 5) == 0) {
+                _cleanup_(iovirt_bitmap_clear) IovirtBitmap cpus = {};
+                r = iovirt_numa_cpulist_parse(s + 5, &cpus);
+                if (r == -ENOMEM)
+                        return r;
+                if (r < 0 || iovirt_bitmap_count(&cpus) == 0)
+                        return bad_option(error, s, "a CPU list is as the kernel prints it: 0-3,8-11");
+                ask->cpus = s + 5;
+        } else
+                return 0;
+        return 1;
+}
+
+static int caller_uid(sd_bus_message *msg, uint32_t *ret) {
+        _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
+        uid_t uid;
+        int r = sd_bus_query_sender_creds(msg, SD_BUS_CREDS_UID | SD_BUS_CREDS_EUID, &creds);
+        if (r >= 0) {
+                r = sd_bus_creds_get_euid(creds, &uid);
+                if (r == -ENODATA)
+                        r = sd_bus_creds_get_uid(creds, &uid);
+        }
+        if (r >= 0)
+                *ret = uid;
+        return r;
+}
+
 static int read_assign_args(sd_bus_message *msg, bool with_interactive, AssignArgs *a, sd_bus_error *error) {
         int r;
-        *a = (AssignArgs) {};
+        *a = (AssignArgs) { .ask = { .numa_policy = -1, .numa_node = -1 } };
         r = sd_bus_message_rewind(msg, true);
         if (r >= 0)
                 r = sd_bus_message_read(msg, "ss", &a->target, &a->consumer);
@@ -156,11 +228,18 @@ static int read_assign_args(sd_bus_message *msg, bool with_interactive, AssignAr
                                                          "'%.64s' in accept: a driver name is 1-55 characters of "
                                                          "letters, digits, '_' and '-', not starting with '-'", s);
                         a->driver = s + 7;
-                } else
+                } else if ((r = read_policy_option(s, &a->ask, error)) == 0)
                         return sd_bus_error_setf(error, IOVIRT_ERROR_INVALID_ARGUMENT,
-                                                 "Unknown value in accept: '%.64s'; it takes 'leaky' and "
-                                                 "'driver=NAME'", s);
+                                                 "Unknown value in accept: '%.64s'; it takes 'leaky', 'driver=NAME', "
+                                                 "'memory=SIZE', 'viommu', 'hard-limit=SIZE', 'numa-policy=NAME', "
+                                                 "'numa-node=N' and 'cpus=LIST'", s);
+                else if (r < 0)
+                        return r;
         }
+        if (a->ask.numa_node >= 0 && a->ask.cpus)
+                return sd_bus_error_setf(error, IOVIRT_ERROR_INVALID_ARGUMENT,
+                                         "accept names both numa-node= and cpus=: where the consumer runs is one "
+                                         "of them");
         r = sd_bus_message_exit_container(msg);
         if (r >= 0 && with_interactive)
                 r = sd_bus_message_read(msg, "b", &a->interactive);
@@ -169,7 +248,17 @@ static int read_assign_args(sd_bus_message *msg, bool with_interactive, AssignAr
         r = check_target(a->target, error);
         if (r >= 0)
                 r = check_consumer(a->consumer, error);
-        return r;
+        if (r < 0)
+                return r;
+        pid_t pid;
+        if (consumer_pid(a->consumer, &pid) < 0)
+                return sd_bus_error_setf(error, IOVIRT_ERROR_INVALID_ARGUMENT,
+                                         "'%.64s' names no process: a process consumer is pid:PID, PID a number "
+                                         "above 0", a->consumer);
+        r = caller_uid(msg, &a->ask.caller_uid);
+        if (r < 0)
+                return sd_bus_error_setf(error, IOVIRT_ERROR_NOT_AUTHORIZED, "Cannot tell who is calling: denied");
+        return 0;
 }
 
 typedef struct Drivers {
@@ -245,7 +334,9 @@ static int plan_device(Manager *m, const AssignArgs *a, const IovirtUsage *usage
                 .group_locked = group >= 0 && job_group_locked(m, group),
                 .drivers = drivers.d, .n_drivers = drivers.n,
         };
-        r = iovirt_plan_assign(&in, NULL, 0, ret);
+        IovirtPlanRule rules[IOVIRT_POLICY_N_RULES];
+        size_t n_rules = a->policy ? iovirt_policy_rules(a->policy, rules) : 0;
+        r = iovirt_plan_assign(&in, rules, n_rules, ret);
         if (r < 0)
                 return sd_bus_error_set_errnof(error, r, "Could not make a plan: %m");
         return 0;
@@ -258,30 +349,50 @@ static int resolve_error(int r, const char *reason, const char *what, sd_bus_err
                                  "%s", reason ? reason : what);
 }
 
-/* PF#range: one VF of the range, the lowest free one.  A retry is safe:
- * when the consumer holds a VF of the range already, that is the plan
- * (done).  When none may be taken, the first VF's refusal says why. */
-static int plan_range(Manager *m, const AssignArgs *a, const IovirtSelector *sel, const IovirtUsage *usage,
-                      IovirtPlan **ret, sd_bus_error *error) {
-        _cleanup_free_ char *reason = NULL;
-        _cleanup_free_ size_t *vfs = NULL;
+/* The order in which to try candidates: the NUMA policy's, nearest first
+ * (the policy of the first candidate's pool); as given without a policy */
+static int numa_order(Manager *m, const AssignArgs *a, const size_t *devices, size_t n, size_t *order) {
+        for (size_t i = 0; i < n; i++)
+                order[i] = i;
+        const IovirtPolicyRequest *req = a->policy;
+        if (!req || !req->policy || !req->numa || req->numa->n_nodes <= 1)
+                return 0;
+        const IovirtDevice *d = &m->host->devices[devices[0]];
+        const IovirtGroupVerdict *gv = d->group != IOVIRT_NONE ? &m->verdicts->groups[d->group] : NULL;
+        const IovirtPolicyPool *pool = gv ? iovirt_policy_pool_of(req->policy, m->host, gv) : NULL;
+        IovirtNumaPolicy policy = iovirt_policy_numa_for(req, pool);
+        _cleanup_free_ int *nodes = calloc(n, sizeof(int));
+        if (!nodes)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++)
+                nodes[i] = m->host->devices[devices[i]].numa_node;
+        int r = iovirt_numa_choose(req->numa, policy, req->placement, nodes, n, order);
+        return r < 0 ? r : 0;
+}
+
+/* One of several devices (a PF#range, a pool): a retry is safe, when the
+ * consumer holds one of them already that is the plan (done); otherwise
+ * the first that may be taken, in the NUMA policy's order.  When none may
+ * be, the first one's refusal says why. */
+static int plan_candidates(Manager *m, const AssignArgs *a, const size_t *devices, size_t n,
+                           const IovirtUsage *usage, IovirtPlan **ret, sd_bus_error *error) {
         _cleanup_(iovirt_plan_freep) IovirtPlan *first = NULL;
-        size_t pf, n;
-        int r = iovirt_selector_resolve(m->host, sel, &pf, &vfs, &n, &reason);
-        if (r < 0)
-                return resolve_error(r, reason, "No such VF", error);
-        if (n == 0)
-                return sd_bus_error_setf(error, IOVIRT_ERROR_NO_SUCH_DEVICE,
-                                         "No VF of '%s' is enabled; 'iovirtctl sriov %s --vfs N' creates VFs",
-                                         a->target, sel->pf);
         for (size_t i = 0; i < n; i++) {
-                const IovirtRecord *rec = iovirt_state_find(m->state, m->host->devices[vfs[i]].iommu_group);
+                const IovirtRecord *rec = iovirt_state_find(m->state, m->host->devices[devices[i]].iommu_group);
                 if (rec && streq_ptr(rec->consumer, a->consumer))
-                        return plan_device(m, a, usage, m->host->devices[vfs[i]].iommu_group, vfs[i], ret, error);
+                        return plan_device(m, a, usage, m->host->devices[devices[i]].iommu_group, devices[i], ret,
+                                           error);
         }
-        for (size_t i = 0; i < n; i++) {
+        _cleanup_free_ size_t *order = calloc(n, sizeof(size_t));
+        if (!order)
+                return -ENOMEM;
+        int r = numa_order(m, a, devices, n, order);
+        if (r < 0)
+                return r;
+        for (size_t k = 0; k < n; k++) {
                 _cleanup_(iovirt_plan_freep) IovirtPlan *p = NULL;
-                r = plan_device(m, a, usage, m->host->devices[vfs[i]].iommu_group, vfs[i], &p, error);
+                size_t i = order[k];
+                r = plan_device(m, a, usage, m->host->devices[devices[i]].iommu_group, devices[i], &p, error);
                 if (r < 0)
                         return r;
                 if (!iovirt_plan_refusal(p)) {
@@ -295,19 +406,63 @@ static int plan_range(Manager *m, const AssignArgs *a, const IovirtSelector *sel
         return 0;
 }
 
-/* The plan for a, or a NoSuchDevice / InvalidArgument error */
-static int make_plan(Manager *m, const AssignArgs *args, IovirtPlan **ret, sd_bus_error *error) {
+/* PF#range: one VF of the range */
+static int plan_range(Manager *m, const AssignArgs *a, const IovirtSelector *sel, const IovirtUsage *usage,
+                      IovirtPlan **ret, sd_bus_error *error) {
+        _cleanup_free_ char *reason = NULL;
+        _cleanup_free_ size_t *vfs = NULL;
+        size_t pf, n;
+        int r = iovirt_selector_resolve(m->host, sel, &pf, &vfs, &n, &reason);
+        if (r < 0)
+                return resolve_error(r, reason, "No such VF", error);
+        if (n == 0)
+                return sd_bus_error_setf(error, IOVIRT_ERROR_NO_SUCH_DEVICE,
+                                         "No VF of '%s' is enabled; 'iovirtctl sriov %s --vfs N' creates VFs",
+                                         a->target, sel->pf);
+        return plan_candidates(m, a, vfs, n, usage, ret, error);
+}
+
+/* pool:NAME: one device of the pool, a group's first endpoint for each group it holds whole */
+static int plan_pool(Manager *m, const AssignArgs *a, const char *name, const IovirtUsage *usage, IovirtPlan **ret,
+                     sd_bus_error *error) {
+        const IovirtPolicy *p = a->policy ? a->policy->policy : NULL;
+        const IovirtPolicyPool *pool = p ? iovirt_policy_find_pool(p, name) : NULL;
+        if (!pool)
+                return sd_bus_error_setf(error, IOVIRT_ERROR_NO_SUCH_DEVICE,
+                                         "There is no pool '%.64s'%s; 'iovirtctl policy' lists the pools", name,
+                                         p ? "" : " (the policy could not be read)");
+        _cleanup_free_ size_t *devices = calloc(m->host->n_groups + 1, sizeof(size_t));
+        size_t n = 0;
+        if (!devices)
+                return -ENOMEM;
+        for (size_t g = 0; g < m->host->n_groups; g++) {
+                const IovirtGroupVerdict *gv = &m->verdicts->groups[g];
+                if (iovirt_policy_pool_of(p, m->host, gv) == pool)
+                        devices[n++] = gv->endpoints[0];
+        }
+        if (n == 0)
+                return sd_bus_error_setf(error, IOVIRT_ERROR_NO_SUCH_DEVICE,
+                                         "Pool '%s' holds no whole IOMMU group on this host; its Devices= (%s:%u) "
+                                         "match nothing that could be assigned", pool->name, pool->devices_origin.file,
+                                         pool->devices_origin.line);
+        return plan_candidates(m, a, devices, n, usage, ret, error);
+}
+
+/* The plan for a, or a NoSuchDevice / InvalidArgument error; *facts
+ * (cleared by the caller) what policy's checks judged */
+static int make_plan(Manager *m, const AssignArgs *args, PolicyFacts *facts, IovirtPlan **ret, sd_bus_error *error) {
         _cleanup_(iovirt_variant_aliases_clear) IovirtAliases aliases = {};
         _cleanup_(iovirt_usage_freep) IovirtUsage *usage = NULL;
         _cleanup_(iovirt_selector_clear) IovirtSelector sel = {};
         _cleanup_free_ char *reason = NULL;
+        const char *pool = strncmp(args->target, "pool:", 5) == 0 ? args->target + 5 : NULL;
         size_t device;
         int group, r;
 
-        r = iovirt_selector_parse(args->target, &sel, &reason);
+        r = pool ? 0 : iovirt_selector_parse(args->target, &sel, &reason);
         if (r < 0)
                 return resolve_error(r, reason, "Invalid VF selector", error);
-        if (r == 0) {
+        if (r == 0 && !pool) {
                 r = iovirt_target_resolve(m->host, args->target, &group, &device, &reason);
                 if (r < 0)
                         return resolve_error(r, reason, "No such device", error);
@@ -319,9 +474,15 @@ static int make_plan(Manager *m, const AssignArgs *args, IovirtPlan **ret, sd_bu
         r = iovirt_variant_aliases_read(&aliases);
         if (r < 0)
                 return sd_bus_error_set_errnof(error, r, "Could not read the kernel's module aliases: %m");
+        r = policy_gather(m, args->consumer, &args->ask, facts);
+        if (r < 0)
+                return sd_bus_error_set_errnof(error, r, "Could not read what the policy needs: %m");
         AssignArgs with_aliases = *args;
         with_aliases.aliases = &aliases;
+        with_aliases.policy = &facts->req;
         const AssignArgs *a = &with_aliases;
+        if (pool)
+                return plan_pool(m, a, pool, usage, ret, error);
         if (sel.pf)
                 return plan_range(m, a, &sel, usage, ret, error);
         return plan_device(m, a, usage, group, device, ret, error);
@@ -339,6 +500,7 @@ static int plan_refused(const IovirtPlan *p, const AssignArgs *a, sd_bus_error *
 int method_plan_assign(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
         _cleanup_(iovirt_plan_freep) IovirtPlan *plan = NULL;
+        _cleanup_(policy_facts_clear) PolicyFacts facts = { .pidfd = -EBADF };
         AssignArgs a;
         int r;
 
@@ -346,7 +508,7 @@ int method_plan_assign(sd_bus_message *msg, void *userdata, sd_bus_error *error)
                 return -EBUSY;
         r = read_assign_args(msg, false, &a, error);
         if (r >= 0)
-                r = make_plan(m, &a, &plan, error);
+                r = make_plan(m, &a, &facts, &plan, error);
         return r < 0 ? r : reply_plan(msg, plan);
 }
 
@@ -393,7 +555,8 @@ static int answer_without_acting(sd_bus_message *msg, const IovirtPlan *plan, co
 
 /* Validates msg's arguments and plans.  A refusal, or a plan with nothing
  * to do, is answered here (1); 0 with *ret a plan to carry out. */
-static int plan_or_answer(Manager *m, sd_bus_message *msg, AssignArgs *a, IovirtPlan **ret, sd_bus_error *error) {
+static int plan_or_answer(Manager *m, sd_bus_message *msg, AssignArgs *a, PolicyFacts *facts, IovirtPlan **ret,
+                          sd_bus_error *error) {
         _cleanup_(iovirt_plan_freep) IovirtPlan *plan = NULL;
         int r;
 
@@ -401,7 +564,7 @@ static int plan_or_answer(Manager *m, sd_bus_message *msg, AssignArgs *a, Iovirt
         if (r >= 0)
                 r = manager_accepting(m, error);
         if (r >= 0)
-                r = make_plan(m, a, &plan, error);
+                r = make_plan(m, a, facts, &plan, error);
         if (r < 0)
                 return r;
         if (iovirt_plan_refusal(plan) || plan->done) {
@@ -414,9 +577,10 @@ static int plan_or_answer(Manager *m, sd_bus_message *msg, AssignArgs *a, Iovirt
 
 int prepare_assign(sd_bus_message *msg, void *userdata, bool *interactive, sd_bus_error *error) {
         _cleanup_(iovirt_plan_freep) IovirtPlan *plan = NULL;
+        _cleanup_(policy_facts_clear) PolicyFacts facts = { .pidfd = -EBADF };
         AssignArgs a;
         /* a refusal, or nothing to do: answered without asking for a password */
-        int r = plan_or_answer(userdata, msg, &a, &plan, error);
+        int r = plan_or_answer(userdata, msg, &a, &facts, &plan, error);
         if (r == 0)
                 *interactive = a.interactive;
         return r;
@@ -424,6 +588,8 @@ int prepare_assign(sd_bus_message *msg, void *userdata, bool *interactive, sd_bu
 
 typedef struct AssignJob {
         IovirtPlan *plan;
+        int pidfd;                   /* a pid: consumer's, -EBADF: none */
+        bool raised;                 /* its RLIMIT_MEMLOCK was raised by this job */
         const char *dir;
         IovirtRecord *result;
         IovirtMoves moves;
@@ -434,15 +600,24 @@ typedef struct AssignJob {
 static void assign_job_free(void *p) {
         AssignJob *j = p;
         iovirt_plan_free(j->plan);
+        if (j->pidfd >= 0)
+                close(j->pidfd);
         iovirt_record_free(j->result);
         iovirt_moves_clear(&j->moves);
         free(j->reason);
         free(j);
 }
 
+/* The limit first: a VM waiting for its device can map it the moment it is
+ * there.  When the assignment then fails, the limit goes back. */
 static void assign_work(void *p) {
         AssignJob *j = p;
+        j->r = policy_raise_memlock(j->pidfd, &j->plan->holder, &j->raised, &j->reason);
+        if (j->r < 0)
+                return;
         j->r = iovirt_assign_execute(j->plan, j->dir, &j->result, &j->moves, &j->reason);
+        if (j->r < 0 && j->raised)
+                policy_restore_memlock(j->plan->consumer, &j->plan->holder);
 }
 
 static int assign_done(Manager *m, sd_bus_message *msg, void *p) {
@@ -462,6 +637,16 @@ static int assign_done(Manager *m, sd_bus_message *msg, void *p) {
         }
         log_info("Assigned group %d (%zu function%s) to %s", plan->group, plan->n_steps, plan->n_steps > 1 ? "s" : "",
                  plan->consumer);
+        if (j->raised) {
+                char limit[IOVIRT_SIZE_MAX];
+                log_info("RLIMIT_MEMLOCK of process %d (%s) raised to %s", (int) plan->holder.pid, plan->consumer,
+                         iovirt_size_format(plan->holder.memlock, limit));
+        }
+        if (j->pidfd >= 0) {
+                r = manager_watch_consumer(m, plan->consumer, TAKE_FD(j->pidfd));
+                if (r < 0)
+                        log_warning_errno(r, "Cannot watch %s for its exit; release it by hand: %m", plan->consumer);
+        }
         r = sd_bus_emit_signal(m->bus, IOVIRT_OBJECT_PATH, IOVIRT_MANAGER_INTERFACE, "Assigned", "is",
                                (int32_t) plan->group, plan->consumer);
         if (r < 0)
@@ -478,6 +663,7 @@ static int placeholder_record(const IovirtPlan *p, IovirtRecord **ret) {
                 return -ENOMEM;
         rec->group = p->group;
         rec->phase = IOVIRT_PHASE_ASSIGNING;
+        rec->holder = p->holder;     /* what it will pin counts from now */
         for (; rec->n_functions < p->n_steps; rec->n_functions++) {
                 IovirtFunctionRecord *f = &rec->functions[rec->n_functions];
                 const IovirtPlanStep *s = &p->steps[rec->n_functions];
@@ -496,18 +682,22 @@ int act_assign(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
         _cleanup_(iovirt_plan_freep) IovirtPlan *plan = NULL;
         _cleanup_(iovirt_record_freep) IovirtRecord *placeholder = NULL;
+        _cleanup_(policy_facts_clear) PolicyFacts facts = { .pidfd = -EBADF };
         AssignArgs a;
         int r;
 
         /* the host may have changed while a password was typed: plan again */
-        r = plan_or_answer(m, msg, &a, &plan, error);
+        r = plan_or_answer(m, msg, &a, &facts, &plan, error);
         if (r != 0)
                 return r;
+        r = policy_holder(m, &facts, plan, &plan->holder);
+        if (r < 0)
+                return sd_bus_error_set_errnof(error, r, "Could not size the pinned memory of %s: %m", plan->consumer);
         int group = plan->group;
         AssignJob *j = calloc(1, sizeof(AssignJob));
         if (!j)
                 return -ENOMEM;
-        *j = (AssignJob) { .plan = TAKE_PTR(plan), .dir = m->state_dir };
+        *j = (AssignJob) { .plan = TAKE_PTR(plan), .pidfd = TAKE_FD(facts.pidfd), .dir = m->state_dir };
 
         /* The placeholder goes in first: once it is there, settling the
          * result only replaces it, which cannot fail, so the group is never
@@ -571,6 +761,13 @@ static void release_work(void *p) {
         }
 }
 
+bool manager_consumer_holds(Manager *m, const char *consumer) {
+        for (size_t i = 0; i < m->state->n_records; i++)
+                if (streq_ptr(m->state->records[i]->consumer, consumer))
+                        return true;
+        return false;
+}
+
 static json_object *released_document(const IovirtRecord *rec, const char *notes) {
         json_object *o = json_object_new_object(), *fns = json_object_new_array(), *nl = json_object_new_array();
         json_object_object_add(o, "group", json_object_new_int(rec->group));
@@ -621,15 +818,19 @@ static int release_done(Manager *m, sd_bus_message *msg, void *p) {
                          j->notes[i] ? ": " : "", j->notes[i] ? j->notes[i] : "");
                 json_object_array_add(list, released_document(rec, j->notes[i]));
                 state_settle(m, group, NULL);
+                /* its last group: the limit it had before */
+                if (!manager_consumer_holds(m, rec->consumer))
+                        policy_restore_memlock(rec->consumer, &rec->holder);
                 r = sd_bus_emit_signal(m->bus, IOVIRT_OBJECT_PATH, IOVIRT_MANAGER_INTERFACE, "Released", "is",
                                        (int32_t) group, rec->consumer);
                 if (r < 0)
                         log_warning_errno(r, "Failed to emit Released: %m");
         }
-        if (j->r < 0) {
+        if (!msg || j->r < 0) {      /* no request: a consumer's exit released them */
                 json_object_put(list);
-                return sd_bus_reply_method_errorf(msg, IOVIRT_ERROR_BIND_FAILED, "%s",
-                                                  j->reason ? j->reason : strerror(-j->r));
+                return msg ? sd_bus_reply_method_errorf(msg, IOVIRT_ERROR_BIND_FAILED, "%s",
+                                                        j->reason ? j->reason : strerror(-j->r))
+                           : 0;
         }
         return reply_released(msg, list);
 }
@@ -665,6 +866,13 @@ static int start_release(Manager *m, sd_bus_message *msg, const int *groups, siz
         for (size_t i = 0; i < n; i++)
                 iovirt_state_find(m->state, groups[i])->phase = IOVIRT_PHASE_RELEASING;
         return 1;
+}
+
+int manager_release_groups(Manager *m, const int *groups, size_t n) {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        int r = start_release(m, NULL, groups, n, &error);
+        sd_bus_error_free(&error);
+        return r < 0 ? r : 0;
 }
 
 /* The recorded group TARGET names, or an error (NoSuchDevice, NotAssigned, Busy) */
@@ -714,6 +922,21 @@ static int release_target(Manager *m, sd_bus_message *msg, int *ret, bool *inter
 int prepare_release(sd_bus_message *msg, void *userdata, bool *interactive, sd_bus_error *error) {
         int group;
         return release_target(userdata, msg, &group, interactive, error);
+}
+
+static bool owned_by(const IovirtRecord *rec, uid_t uid) {
+        return (rec->holder.known ? rec->holder.uid : 0) == uid;
+}
+
+const char *escalate_release(sd_bus_message *msg, void *userdata, uid_t uid) {
+        Manager *m = userdata;
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        bool interactive;
+        int group, r = release_target(m, msg, &group, &interactive, &error);
+        sd_bus_error_free(&error);
+        const IovirtRecord *rec = r >= 0 ? iovirt_state_find(m->state, group) : NULL;
+        /* gone meanwhile: act answers that; the stricter action meanwhile */
+        return rec && owned_by(rec, uid) ? NULL : IOVIRT_ACTION_RELEASE_ANY;
 }
 
 int act_release(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
@@ -767,6 +990,22 @@ int prepare_release_consumer(sd_bus_message *msg, void *userdata, bool *interact
         /* nothing held: a retried release succeeds, changing nothing */
         r = reply_released(msg, json_object_new_array());
         return r < 0 ? r : 1;
+}
+
+const char *escalate_release_consumer(sd_bus_message *msg, void *userdata, uid_t uid) {
+        Manager *m = userdata;
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_free_ int *groups = NULL;
+        bool interactive;
+        size_t n = 0;
+        int r = consumer_groups(m, msg, &groups, &n, &interactive, &error);
+        sd_bus_error_free(&error);
+        if (r < 0)
+                return IOVIRT_ACTION_RELEASE_ANY;
+        for (size_t i = 0; i < n; i++)
+                if (!owned_by(iovirt_state_find(m->state, groups[i]), uid))
+                        return IOVIRT_ACTION_RELEASE_ANY;
+        return NULL;
 }
 
 int act_release_consumer(sd_bus_message *msg, void *userdata, sd_bus_error *error) {

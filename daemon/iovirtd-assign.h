@@ -32,3 +32,12 @@ int prepare_release(sd_bus_message *msg, void *userdata, bool *interactive, sd_b
 int act_release(sd_bus_message *msg, void *userdata, sd_bus_error *error);
 int prepare_release_consumer(sd_bus_message *msg, void *userdata, bool *interactive, sd_bus_error *error);
 int act_release_consumer(sd_bus_message *msg, void *userdata, sd_bus_error *error);
+/* The polkit action a release by uid needs: release-any when a group it
+ * names was assigned by another uid (or by an unknown one: root's) */
+const char *escalate_release(sd_bus_message *msg, void *userdata, uid_t uid);
+const char *escalate_release_consumer(sd_bus_message *msg, void *userdata, uid_t uid);
+
+/* Whether consumer holds a group */
+bool manager_consumer_holds(Manager *m, const char *consumer);
+/* Gives the groups back with no request to answer (a consumer's exit) */
+int manager_release_groups(Manager *m, const int *groups, size_t n);

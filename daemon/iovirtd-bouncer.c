@@ -12,9 +12,10 @@
 const GuardedMethod guarded_methods[] = {
         { IOVIRT_MANAGER_INTERFACE, "Reload", IOVIRT_ACTION_RELOAD, prepare_reload, act_reload },
         { IOVIRT_MANAGER_INTERFACE, "Assign", IOVIRT_ACTION_ASSIGN, prepare_assign, act_assign },
-        { IOVIRT_MANAGER_INTERFACE, "Release", IOVIRT_ACTION_RELEASE, prepare_release, act_release },
+        { IOVIRT_MANAGER_INTERFACE, "Release", IOVIRT_ACTION_RELEASE, prepare_release, act_release,
+          escalate_release },
         { IOVIRT_MANAGER_INTERFACE, "ReleaseConsumer", IOVIRT_ACTION_RELEASE, prepare_release_consumer,
-          act_release_consumer },
+          act_release_consumer, escalate_release_consumer },
         { IOVIRT_MANAGER_INTERFACE, "SetVfs", IOVIRT_ACTION_MANAGE_SRIOV, prepare_set_vfs, act_set_vfs },
         { IOVIRT_MANAGER_INTERFACE, "ConfigureVf", IOVIRT_ACTION_MANAGE_SRIOV, prepare_configure_vf,
           act_configure_vf },
@@ -169,6 +170,10 @@ static int bouncer_check(Bouncer *b, sd_bus_message *m, const GuardedMethod *g, 
                 r = act(m, userdata, error);
                 return r < 0 ? r : 1;
         }
+        /* another uid's assignment: its own action (auth_admin) */
+        const char *stricter = g->escalate ? g->escalate(m, userdata, uid) : NULL;
+        if (stricter)
+                action = stricter;
 
         Pending *p = calloc(1, sizeof(Pending));
         if (!p)

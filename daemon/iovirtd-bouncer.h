@@ -32,6 +32,9 @@ typedef int (*BouncerAct)(sd_bus_message *m, void *userdata, sd_bus_error *error
 /* Validates and plans: 0 to go on to authorization (with the call's
  * interactive flag), 1 when it has replied already, or an error. */
 typedef int (*BouncerPrepare)(sd_bus_message *m, void *userdata, bool *interactive, sd_bus_error *error);
+/* A stricter action for what this caller asks (a release of another
+ * uid's assignment), or NULL for the table's */
+typedef const char *(*BouncerEscalate)(sd_bus_message *m, void *userdata, uid_t uid);
 
 typedef struct GuardedMethod {
         const char *interface;
@@ -39,6 +42,7 @@ typedef struct GuardedMethod {
         const char *action;          /* polkit */
         BouncerPrepare prepare;
         BouncerAct act;
+        BouncerEscalate escalate;    /* NULL: the action is the action */
 } GuardedMethod;
 
 extern const GuardedMethod guarded_methods[];

@@ -6,6 +6,7 @@
 
 #include "iovirtd-job.h"
 #include "iovirtd-log.h"
+#include "iovirtd-policy.h"
 
 struct Job {
         Manager *manager;
@@ -69,6 +70,8 @@ static int job_finish(Job *j) {
         if (r < 0)
                 (void) sd_bus_reply_method_errno(j->request, r, NULL);
         job_free(j);
+        /* a consumer that exited while one of its groups was in a job */
+        manager_reap_consumers(m);
         if (m->stopping && !m->jobs)
                 manager_exit(m);
         return 0;

@@ -11,6 +11,7 @@
 #include "iovirtd-job.h"
 #include "iovirtd-log.h"
 #include "iovirtd-manager.h"
+#include "iovirtd-policy.h"
 #include "iovirtd-sriov.h"
 
 int manager_new(Manager **ret) {
@@ -45,6 +46,9 @@ Manager *manager_free(Manager *m) {
         job_finish_all(m);       /* their records and replies, before the bus goes */
         manager_sriov_stop(m);
         manager_sriov_free(m);
+        manager_watches_free(m);
+        iovirt_policy_free(m->policy);
+        free(m->policy_error);
         sd_event_source_disable_unref(m->monitor_source);
         sd_event_source_disable_unref(m->resync_timer);
         udev_monitor_unref(m->monitor);
@@ -454,9 +458,20 @@ int prepare_reload(sd_bus_message *msg, void *userdata, bool *interactive, sd_bu
 
 int act_reload(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
+        _cleanup_free_ char *why = NULL;
         int r = manager_refresh(m);
         if (r < 0)
                 return sd_bus_error_set_errnof(error, r, "Reading the host failed: %m");
+        r = manager_reload_policy(m, &why);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0) {
+                log_full_errno(LOG_ERR, 0, NULL, "The policy was not reloaded: %s; %s", strna(why),
+                          m->policy ? "the last good one stays" : "every assignment is refused until one is read");
+                return sd_bus_error_setf(error, IOVIRT_ERROR_INVALID_ARGUMENT, "The policy was not reloaded: %s; %s",
+                                         strna(why), m->policy ? "the last good policy stays in force"
+                                                               : "every assignment is refused until a good one is read");
+        }
         log_info("Reloaded on request of %s", strna(sd_bus_message_get_sender(msg)));
         emit_counts_changed(m);
         return sd_bus_reply_method_return(msg, NULL);
@@ -499,6 +514,10 @@ const sd_bus_vtable manager_vtable[] = {
         SD_BUS_METHOD_WITH_ARGS("DescribeAssignments", SD_BUS_NO_ARGS, SD_BUS_RESULT("s", json),
                                 method_describe_assignments, SD_BUS_VTABLE_UNPRIVILEGED),
 
+        SD_BUS_METHOD_WITH_ARGS("DescribePolicy", SD_BUS_NO_ARGS, SD_BUS_RESULT("s", json),
+                                method_describe_policy, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("DescribeStatus", SD_BUS_NO_ARGS, SD_BUS_RESULT("s", json),
+                                method_describe_status, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("DescribeSriov", SD_BUS_ARGS("s", pf), SD_BUS_RESULT("s", json),
                                 method_describe_sriov, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("SetVfs", SD_BUS_ARGS("s", pf, "u", count, "a{sv}", options, "b", interactive),

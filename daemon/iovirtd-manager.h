@@ -14,6 +14,8 @@ typedef struct Bouncer Bouncer;
 typedef struct Job Job;
 typedef struct SriovWait SriovWait;
 typedef struct IovirtSriovRecord IovirtSriovRecord;
+typedef struct IovirtPolicy IovirtPolicy;
+typedef struct Watch Watch;
 
 /* The daemon's one context: the bus, the loop, and the host model it owns. */
 typedef struct Manager {
@@ -41,6 +43,10 @@ typedef struct Manager {
         IovirtSriovRecord **sriov; /* what is kept of each PF (iovirtd-sriov.h) */
         size_t n_sriov;
         SriovWait *sriov_waits;    /* SetVfs calls waiting for their VFs' uevents */
+
+        IovirtPolicy *policy;      /* the last good policy; NULL: none could be read (policy_error) */
+        char *policy_error;
+        Watch *watches;            /* pid: consumers' processes (iovirtd-policy.h) */
 } Manager;
 
 int manager_new(Manager **ret);

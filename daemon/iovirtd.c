@@ -9,6 +9,7 @@
 #include "iovirtd-bouncer.h"
 #include "iovirtd-log.h"
 #include "iovirtd-manager.h"
+#include "iovirtd-policy.h"
 
 static void help(void) {
         printf("iovirtd [OPTIONS]\n\n"
@@ -32,6 +33,9 @@ static void list_methods(void) {
                 const GuardedMethod *g = bouncer_find(IOVIRT_MANAGER_INTERFACE, v->x.method.member);
                 if (v->x.method.handler != method_guarded)
                         printf("%s\tread-only\n", v->x.method.member);
+                else if (g && g->escalate)
+                        /* the second: what a caller needs for another uid's assignments */
+                        printf("%s\t%s %s\n", v->x.method.member, g->action, IOVIRT_ACTION_RELEASE_ANY);
                 else
                         printf("%s\t%s\n", v->x.method.member, g ? g->action : "denied (not in the table)");
         }
@@ -111,12 +115,19 @@ static int run(void) {
         r = manager_refresh(m);
         if (r < 0)
                 return r;
+        r = manager_load_policy(m);
+        if (r < 0)
+                return r;
         r = manager_load_state(m);
         if (r < 0)
                 return r;
         r = manager_connect_bus(m);
         if (r < 0)
                 return r;
+        /* pid: consumers of the records: watched again, or released when gone */
+        r = manager_restore_watches(m);
+        if (r < 0)
+                return log_error_errno(r, "Failed to watch the consumers' processes: %m");
 
         (void) sd_notify(false, "READY=1\nSTATUS=Serving " IOVIRT_BUS_NAME);
         log_info("Serving %s", IOVIRT_BUS_NAME);

@@ -183,10 +183,10 @@ def read_line(fd):
 # An assignment tried as the README shows it, and nothing left after it
 MARK = "----"
 rc, out, err = run("--daemon", "desktop", "sh", "-c",
-                   "iovirtctl assign 03:00.0 --to vm1 && echo %s && iovirtctl --json status && echo %s && "
-                   "iovirtctl release --consumer vm1 && echo %s && iovirtctl --json status" % ((MARK,) * 3))
+                   "iovirtctl assign 03:00.0 --to vm1 && echo %s && iovirtctl --json list-assignments && echo %s && "
+                   "iovirtctl release --consumer vm1 && echo %s && iovirtctl --json list-assignments" % ((MARK,) * 3))
 parts = out.split(MARK + "\n")
-t.ok(rc == 0 and len(parts) == 4, "--daemon desktop: assign, status, release and status all succeed", out + err)
+t.ok(rc == 0 and len(parts) == 4, "--daemon desktop: assign, list-assignments, release and list-assignments all succeed", out + err)
 if len(parts) == 4:
     t.ok("Assigned group" in parts[0] and "to vm1" in parts[0] and "e1000e -> vfio-pci" in parts[0],
          "assign 03:00.0 --to vm1: the NIC goes to vfio-pci", parts[0])
@@ -197,10 +197,10 @@ if len(parts) == 4:
     a = status.get("assignments") or [{}]
     t.ok(len(a) == 1 and a[0].get("consumer") == "vm1" and a[0].get("phase") == "assigned" and
          [(f.get("address"), f.get("driver"), f.get("original_driver")) for f in a[0].get("functions", [])] ==
-         [("0000:03:00.0", "vfio-pci", "e1000e")], "--json status lists it: vm1, 0000:03:00.0 on vfio-pci", parts[1])
+         [("0000:03:00.0", "vfio-pci", "e1000e")], "--json list-assignments lists it: vm1, 0000:03:00.0 on vfio-pci", parts[1])
     t.ok(parts[2].startswith("Released group") and "vm1" in parts[2] and "0000:03:00.0" in parts[2],
          "release --consumer vm1 gives it back", parts[2])
-    t.ok(after.get("assignments") == [], "and status lists nothing after it", parts[3])
+    t.ok(after.get("assignments") == [], "and list-assignments lists nothing after it", parts[3])
 t.ok("iovirtd: %s ($IOVIRTD)" % IOVIRTD in err and "kernel emulator: %s" % EMU in err and
      "reading the host directly" not in err, "it says which iovirtd and emulator it runs; iovirtctl asked iovirtd",
      err)

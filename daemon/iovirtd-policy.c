@@ -1,0 +1,544 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <sys/epoll.h>
+#include <syslog.h>
+
+#include "iovirt-json.h"
+#include "iovirt-memlock.h"
+#include "iovirt-names.h"
+#include "iovirt-sysfs.h"
+#include "iovirtd-assign.h"
+#include "iovirtd-job.h"
+#include "iovirtd-log.h"
+#include "iovirtd-policy.h"
+
+/* ---- the files ---- */
+
+static void log_policy_warnings(const IovirtPolicy *p) {
+        for (size_t i = 0; i < p->n_warnings; i++)
+                log_warning("%s", p->warnings[i]);
+}
+
+int manager_load_policy(Manager *m) {
+        _cleanup_free_ char *error = NULL;
+        int r = manager_reload_policy(m, &error);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0)
+                log_full_errno(LOG_ERR, r, NULL, "The policy was not loaded: %s; every assignment is refused until "
+                               "'iovirtctl reload' reads a good one", strna(error));
+        return 0;
+}
+
+int manager_reload_policy(Manager *m, char **error) {
+        _cleanup_(iovirt_policy_freep) IovirtPolicy *p = NULL;
+        _cleanup_free_ char *why = NULL;
+        int r = iovirt_policy_load(&p, &why);
+        if (r < 0) {
+                if (r == -ENOMEM && !why)
+                        return r;
+                /* the last good policy stays; with none, the error refuses assignments */
+                if (!m->policy) {
+                        free(m->policy_error);
+                        m->policy_error = strdup(why ? why : strerror(-r));
+                }
+                *error = TAKE_PTR(why);
+                return r == -ENOMEM ? r : -EINVAL;
+        }
+        log_policy_warnings(p);
+        log_info("Policy: %zu file%s, %zu pool%s", p->n_files, p->n_files == 1 ? "" : "s", p->n_pools,
+                 p->n_pools == 1 ? "" : "s");
+        iovirt_policy_free(m->policy);
+        m->policy = TAKE_PTR(p);
+        m->policy_error = mfree(m->policy_error);
+        return 0;
+}
+
+/* ---- gathering ---- */
+
+void policy_facts_clear(PolicyFacts *f) {
+        if (f->pidfd >= 0)
+                close(f->pidfd);
+        iovirt_numa_facts_free(f->numa);
+        iovirt_bitmap_clear(&f->placement);
+        free(f->placement_from);
+        free(f->caller_name);
+        free(f->gids);
+        for (size_t i = 0; f->group_names && i < f->req.n_caller_gids; i++)
+                free(f->group_names[i]);
+        free(f->group_names);
+        free(f->cgroup_path);
+        free(f->cgroup_reason);
+        *f = (PolicyFacts) { .pidfd = -EBADF };
+}
+
+int consumer_pid(const char *consumer, pid_t *ret) {
+        int pid;
+        if (strncmp(consumer, "pid:", 4) != 0) {
+                *ret = 0;
+                return 0;
+        }
+        if (iovirt_parse_int(consumer + 4, &pid) < 0 || pid <= 0)
+                return -EINVAL;
+        *ret = pid;
+        return 1;
+}
+
+/* The caller's name and groups, for Users= and Groups= given by name */
+static int gather_caller(PolicyFacts *f, uint32_t uid) {
+        f->req.caller_uid = uid;
+        struct passwd *pw = getpwuid(uid);
+        if (!pw)
+                return 0;    /* no name: numeric entries still match */
+        if (!(f->caller_name = strdup(pw->pw_name)))
+                return -ENOMEM;
+        int n = 64;
+        for (int tries = 0; tries < 4; tries++) {
+                gid_t *g = calloc((size_t) n, sizeof(gid_t));
+                if (!g)
+                        return -ENOMEM;
+                int k = n;
+                if (getgrouplist(pw->pw_name, pw->pw_gid, g, &k) < 0) {
+                        free(g);
+                        n = k > n ? k : n * 2;
+                        continue;
+                }
+                f->gids = calloc((size_t) k + 1, sizeof(uint32_t));
+                f->group_names = calloc((size_t) k + 1, sizeof(char *));
+                if (!f->gids || !f->group_names) {
+                        free(g);
+                        return -ENOMEM;
+                }
+                for (int i = 0; i < k; i++) {
+                        f->gids[i] = g[i];
+                        struct group *gr = getgrgid(g[i]);
+                        f->req.n_caller_gids = (size_t) i + 1;
+                        if (gr && !(f->group_names[i] = strdup(gr->gr_name))) {
+                                free(g);
+                                return -ENOMEM;
+                        }
+                }
+                free(g);
+                break;
+        }
+        return 0;
+}
+
+/* A pid: consumer's process: pinned with a pidfd first, then read; read
+ * again after, so what was read is that process's */
+static int gather_process(PolicyFacts *f, pid_t pid) {
+        f->req.pid = pid;
+        int fd = iovirt_pidfd_open(pid);
+        if (fd < 0) {
+                f->req.process_error = fd;
+                return 0;
+        }
+        f->pidfd = fd;
+        int r = iovirt_process_identity(pid, &f->req.process_uid, &f->pid_start);
+        if (r == -ENOMEM)
+                return r;
+        if (r >= 0)
+                r = iovirt_pidfd_alive(fd);
+        f->req.process_error = r < 0 ? r : 0;
+        if (r < 0)
+                return 0;
+        r = iovirt_cgroup_memory_max(pid, &f->req.cgroup_max, &f->cgroup_path, &f->cgroup_reason);
+        if (r == -ENOMEM)
+                return r;
+        f->req.cgroup_error = r < 0 ? r : 0;
+        f->req.cgroup_path = f->cgroup_path;
+        f->req.cgroup_reason = f->cgroup_reason;
+        return 0;
+}
+
+static int gather_placement(PolicyFacts *f, const PolicyAsk *ask) {
+        int r;
+        if (!f->numa)
+                return 0;
+        if (ask->numa_node >= 0) {
+                r = iovirt_bitmap_set(&f->placement, (unsigned) ask->numa_node);
+                if (r < 0 || asprintf(&f->placement_from, "--numa-node %d", ask->numa_node) < 0)
+                        return -ENOMEM;
+        } else if (ask->cpus) {
+                _cleanup_(iovirt_bitmap_clear) IovirtBitmap cpus = {};
+                r = iovirt_numa_cpulist_parse(ask->cpus, &cpus);
+                if (r >= 0)
+                        r = iovirt_numa_placement(f->numa, &cpus, NULL, &f->placement);
+                if (r < 0 || asprintf(&f->placement_from, "--cpus %s", ask->cpus) < 0)
+                        return r < 0 ? r : -ENOMEM;
+        } else if (f->req.pid > 0 && f->req.process_error == 0) {
+                _cleanup_(iovirt_bitmap_clear) IovirtBitmap cpus = {}, mems = {};
+                r = iovirt_numa_process_read(f->req.pid, &cpus, &mems);
+                if (r == -ENOMEM)
+                        return r;
+                if (r < 0)
+                        return 0;     /* unknown: the policy says what that means */
+                r = iovirt_numa_placement(f->numa, &cpus, &mems, &f->placement);
+                if (r < 0 || !(f->placement_from = strdup("its Cpus_allowed_list and Mems_allowed_list")))
+                        return r < 0 ? r : -ENOMEM;
+        } else
+                return 0;
+        f->req.placement = &f->placement;
+        f->req.placement_from = f->placement_from;
+        return 0;
+}
+
+int policy_gather(Manager *m, const char *consumer, const PolicyAsk *ask, PolicyFacts *ret) {
+        _cleanup_(policy_facts_clear) PolicyFacts f = { .pidfd = -EBADF };
+        pid_t pid;
+        int r;
+
+        f.req = (IovirtPolicyRequest) {
+                .policy = m->policy, .policy_error = m->policy_error, .memory = ask->memory, .viommu = ask->viommu,
+                .hard_limit = ask->hard_limit, .numa_policy = ask->numa_policy,
+        };
+        r = gather_caller(&f, ask->caller_uid);
+        if (r < 0)
+                return r;
+        f.req.caller_name = f.caller_name;
+        f.req.caller_gids = f.gids;
+        f.req.caller_group_names = (const char *const *) f.group_names;
+        if (consumer_pid(consumer, &pid) > 0) {
+                r = gather_process(&f, pid);
+                if (r < 0)
+                        return r;
+        }
+        r = iovirt_numa_facts_read(&f.numa);
+        if (r == -ENOMEM)
+                return r;
+        f.req.numa = f.numa;
+        f.req.numa_error = r < 0 ? r : 0;
+        r = gather_placement(&f, ask);
+        if (r < 0)
+                return r;
+        r = iovirt_meminfo_total(&f.req.memtotal);
+        if (r == -ENOMEM)
+                return r;
+        f.req.memtotal_error = r < 0 ? r : 0;
+        if (r < 0)
+                f.req.memtotal = 0;
+        *ret = f;
+        f = (PolicyFacts) { .pidfd = -EBADF };
+        /* the request points into the facts: at their new place */
+        ret->req.caller_name = ret->caller_name;
+        ret->req.caller_gids = ret->gids;
+        ret->req.caller_group_names = (const char *const *) ret->group_names;
+        ret->req.placement = ret->req.placement ? &ret->placement : NULL;
+        ret->req.placement_from = ret->placement_from;
+        ret->req.numa = ret->numa;
+        ret->req.cgroup_path = ret->cgroup_path;
+        ret->req.cgroup_reason = ret->cgroup_reason;
+        return 0;
+}
+
+/* ---- pinned memory ---- */
+
+int policy_holder(Manager *m, const PolicyFacts *f, const IovirtPlan *plan, IovirtHolder *ret) {
+        IovirtPinnedTally tally;
+        IovirtMemlockNeed need;
+        const IovirtGroup *g = iovirt_host_find_group(m->host, plan->group);
+        const IovirtPolicyPool *pool =
+                g ? iovirt_policy_pool_of(m->policy, m->host, &m->verdicts->groups[g - m->host->groups]) : NULL;
+        int r = iovirt_pinned_tally(m->state, plan->consumer, &tally);
+        if (r >= 0)
+                r = iovirt_memlock_need(&f->req, pool, &tally, (unsigned) plan->n_steps, &need);
+        if (r < 0)
+                return r;
+        IovirtHolder h = {
+                .known = true, .uid = f->req.caller_uid, .pid = f->req.pid > 0 ? f->req.pid : 0,
+                .pid_start = f->pid_start, .memory = need.memory, .viommu = need.viommu,
+                .memlock = f->req.pid > 0 ? need.limit : 0,
+        };
+        /* the limit from before the first raise, kept with every group of the consumer */
+        if (tally.my_holder && tally.my_holder->memlock_saved) {
+                h.memlock_saved = true;
+                h.memlock_soft = tally.my_holder->memlock_soft;
+                h.memlock_hard = tally.my_holder->memlock_hard;
+        }
+        *ret = h;
+        return 0;
+}
+
+static uint64_t rlim_to_u64(rlim_t v) {
+        return v == RLIM_INFINITY ? UINT64_MAX : (uint64_t) v;
+}
+
+static rlim_t u64_to_rlim(uint64_t v) {
+        return v == UINT64_MAX ? RLIM_INFINITY : (rlim_t) v;
+}
+
+int policy_raise_memlock(int pidfd, IovirtHolder *holder, bool *raised, char **reason) {
+        struct rlimit orig;
+        *raised = false;
+        if (holder->pid <= 0 || holder->memlock == 0)
+                return 0;
+        int r = iovirt_memlock_raise_pidfd(pidfd, holder->pid, holder->memlock, &orig, raised);
+        if (r < 0) {
+                char limit[IOVIRT_SIZE_MAX];
+                return iovirt_set_reason(reason, r, "Could not raise RLIMIT_MEMLOCK of process %d to %s: %s; nothing "
+                                         "was changed", (int) holder->pid, iovirt_size_format(holder->memlock, limit),
+                                         r == -ESRCH ? "it has exited" : strerror(-r));
+        }
+        if (!holder->memlock_saved) {
+                holder->memlock_saved = true;
+                holder->memlock_soft = rlim_to_u64(orig.rlim_cur);
+                holder->memlock_hard = rlim_to_u64(orig.rlim_max);
+        }
+        return 0;
+}
+
+void policy_restore_memlock(const char *consumer, const IovirtHolder *holder) {
+        if (!holder->known || holder->pid <= 0 || !holder->memlock_saved)
+                return;
+        uint32_t uid;
+        uint64_t start;
+        /* only the very process that was raised: a PID of another is left alone */
+        if (iovirt_process_identity(holder->pid, &uid, &start) < 0 || start != holder->pid_start)
+                return;
+        struct rlimit orig = { u64_to_rlim(holder->memlock_soft), u64_to_rlim(holder->memlock_hard) };
+        int r = iovirt_memlock_restore(holder->pid, &orig);
+        if (r < 0)
+                log_warning_errno(r, "Could not put RLIMIT_MEMLOCK of process %d (%s) back: %m", (int) holder->pid,
+                                  consumer);
+        else
+                log_info("RLIMIT_MEMLOCK of process %d (%s) is back to what it was", (int) holder->pid, consumer);
+}
+
+/* ---- watching pid: consumers ---- */
+
+struct Watch {
+        Manager *manager;
+        char *consumer;
+        int pidfd;
+        sd_event_source *source;
+        bool exited;
+        Watch *next;
+};
+
+static Watch *watch_free(Watch *w) {
+        if (!w)
+                return NULL;
+        sd_event_source_disable_unref(w->source);
+        if (w->pidfd >= 0)
+                close(w->pidfd);
+        free(w->consumer);
+        free(w);
+        return NULL;
+}
+
+static Watch *watch_find(Manager *m, const char *consumer) {
+        for (Watch *w = m->watches; w; w = w->next)
+                if (streq_ptr(w->consumer, consumer))
+                        return w;
+        return NULL;
+}
+
+void manager_reap_consumers(Manager *m) {
+        for (Watch **p = &m->watches; *p;) {
+                Watch *w = *p;
+                if (!w->exited && manager_consumer_holds(m, w->consumer)) {
+                        p = &w->next;
+                        continue;
+                }
+                if (w->exited && manager_consumer_holds(m, w->consumer)) {
+                        _cleanup_free_ int *groups = calloc(m->state->n_records, sizeof(int));
+                        size_t n = 0;
+                        bool busy = false;
+                        for (size_t i = 0; groups && i < m->state->n_records; i++) {
+                                const IovirtRecord *rec = m->state->records[i];
+                                if (!streq_ptr(rec->consumer, w->consumer))
+                                        continue;
+                                if (job_group_locked(m, rec->group) || rec->phase != IOVIRT_PHASE_ASSIGNED)
+                                        busy = true;     /* after its job: reaped again then */
+                                else
+                                        groups[n++] = rec->group;
+                        }
+                        if (!groups)
+                                log_error_errno(-ENOMEM, "Cannot release the groups of %s: %m", w->consumer);
+                        else if (n > 0 && !m->stopping) {
+                                log_info("%s has exited: releasing its %zu group%s", w->consumer, n, n == 1 ? "" : "s");
+                                int r = manager_release_groups(m, groups, n);
+                                if (r < 0)
+                                        log_error_errno(r, "Could not release the groups of %s: %m", w->consumer);
+                        }
+                        if (busy || n > 0) {
+                                p = &w->next;
+                                continue;
+                        }
+                }
+                *p = w->next;
+                watch_free(w);
+        }
+}
+
+static int on_consumer_exit(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        Watch *w = userdata;
+        w->exited = true;
+        (void) sd_event_source_set_enabled(s, SD_EVENT_OFF);
+        log_debug("Process of %s has exited", w->consumer);
+        manager_reap_consumers(w->manager);
+        return 0;
+}
+
+int manager_watch_consumer(Manager *m, const char *consumer, int pidfd) {
+        if (!m->policy || !m->policy->watch_process_exit || watch_find(m, consumer)) {
+                close(pidfd);
+                return 0;
+        }
+        Watch *w = calloc(1, sizeof(Watch));
+        if (!w) {
+                close(pidfd);
+                return -ENOMEM;
+        }
+        *w = (Watch) { .manager = m, .pidfd = pidfd };
+        int r = (w->consumer = strdup(consumer)) ? 0 : -ENOMEM;
+        if (r >= 0)
+                r = sd_event_add_io(m->event, &w->source, pidfd, EPOLLIN, on_consumer_exit, w);
+        if (r < 0) {
+                watch_free(w);
+                return r;
+        }
+        w->next = m->watches;
+        m->watches = w;
+        return 0;
+}
+
+int manager_restore_watches(Manager *m) {
+        for (size_t i = 0; i < m->state->n_records; i++) {
+                const IovirtRecord *rec = m->state->records[i];
+                const IovirtHolder *h = &rec->holder;
+                if (!h->known || h->pid <= 0 || watch_find(m, rec->consumer))
+                        continue;
+                uint32_t uid;
+                uint64_t start;
+                int fd = iovirt_pidfd_open(h->pid), r;
+                /* the same PID with another start time is another process: ours is gone */
+                bool same = fd >= 0 && iovirt_process_identity(h->pid, &uid, &start) >= 0 && start == h->pid_start;
+                if (!same) {
+                        if (fd >= 0)
+                                close(fd);
+                        fd = -EBADF;
+                }
+                if (!m->policy || !m->policy->watch_process_exit) {
+                        if (fd >= 0)
+                                close(fd);
+                        continue;
+                }
+                if (fd < 0) {
+                        /* gone while iovirtd was not running: a watch already exited */
+                        fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+                        if (fd < 0)
+                                return -errno;
+                        r = manager_watch_consumer(m, rec->consumer, fd);
+                        if (r < 0)
+                                return r;
+                        Watch *w = watch_find(m, rec->consumer);
+                        if (w) {
+                                w->exited = true;
+                                (void) sd_event_source_set_enabled(w->source, SD_EVENT_OFF);
+                        }
+                        log_info("%s (process %d) exited while iovirtd was not running", rec->consumer, (int) h->pid);
+                        continue;
+                }
+                r = manager_watch_consumer(m, rec->consumer, fd);
+                if (r < 0)
+                        return r;
+        }
+        manager_reap_consumers(m);
+        return 0;
+}
+
+void manager_watches_free(Manager *m) {
+        while (m->watches) {
+                Watch *w = m->watches;
+                m->watches = w->next;
+                watch_free(w);
+        }
+}
+
+/* ---- the bus ---- */
+
+int method_describe_policy(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        _cleanup_(iovirt_policy_freep) IovirtPolicy *defaults = m->policy ? NULL : iovirt_policy_new();
+        const IovirtPolicy *p = m->policy ? m->policy : defaults;
+        if (!p)
+                return -ENOMEM;
+        _cleanup_(json_object_putp) json_object *o = iovirt_policy_to_json(p);
+        if (!o)
+                return -ENOMEM;
+        /* none loaded: what refuses every assignment, and what the defaults would be */
+        json_object_object_add(o, "loaded", json_object_new_boolean(m->policy != NULL));
+        json_object_object_add(o, "error", m->policy_error ? json_object_new_string(m->policy_error) : NULL);
+        return manager_reply_json(msg, o);
+}
+
+static json_object *consumer_status(Manager *m, const char *consumer, uint64_t budget, int *ret) {
+        IovirtPinnedTally t;
+        *ret = iovirt_pinned_tally(m->state, consumer, &t);
+        if (*ret < 0)
+                return NULL;
+        json_object *o = json_object_new_object(), *groups = json_object_new_array();
+        const IovirtHolder *h = t.my_holder;
+        json_object_object_add(o, "consumer", json_object_new_string(consumer));
+        for (size_t i = 0; i < m->state->n_records; i++)
+                if (streq_ptr(m->state->records[i]->consumer, consumer))
+                        json_object_array_add(groups, json_object_new_int(m->state->records[i]->group));
+        json_object_object_add(o, "groups", groups);
+        json_object_object_add(o, "functions", json_object_new_int((int) t.my_functions));
+        json_object_object_add(o, "uid", h ? json_object_new_int64(h->uid) : NULL);
+        json_object_object_add(o, "pid", h && h->pid > 0 ? json_object_new_int(h->pid) : NULL);
+        json_object_object_add(o, "memory", t.my_memory ? json_object_new_uint64(t.my_memory) : NULL);
+        json_object_object_add(o, "viommu", json_object_new_boolean(t.my_viommu));
+        uint64_t limit = 0;
+        for (size_t i = 0; i < m->state->n_records; i++) {
+                const IovirtRecord *rec = m->state->records[i];
+                if (streq_ptr(rec->consumer, consumer) && rec->holder.memlock > limit)
+                        limit = rec->holder.memlock;
+        }
+        json_object_object_add(o, "memlock", limit ? json_object_new_uint64(limit) : NULL);
+        json_object_object_add(o, "pinned", json_object_new_uint64(t.mine));
+        json_object_object_add(o, "budget_share",
+                               budget ? json_object_new_double((double) t.mine / (double) budget) : NULL);
+        return o;
+}
+
+int method_describe_status(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        _cleanup_(json_object_putp) json_object *o = json_object_new_object();
+        json_object *budget = json_object_new_object(), *consumers = json_object_new_array();
+        uint64_t memtotal = 0, reserve = 0, total = 0, pinned = 0;
+        int r, unreadable = iovirt_meminfo_total(&memtotal);
+        if (unreadable == -ENOMEM)
+                return unreadable;
+        if (unreadable >= 0 && m->policy) {
+                reserve = iovirt_policy_reserve_bytes(m->policy, memtotal);
+                total = iovirt_memlock_budget(memtotal, reserve);
+        }
+        for (size_t i = 0; i < m->state->n_records; i++) {
+                const char *c = m->state->records[i]->consumer;
+                bool first = true;
+                for (size_t k = 0; first && k < i; k++)
+                        first = !streq_ptr(m->state->records[k]->consumer, c);
+                if (!first || !c[0])
+                        continue;
+                json_object *co = consumer_status(m, c, total, &r);
+                if (r < 0)
+                        return sd_bus_error_set_errnof(error, r, "Could not count what %s pins: %m", c);
+                json_object *v;
+                if (json_object_object_get_ex(co, "pinned", &v))
+                        pinned += json_object_get_uint64(v);
+                json_object_array_add(consumers, co);
+        }
+        json_object_object_add(budget, "memtotal", memtotal ? json_object_new_uint64(memtotal) : NULL);
+        json_object_object_add(budget, "reserve", memtotal && m->policy ? json_object_new_uint64(reserve) : NULL);
+        json_object_object_add(budget, "budget", total ? json_object_new_uint64(total) : NULL);
+        json_object_object_add(budget, "pinned", json_object_new_uint64(pinned));
+        json_object_object_add(budget, "error", unreadable < 0 ? json_object_new_string(strerror(-unreadable)) : NULL);
+        json_object_object_add(o, "budget", budget);
+        json_object_object_add(o, "consumers", consumers);
+        json_object_object_add(o, "policy_loaded", json_object_new_boolean(m->policy != NULL));
+        return manager_reply_json(msg, o);
+}

@@ -1,0 +1,78 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "iovirt-numa.h"
+#include "iovirt-policy-check.h"
+#include "iovirtd-manager.h"
+
+/* The policy in the daemon: the files loaded at start and on Reload (the
+ * last good one kept), the facts a plan's policy checks need gathered from
+ * the host and the consumer's process, the consumers' processes watched
+ * through their pidfds, and their RLIMIT_MEMLOCK raised and put back. */
+
+typedef struct Watch Watch;
+
+/* What a request asks of the policy, as the bus call gave it */
+typedef struct PolicyAsk {
+        uint64_t memory;                 /* 0: not given */
+        bool viommu;
+        uint64_t hard_limit;
+        int numa_policy;                 /* -1: not given */
+        int numa_node;                   /* -1: not given */
+        const char *cpus;                /* NULL: not given */
+        uint32_t caller_uid;
+} PolicyAsk;
+
+/* The gathered facts, owning what IovirtPolicyRequest points to */
+typedef struct PolicyFacts {
+        IovirtPolicyRequest req;
+        int pidfd;                       /* a pid: consumer's, -EBADF otherwise */
+        uint64_t pid_start;
+        IovirtNumaFacts *numa;
+        IovirtBitmap placement;
+        char *placement_from;
+        char *caller_name;
+        uint32_t *gids;
+        char **group_names;
+        char *cgroup_path, *cgroup_reason;
+} PolicyFacts;
+
+void policy_facts_clear(PolicyFacts *f);
+
+/* pid:PID as a consumer: the PID (> 0), 0 for any other name, -EINVAL for
+ * a pid: that names no PID */
+int consumer_pid(const char *consumer, pid_t *ret);
+
+/* Reads what the policy checks of an assignment to consumer need */
+int policy_gather(Manager *m, const char *consumer, const PolicyAsk *ask, PolicyFacts *ret);
+
+/* At start: a broken policy refuses every assignment until a reload reads a good one */
+int manager_load_policy(Manager *m);
+/* On Reload: -EINVAL with "file:line: message" in *error, the last good policy kept */
+int manager_reload_policy(Manager *m, char **error);
+
+/* What the consumer needs of RLIMIT_MEMLOCK once it holds the plan too,
+ * and its holder record (uid, pid, memory, the limit from before) */
+int policy_holder(Manager *m, const PolicyFacts *f, const IovirtPlan *plan, IovirtHolder *ret);
+
+/* On the job's thread: raises the pid consumer's limit to holder->memlock
+ * (saving the limit before in holder, unless saved already); *raised says
+ * whether to put it back should the assignment fail */
+int policy_raise_memlock(int pidfd, IovirtHolder *holder, bool *raised, char **reason);
+/* After a failed assignment (raised) or the release of the consumer's last group */
+void policy_restore_memlock(const char *consumer, const IovirtHolder *holder);
+
+/* Watches a pid: consumer's process (taking pidfd), once: its exit releases its groups */
+int manager_watch_consumer(Manager *m, const char *consumer, int pidfd);
+/* At start: the recorded pid: consumers watched again, or released when gone */
+int manager_restore_watches(Manager *m);
+/* After a job: the groups of exited consumers that are free now are released */
+void manager_reap_consumers(Manager *m);
+void manager_watches_free(Manager *m);
+
+int method_describe_policy(sd_bus_message *msg, void *userdata, sd_bus_error *error);
+int method_describe_status(sd_bus_message *msg, void *userdata, sd_bus_error *error);
