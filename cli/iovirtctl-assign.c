@@ -89,23 +89,44 @@ static void print_plan(Ctl *c, json_object *plan) {
                 }
 }
 
+/* a cleanup of an array of strings ending in NULL */
+static void strv_free(char *(*v)[10]) {
+        for (size_t i = 0; i < 10; i++)
+                free((*v)[i]);
+}
+
+/* "key=value" into accept[(*n)++], when value is given */
+static int add_option(char **accept, size_t *n, const char *key, const char *value) {
+        if (!value)
+                return 0;
+        if (asprintf(&accept[*n], "%s=%s", key, value) < 0) {
+                accept[*n] = NULL;
+                return -ENOMEM;
+        }
+        (*n)++;
+        return 0;
+}
+
 /* PlanAssign, or Assign, of target to c->consumer with the accept options:
- * "leaky" (--accept-leaky), "driver=NAME" (--driver NAME) */
+ * "leaky" (--accept-leaky), "driver=NAME" (--driver NAME), "memory=SIZE",
+ * "viommu", "hard-limit=SIZE", "numa-policy=NAME", "numa-node=N", "cpus=LIST" */
 static int assign_message(Ctl *c, const char *target, bool plan_only, sd_bus_message **ret) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
-        _cleanup_free_ char *driver = NULL;
-        char *accept[3] = {};
+        _cleanup_(strv_free) char *accept[10] = {};
         size_t n = 0;
-        if (c->accept_leaky)
-                accept[n++] = (char *) "leaky";
-        if (c->vfio_driver) {
-                if (asprintf(&driver, "driver=%s", c->vfio_driver) < 0) {
-                        driver = NULL;
-                        return -ENOMEM;
-                }
-                accept[n++] = driver;
-        }
-        int r = new_call(c, plan_only ? "PlanAssign" : "Assign", &m);
+        int r;
+        if (c->accept_leaky && !(accept[n++] = strdup("leaky")))
+                return -ENOMEM;
+        if (c->viommu && !(accept[n++] = strdup("viommu")))
+                return -ENOMEM;
+        if ((r = add_option(accept, &n, "driver", c->vfio_driver)) < 0 ||
+            (r = add_option(accept, &n, "memory", c->opt_memory)) < 0 ||
+            (r = add_option(accept, &n, "hard-limit", c->opt_hard_limit)) < 0 ||
+            (r = add_option(accept, &n, "numa-policy", c->opt_numa_policy)) < 0 ||
+            (r = add_option(accept, &n, "numa-node", c->opt_numa_node)) < 0 ||
+            (r = add_option(accept, &n, "cpus", c->opt_cpus)) < 0)
+                return r;
+        r = new_call(c, plan_only ? "PlanAssign" : "Assign", &m);
         if (r >= 0)
                 r = sd_bus_message_append(m, "ss", target, c->consumer);
         if (r >= 0)

@@ -8,7 +8,10 @@
 
 #include "iovirt-address.h"
 #include "iovirt-names.h"
+#include "iovirt-memlock.h"
 #include "iovirt-netlink.h"
+#include "iovirt-numa.h"
+#include "iovirt-policy.h"
 #include "iovirt-sriov.h"
 #include "iovirt-state.h"
 #include "iovirt-variant.h"
@@ -48,7 +51,9 @@ static const Verb verbs[] = {
           "give a group back to its host drivers (polkit: org.iovirt1.release)" },
         { "list-assignments", 0, 0, NEEDS_DAEMON, verb_list_assignments, "",
           "what is assigned to whom, and any drift" },
-        { "status", 0, 0, NEEDS_DAEMON, verb_list_assignments, "", "the same as list-assignments" },
+        { "status", 0, 0, NEEDS_DAEMON, verb_status, "",
+          "the pinned-memory budget and what each consumer holds of it" },
+        { "policy", 0, 0, NEEDS_DAEMON, verb_policy, "", "the policy iovirtd enforces, each setting with its file:line" },
         { "sriov", 1, 1, OPT_SRIOV | ARG_SRIOV | NEEDS_DAEMON, verb_sriov, "PF [--vfs N] | PF#N --mac ADDR ...",
           "a PF's VFs; create or remove them, set one's MAC, VLAN, spoof check and trust "
           "(polkit: org.iovirt1.manage-sriov)" },
@@ -85,6 +90,13 @@ static void help(void) {
                "     --driver NAME       assign: bind the VFIO driver NAME (vfio-pci, or a variant\n"
                "                         such as mlx5_vfio_pci), not the one the kernel's\n"
                "                         modules.alias gives (libvirt's rule)\n"
+               "     --memory SIZE       assign: the guest's memory (4G, 4096M): sizes its\n"
+               "                         RLIMIT_MEMLOCK and its share of the pinned budget\n"
+               "     --viommu            assign: the guest has a virtual IOMMU (libvirt's factor)\n"
+               "     --hard-limit SIZE   assign: RLIMIT_MEMLOCK as given, not libvirt's rule\n"
+               "     --numa-policy P     assign: required, legacy, preferred, socket or none\n"
+               "     --numa-node N       assign: the consumer runs on NUMA node N\n"
+               "     --cpus LIST         assign: the consumer runs on these CPUs (0-3,8-11)\n"
                "     --consumer CONSUMER release everything assigned to CONSUMER\n"
                "\nsriov:\n"
                "     --vfs N             enable N VFs on the PF (0 removes them)\n"
@@ -95,8 +107,11 @@ static void help(void) {
                "     --trust on|off      whether the VF is trusted (PF#N)\n"
                "     --persist           restore this at boot, before assignments\n"
                "     --no-persist        stop restoring the PF's VFs and settings (with --vfs)\n"
-               "\nTARGET is a DEVICE (its whole IOMMU group is meant), group:N, or VFs of a PF\n"
-               "as PF#RANGE: enp5s0f0#0-3, 0000:05:00.0#0,2-7 (assign takes the lowest free one).\n"
+               "\nTARGET is a DEVICE (its whole IOMMU group is meant), group:N, VFs of a PF\n"
+               "as PF#RANGE: enp5s0f0#0-3, 0000:05:00.0#0,2-7, or pool:NAME (a pool of the\n"
+               "policy); of several, assign takes the nearest free one by the NUMA policy.\n"
+               "CONSUMER is a name (a libvirt domain, a VM id) or pid:PID, a process whose\n"
+               "RLIMIT_MEMLOCK iovirtd raises and whose exit releases its devices.\n"
                "DEVICE is a PCI address (0000:05:00.0 or 05:00.0), libvirt's pci_0000_05_00_0,\n"
                "a network interface name (enp5s0) or a sysfs path.\n"
                "Exit status: 0 success, 1 failure (or a FAIL from check), 2 usage error.\n"
@@ -189,6 +204,12 @@ static int check_target(Ctl *c, const char *target) {
         unsigned n_vfs;
         if (strchr(target, '#'))
                 return check_selector(c, target, &n_vfs);
+        if (strncmp(target, "pool:", 5) == 0) {
+                if (!target[5] || strlen(target) > 5 + 64)
+                        return ctl_fail(c, CTL_ERROR_USAGE, "'%s': a pool is written pool:NAME, with NAME a pool of "
+                                                            "the policy (iovirtctl policy)", target);
+                return 0;
+        }
         if (strncmp(target, "group:", 6) != 0)
                 return check_device(c, target);
         /* decimal digits that fit an int, as the kernel names groups */
@@ -308,6 +329,41 @@ static int check_driver(Ctl *c, const char *driver) {
         return 0;
 }
 
+static int check_size(Ctl *c, const char *option, const char *value) {
+        const char *why = NULL;
+        uint64_t v;
+        if (!value)
+                return 0;
+        if (iovirt_size_parse(value, &v, &why) < 0)
+                return ctl_fail(c, CTL_ERROR_USAGE, "%s wants a size (4G, 4096M, 512K or bytes), not '%s': %s", option,
+                                value, why);
+        if (v == 0)
+                return ctl_fail(c, CTL_ERROR_USAGE, "%s 0 is no size; give the guest's memory (4G, 4096M)", option);
+        return 0;
+}
+
+/* assign's --memory, --hard-limit, --numa-policy, --numa-node, --cpus */
+static int check_policy_options(Ctl *c) {
+        int status, node;
+        if ((status = check_size(c, "--memory", c->opt_memory)) || (status = check_size(c, "--hard-limit", c->opt_hard_limit)))
+                return status;
+        if (c->opt_numa_policy && iovirt_numa_policy_from_string(c->opt_numa_policy) < 0)
+                return ctl_fail(c, CTL_ERROR_USAGE, "--numa-policy wants required, legacy, preferred, socket or none, "
+                                                    "not '%s'", c->opt_numa_policy);
+        if (c->opt_numa_node && (parse_nonneg(c->opt_numa_node, &node) < 0 || node >= IOVIRT_NUMA_NODES_MAX))
+                return ctl_fail(c, CTL_ERROR_USAGE, "--numa-node wants a NUMA node number (0-%d), not '%s'",
+                                IOVIRT_NUMA_NODES_MAX - 1, c->opt_numa_node);
+        if (c->opt_cpus) {
+                _cleanup_(iovirt_bitmap_clear) IovirtBitmap cpus = {};
+                if (iovirt_numa_cpulist_parse(c->opt_cpus, &cpus) < 0 || iovirt_bitmap_count(&cpus) == 0)
+                        return ctl_fail(c, CTL_ERROR_USAGE, "--cpus wants a CPU list as the kernel writes it (0-3,8-11), "
+                                                            "not '%s'", c->opt_cpus);
+        }
+        if (c->opt_numa_node && c->opt_cpus)
+                return ctl_fail(c, CTL_ERROR_USAGE, "--numa-node and --cpus both say where the consumer runs; give one");
+        return 0;
+}
+
 /* Everything that can be told wrong from the command line alone, for verb v
  * with its n arguments: counts, options, then every value */
 static int check_usage(Ctl *c, const Verb *v, int n, char **args, bool filters, unsigned given) {
@@ -332,7 +388,11 @@ static int check_usage(Ctl *c, const Verb *v, int n, char **args, bool filters, 
                                         c->vfio_driver);
         }
         if (given & ~v->flags & OPT_ASSIGN)
-                return ctl_fail(c, CTL_ERROR_USAGE, "--to, --dry-run and --accept-leaky go with assign only");
+                return ctl_fail(c, CTL_ERROR_USAGE, "--to, --dry-run, --accept-leaky, --memory, --viommu, "
+                                                    "--hard-limit, --numa-policy, --numa-node and --cpus go with "
+                                                    "assign only");
+        if ((status = check_policy_options(c)))
+                return status;
         if (given & ~v->flags & OPT_RELEASE)
                 return ctl_fail(c, CTL_ERROR_USAGE, "--consumer goes with release only");
         if (given & ~v->flags & OPT_SRIOV)
@@ -383,7 +443,8 @@ static unsigned terminal_columns(void) {
 static int run(Ctl *c, int argc, char **argv) {
         enum { ARG_VERSION = 0x100, ARG_DIRECT, ARG_NO_ASK_PASSWORD, ARG_CLASS, ARG_DRIVER, ARG_GROUP, ARG_NUMA,
                ARG_TO, ARG_CONSUMER, ARG_DRY_RUN, ARG_ACCEPT_LEAKY, ARG_VFS, ARG_PERSIST, ARG_NO_PERSIST, ARG_AUTOPROBE, ARG_MAC,
-               ARG_VLAN, ARG_SPOOFCHK, ARG_TRUST };
+               ARG_VLAN, ARG_SPOOFCHK, ARG_TRUST, ARG_MEMORY, ARG_VIOMMU, ARG_HARD_LIMIT, ARG_NUMA_POLICY,
+               ARG_NUMA_NODE, ARG_CPUS };
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },       { "version", no_argument, NULL, ARG_VERSION },
                 { "json", no_argument, NULL, 'j' },       { "direct", no_argument, NULL, ARG_DIRECT },
@@ -396,7 +457,10 @@ static int run(Ctl *c, int argc, char **argv) {
                 { "no-persist", no_argument, NULL, ARG_NO_PERSIST },
                 { "autoprobe", required_argument, NULL, ARG_AUTOPROBE }, { "mac", required_argument, NULL, ARG_MAC },
                 { "vlan", required_argument, NULL, ARG_VLAN },   { "spoofchk", required_argument, NULL, ARG_SPOOFCHK },
-                { "trust", required_argument, NULL, ARG_TRUST },
+                { "trust", required_argument, NULL, ARG_TRUST }, { "memory", required_argument, NULL, ARG_MEMORY },
+                { "viommu", no_argument, NULL, ARG_VIOMMU },     { "hard-limit", required_argument, NULL, ARG_HARD_LIMIT },
+                { "numa-policy", required_argument, NULL, ARG_NUMA_POLICY },
+                { "numa-node", required_argument, NULL, ARG_NUMA_NODE }, { "cpus", required_argument, NULL, ARG_CPUS },
                 {},
         };
         bool filters = false;
@@ -467,6 +531,30 @@ static int run(Ctl *c, int argc, char **argv) {
                         c->consumer = optarg;
                         given |= OPT_RELEASE;
                         break;
+                case ARG_MEMORY:
+                        c->opt_memory = optarg;
+                        given |= OPT_ASSIGN;
+                        break;
+                case ARG_VIOMMU:
+                        c->viommu = true;
+                        given |= OPT_ASSIGN;
+                        break;
+                case ARG_HARD_LIMIT:
+                        c->opt_hard_limit = optarg;
+                        given |= OPT_ASSIGN;
+                        break;
+                case ARG_NUMA_POLICY:
+                        c->opt_numa_policy = optarg;
+                        given |= OPT_ASSIGN;
+                        break;
+                case ARG_NUMA_NODE:
+                        c->opt_numa_node = optarg;
+                        given |= OPT_ASSIGN;
+                        break;
+                case ARG_CPUS:
+                        c->opt_cpus = optarg;
+                        given |= OPT_ASSIGN;
+                        break;
                 case ARG_VFS:
                         c->opt_vfs = optarg;
                         given |= OPT_SRIOV;
@@ -529,7 +617,9 @@ static int run(Ctl *c, int argc, char **argv) {
                         const char *o = argv[i];
                         static const char *const with_value[] = { "--class", "--driver", "--group", "--numa",
                                                                    "--to", "--consumer", "--vfs", "--autoprobe",
-                                                                   "--mac", "--vlan", "--spoofchk", "--trust" };
+                                                                   "--mac", "--vlan", "--spoofchk", "--trust",
+                                                                   "--memory", "--hard-limit", "--numa-policy",
+                                                                   "--numa-node", "--cpus" };
                         for (size_t k = 0; !strchr(o, '=') && k < ELEMENTSOF(with_value); k++)
                                 if (streq_ptr(o, with_value[k])) {
                                         i++;

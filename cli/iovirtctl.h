@@ -41,6 +41,9 @@ typedef struct Ctl {
         bool dry_run;
         bool accept_leaky;
         const char *vfio_driver;   /* assign --driver NAME; NULL: the kernel's choice */
+        /* assign: what the policy judges; as typed, checked by the dispatcher */
+        const char *opt_memory, *opt_hard_limit, *opt_numa_policy, *opt_numa_node, *opt_cpus;
+        bool viommu;
         /* sriov: as typed, checked by the dispatcher before the bus; the
          * parsed values below are set once they are */
         const char *opt_vfs, *opt_autoprobe, *opt_mac, *opt_vlan, *opt_spoofchk, *opt_trust;
@@ -128,6 +131,8 @@ int verb_assign(Ctl *c, int argc, char **argv);
 int verb_release(Ctl *c, int argc, char **argv);
 int verb_list_assignments(Ctl *c, int argc, char **argv);
 int verb_sriov(Ctl *c, int argc, char **argv);
+int verb_policy(Ctl *c, int argc, char **argv);
+int verb_status(Ctl *c, int argc, char **argv);
 
 /* Selectors (PF#RANGE), cli/iovirtctl-sriov.c.  The syntax is checked by
  * the dispatcher; whether the range fits the PF needs its total, which
