@@ -11,6 +11,9 @@ The boots that need a device QEMU 7.2 lacks (igb) run QEMU 10 from
 bookworm-backports (tests/e2e/backports.py), fetched like the kernel.
 
 Usage: run-e2e.py SOURCE_DIR BUILD_DIR
+IOVIRT_E2E_BOOTS=numa,main (names from BOOTS, comma-separated) runs only
+those boots, in BOOTS' order; unset or empty runs all of them, and a name
+that is no boot fails the run.
 Skips visibly where QEMU, busybox-static or Debian's kernel cannot be had
 (the igb boot alone where QEMU 10 cannot), unless IOVIRT_E2E_REQUIRED=1 (as
 in .ci/run), where that fails.
@@ -35,11 +38,17 @@ QEMU = "qemu-system-x86_64"
 # the guest sees the host's root except these, which it mounts itself
 GUEST_OWN = ("/proc", "/sys", "/dev", "/run")
 SANITIZER_OPTIONS = ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS")
+GUEST_MEMORY = 1024         # MiB
 BOOT_TIMEOUT = 360          # seconds; the main boot takes 60-90 s under TCG, 200 s under ASan on a busy machine
 
 # fixed slots on pcie.0, so that the guest can find each part by its port
 HOSTROOT_SLOT, RESULTS_SLOT = 0x03, 0x04
 PORTS = {"nic": 0x10, "uplink": 0x11, "multi": 0x12, "switch": 0x13, "nvme": 0x14, "igb": 0x15}
+# the numa boot's expander bridge (pxb-pcie, a host bridge of its own on NUMA
+# node 1) sits in this slot of pcie.0 and numbers its buses from PXB_BUS; its
+# root port "remote" is the first function of that bus
+PXB_SLOT, PXB_BUS = 0x16, 0x80
+BEHIND_PXB = {"remote": PXB_BUS}
 
 
 def root_port(name, chassis):
@@ -78,17 +87,45 @@ def igb_topology(work):
     return ["igb"], root_port("igb", 1) + ["-device", "igb,bus=igb"]
 
 
+def numa_topology(work):
+    """Two NUMA nodes (CPU 0 and 512 MiB on node 0, CPU 1 and 512 MiB on
+    node 1), a NIC on a root port of pcie.0 ("nic": no node, as ACPI gives
+    pcie.0 no proximity), and a NIC on a root port ("remote") of a pxb-pcie
+    expander bridge that ACPI places on node 1. The guest's memory (-m) and
+    CPUs (-smp) are the common ones; the nodes split them."""
+    half = "%dM" % (GUEST_MEMORY // 2)
+    nodes = ["-object", "memory-backend-ram,id=mem0,size=" + half, "-numa", "node,nodeid=0,cpus=0,memdev=mem0",
+             "-object", "memory-backend-ram,id=mem1,size=" + half, "-numa", "node,nodeid=1,cpus=1,memdev=mem1"]
+    pxb = ["-device", "pxb-pcie,id=pxb1,bus=pcie.0,addr=0x%x,bus_nr=%d,numa_node=1" % (PXB_SLOT, PXB_BUS),
+           "-device", "pcie-root-port,id=remote,bus=pxb1,addr=0x0,chassis=2",
+           "-device", "e1000e,romfile=,bus=remote"]
+    return ["nic", "remote"], nodes + root_port("nic", 1) + ["-device", "e1000e,romfile=,bus=nic"] + pxb
+
+
 # name (guest.py's SCENARIOS says what runs in it), the intel-iommu device,
 # the topology, and the QEMU: the system's (Debian 12: 7.2) or backports' (10)
 BOOTS = [
     ("main", "intel-iommu,caching-mode=on", main_topology, "system"),
     ("intremap-off", "intel-iommu,caching-mode=on,intremap=off", nic_topology, "system"),
     ("igb", "intel-iommu,caching-mode=on", igb_topology, "backports"),
+    ("numa", "intel-iommu,caching-mode=on", numa_topology, "system"),
 ]
 
 
 def topology_names(ports):
-    return {"hostroot": "0000:00:%02x.0" % HOSTROOT_SLOT, "ports": {n: "0000:00:%02x.0" % PORTS[n] for n in ports}}
+    return {"hostroot": "0000:00:%02x.0" % HOSTROOT_SLOT,
+            "ports": {n: "0000:%02x:00.0" % BEHIND_PXB[n] if n in BEHIND_PXB else "0000:00:%02x.0" % PORTS[n]
+                      for n in ports}}
+
+
+def selected(boots, names):
+    """BOOTS narrowed to NAMES (IOVIRT_E2E_BOOTS: comma-separated; empty: all).
+    Returns (boots, names that are no boot)."""
+    want = [n.strip() for n in names.split(",") if n.strip()]
+    if not want:
+        return boots, []
+    known = [b[0] for b in boots]
+    return [b for b in boots if b[0] in want], [n for n in want if n not in known]
 
 
 class Boot:
@@ -138,7 +175,7 @@ def boot(kernel, initrd, work, source, build, name, iommu, topology, qemu):
     console = os.path.join(work, "console-%s.log" % name)
     if os.path.exists(console):
         os.unlink(console)
-    args = ["-machine", "q35", "-accel", "tcg", "-cpu", "max", "-m", "1024", "-smp", "2",
+    args = ["-machine", "q35", "-accel", "tcg", "-cpu", "max", "-m", str(GUEST_MEMORY), "-smp", "2",
             "-nodefaults", "-display", "none", "-no-reboot",
             "-device", iommu,             # before any PCI device it translates
             "-kernel", kernel.vmlinuz, "-initrd", initrd,
@@ -225,6 +262,11 @@ def main():
     os.makedirs(work, exist_ok=True)
     tap = Tap()
     required = os.environ.get("IOVIRT_E2E_REQUIRED") == "1"
+    chosen, unknown = selected(BOOTS, os.environ.get("IOVIRT_E2E_BOOTS", ""))
+    if unknown:
+        tap.ok(False, "IOVIRT_E2E_BOOTS names boots that exist", "no boot %s; the boots are %s" % (
+            ", ".join(unknown), ", ".join(b[0] for b in BOOTS)))
+        return tap.done()
     t0 = time.monotonic()
     try:
         for path in (source, build):
@@ -246,7 +288,7 @@ def main():
     # fetched when a boot first needs it
     qemus = {"system": lambda args: [QEMU] + args}
     boots = []
-    for name, iommu, topology, which in BOOTS:
+    for name, iommu, topology, which in chosen:
         if which not in qemus:
             t1 = time.monotonic()
             try:
