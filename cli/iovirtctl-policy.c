@@ -86,9 +86,17 @@ int verb_policy(Ctl *c, int argc, char **argv) {
                 if (over)
                         printf(")\n");
         }
-        v = member(doc, "warnings");
-        for (size_t i = 0; i < json_object_array_length(v); i++)
-                printf("%s  %s\n", i ? "" : "Warnings:\n", json_object_get_string(json_object_array_get_idx(v, i)));
+        /* the files' own warnings, then selectors that match nothing on this host */
+        bool warned = false;
+        static const char *const lists[] = { "warnings", "unmatched" };
+        for (size_t k = 0; k < ELEMENTSOF(lists); k++) {
+                v = member(doc, lists[k]);
+                for (size_t i = 0; i < json_object_array_length(v); i++) {
+                        printf("%s  %s\n", warned ? "" : "Warnings:\n",
+                               json_object_get_string(json_object_array_get_idx(v, i)));
+                        warned = true;
+                }
+        }
         print_section(doc, "memory", "Memory", (const char *const[]) { "reserve", "memory_cgroup", NULL },
                       (const char *const[]) { "Reserve", "MemoryCgroup" });
         print_section(doc, "consumers", "Consumers", (const char *const[]) { "watch_process_exit", NULL },

@@ -590,6 +590,7 @@ typedef struct AssignJob {
         IovirtPlan *plan;
         int pidfd;                   /* a pid: consumer's, -EBADF: none */
         bool raised;                 /* its RLIMIT_MEMLOCK was raised by this job */
+        bool raise_failed;           /* it could not be: nothing was bound */
         const char *dir;
         IovirtRecord *result;
         IovirtMoves moves;
@@ -613,8 +614,10 @@ static void assign_job_free(void *p) {
 static void assign_work(void *p) {
         AssignJob *j = p;
         j->r = policy_raise_memlock(j->pidfd, &j->plan->holder, &j->raised, &j->reason);
-        if (j->r < 0)
+        if (j->r < 0) {
+                j->raise_failed = true;
                 return;
+        }
         j->r = iovirt_assign_execute(j->plan, j->dir, &j->result, &j->moves, &j->reason);
         if (j->r < 0 && j->raised)
                 policy_restore_memlock(j->plan->consumer, &j->plan->holder);
@@ -632,7 +635,8 @@ static int assign_done(Manager *m, sd_bus_message *msg, void *p) {
         if (j->r < 0) {
                 log_full_errno(LOG_ERR, j->r, NULL, "Assigning group %d to %s failed: %s", plan->group, plan->consumer,
                                strna(j->reason));
-                return sd_bus_reply_method_errorf(msg, IOVIRT_ERROR_BIND_FAILED, "%s",
+                return sd_bus_reply_method_errorf(msg, j->raise_failed ? IOVIRT_ERROR_FAILED : IOVIRT_ERROR_BIND_FAILED,
+                                                  "%s",
                                                   j->reason ? j->reason : strerror(-j->r));
         }
         log_info("Assigned group %d (%zu function%s) to %s", plan->group, plan->n_steps, plan->n_steps > 1 ? "s" : "",

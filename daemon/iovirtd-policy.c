@@ -1,5 +1,4 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-#include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
 #include <sys/epoll.h>
@@ -16,9 +15,21 @@
 
 /* ---- the files ---- */
 
-static void log_policy_warnings(const IovirtPolicy *p) {
+static void strv_free(char **v) {
+        for (char **s = v; s && *s; s++)
+                free(*s);
+        free(v);
+}
+
+/* The file's warnings, and selectors that match nothing on this host */
+static void log_policy_warnings(Manager *m, const IovirtPolicy *p) {
+        char **unmatched = NULL;
         for (size_t i = 0; i < p->n_warnings; i++)
                 log_warning("%s", p->warnings[i]);
+        if (m->host && iovirt_policy_unmatched(p, m->host, &unmatched) > 0)
+                for (char **s = unmatched; *s; s++)
+                        log_warning("%s", *s);
+        strv_free(unmatched);
 }
 
 int manager_load_policy(Manager *m) {
@@ -47,7 +58,7 @@ int manager_reload_policy(Manager *m, char **error) {
                 *error = TAKE_PTR(why);
                 return r == -ENOMEM ? r : -EINVAL;
         }
-        log_policy_warnings(p);
+        log_policy_warnings(m, p);
         log_info("Policy: %zu file%s, %zu pool%s", p->n_files, p->n_files == 1 ? "" : "s", p->n_pools,
                  p->n_pools == 1 ? "" : "s");
         iovirt_policy_free(m->policy);
@@ -382,19 +393,22 @@ static int on_consumer_exit(sd_event_source *s, int fd, uint32_t revents, void *
         return 0;
 }
 
-int manager_watch_consumer(Manager *m, const char *consumer, int pidfd) {
+/* pidfd < 0: the process is gone already */
+static int watch_add(Manager *m, const char *consumer, int pidfd) {
         if (!m->policy || !m->policy->watch_process_exit || watch_find(m, consumer)) {
-                close(pidfd);
+                if (pidfd >= 0)
+                        close(pidfd);
                 return 0;
         }
         Watch *w = calloc(1, sizeof(Watch));
         if (!w) {
-                close(pidfd);
+                if (pidfd >= 0)
+                        close(pidfd);
                 return -ENOMEM;
         }
-        *w = (Watch) { .manager = m, .pidfd = pidfd };
+        *w = (Watch) { .manager = m, .pidfd = pidfd, .exited = pidfd < 0 };
         int r = (w->consumer = strdup(consumer)) ? 0 : -ENOMEM;
-        if (r >= 0)
+        if (r >= 0 && pidfd >= 0)
                 r = sd_event_add_io(m->event, &w->source, pidfd, EPOLLIN, on_consumer_exit, w);
         if (r < 0) {
                 watch_free(w);
@@ -403,6 +417,10 @@ int manager_watch_consumer(Manager *m, const char *consumer, int pidfd) {
         w->next = m->watches;
         m->watches = w;
         return 0;
+}
+
+int manager_watch_consumer(Manager *m, const char *consumer, int pidfd) {
+        return watch_add(m, consumer, pidfd);
 }
 
 int manager_restore_watches(Manager *m) {
@@ -421,28 +439,10 @@ int manager_restore_watches(Manager *m) {
                                 close(fd);
                         fd = -EBADF;
                 }
-                if (!m->policy || !m->policy->watch_process_exit) {
-                        if (fd >= 0)
-                                close(fd);
-                        continue;
-                }
-                if (fd < 0) {
-                        /* gone while iovirtd was not running: a watch already exited */
-                        fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-                        if (fd < 0)
-                                return -errno;
-                        r = manager_watch_consumer(m, rec->consumer, fd);
-                        if (r < 0)
-                                return r;
-                        Watch *w = watch_find(m, rec->consumer);
-                        if (w) {
-                                w->exited = true;
-                                (void) sd_event_source_set_enabled(w->source, SD_EVENT_OFF);
-                        }
+                if (fd < 0 && m->policy && m->policy->watch_process_exit)
                         log_info("%s (process %d) exited while iovirtd was not running", rec->consumer, (int) h->pid);
-                        continue;
-                }
-                r = manager_watch_consumer(m, rec->consumer, fd);
+                /* gone: a watch that has seen the exit already */
+                r = watch_add(m, rec->consumer, fd);
                 if (r < 0)
                         return r;
         }
@@ -471,6 +471,16 @@ int method_describe_policy(sd_bus_message *msg, void *userdata, sd_bus_error *er
                 return -ENOMEM;
         /* none loaded: what refuses every assignment, and what the defaults would be */
         json_object_object_add(o, "loaded", json_object_new_boolean(m->policy != NULL));
+        /* against the host as it is now: a selector may match once a VF is made */
+        char **unmatched = NULL;
+        int r = m->host ? iovirt_policy_unmatched(p, m->host, &unmatched) : 0;
+        if (r < 0)
+                return r;
+        json_object *u = json_object_new_array();
+        for (char **s = unmatched; s && *s; s++)
+                json_object_array_add(u, json_object_new_string(*s));
+        strv_free(unmatched);
+        json_object_object_add(o, "unmatched", u);
         json_object_object_add(o, "error", m->policy_error ? json_object_new_string(m->policy_error) : NULL);
         return manager_reply_json(msg, o);
 }

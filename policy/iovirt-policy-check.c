@@ -40,6 +40,35 @@ bool iovirt_policy_pool_matches(const IovirtPolicyPool *pool, const IovirtHost *
         return false;
 }
 
+int iovirt_policy_unmatched(const IovirtPolicy *p, const IovirtHost *h, char ***ret) {
+        char **v = NULL;
+        size_t n = 0;
+        for (size_t k = 0; k < p->n_pools; k++) {
+                const IovirtPolicyPool *pool = &p->pools[k];
+                for (size_t i = 0; i < pool->n_selectors; i++) {
+                        bool any = false;
+                        for (size_t d = 0; !any && d < h->n_devices; d++)
+                                any = selector_matches(&pool->selectors[i], h, d);
+                        if (any)
+                                continue;
+                        char **grown = realloc(v, (n + 2) * sizeof(char *));
+                        if (!grown || asprintf(&grown[n], "%s:%u: pool '%s': '%s' matches no device on this host",
+                                               pool->devices_origin.file, pool->devices_origin.line, pool->name,
+                                               pool->selectors[i].text) < 0) {
+                                v = grown ? grown : v;
+                                for (size_t x = 0; x < n; x++)
+                                        free(v[x]);
+                                free(v);
+                                return -ENOMEM;
+                        }
+                        v = grown;
+                        v[++n] = NULL;
+                }
+        }
+        *ret = v;
+        return (int) n;
+}
+
 const IovirtPolicyPool *iovirt_policy_pool_of(const IovirtPolicy *p, const IovirtHost *h, const IovirtGroupVerdict *gv) {
         for (size_t k = 0; p && gv->n_endpoints && k < p->n_pools; k++) {
                 bool all = true;

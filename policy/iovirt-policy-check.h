@@ -94,6 +94,11 @@ const IovirtPolicyPool *iovirt_policy_pool_of(const IovirtPolicy *p, const Iovir
 /* Whether pool's selectors match device d */
 bool iovirt_policy_pool_matches(const IovirtPolicyPool *pool, const IovirtHost *h, size_t d);
 
+/* A warning for each selector that matches no device of h (a typo, or a
+ * device not there yet): "file:line: pool 'nics': '8086:154d' matches no
+ * device on this host".  Returns how many, -ENOMEM. */
+int iovirt_policy_unmatched(const IovirtPolicy *p, const IovirtHost *h, char ***ret);
+
 int iovirt_memlock_need(const IovirtPolicyRequest *req, const IovirtPolicyPool *pool, const IovirtPinnedTally *tally,
                         unsigned new_functions, IovirtMemlockNeed *ret);
 
