@@ -46,7 +46,12 @@ static void format_value(json_object *v, char *buf, size_t size) {
 
 static void print_setting(const char *key, json_object *setting) {
         char value[1024], line[1200];
-        format_value(member(setting, "value"), value, sizeof(value));
+        json_object *v = member(setting, "value");
+        /* sizes as a person writes them */
+        if (v && json_object_is_type(v, json_type_int) && (streq_ptr(key, "Memory") || streq_ptr(key, "MemlockHardLimit")))
+                iovirt_size_format(json_object_get_uint64(v), value);
+        else
+                format_value(v, value, sizeof(value));
         snprintf(line, sizeof(line), "%s=%s", key, value);
         printf("  %-44s %s\n", line, json_object_get_string(member(setting, "origin")));
 }

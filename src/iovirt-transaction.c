@@ -409,6 +409,10 @@ json_object *iovirt_assignments_to_json(const IovirtHost *h, const IovirtState *
                 }
                 json_object_object_add(a, "functions", fns);
                 json_object_object_add(a, "drift", drift);
+                /* who assigned it (null: before iovirt recorded it, so root's) and the process */
+                const IovirtHolder *hd = &rec->holder;
+                json_object_object_add(a, "uid", hd->known ? json_object_new_int64(hd->uid) : NULL);
+                json_object_object_add(a, "pid", hd->known && hd->pid > 0 ? json_object_new_int(hd->pid) : NULL);
                 json_object_array_add(list, a);
         }
         json_object_object_add(o, "assignments", list);

@@ -112,8 +112,9 @@ whole = " ".join(s for _, s in text)
 undocumented = [m for m, _ in methods if not re.search(r"\b%s\b" % re.escape(m), whole)]
 t.ok(not undocumented, "iovirtd(8) documents every method of iovirtd --list-methods",
      "not in the page: %s" % undocumented)
+# "org.iovirt1.release org.iovirt1.release-any": named under each of its actions
 misplaced = ["%s (%s)" % (m, a) for m, a in methods if a != "read-only" and
-             not re.search(r"\b%s\b" % re.escape(m), paragraphs.get(a, ""))]
+             any(not re.search(r"\b%s\b" % re.escape(m), paragraphs.get(x, "")) for x in a.split())]
 t.ok(not misplaced, "each guarded method is named under its polkit action in AUTHORIZATION",
      "not under their action: %s" % misplaced)
 
