@@ -290,7 +290,11 @@ int iovirt_pinned_tally(const IovirtState *s, const char *consumer, IovirtPinned
 int iovirt_memlock_need(const IovirtPolicyRequest *req, const IovirtPolicyPool *pool, const IovirtPinnedTally *tally,
                         unsigned new_functions, IovirtMemlockNeed *ret) {
         IovirtMemlockNeed n = {
-                .memory = req->memory ? req->memory : pool && pool->guest_memory ? pool->guest_memory : tally->my_memory,
+                /* what it was assigned with before a pool's default: the guest did not shrink */
+                .memory = req->memory       ? req->memory
+                          : tally->my_memory ? tally->my_memory
+                          : pool             ? pool->guest_memory
+                                             : 0,
                 .viommu = req->viommu || tally->my_viommu,
                 .functions = tally->my_functions + new_functions,
                 .limit_from = "libvirt's rule",
@@ -363,7 +367,12 @@ static int check_memlock(const IovirtPlanContext *ctx, void *userdata, IovirtPla
         _cleanup_free_ char *why = NULL;
         /* what the consumer holds is counted already: the change is what is asked */
         uint64_t asked = need.pinned > tally.mine ? need.pinned - tally.mine : 0;
-        r = iovirt_memlock_budget_check(req->memtotal, reserve, tally.others + tally.mine, asked, &why);
+        uint64_t already;
+        if (__builtin_add_overflow(tally.others, tally.mine, &already))
+                return iovirt_check_set(c, IOVIRT_PLAN_FAIL, IOVIRT_REASON_INVALID, NULL,
+                                        "What the consumers pin already does not fit in 64 bits: a state record "
+                                        "names an impossible guest memory ('iovirtctl status' shows them)");
+        r = iovirt_memlock_budget_check(req->memtotal, reserve, already, asked, &why);
         if (r == -ENOMEM)
                 return r;
         if (r < 0)
@@ -396,6 +405,12 @@ static int check_memory_cgroup(const IovirtPlanContext *ctx, void *userdata, Iov
                 return r == -EOVERFLOW ? 0 : r;       /* the memlock check says so */
         bool refuse = req->policy->memory_cgroup == IOVIRT_MEMORY_CGROUP_REFUSE;
         IovirtPlanStatus bad = refuse ? IOVIRT_PLAN_FAIL : IOVIRT_PLAN_WARN;
+        /* cgroup v1 is a host that cannot say, which the policy decides on; a
+         * v2 file that cannot be read is a check that cannot be made */
+        if (req->cgroup_error < 0 && req->cgroup_error != -EOPNOTSUPP)
+                return iovirt_check_set(c, IOVIRT_PLAN_FAIL, IOVIRT_REASON_FACTS_UNREADABLE, NULL,
+                                        "The memory cgroup of process %d could not be read: %s", (int) req->pid,
+                                        req->cgroup_reason ? req->cgroup_reason : strerror(-req->cgroup_error));
         if (req->cgroup_error < 0)
                 return iovirt_check_set(c, bad, IOVIRT_REASON_MEMORY_CGROUP, NULL,
                                         "The memory cgroup of process %d cannot be checked: %s%s", (int) req->pid,

@@ -77,7 +77,7 @@ typedef struct IovirtPinnedTally {
 int iovirt_pinned_tally(const IovirtState *s, const char *consumer, IovirtPinnedTally *ret);
 
 /* What the consumer needs once it holds the plan's group too: its guest
- * memory (request, pool, or what it was assigned with), the limit to set
+ * memory (the request's, what it was assigned with, or the pool's Memory=), the limit to set
  * (0: none: no memory known) and what it pins in all. */
 typedef struct IovirtMemlockNeed {
         uint64_t memory;
