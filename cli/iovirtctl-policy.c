@@ -64,19 +64,32 @@ static void print_section(json_object *doc, const char *section, const char *tit
                 print_setting(names[i], member(o, keys[i]));
 }
 
-int verb_policy(Ctl *c, int argc, char **argv) {
+/* iovirtd's document for method: 0 with *ret to format, or the exit
+ * status once it is printed (--json) or a failure is reported */
+static int describe(Ctl *c, const char *method, json_object **ret) {
         _cleanup_(json_object_putp) json_object *doc = NULL;
         _cleanup_free_ char *why = NULL;
-        int r = ctl_call_json(c, "DescribePolicy", NULL, &doc, &why);
+        if (ctl_open_bus(c) < 0)
+                return 1;
+        int r = ctl_call_json(c, method, NULL, &doc, &why);
         if (r == -ENOTCONN)
-                return ctl_fail(c, CTL_ERROR_NO_DAEMON, "iovirtd is not running (%s); start it: systemctl start "
-                                                        "iovirtd", strna(why));
+                return ctl_fail(c, CTL_ERROR_NO_DAEMON, "iovirtd is not running (%s); start it with 'systemctl "
+                                                        "start iovirtd'", strna(why));
         if (r < 0)
                 return 1;
         if (c->json) {
                 ctl_print_json(doc);
-                return 0;
+                return -1;
         }
+        *ret = TAKE_PTR(doc);
+        return 0;
+}
+
+int verb_policy(Ctl *c, int argc, char **argv) {
+        _cleanup_(json_object_putp) json_object *doc = NULL;
+        int status = describe(c, "DescribePolicy", &doc);
+        if (status)
+                return status < 0 ? 0 : status;
         json_object *v = member(doc, "error");
         if (v)
                 printf("The policy could not be read: %s\nEvery assignment is refused until 'iovirtctl reload' reads "
@@ -132,18 +145,10 @@ static const char *size_or(json_object *v, char buf[static IOVIRT_SIZE_MAX], con
 
 int verb_status(Ctl *c, int argc, char **argv) {
         _cleanup_(json_object_putp) json_object *doc = NULL;
-        _cleanup_free_ char *why = NULL;
         char a[IOVIRT_SIZE_MAX], b[IOVIRT_SIZE_MAX], m[IOVIRT_SIZE_MAX], r_[IOVIRT_SIZE_MAX];
-        int r = ctl_call_json(c, "DescribeStatus", NULL, &doc, &why);
-        if (r == -ENOTCONN)
-                return ctl_fail(c, CTL_ERROR_NO_DAEMON, "iovirtd is not running (%s); start it: systemctl start "
-                                                        "iovirtd", strna(why));
-        if (r < 0)
-                return 1;
-        if (c->json) {
-                ctl_print_json(doc);
-                return 0;
-        }
+        int status = describe(c, "DescribeStatus", &doc);
+        if (status)
+                return status < 0 ? 0 : status;
         json_object *budget = member(doc, "budget"), *list = member(doc, "consumers");
         if (member(budget, "budget"))
                 printf("Pinned memory: %s of a %s budget (MemTotal %s less a %s reserve)\n",

@@ -589,7 +589,8 @@ int prepare_assign(sd_bus_message *msg, void *userdata, bool *interactive, sd_bu
 typedef struct AssignJob {
         IovirtPlan *plan;
         int pidfd;                   /* a pid: consumer's, -EBADF: none */
-        bool raised;                 /* its RLIMIT_MEMLOCK was raised by this job */
+        bool raised;                 /* its RLIMIT_MEMLOCK was raised by this job, from before */
+        struct rlimit before;
         bool raise_failed;           /* it could not be: nothing was bound */
         const char *dir;
         IovirtRecord *result;
@@ -613,14 +614,15 @@ static void assign_job_free(void *p) {
  * there.  When the assignment then fails, the limit goes back. */
 static void assign_work(void *p) {
         AssignJob *j = p;
-        j->r = policy_raise_memlock(j->pidfd, &j->plan->holder, &j->raised, &j->reason);
+        j->r = policy_raise_memlock(j->pidfd, &j->plan->holder, &j->before, &j->raised, &j->reason);
         if (j->r < 0) {
                 j->raise_failed = true;
                 return;
         }
         j->r = iovirt_assign_execute(j->plan, j->dir, &j->result, &j->moves, &j->reason);
+        /* what this job raised, not the consumer's original: its other groups need it */
         if (j->r < 0 && j->raised)
-                policy_restore_memlock(j->plan->consumer, &j->plan->holder);
+                policy_undo_raise(j->pidfd, &j->plan->holder, &j->before);
 }
 
 static int assign_done(Manager *m, sd_bus_message *msg, void *p) {

@@ -462,6 +462,7 @@ int act_reload(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         int r = manager_refresh(m);
         if (r < 0)
                 return sd_bus_error_set_errnof(error, r, "Reading the host failed: %m");
+        emit_counts_changed(m);      /* the host was read again, whatever the policy says */
         r = manager_reload_policy(m, &why);
         if (r == -ENOMEM)
                 return r;
@@ -473,7 +474,8 @@ int act_reload(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
                                                                : "every assignment is refused until a good one is read");
         }
         log_info("Reloaded on request of %s", strna(sd_bus_message_get_sender(msg)));
-        emit_counts_changed(m);
+        /* WatchProcessExit= may have been turned on for consumers that exited meanwhile */
+        manager_reap_consumers(m);
         return sd_bus_reply_method_return(msg, NULL);
 }
 

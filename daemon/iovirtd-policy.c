@@ -86,12 +86,15 @@ void policy_facts_clear(PolicyFacts *f) {
 }
 
 int consumer_pid(const char *consumer, pid_t *ret) {
+        const char *n = consumer + 4;
         int pid;
         if (strncmp(consumer, "pid:", 4) != 0) {
                 *ret = 0;
                 return 0;
         }
-        if (iovirt_parse_int(consumer + 4, &pid) < 0 || pid <= 0)
+        /* one spelling per process: pid:07 or pid:+7 would be another
+         * consumer (another tally, another limit) of the same process */
+        if (*n < '1' || *n > '9' || strspn(n, "0123456789") != strlen(n) || iovirt_parse_int(n, &pid) < 0)
                 return -EINVAL;
         *ret = pid;
         return 1;
@@ -246,6 +249,15 @@ int policy_gather(Manager *m, const char *consumer, const PolicyAsk *ask, Policy
 
 /* ---- pinned memory ---- */
 
+static uint64_t rlim_to_u64(rlim_t v) {
+        return v == RLIM_INFINITY ? UINT64_MAX : (uint64_t) v;
+}
+
+static rlim_t u64_to_rlim(uint64_t v) {
+        return v == UINT64_MAX ? RLIM_INFINITY : (rlim_t) v;
+}
+
+
 int policy_holder(Manager *m, const PolicyFacts *f, const IovirtPlan *plan, IovirtHolder *ret) {
         IovirtPinnedTally tally;
         IovirtMemlockNeed need;
@@ -262,25 +274,23 @@ int policy_holder(Manager *m, const PolicyFacts *f, const IovirtPlan *plan, Iovi
                 .pid_start = f->pid_start, .memory = need.memory, .viommu = need.viommu,
                 .memlock = f->req.pid > 0 ? need.limit : 0,
         };
-        /* the limit from before the first raise, kept with every group of the consumer */
+        /* The limit from before its first group, kept with every group of
+         * the consumer, whichever of them raised it and whichever goes last */
+        struct rlimit now;
         if (tally.my_holder && tally.my_holder->memlock_saved) {
                 h.memlock_saved = true;
                 h.memlock_soft = tally.my_holder->memlock_soft;
                 h.memlock_hard = tally.my_holder->memlock_hard;
+        } else if (h.pid > 0 && iovirt_memlock_get(h.pid, &now) >= 0) {
+                h.memlock_saved = true;
+                h.memlock_soft = rlim_to_u64(now.rlim_cur);
+                h.memlock_hard = rlim_to_u64(now.rlim_max);
         }
         *ret = h;
         return 0;
 }
 
-static uint64_t rlim_to_u64(rlim_t v) {
-        return v == RLIM_INFINITY ? UINT64_MAX : (uint64_t) v;
-}
-
-static rlim_t u64_to_rlim(uint64_t v) {
-        return v == UINT64_MAX ? RLIM_INFINITY : (rlim_t) v;
-}
-
-int policy_raise_memlock(int pidfd, IovirtHolder *holder, bool *raised, char **reason) {
+int policy_raise_memlock(int pidfd, IovirtHolder *holder, struct rlimit *before, bool *raised, char **reason) {
         struct rlimit orig;
         *raised = false;
         if (holder->pid <= 0 || holder->memlock == 0)
@@ -297,7 +307,18 @@ int policy_raise_memlock(int pidfd, IovirtHolder *holder, bool *raised, char **r
                 holder->memlock_soft = rlim_to_u64(orig.rlim_cur);
                 holder->memlock_hard = rlim_to_u64(orig.rlim_max);
         }
+        *before = orig;
         return 0;
+}
+
+void policy_undo_raise(int pidfd, const IovirtHolder *holder, const struct rlimit *before) {
+        /* only while it is that process: a pidfd that says it is still there */
+        int r = iovirt_pidfd_alive(pidfd);
+        if (r >= 0)
+                r = iovirt_memlock_restore(holder->pid, before);
+        if (r < 0 && r != -ESRCH)
+                log_warning_errno(r, "Could not put RLIMIT_MEMLOCK of process %d back after the failed assignment: %m",
+                                  (int) holder->pid);
 }
 
 void policy_restore_memlock(const char *consumer, const IovirtHolder *holder) {
@@ -346,10 +367,22 @@ static Watch *watch_find(Manager *m, const char *consumer) {
         return NULL;
 }
 
+/* Whether an exited consumer's groups are released: the policy at the
+ * time of the exit (or of the reload that turns it on) decides; with no
+ * policy read, the default */
+static bool release_on_exit(Manager *m) {
+        return !m->policy || m->policy->watch_process_exit;
+}
+
 void manager_reap_consumers(Manager *m) {
         for (Watch **p = &m->watches; *p;) {
                 Watch *w = *p;
                 if (!w->exited && manager_consumer_holds(m, w->consumer)) {
+                        p = &w->next;
+                        continue;
+                }
+                if (w->exited && manager_consumer_holds(m, w->consumer) && !release_on_exit(m)) {
+                        /* kept, for a reload that turns WatchProcessExit= on */
                         p = &w->next;
                         continue;
                 }
@@ -395,7 +428,7 @@ static int on_consumer_exit(sd_event_source *s, int fd, uint32_t revents, void *
 
 /* pidfd < 0: the process is gone already */
 static int watch_add(Manager *m, const char *consumer, int pidfd) {
-        if (!m->policy || !m->policy->watch_process_exit || watch_find(m, consumer)) {
+        if (watch_find(m, consumer)) {
                 if (pidfd >= 0)
                         close(pidfd);
                 return 0;
@@ -439,7 +472,7 @@ int manager_restore_watches(Manager *m) {
                                 close(fd);
                         fd = -EBADF;
                 }
-                if (fd < 0 && m->policy && m->policy->watch_process_exit)
+                if (fd < 0 && release_on_exit(m))
                         log_info("%s (process %d) exited while iovirtd was not running", rec->consumer, (int) h->pid);
                 /* gone: a watch that has seen the exit already */
                 r = watch_add(m, rec->consumer, fd);

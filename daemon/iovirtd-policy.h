@@ -3,6 +3,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/resource.h>
 #include <sys/types.h>
 
 #include "iovirt-numa.h"
@@ -60,10 +61,12 @@ int manager_reload_policy(Manager *m, char **error);
 int policy_holder(Manager *m, const PolicyFacts *f, const IovirtPlan *plan, IovirtHolder *ret);
 
 /* On the job's thread: raises the pid consumer's limit to holder->memlock
- * (saving the limit before in holder, unless saved already); *raised says
- * whether to put it back should the assignment fail */
-int policy_raise_memlock(int pidfd, IovirtHolder *holder, bool *raised, char **reason);
-/* After a failed assignment (raised) or the release of the consumer's last group */
+ * (saving the limit before in holder, unless saved already); *before is
+ * what this raise changed, *raised whether it did: to put back with
+ * policy_undo_raise() should the assignment fail */
+int policy_raise_memlock(int pidfd, IovirtHolder *holder, struct rlimit *before, bool *raised, char **reason);
+void policy_undo_raise(int pidfd, const IovirtHolder *holder, const struct rlimit *before);
+/* After the release of the consumer's last group: the limit from before its first */
 void policy_restore_memlock(const char *consumer, const IovirtHolder *holder);
 
 /* Watches a pid: consumer's process (taking pidfd), once: its exit releases its groups */

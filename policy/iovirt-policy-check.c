@@ -264,7 +264,9 @@ int iovirt_pinned_tally(const IovirtState *s, const char *consumer, IovirtPinned
                                 continue;
                         functions += (unsigned) o->n_functions;
                         if (o->holder.known) {
-                                holder = &o->holder;
+                                /* the one that kept the limit from before, if any does */
+                                if (!holder || (!holder->memlock_saved && o->holder.memlock_saved))
+                                        holder = &o->holder;
                                 if (o->holder.memory > memory)
                                         memory = o->holder.memory;
                                 viommu = viommu || o->holder.viommu;

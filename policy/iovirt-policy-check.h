@@ -70,7 +70,8 @@ typedef struct IovirtPinnedTally {
         unsigned my_functions;           /* VFIO functions it holds now */
         uint64_t my_memory;              /* guest memory its records name; 0: none */
         bool my_viommu;
-        const IovirtHolder *my_holder;   /* one of its records' holder, NULL: none */
+        const IovirtHolder *my_holder;   /* one of its records' holder, one with the limit from before
+                                          * (memlock_saved) when there is one; NULL: none */
 } IovirtPinnedTally;
 
 /* -EOVERFLOW when a sum does not fit */

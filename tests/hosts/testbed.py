@@ -44,6 +44,13 @@ def acs_enabled(d):
     return True
 
 
+def meminfo(memtotal):
+    """/proc/meminfo's first lines for a host of memtotal bytes, as the
+    kernel prints them (kB is KiB)"""
+    kib = memtotal // 1024
+    return "MemTotal:       %8d kB\nMemFree:        %8d kB\nMemAvailable:   %8d kB\n" % (kib, kib // 2, kib // 2)
+
+
 def parse_addr(addr):
     if addr.count(":") == 1:
         addr = "0000:" + addr
@@ -252,6 +259,14 @@ class Host:
         self.drivers = drivers        # more loaded drivers, bound to nothing
         self.vfio_enable_sriov = vfio_enable_sriov   # vfio_pci's enable_sriov parameter; None: no such file
         self.boot_id = "4b1f6c2e-8a0d-4f3e-9c71-2d5e8f1a0b36"
+        # Opt-in facts for the policy's checks (None: not written, as before):
+        # memtotal, bytes, for /proc/meminfo's MemTotal (the pinned budget);
+        # numa_distance, a row per node for nodeN/distance (the SLIT);
+        # sockets, the physical_package_id of each node's CPUs, for
+        # devices/system/cpu/cpuN/topology/physical_package_id.
+        self.memtotal = None
+        self.numa_distance = None
+        self.sockets = None
         self.next_group = 0
         self.root_buses = {}
 
@@ -344,6 +359,16 @@ class Host:
             os.makedirs(os.path.join(sysd, "devices/system/node/node%d" % n), exist_ok=True)
             with open(os.path.join(sysd, "devices/system/node/node%d/cpulist" % n), "w") as f:
                 f.write(self.cpulist_for(n) + "\n")
+            if self.numa_distance is not None:
+                with open(os.path.join(sysd, "devices/system/node/node%d/distance" % n), "w") as f:
+                    f.write(" ".join("%d" % d for d in self.numa_distance[n]) + "\n")
+            if self.sockets is not None:
+                first, last = (int(x) for x in self.cpulist_for(n).split("-"))
+                for cpu in range(first, last + 1):
+                    tdir = os.path.join(sysd, "devices/system/cpu/cpu%d/topology" % cpu)
+                    os.makedirs(tdir, exist_ok=True)
+                    with open(os.path.join(tdir, "physical_package_id"), "w") as f:
+                        f.write("%d\n" % self.sockets[n])
         self._write_proc(root)
         for t in self.firmware:
             with open(os.path.join(sysd, "firmware/acpi/tables", t), "wb") as f:
@@ -484,6 +509,8 @@ class Host:
             with open(os.path.join(root, rel), "w") as f:
                 f.write(text)
         put("proc/cmdline", self.cmdline + "\n")
+        if self.memtotal is not None:
+            put("proc/meminfo", meminfo(self.memtotal))
         put("proc/sys/kernel/osrelease", self.osrelease + "\n")
         os.makedirs(os.path.join(root, "proc/sys/kernel/random"), exist_ok=True)
         put("proc/sys/kernel/random/boot_id", self.boot_id + "\n")
