@@ -273,7 +273,10 @@ cases = {
     "iovirtctl assign group:1": {g for g in d["targets"] if g.startswith("group:1")},
     "iovirtctl --json assign --to vm1 group:": d["targets"],
     "iovirtctl assign ": d["addresses"] | d["interfaces"] | d["targets"],
-    "iovirtctl assign 0000:03:00.0 --to vm1 ": {"--dry-run", "--accept-leaky", "--driver"},
+    "iovirtctl assign 0000:03:00.0 --to vm1 ": {"--dry-run", "--accept-leaky", "--driver", "--memory", "--viommu",
+                                                "--hard-limit", "--numa-policy", "--numa-node", "--cpus", "--user",
+                                                "--print-qemu-args"},
+    "iovirtctl assign 0000:03:00.0 --to vm1 --numa-policy ": {"required", "legacy", "preferred", "socket", "none"},
     "iovirtctl assign 0000:03:00.0 --to vm1 --driver ": {"vfio-pci"},
     "iovirtctl list-devices --class n": {"net", "network"},
     "iovirtctl list-devices --class=netw": {"--class=network"},
@@ -336,7 +339,8 @@ t.ok(p.stdout == "show\n" and not p.stderr, "_iovirtctl with only COMP_WORDS and
 # ---- options: what it offers is what the binary accepts ----
 VALUES = {"--class": "net", "--driver": "none", "--group": "0", "--numa": "0", "--to": "vm1",
           "--consumer": "vm1", "--vfs": "1", "--autoprobe": "no", "--mac": "52:54:00:12:34:56", "--vlan": "5",
-          "--spoofchk": "on", "--trust": "off"}
+          "--spoofchk": "on", "--trust": "off", "--memory": "4G", "--hard-limit": "5G", "--numa-policy": "none",
+          "--numa-node": "0", "--cpus": "0-1", "--user": "root"}
 BASE = {"show": ["0000:03:00.0"], "assign": ["0000:03:00.0", "--to", "vm1"], "release": ["0000:03:00.0"],
         "sriov": ["0000:03:00.0"]}
 # sriov: the VF settings want a VF (PF#N); --autoprobe and --persist a change to go with
