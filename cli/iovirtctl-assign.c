@@ -75,6 +75,9 @@ static void print_plan(Ctl *c, json_object *plan) {
         if (json_object_object_get_ex(plan, "staying", &v))
                 for (size_t i = 0; i < json_object_array_length(v); i++)
                         printf("  %-14s bridge, stays with the host\n", json_object_get_string(json_object_array_get_idx(v, i)));
+        if (json_object_object_get_ex(plan, "node_owner", &v) && v)
+                printf("  /dev/vfio/%-4s goes to uid %s (its process opens it without root)\n",
+                       strna(json_str(plan, "group")), json_object_get_string(v));
         printf("Checks:\n");
         if (json_object_object_get_ex(plan, "checks", &v))
                 for (size_t i = 0; i < json_object_array_length(v); i++) {
@@ -89,9 +92,11 @@ static void print_plan(Ctl *c, json_object *plan) {
                 }
 }
 
-/* a cleanup of an array of strings ending in NULL */
-static void strv_free(char *(*v)[10]) {
-        for (size_t i = 0; i < 10; i++)
+/* leaky, viommu and the key=value options */
+#define N_ACCEPT 11
+
+static void strv_free(char *(*v)[N_ACCEPT]) {
+        for (size_t i = 0; i < N_ACCEPT; i++)
                 free((*v)[i]);
 }
 
@@ -112,7 +117,7 @@ static int add_option(char **accept, size_t *n, const char *key, const char *val
  * "viommu", "hard-limit=SIZE", "numa-policy=NAME", "numa-node=N", "cpus=LIST" */
 static int assign_message(Ctl *c, const char *target, bool plan_only, sd_bus_message **ret) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
-        _cleanup_(strv_free) char *accept[10] = {};
+        _cleanup_(strv_free) char *accept[N_ACCEPT] = {};
         size_t n = 0;
         int r;
         if (c->accept_leaky && !(accept[n++] = strdup("leaky")))
@@ -124,7 +129,8 @@ static int assign_message(Ctl *c, const char *target, bool plan_only, sd_bus_mes
             (r = add_option(accept, &n, "hard-limit", c->opt_hard_limit)) < 0 ||
             (r = add_option(accept, &n, "numa-policy", c->opt_numa_policy)) < 0 ||
             (r = add_option(accept, &n, "numa-node", c->opt_numa_node)) < 0 ||
-            (r = add_option(accept, &n, "cpus", c->opt_cpus)) < 0)
+            (r = add_option(accept, &n, "cpus", c->opt_cpus)) < 0 ||
+            (r = add_option(accept, &n, "user", c->opt_user)) < 0)
                 return r;
         r = new_call(c, plan_only ? "PlanAssign" : "Assign", &m);
         if (r >= 0)
@@ -137,6 +143,17 @@ static int assign_message(Ctl *c, const char *target, bool plan_only, sd_bus_mes
                 return r;
         *ret = TAKE_PTR(m);
         return 0;
+}
+
+/* One -device per function, for a command line: qemu ... $(iovirtctl assign ... --print-qemu-args) */
+static void print_qemu_args(json_object *plan) {
+        json_object *v;
+        if (!json_object_object_get_ex(plan, "functions", &v))
+                return;
+        for (size_t i = 0; i < json_object_array_length(v); i++)
+                printf("%s-device vfio-pci,host=%s", i ? " " : "",
+                       strna(json_str(json_object_array_get_idx(v, i), "address")));
+        printf("\n");
 }
 
 /* What iovirtd knows about a refused Assign, for the error object: the
@@ -199,6 +216,8 @@ int verb_assign(Ctl *c, int argc, char **argv) {
         bool already = json_object_object_get_ex(plan, "done", &done) && json_object_get_boolean(done);
         if (c->json)
                 ctl_print_json(plan);
+        else if (c->print_qemu_args && ok)
+                print_qemu_args(plan);
         else {
                 print_plan(c, plan);
                 if (c->dry_run)

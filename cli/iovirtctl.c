@@ -97,6 +97,9 @@ static void help(void) {
                "     --numa-policy P     assign: required, legacy, preferred, socket or none\n"
                "     --numa-node N       assign: the consumer runs on NUMA node N\n"
                "     --cpus LIST         assign: the consumer runs on these CPUs (0-3,8-11)\n"
+               "     --user USER         assign: give /dev/vfio/N to USER (a plain QEMU that is\n"
+               "                         not root; a pid: consumer's own user by default)\n"
+               "     --print-qemu-args   assign: print QEMU's -device vfio-pci,host=... arguments\n"
                "     --consumer CONSUMER release everything assigned to CONSUMER\n"
                "\nsriov:\n"
                "     --vfs N             enable N VFs on the PF (0 removes them)\n"
@@ -359,6 +362,13 @@ static int check_policy_options(Ctl *c) {
                         return ctl_fail(c, CTL_ERROR_USAGE, "--cpus wants a CPU list as the kernel writes it (0-3,8-11), "
                                                             "not '%s'", c->opt_cpus);
         }
+        if (c->opt_user && (!*c->opt_user || strlen(c->opt_user) > 64 ||
+                            strspn(c->opt_user, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-$") !=
+                                    strlen(c->opt_user)))
+                return ctl_fail(c, CTL_ERROR_USAGE, "--user wants a user name or a uid, not '%s'", c->opt_user);
+        if (c->print_qemu_args && c->json)
+                return ctl_fail(c, CTL_ERROR_USAGE, "--print-qemu-args prints QEMU's arguments, --json the plan; "
+                                                    "give one");
         if (c->opt_numa_node && c->opt_cpus)
                 return ctl_fail(c, CTL_ERROR_USAGE, "--numa-node and --cpus both say where the consumer runs; give one");
         return 0;
@@ -389,8 +399,8 @@ static int check_usage(Ctl *c, const Verb *v, int n, char **args, bool filters, 
         }
         if (given & ~v->flags & OPT_ASSIGN)
                 return ctl_fail(c, CTL_ERROR_USAGE, "--to, --dry-run, --accept-leaky, --memory, --viommu, "
-                                                    "--hard-limit, --numa-policy, --numa-node and --cpus go with "
-                                                    "assign only");
+                                                    "--hard-limit, --numa-policy, --numa-node, --cpus, --user and "
+                                                    "--print-qemu-args go with assign only");
         if ((status = check_policy_options(c)))
                 return status;
         if (given & ~v->flags & OPT_RELEASE)
@@ -444,7 +454,7 @@ static int run(Ctl *c, int argc, char **argv) {
         enum { ARG_VERSION = 0x100, ARG_DIRECT, ARG_NO_ASK_PASSWORD, ARG_CLASS, ARG_DRIVER, ARG_GROUP, ARG_NUMA,
                ARG_TO, ARG_CONSUMER, ARG_DRY_RUN, ARG_ACCEPT_LEAKY, ARG_VFS, ARG_PERSIST, ARG_NO_PERSIST, ARG_AUTOPROBE, ARG_MAC,
                ARG_VLAN, ARG_SPOOFCHK, ARG_TRUST, ARG_MEMORY, ARG_VIOMMU, ARG_HARD_LIMIT, ARG_NUMA_POLICY,
-               ARG_NUMA_NODE, ARG_CPUS };
+               ARG_NUMA_NODE, ARG_CPUS, ARG_USER, ARG_PRINT_QEMU_ARGS };
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },       { "version", no_argument, NULL, ARG_VERSION },
                 { "json", no_argument, NULL, 'j' },       { "direct", no_argument, NULL, ARG_DIRECT },
@@ -461,6 +471,8 @@ static int run(Ctl *c, int argc, char **argv) {
                 { "viommu", no_argument, NULL, ARG_VIOMMU },     { "hard-limit", required_argument, NULL, ARG_HARD_LIMIT },
                 { "numa-policy", required_argument, NULL, ARG_NUMA_POLICY },
                 { "numa-node", required_argument, NULL, ARG_NUMA_NODE }, { "cpus", required_argument, NULL, ARG_CPUS },
+                { "user", required_argument, NULL, ARG_USER },
+                { "print-qemu-args", no_argument, NULL, ARG_PRINT_QEMU_ARGS },
                 {},
         };
         bool filters = false;
@@ -555,6 +567,14 @@ static int run(Ctl *c, int argc, char **argv) {
                         c->opt_cpus = optarg;
                         given |= OPT_ASSIGN;
                         break;
+                case ARG_USER:
+                        c->opt_user = optarg;
+                        given |= OPT_ASSIGN;
+                        break;
+                case ARG_PRINT_QEMU_ARGS:
+                        c->print_qemu_args = true;
+                        given |= OPT_ASSIGN;
+                        break;
                 case ARG_VFS:
                         c->opt_vfs = optarg;
                         given |= OPT_SRIOV;
@@ -619,7 +639,7 @@ static int run(Ctl *c, int argc, char **argv) {
                                                                    "--to", "--consumer", "--vfs", "--autoprobe",
                                                                    "--mac", "--vlan", "--spoofchk", "--trust",
                                                                    "--memory", "--hard-limit", "--numa-policy",
-                                                                   "--numa-node", "--cpus" };
+                                                                   "--numa-node", "--cpus", "--user" };
                         for (size_t k = 0; !strchr(o, '=') && k < ELEMENTSOF(with_value); k++)
                                 if (streq_ptr(o, with_value[k])) {
                                         i++;

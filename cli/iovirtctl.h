@@ -44,6 +44,8 @@ typedef struct Ctl {
         /* assign: what the policy judges; as typed, checked by the dispatcher */
         const char *opt_memory, *opt_hard_limit, *opt_numa_policy, *opt_numa_node, *opt_cpus;
         bool viommu;
+        const char *opt_user;      /* assign --user: /dev/vfio/N's owner */
+        bool print_qemu_args;      /* assign: print QEMU's -device arguments, not the plan */
         /* sriov: as typed, checked by the dispatcher before the bus; the
          * parsed values below are set once they are */
         const char *opt_vfs, *opt_autoprobe, *opt_mac, *opt_vlan, *opt_spoofchk, *opt_trust;

@@ -172,6 +172,11 @@ static int read_policy_option(const char *s, PolicyAsk *ask, sd_bus_error *error
                 if (iovirt_parse_int(s + 10, &v) < 0 || v < 0 || v >= IOVIRT_NUMA_NODES_MAX)
                         return bad_option(error, s, "a NUMA node is a number from 0 to 1023");
                 ask->numa_node = v;
+        } else if (strncmp(s, "user=", 5) == 0) {
+                if (!s[5] || strlen(s + 5) > 64 || strspn(s + 5, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                                               "0123456789_.-$") != strlen(s + 5))
+                        return bad_option(error, s, "a user is a user name or a uid");
+                ask->user = s + 5;
         } else if (strncmp(s, "cpus=", 5) == 0) {
                 _cleanup_(iovirt_bitmap_clear) IovirtBitmap cpus = {};
                 r = iovirt_numa_cpulist_parse(s + 5, &cpus);
@@ -232,7 +237,7 @@ static int read_assign_args(sd_bus_message *msg, bool with_interactive, AssignAr
                         return sd_bus_error_setf(error, IOVIRT_ERROR_INVALID_ARGUMENT,
                                                  "Unknown value in accept: '%.64s'; it takes 'leaky', 'driver=NAME', "
                                                  "'memory=SIZE', 'viommu', 'hard-limit=SIZE', 'numa-policy=NAME', "
-                                                 "'numa-node=N' and 'cpus=LIST'", s);
+                                                 "'numa-node=N', 'cpus=LIST' and 'user=USER'", s);
                 else if (r < 0)
                         return r;
         }
@@ -481,11 +486,21 @@ static int make_plan(Manager *m, const AssignArgs *args, PolicyFacts *facts, Iov
         with_aliases.aliases = &aliases;
         with_aliases.policy = &facts->req;
         const AssignArgs *a = &with_aliases;
-        if (pool)
-                return plan_pool(m, a, pool, usage, ret, error);
-        if (sel.pf)
-                return plan_range(m, a, &sel, usage, ret, error);
-        return plan_device(m, a, usage, group, device, ret, error);
+        _cleanup_(iovirt_plan_freep) IovirtPlan *plan = NULL;
+        r = pool     ? plan_pool(m, a, pool, usage, &plan, error)
+            : sel.pf ? plan_range(m, a, &sel, usage, &plan, error)
+                     : plan_device(m, a, usage, group, device, &plan, error);
+        if (r < 0)
+                return r;
+        /* a plain QEMU that is not root needs its group's node */
+        r = policy_node_owner(facts, &args->ask, &plan->give_node_to, &reason);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0)
+                return sd_bus_error_setf(error, r == -EPERM ? IOVIRT_ERROR_NOT_AUTHORIZED : IOVIRT_ERROR_INVALID_ARGUMENT,
+                                         "%s", strna(reason));
+        *ret = TAKE_PTR(plan);
+        return 0;
 }
 
 /* A refused plan as the error of its first failed check, every failed

@@ -247,6 +247,26 @@ int policy_gather(Manager *m, const char *consumer, const PolicyAsk *ask, Policy
         return 0;
 }
 
+int policy_node_owner(const PolicyFacts *f, const PolicyAsk *ask, uint32_t *ret, char **reason) {
+        int uid;
+        if (!ask->user) {
+                *ret = f->req.pid > 0 && f->req.process_error == 0 ? f->req.process_uid : 0;
+                return 0;
+        }
+        if (iovirt_parse_int(ask->user, &uid) < 0 || uid < 0) {
+                struct passwd *pw = getpwnam(ask->user);
+                if (!pw)
+                        return iovirt_set_reason(reason, -ESRCH, "There is no user '%s' to give " DEV_VFIO "/N to",
+                                                 ask->user);
+                uid = (int) pw->pw_uid;
+        }
+        if (ask->caller_uid != 0 && (uint32_t) uid != ask->caller_uid)
+                return iovirt_set_reason(reason, -EPERM, "uid %u may give " DEV_VFIO "/N only to itself, not to "
+                                         "uid %d", ask->caller_uid, uid);
+        *ret = (uint32_t) uid;
+        return 0;
+}
+
 /* ---- pinned memory ---- */
 
 static uint64_t rlim_to_u64(rlim_t v) {

@@ -25,6 +25,7 @@ typedef struct PolicyAsk {
         int numa_policy;                 /* -1: not given */
         int numa_node;                   /* -1: not given */
         const char *cpus;                /* NULL: not given */
+        const char *user;                /* user=: /dev/vfio/N's owner; NULL: a pid: consumer's user */
         uint32_t caller_uid;
 } PolicyAsk;
 
@@ -47,6 +48,12 @@ void policy_facts_clear(PolicyFacts *f);
 /* pid:PID as a consumer: the PID (> 0), 0 for any other name, -EINVAL for
  * a pid: that names no PID */
 int consumer_pid(const char *consumer, pid_t *ret);
+
+/* Whom /dev/vfio/N goes to: the user asked for (user=), else a pid:
+ * consumer's user; 0 (root keeps it) otherwise.  A non-root caller may
+ * name only itself: -EPERM, and -ESRCH for a user that does not exist,
+ * each with a sentence in *reason. */
+int policy_node_owner(const PolicyFacts *f, const PolicyAsk *ask, uint32_t *ret, char **reason);
 
 /* Reads what the policy checks of an assignment to consumer need */
 int policy_gather(Manager *m, const char *consumer, const PolicyAsk *ask, PolicyFacts *ret);

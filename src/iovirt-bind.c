@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <fcntl.h>
 #include <limits.h>
 #include <spawn.h>
 #include <stdarg.h>
@@ -259,6 +260,36 @@ int iovirt_bind_restore(const IovirtFunctionRecord *f, uint64_t timeout_usec, ch
         if (r < 0)
                 return iovirt_set_reason(reason, r, "%s has gone away", f->address);
         return 0;
+}
+
+/* By path, below $IOVIRT_ROOT (tests point it at the testbed, whose nodes
+ * are plain files), never through a link: opening a VFIO group's node
+ * would claim the group, which has one opener. */
+static int node_chown(int group, uint32_t uid, uint32_t gid, bool keep_gid, uint32_t *old_uid, uint32_t *old_gid) {
+        char rel[64];
+        struct stat st;
+        snprintf(rel, sizeof(rel), DEV_VFIO "/%d", group);
+        _cleanup_free_ char *path = iovirt_root_path(rel);
+        if (!path)
+                return -ENOMEM;
+        if (fstatat(AT_FDCWD, path, &st, AT_SYMLINK_NOFOLLOW) < 0)
+                return -errno;
+        if (old_uid)
+                *old_uid = st.st_uid;
+        if (old_gid)
+                *old_gid = st.st_gid;
+        if (fchownat(AT_FDCWD, path, uid, keep_gid ? st.st_gid : gid, AT_SYMLINK_NOFOLLOW) < 0)
+                return -errno;
+        return 0;
+}
+
+int iovirt_bind_node_give(int group, uint32_t uid, uint32_t *old_uid, uint32_t *old_gid) {
+        return node_chown(group, uid, 0, true, old_uid, old_gid);
+}
+
+int iovirt_bind_node_restore(int group, uint32_t uid, uint32_t gid) {
+        int r = node_chown(group, uid, gid, false, NULL, NULL);
+        return r == -ENOENT ? 0 : r;
 }
 
 int iovirt_bind_wait_node(int group, bool present, uint64_t timeout_usec) {

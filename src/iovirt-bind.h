@@ -39,3 +39,11 @@ int iovirt_bind_restore(const IovirtFunctionRecord *f, uint64_t timeout_usec, ch
 
 /* Waits until /dev/vfio/GROUP exists (present) or not. */
 int iovirt_bind_wait_node(int group, bool present, uint64_t timeout_usec);
+
+/* Gives DEV_VFIO/GROUP to uid (its group stays), as libvirt's DAC driver
+ * gives it to the qemu user: by path below $IOVIRT_ROOT, so that the group
+ * itself is never opened (a VFIO group has one opener).  old_uid and old_gid: its owner
+ * before, for iovirt_bind_node_restore(). */
+int iovirt_bind_node_give(int group, uint32_t uid, uint32_t *old_uid, uint32_t *old_gid);
+/* Sets the owner back; 0 when the node is gone (the group left VFIO) */
+int iovirt_bind_node_restore(int group, uint32_t uid, uint32_t gid);

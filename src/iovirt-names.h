@@ -5,7 +5,7 @@
  * sysfs attributes, paths, environment variables. */
 
 /* Environment */
-#define IOVIRT_ENV_ROOT "IOVIRT_ROOT"   /* prefix for /proc and /lib/modules; tests point it at a testbed */
+#define IOVIRT_ENV_ROOT "IOVIRT_ROOT"   /* prefix for /proc, /lib/modules and /dev/vfio/N's owner; tests point it at a testbed */
 #define IOVIRT_ENV_STATE_DIRECTORY "STATE_DIRECTORY"   /* systemd's StateDirectory= */
 #define IOVIRT_ENV_MODPROBE "IOVIRT_MODPROBE"          /* the modprobe to run; tests emulate it */
 #define IOVIRT_ENV_FAULT "IOVIRT_FAULT"                /* fault-injection builds only: where to die */

@@ -676,5 +676,7 @@ json_object *iovirt_plan_to_json(const IovirtPlan *p) {
         json_object_object_add(o, "staying", staying);
         json_object_object_add(o, "checks", checks);
         json_object_object_add(o, "allowed", json_object_new_boolean(!iovirt_plan_refusal(p)));
+        /* null: root keeps /dev/vfio/N */
+        json_object_object_add(o, "node_owner", p->give_node_to ? json_object_new_int64(p->give_node_to) : NULL);
         return o;
 }

@@ -158,6 +158,7 @@ typedef struct IovirtPlan {
         /* who the group goes to, recorded with it: the caller fills it in
          * before the plan is executed (policy's, not a check's) */
         IovirtHolder holder;
+        uint32_t give_node_to;            /* /dev/vfio/N's new owner (a plain QEMU's user); 0: root keeps it */
 } IovirtPlan;
 
 IovirtPlan *iovirt_plan_free(IovirtPlan *p);
@@ -184,5 +185,5 @@ json_object *iovirt_checks_to_json(const IovirtPlanCheck *c, size_t n);
 char *iovirt_plan_refusal_text(const IovirtPlan *p);
 
 /* {"consumer","group","done","functions":[{"address","from","to","moves"}],"staying":[..],
- *  "checks":[{"id","status","reason","message","override"}],"allowed":bool} */
+ *  "checks":[{"id","status","reason","message","override"}],"allowed":bool,"node_owner":uid|null} */
 json_object *iovirt_plan_to_json(const IovirtPlan *p);

@@ -46,7 +46,9 @@ int iovirt_record_copy(const IovirtRecord *r, IovirtRecord **ret) {
         _cleanup_(iovirt_record_freep) IovirtRecord *c = calloc(1, sizeof(IovirtRecord));
         if (!c)
                 return -ENOMEM;
-        *c = (IovirtRecord) { .group = r->group, .phase = r->phase, .since_usec = r->since_usec, .holder = r->holder };
+        *c = (IovirtRecord) { .group = r->group, .phase = r->phase, .since_usec = r->since_usec, .holder = r->holder,
+                              .node_given = r->node_given, .node_uid = r->node_uid, .node_old_uid = r->node_old_uid,
+                              .node_old_gid = r->node_old_gid };
         /* no consumer is "", as to_json writes it and from_json reads it back */
         if (!(c->consumer = strdup(r->consumer ? r->consumer : "")) || (r->boot_id && !(c->boot_id = strdup(r->boot_id))))
                 return -ENOMEM;
@@ -151,6 +153,13 @@ json_object *iovirt_record_to_json(const IovirtRecord *r) {
                         return NULL;
         if (r->holder.known && add_holder(o, &r->holder) < 0)
                 return NULL;
+        if (r->node_given) {
+                json_object *n = json_object_new_object();
+                if (add_new(o, "vfio_node", n) < 0 || add_new(n, "given_to", json_object_new_uint64(r->node_uid)) < 0 ||
+                    add_new(n, "uid", json_object_new_uint64(r->node_old_uid)) < 0 ||
+                    add_new(n, "gid", json_object_new_uint64(r->node_old_gid)) < 0)
+                        return NULL;
+        }
         return TAKE_PTR(o);
 }
 
@@ -306,6 +315,16 @@ int iovirt_record_from_json(json_object *o, IovirtRecord **ret, char **reason) {
                                 return bad_unless_oom(k, reason, "a function with an invalid \"vfio_driver\"");
                 }
         }
+        if (json_object_object_get_ex(o, "vfio_node", &v)) {
+                uint64_t to, uid, gid;
+                if (!json_object_is_type(v, json_type_object) || get_uint64(v, "given_to", UINT32_MAX - 1, &to) < 0 ||
+                    get_uint64(v, "uid", UINT32_MAX - 1, &uid) < 0 || get_uint64(v, "gid", UINT32_MAX - 1, &gid) < 0)
+                        return bad(reason, "an invalid \"vfio_node\" (given_to, uid, gid)");
+                r->node_given = true;
+                r->node_uid = (uint32_t) to;
+                r->node_old_uid = (uint32_t) uid;
+                r->node_old_gid = (uint32_t) gid;
+        }
         if (json_object_object_get_ex(o, "holder", &v)) {
                 k = holder_from_json(v, &r->holder);
                 if (k < 0)
@@ -361,7 +380,10 @@ static bool holders_equal(const IovirtHolder *a, const IovirtHolder *b) {
 static bool records_equal(const IovirtRecord *a, const IovirtRecord *b) {
         if (a->group != b->group || a->phase != b->phase || a->since_usec != b->since_usec ||
             !streq_ptr(a->consumer ? a->consumer : "", b->consumer) || !streq_ptr(a->boot_id, b->boot_id) ||
-            a->n_functions != b->n_functions || !holders_equal(&a->holder, &b->holder))
+            a->n_functions != b->n_functions || !holders_equal(&a->holder, &b->holder) ||
+            a->node_given != b->node_given ||
+            (a->node_given && (a->node_uid != b->node_uid || a->node_old_uid != b->node_old_uid ||
+                               a->node_old_gid != b->node_old_gid)))
                 return false;
         for (size_t i = 0; i < a->n_functions; i++) {
                 const IovirtFunctionRecord *x = &a->functions[i], *y = &b->functions[i];

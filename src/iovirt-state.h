@@ -60,6 +60,11 @@ typedef struct IovirtRecord {
         IovirtFunctionRecord *functions;
         size_t n_functions;
         IovirtHolder holder;
+        /* /dev/vfio/N given to the consumer's user (a plain QEMU that is not
+         * root): whom, and its owner before, put back on release */
+        bool node_given;
+        uint32_t node_uid;               /* given to */
+        uint32_t node_old_uid, node_old_gid;
 } IovirtRecord;
 
 IovirtRecord *iovirt_record_free(IovirtRecord *r);

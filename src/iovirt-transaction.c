@@ -159,6 +159,14 @@ int iovirt_assign_execute(const IovirtPlan *p, const char *dir, IovirtRecord **r
                                           "appear", p->group);
         }
         iovirt_fault_point("assign.node");
+        if (r >= 0 && p->give_node_to) {
+                r = iovirt_bind_node_give(p->group, p->give_node_to, &rec->node_old_uid, &rec->node_old_gid);
+                if (r < 0)
+                        iovirt_set_reason(&why, r, "Could not give " DEV_VFIO "/%d to uid %u: %s", p->group,
+                                          p->give_node_to, strerror(-r));
+                rec->node_given = r >= 0;
+                rec->node_uid = p->give_node_to;
+        }
         if (r >= 0) {
                 rec->phase = IOVIRT_PHASE_ASSIGNED;
                 r = iovirt_record_save(dir, rec);
@@ -241,6 +249,16 @@ int iovirt_release_execute(IovirtRecord *rec, const char *dir, IovirtMoves *move
         iovirt_fault_point("release.intent");
 
         IovirtText t = {};
+        /* the node back to its owner first: it goes with the last unbind, and
+         * a function that stays on VFIO must not stay with the consumer's user */
+        if (rec->node_given) {
+                r = iovirt_bind_node_restore(rec->group, rec->node_old_uid, rec->node_old_gid);
+                char line[256];
+                snprintf(line, sizeof(line), DEV_VFIO "/%d could not be given back to uid %u: %s", rec->group,
+                         rec->node_old_uid, strerror(-r));
+                if (r < 0)
+                        (void) iovirt_text_line(&t, line);
+        }
         size_t failed = restore_all(rec, moves, &t);
         if (failed) {
                 /* keep what could not go back, for a retry */

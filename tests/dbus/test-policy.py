@@ -40,7 +40,10 @@ D-Bus error names and the JSON documents.  TAP output.
   - ownership: the record's holder is the caller's uid; nobody releasing
     root's assignment is asked for org.iovirt1.release-any, its own for
     org.iovirt1.release (python-dbusmock's polkitd records what was asked);
-    nobody naming root's process as consumer is refused before polkit.
+    nobody naming root's process as consumer is refused before polkit;
+  - a plain QEMU that is not root: /dev/vfio/N goes to its user (or
+    --user's) and back; a non-root caller may name only itself;
+    --print-qemu-args prints the -device arguments.
 """
 
 import ast
@@ -249,16 +252,27 @@ class Child:
     memory cgroup check does not depend on how this machine mounts cgroups
     (a v1 memory controller would make it unknown)."""
 
-    def __init__(self, env, cgroup="/iovirt-test.slice/vm.scope", cpus=None):
+    def __init__(self, env, cgroup="/iovirt-test.slice/vm.scope", cpus=None, user=None):
         self.env = env
+        # a plain QEMU of another user: setpriv execs sleep as it, keeping the PID
+        # (the limit set before, by prlimit(1) execing on: root cannot prlimit another uid's process here)
+        as_user = (["prlimit", "--memlock=%d:%d" % ORIG_MEMLOCK, "setpriv", "--reuid=" + user, "--regid=nogroup",
+                    "--clear-groups"] if user else [])
         # not our stdout: a child left behind must not hold the TAP stream open
-        self.proc = subprocess.Popen((["taskset", "-c", cpus] if cpus else []) + ["sleep", "600"],
+        self.proc = subprocess.Popen(as_user + (["taskset", "-c", cpus] if cpus else []) + ["sleep", "600"],
                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
         self.pid = self.proc.pid
         self.dir = os.path.join(env.tb, "proc", str(self.pid))
+        if user:
+            # until setpriv has become the user and exec'd sleep (bounded: it is a few syscalls away)
+            import pwd
+            uid = pwd.getpwnam(user).pw_uid
+            wait_until(lambda: open("/proc/%d/comm" % self.pid).read().strip() == "sleep" and
+                       os.stat("/proc/%d" % self.pid).st_uid == uid, timeout=10, step=0.01)
         try:
-            resource.prlimit(self.pid, resource.RLIMIT_MEMLOCK, ORIG_MEMLOCK)     # lowering needs no privilege
+            if not user:
+                resource.prlimit(self.pid, resource.RLIMIT_MEMLOCK, ORIG_MEMLOCK)     # lowering needs no privilege
             os.makedirs(self.dir)
             for name in ("status", "stat"):
                 os.symlink("/proc/%d/%s" % (self.pid, name), os.path.join(self.dir, name))
@@ -1055,11 +1069,60 @@ def ownership(env):
     t.ok(not env.records(), "nothing left assigned", env.records())
 
 
+def node_owner(env, address):
+    """The owner of the group's /dev/vfio/N in the testbed, None when there is none"""
+    group = ctl(env, "show", address).doc["iommu_group"]
+    try:
+        return os.stat(os.path.join(env.tb, "dev/vfio", str(group))).st_uid
+    except FileNotFoundError:
+        return None
+
+
+def plain_qemu(env):
+    """A plain QEMU that is not root needs its group's node: iovirtd gives
+    /dev/vfio/N to the process's user (or --user's), as libvirt gives it to
+    its QEMU's, and takes it back on release; --print-qemu-args prints the
+    -device arguments for QEMU's command line."""
+    import pwd
+    nobody, daemon = pwd.getpwnam("nobody").pw_uid, pwd.getpwnam("daemon").pw_uid
+    child = Child(env, user="nobody")
+    try:
+        # the child runs where this machine's CPUs are, node 0 of the emulated host: no NUMA rule here
+        p = plan(env, NIC, child.consumer, "numa-policy=none")
+        t.ok(p.get("allowed") and p.get("node_owner") == nobody,
+             "the plan for pid:PID of nobody gives /dev/vfio/N to uid %d (node_owner)" % nobody, p)
+        rc, out, err = env.ctl("assign", NIC, "--to", child.consumer, "--numa-policy", "none", "--print-qemu-args")
+        t.ok(rc == 0 and out == "-device vfio-pci,host=%s\n" % NIC,
+             "assign --print-qemu-args prints only QEMU's -device vfio-pci,host=%s" % NIC, (rc, out, err))
+        t.ok(node_owner(env, NIC) == nobody, "the group's node is nobody's while assigned",
+             node_owner(env, NIC))
+        rec = [r for r in env.records().values() if r.get("consumer") == child.consumer]
+        t.ok(rec and rec[0].get("vfio_node", {}).get("given_to") == nobody and rec[0]["vfio_node"].get("uid") == 0,
+             "the record keeps whom it was given to and its owner before (root)", rec)
+        res = release(env, NIC)
+        t.ok(res.ok and node_owner(env, NIC) is None, "release: the node is gone with the group's last unbind", res)
+    finally:
+        child.close()
+
+    res = ctl(env, "assign", NIC, "--to", "vm-plain", "--user", "daemon")
+    t.ok(res.ok and res.doc.get("node_owner") == daemon and node_owner(env, NIC) == daemon,
+         "assign --user daemon to a named consumer: the node is daemon's", (res, node_owner(env, NIC)))
+    release(env, NIC)
+    refused("--user of no such user", ctl(env, "assign", NIC, "--to", "vm-plain", "--user", "nosuchuser"),
+            E + "InvalidArgument", "no user 'nosuchuser'")
+    refused("nobody giving the node to root", bus(env, "Assign", NIC, "vm-nobody", accept("user=root"), "false",
+                                                 user="nobody"),
+            E + "NotAuthorized", "only to itself")
+    t.ok(node_owner(env, NIC) is None and not env.records(), "nothing was bound by the refusals", env.records())
+    rc, out, err = env.ctl("--json", "assign", NIC, "--to", "vm-plain", "--print-qemu-args")
+    t.ok(rc == 2 and not env.records(), "--print-qemu-args with --json: a usage error, nothing assigned", (rc, out))
+
+
 def main():
     env = harness.Env(IOVIRTD, IOVIRTCTL, EMU, WRITER, host())
     try:
         for part in (defaults, pools, memlock, child_exits, exits_around, no_process, budget, numa, ownership,
-                     unreadable):
+                     plain_qemu, unreadable):
             try:
                 part(env)
             except Exception:              # one part's surprise does not hide the others' results

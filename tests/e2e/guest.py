@@ -526,7 +526,8 @@ def memlock_raised(env, topo):
               "the process execs QEMU with the device under the raised limit, and it starts (QMP answers; "
               "VmLck, what VFIO pinned, is above the 16 MiB it was allowed before)",
               "QEMU killed: iovirtd releases group %d by itself (list-assignments no longer lists it, e1000e is "
-              "back, %s is gone)" % (group, node)]
+              "back, %s is gone)" % (group, node),
+              "iovirtd gave %s to the process's user, nobody, as libvirt gives it to its QEMU's" % node]
     qemu = WaitingQemu(nic, 16 << 20)
     try:
         pid = qemu.pid
@@ -541,8 +542,8 @@ def memlock_raised(env, topo):
         listed = env.json("list-assignments")["assignments"]
         tap.ok([a["consumer"] for a in listed if a["group"] == group] == ["pid:%d" % pid], titles[2], listed)
         nobody = pwd.getpwnam("nobody")
-        if os.stat(node).st_uid != nobody.pw_uid:   # what libvirt does for its QEMU, if iovirt did not
-            os.chown(node, nobody.pw_uid, nobody.pw_gid)
+        owner = os.stat(node).st_uid
+        tap.ok(owner == nobody.pw_uid, titles[5], "%s is owned by uid %d" % (node, owner))
         status, stderr = qemu.start()
         locked = vm_locked(pid)
         tap.ok(status == "prelaunch" and locked is not None and locked > 16 << 20, titles[3],
