@@ -91,10 +91,12 @@ int verb_policy(Ctl *c, int argc, char **argv) {
         if (status)
                 return status < 0 ? 0 : status;
         json_object *v = member(doc, "error");
-        if (v)
+        if (v && json_object_get_boolean(member(doc, "loaded")))
+                printf("The last reload failed: %s\nThe policy below, the last good one, stays in force.\n\n",
+                       json_object_get_string(v));
+        else if (v)
                 printf("The policy could not be read: %s\nEvery assignment is refused until 'iovirtctl reload' reads "
-                       "a good one.%s\n\n", json_object_get_string(v),
-                       json_object_get_boolean(member(doc, "loaded")) ? "" : " The defaults would be:");
+                       "a good one. The defaults would be:\n\n", json_object_get_string(v));
         v = member(doc, "files");
         printf("Files:%s\n", json_object_array_length(v) ? "" : " none (the defaults apply)");
         for (size_t i = 0; i < json_object_array_length(v); i++) {

@@ -355,8 +355,10 @@ static int resolve_error(int r, const char *reason, const char *what, sd_bus_err
 }
 
 /* The order in which to try candidates: the NUMA policy's, nearest first
- * (the policy of the first candidate's pool); as given without a policy */
-static int numa_order(Manager *m, const AssignArgs *a, const size_t *devices, size_t n, size_t *order) {
+ * (the policy of the first candidate's pool); as given without a policy.
+ * 1 when the policy ordered them (*policy names it), else 0. */
+static int numa_order(Manager *m, const AssignArgs *a, const size_t *devices, size_t n, size_t *order,
+                      IovirtNumaPolicy *ret_policy) {
         for (size_t i = 0; i < n; i++)
                 order[i] = i;
         const IovirtPolicyRequest *req = a->policy;
@@ -372,7 +374,28 @@ static int numa_order(Manager *m, const AssignArgs *a, const size_t *devices, si
         for (size_t i = 0; i < n; i++)
                 nodes[i] = m->host->devices[devices[i]].numa_node;
         int r = iovirt_numa_choose(req->numa, policy, req->placement, nodes, n, order);
-        return r < 0 ? r : 0;
+        if (r < 0)
+                return r;
+        *ret_policy = policy;
+        return policy != IOVIRT_NUMA_NONE;
+}
+
+/* Why this one of several: a passed check the plan carries */
+static int note_choice(Manager *m, IovirtPlan *p, size_t device, size_t n, size_t tried, bool by_numa,
+                       IovirtNumaPolicy policy) {
+        _cleanup_free_ char *text = NULL;
+        const IovirtDevice *d = &m->host->devices[device];
+        char node[32] = "no node";
+        if (d->numa_node >= 0)
+                snprintf(node, sizeof(node), "node %d", d->numa_node);
+        int l = by_numa ? asprintf(&text, "%s of %zu candidates: the first that may be taken (%zu tried) in the order "
+                                          "of NUMA policy '%s', nearest first; it is on %s", d->name, n, tried,
+                                   iovirt_numa_policy_to_string(policy), node)
+                        : asprintf(&text, "%s of %zu candidates: the first that may be taken (%zu tried), in address "
+                                          "order", d->name, n, tried);
+        if (l < 0)
+                return -ENOMEM;
+        return iovirt_plan_add_check(p, "choice", text);
 }
 
 /* One of several devices (a PF#range, a pool): a retry is safe, when the
@@ -391,9 +414,11 @@ static int plan_candidates(Manager *m, const AssignArgs *a, const size_t *device
         _cleanup_free_ size_t *order = calloc(n, sizeof(size_t));
         if (!order)
                 return -ENOMEM;
-        int r = numa_order(m, a, devices, n, order);
+        IovirtNumaPolicy policy = IOVIRT_NUMA_NONE;
+        int r = numa_order(m, a, devices, n, order, &policy);
         if (r < 0)
                 return r;
+        bool by_numa = r > 0;
         for (size_t k = 0; k < n; k++) {
                 _cleanup_(iovirt_plan_freep) IovirtPlan *p = NULL;
                 size_t i = order[k];
@@ -401,6 +426,8 @@ static int plan_candidates(Manager *m, const AssignArgs *a, const size_t *device
                 if (r < 0)
                         return r;
                 if (!iovirt_plan_refusal(p)) {
+                        if (n > 1 && (r = note_choice(m, p, devices[i], n, k + 1, by_numa, policy)) < 0)
+                                return r;
                         *ret = TAKE_PTR(p);
                         return 0;
                 }
@@ -568,6 +595,24 @@ static int answer_without_acting(sd_bus_message *msg, const IovirtPlan *plan, co
         return reply_plan(msg, plan);
 }
 
+/* A process's limit is raised and put back by each of its jobs: one at a
+ * time, or the undo of one that failed could lower what another needs */
+static int process_busy(Manager *m, const char *consumer, sd_bus_error *error) {
+        pid_t pid;
+        if (consumer_pid(consumer, &pid) <= 0)
+                return 0;
+        for (size_t i = 0; i < m->state->n_records; i++) {
+                const IovirtRecord *rec = m->state->records[i];
+                if (streq_ptr(rec->consumer, consumer) && job_group_locked(m, rec->group))
+                        return sd_bus_error_setf(error, IOVIRT_ERROR_BUSY,
+                                                 "Group %d of %s is %s right now; try again when that has finished",
+                                                 rec->group, consumer,
+                                                 rec->phase == IOVIRT_PHASE_RELEASING ? "being given back"
+                                                                                      : "being assigned");
+        }
+        return 0;
+}
+
 /* Validates msg's arguments and plans.  A refusal, or a plan with nothing
  * to do, is answered here (1); 0 with *ret a plan to carry out. */
 static int plan_or_answer(Manager *m, sd_bus_message *msg, AssignArgs *a, PolicyFacts *facts, IovirtPlan **ret,
@@ -578,6 +623,8 @@ static int plan_or_answer(Manager *m, sd_bus_message *msg, AssignArgs *a, Policy
         r = read_assign_args(msg, true, a, error);
         if (r >= 0)
                 r = manager_accepting(m, error);
+        if (r >= 0)
+                r = process_busy(m, a->consumer, error);
         if (r >= 0)
                 r = make_plan(m, a, facts, &plan, error);
         if (r < 0)

@@ -28,8 +28,10 @@ struct Pending {
         sd_bus_message *request;
         sd_bus_slot *slot;
         BouncerAct act;
+        BouncerEscalate escalate;
+        uid_t uid;
         void *userdata;
-        const char *action;
+        const char *action;          /* what polkit was asked */
         Pending *prev, *next;
 };
 
@@ -96,6 +98,11 @@ static int deny(sd_bus_message *request, const char *action, const char *why) {
 
 static int run_act(Pending *p) {
         sd_bus_error error = SD_BUS_ERROR_NULL;
+        /* what is asked may have changed hands while polkit answered: what
+         * was granted must still be enough */
+        const char *now = p->escalate ? p->escalate(p->request, p->userdata, p->uid) : NULL;
+        if (now && !streq_ptr(now, p->action))
+                return deny(p->request, now, "what it names changed hands while polkit was asked; call again");
         int r = p->act(p->request, p->userdata, &error);
         if (r < 0) {
                 if (!sd_bus_error_is_set(&error))
@@ -178,8 +185,8 @@ static int bouncer_check(Bouncer *b, sd_bus_message *m, const GuardedMethod *g, 
         Pending *p = calloc(1, sizeof(Pending));
         if (!p)
                 return -ENOMEM;
-        *p = (Pending) { .bouncer = b, .request = sd_bus_message_ref(m), .act = act, .userdata = userdata,
-                         .action = action, .next = b->pending };
+        *p = (Pending) { .bouncer = b, .request = sd_bus_message_ref(m), .act = act, .escalate = g->escalate,
+                         .uid = uid, .userdata = userdata, .action = action, .next = b->pending };
         if (b->pending)
                 b->pending->prev = p;
         b->pending = p;

@@ -71,7 +71,7 @@ static int job_finish(Job *j) {
                 (void) sd_bus_reply_method_errno(j->request, r, NULL);
         job_free(j);
         /* a consumer that exited while one of its groups was in a job */
-        manager_reap_consumers(m);
+        manager_reap_consumers(m, false);
         if (m->stopping && !m->jobs)
                 manager_exit(m);
         return 0;

@@ -475,7 +475,7 @@ int act_reload(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         }
         log_info("Reloaded on request of %s", strna(sd_bus_message_get_sender(msg)));
         /* WatchProcessExit= may have been turned on for consumers that exited meanwhile */
-        manager_reap_consumers(m);
+        manager_reap_consumers(m, true);
         return sd_bus_reply_method_return(msg, NULL);
 }
 

@@ -44,8 +44,8 @@ typedef struct Manager {
         size_t n_sriov;
         SriovWait *sriov_waits;    /* SetVfs calls waiting for their VFs' uevents */
 
-        IovirtPolicy *policy;      /* the last good policy; NULL: none could be read (policy_error) */
-        char *policy_error;
+        IovirtPolicy *policy;      /* the last good policy; NULL: none could be read */
+        char *policy_error;        /* why the last load failed; NULL: it did not */
         Watch *watches;            /* pid: consumers' processes (iovirtd-policy.h) */
 } Manager;
 

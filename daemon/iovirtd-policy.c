@@ -50,11 +50,10 @@ int manager_reload_policy(Manager *m, char **error) {
         if (r < 0) {
                 if (r == -ENOMEM && !why)
                         return r;
-                /* the last good policy stays; with none, the error refuses assignments */
-                if (!m->policy) {
-                        free(m->policy_error);
-                        m->policy_error = strdup(why ? why : strerror(-r));
-                }
+                /* the last good policy stays (with none, the error refuses
+                 * assignments); DescribePolicy tells the error either way */
+                free(m->policy_error);
+                m->policy_error = strdup(why ? why : strerror(-r));
                 *error = TAKE_PTR(why);
                 return r == -ENOMEM ? r : -EINVAL;
         }
@@ -153,8 +152,7 @@ static int gather_process(PolicyFacts *f, pid_t pid) {
         int r = iovirt_process_identity(pid, &f->req.process_uid, &f->pid_start);
         if (r == -ENOMEM)
                 return r;
-        if (r >= 0)
-                r = iovirt_pidfd_alive(fd);
+        f->req.process_start = f->pid_start;
         f->req.process_error = r < 0 ? r : 0;
         if (r < 0)
                 return 0;
@@ -227,6 +225,11 @@ int policy_gather(Manager *m, const char *consumer, const PolicyAsk *ask, Policy
         r = gather_placement(&f, ask);
         if (r < 0)
                 return r;
+        /* alive after the last read of /proc/PID: what was read is the pinned process's */
+        if (f.req.pid > 0 && f.req.process_error == 0) {
+                r = iovirt_pidfd_alive(f.pidfd);
+                f.req.process_error = r < 0 ? r : 0;
+        }
         r = iovirt_meminfo_total(&f.req.memtotal);
         if (r == -ENOMEM)
                 return r;
@@ -316,11 +319,20 @@ int policy_raise_memlock(int pidfd, IovirtHolder *holder, struct rlimit *before,
         if (holder->pid <= 0 || holder->memlock == 0)
                 return 0;
         int r = iovirt_memlock_raise_pidfd(pidfd, holder->pid, holder->memlock, &orig, raised);
+        uint32_t uid;
+        uint64_t start;
+        /* gone between the checks: if its PID is another process's already, that one got the raise */
+        if (r == -ESRCH && *raised && iovirt_process_identity(holder->pid, &uid, &start) >= 0 &&
+            start != holder->pid_start)
+                (void) iovirt_memlock_restore(holder->pid, &orig);
         if (r < 0) {
                 char limit[IOVIRT_SIZE_MAX];
                 return iovirt_set_reason(reason, r, "Could not raise RLIMIT_MEMLOCK of process %d to %s: %s; nothing "
                                          "was changed", (int) holder->pid, iovirt_size_format(holder->memlock, limit),
-                                         r == -ESRCH ? "it has exited" : strerror(-r));
+                                         r == -ESRCH ? "it has exited"
+                                         : r == -EPERM ? "not permitted (raising a hard limit needs CAP_SYS_RESOURCE, "
+                                                         "which iovirtd's unit gives it; is it running without?)"
+                                                       : strerror(-r));
         }
         if (!holder->memlock_saved) {
                 holder->memlock_saved = true;
@@ -366,6 +378,8 @@ struct Watch {
         int pidfd;
         sd_event_source *source;
         bool exited;
+        int *tried;                  /* the groups whose release was started since the exit (or the last reload) */
+        size_t n_tried;
         Watch *next;
 };
 
@@ -373,6 +387,7 @@ static Watch *watch_free(Watch *w) {
         if (!w)
                 return NULL;
         sd_event_source_disable_unref(w->source);
+        free(w->tried);
         if (w->pidfd >= 0)
                 close(w->pidfd);
         free(w->consumer);
@@ -394,9 +409,30 @@ static bool release_on_exit(Manager *m) {
         return !m->policy || m->policy->watch_process_exit;
 }
 
-void manager_reap_consumers(Manager *m) {
+static bool watch_tried(const Watch *w, int group) {
+        for (size_t i = 0; i < w->n_tried; i++)
+                if (w->tried[i] == group)
+                        return true;
+        return false;
+}
+
+static int watch_note_tried(Watch *w, const int *groups, size_t n) {
+        int *t = realloc(w->tried, (w->n_tried + n) * sizeof(int));
+        if (!t)
+                return log_error_errno(-ENOMEM, "Cannot release the groups of %s: %m", w->consumer);
+        memcpy(t + w->n_tried, groups, n * sizeof(int));
+        w->tried = t;
+        w->n_tried += n;
+        return 0;
+}
+
+void manager_reap_consumers(Manager *m, bool retry) {
         for (Watch **p = &m->watches; *p;) {
                 Watch *w = *p;
+                if (retry) {
+                        w->tried = mfree(w->tried);
+                        w->n_tried = 0;
+                }
                 if (!w->exited && manager_consumer_holds(m, w->consumer)) {
                         p = &w->next;
                         continue;
@@ -409,28 +445,28 @@ void manager_reap_consumers(Manager *m) {
                 if (w->exited && manager_consumer_holds(m, w->consumer)) {
                         _cleanup_free_ int *groups = calloc(m->state->n_records, sizeof(int));
                         size_t n = 0;
-                        bool busy = false;
                         for (size_t i = 0; groups && i < m->state->n_records; i++) {
                                 const IovirtRecord *rec = m->state->records[i];
                                 if (!streq_ptr(rec->consumer, w->consumer))
                                         continue;
-                                if (job_group_locked(m, rec->group) || rec->phase != IOVIRT_PHASE_ASSIGNED)
-                                        busy = true;     /* after its job: reaped again then */
-                                else
+                                /* one in a job: reaped again after it */
+                                if (!job_group_locked(m, rec->group) && rec->phase == IOVIRT_PHASE_ASSIGNED &&
+                                    !watch_tried(w, rec->group))
                                         groups[n++] = rec->group;
                         }
                         if (!groups)
                                 log_error_errno(-ENOMEM, "Cannot release the groups of %s: %m", w->consumer);
-                        else if (n > 0 && !m->stopping) {
+                        else if (n > 0 && !m->stopping && watch_note_tried(w, groups, n) >= 0) {
+                                /* once per exit (and per reload): a release that fails for
+                                 * want of a state directory would fail again at once */
                                 log_info("%s has exited: releasing its %zu group%s", w->consumer, n, n == 1 ? "" : "s");
                                 int r = manager_release_groups(m, groups, n);
                                 if (r < 0)
                                         log_error_errno(r, "Could not release the groups of %s: %m", w->consumer);
                         }
-                        if (busy || n > 0) {
-                                p = &w->next;
-                                continue;
-                        }
+                        /* kept while it holds anything: a release that failed is retried on reload */
+                        p = &w->next;
+                        continue;
                 }
                 *p = w->next;
                 watch_free(w);
@@ -442,7 +478,7 @@ static int on_consumer_exit(sd_event_source *s, int fd, uint32_t revents, void *
         w->exited = true;
         (void) sd_event_source_set_enabled(s, SD_EVENT_OFF);
         log_debug("Process of %s has exited", w->consumer);
-        manager_reap_consumers(w->manager);
+        manager_reap_consumers(w->manager, false);
         return 0;
 }
 
@@ -483,13 +519,21 @@ int manager_restore_watches(Manager *m) {
                 if (!h->known || h->pid <= 0 || watch_find(m, rec->consumer))
                         continue;
                 uint32_t uid;
-                uint64_t start;
+                uint64_t start = 0;
                 int fd = iovirt_pidfd_open(h->pid), r;
-                /* the same PID with another start time is another process: ours is gone */
-                bool same = fd >= 0 && iovirt_process_identity(h->pid, &uid, &start) >= 0 && start == h->pid_start;
-                if (!same) {
+                r = fd < 0 ? fd : iovirt_process_identity(h->pid, &uid, &start);
+                /* Gone: no such process, or its PID is another process's now.
+                 * Anything else (no fds, a filter) says nothing: kept, not released. */
+                bool gone = r == -ESRCH || r == -ENOENT || (r >= 0 && start != h->pid_start);
+                if (r < 0 && !gone) {
+                        log_warning_errno(r, "Cannot tell whether process %d of %s still runs; its groups stay "
+                                          "assigned and its exit is not watched: %m", (int) h->pid, rec->consumer);
                         if (fd >= 0)
                                 close(fd);
+                        continue;
+                }
+                if (gone && fd >= 0) {
+                        close(fd);
                         fd = -EBADF;
                 }
                 if (fd < 0 && release_on_exit(m))
@@ -499,7 +543,7 @@ int manager_restore_watches(Manager *m) {
                 if (r < 0)
                         return r;
         }
-        manager_reap_consumers(m);
+        manager_reap_consumers(m, false);
         return 0;
 }
 
@@ -538,44 +582,45 @@ int method_describe_policy(sd_bus_message *msg, void *userdata, sd_bus_error *er
         return manager_reply_json(msg, o);
 }
 
-static json_object *consumer_status(Manager *m, const char *consumer, uint64_t budget, int *ret) {
-        IovirtPinnedTally t;
-        *ret = iovirt_pinned_tally(m->state, consumer, &t);
-        if (*ret < 0)
-                return NULL;
-        json_object *o = json_object_new_object(), *groups = json_object_new_array();
-        const IovirtHolder *h = t.my_holder;
-        json_object_object_add(o, "consumer", json_object_new_string(consumer));
-        for (size_t i = 0; i < m->state->n_records; i++)
-                if (streq_ptr(m->state->records[i]->consumer, consumer))
-                        json_object_array_add(groups, json_object_new_int(m->state->records[i]->group));
-        json_object_object_add(o, "groups", groups);
-        json_object_object_add(o, "functions", json_object_new_int((int) t.my_functions));
-        json_object_object_add(o, "uid", h ? json_object_new_int64(h->uid) : NULL);
-        json_object_object_add(o, "pid", h && h->pid > 0 ? json_object_new_int(h->pid) : NULL);
-        json_object_object_add(o, "memory", t.my_memory ? json_object_new_uint64(t.my_memory) : NULL);
-        json_object_object_add(o, "viommu", json_object_new_boolean(t.my_viommu));
+/* One consumer's line of DescribeStatus; NULL when memory ran out */
+static json_object *consumer_status(Manager *m, const char *consumer, const IovirtPinnedTally *t, uint64_t budget) {
+        _cleanup_(json_object_putp) json_object *o = json_object_new_object();
+        json_object *groups = json_object_new_array();
+        const IovirtHolder *h = t->my_holder;
         uint64_t limit = 0;
+        if (!o || !groups || json_object_object_add(o, "groups", groups) < 0) {
+                json_object_put(groups);
+                return NULL;
+        }
         for (size_t i = 0; i < m->state->n_records; i++) {
                 const IovirtRecord *rec = m->state->records[i];
-                if (streq_ptr(rec->consumer, consumer) && rec->holder.memlock > limit)
+                if (!streq_ptr(rec->consumer, consumer))
+                        continue;
+                json_object_array_add(groups, json_object_new_int(rec->group));
+                if (rec->holder.memlock > limit)
                         limit = rec->holder.memlock;
         }
+        json_object_object_add(o, "consumer", json_object_new_string(consumer));
+        json_object_object_add(o, "functions", json_object_new_int((int) t->my_functions));
+        json_object_object_add(o, "uid", h ? json_object_new_int64(h->uid) : NULL);
+        json_object_object_add(o, "pid", h && h->pid > 0 ? json_object_new_int(h->pid) : NULL);
+        json_object_object_add(o, "memory", t->my_memory ? json_object_new_uint64(t->my_memory) : NULL);
+        json_object_object_add(o, "viommu", json_object_new_boolean(t->my_viommu));
         json_object_object_add(o, "memlock", limit ? json_object_new_uint64(limit) : NULL);
-        json_object_object_add(o, "pinned", json_object_new_uint64(t.mine));
+        json_object_object_add(o, "pinned", json_object_new_uint64(t->mine));
         json_object_object_add(o, "budget_share",
-                               budget ? json_object_new_double((double) t.mine / (double) budget) : NULL);
-        return o;
+                               budget ? json_object_new_double((double) t->mine / (double) budget) : NULL);
+        return TAKE_PTR(o);
 }
 
 int method_describe_status(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
-        _cleanup_(json_object_putp) json_object *o = json_object_new_object();
-        json_object *budget = json_object_new_object(), *consumers = json_object_new_array();
+        _cleanup_(json_object_putp) json_object *o = json_object_new_object(), *budget = json_object_new_object(),
+                                                *consumers = json_object_new_array();
         uint64_t memtotal = 0, reserve = 0, total = 0, pinned = 0;
-        int r, unreadable = iovirt_meminfo_total(&memtotal);
-        if (unreadable == -ENOMEM)
-                return unreadable;
+        int unreadable = iovirt_meminfo_total(&memtotal);
+        if (!o || !budget || !consumers || unreadable == -ENOMEM)
+                return -ENOMEM;
         if (unreadable >= 0 && m->policy) {
                 reserve = iovirt_policy_reserve_bytes(m->policy, memtotal);
                 total = iovirt_memlock_budget(memtotal, reserve);
@@ -587,21 +632,24 @@ int method_describe_status(sd_bus_message *msg, void *userdata, sd_bus_error *er
                         first = !streq_ptr(m->state->records[k]->consumer, c);
                 if (!first || !c[0])
                         continue;
-                json_object *co = consumer_status(m, c, total, &r);
+                IovirtPinnedTally t;
+                int r = iovirt_pinned_tally(m->state, c, &t);
                 if (r < 0)
                         return sd_bus_error_set_errnof(error, r, "Could not count what %s pins: %m", c);
-                json_object *v;
-                if (json_object_object_get_ex(co, "pinned", &v))
-                        pinned += json_object_get_uint64(v);
-                json_object_array_add(consumers, co);
+                json_object *co = consumer_status(m, c, &t, total);
+                if (!co || json_object_array_add(consumers, co) < 0) {
+                        json_object_put(co);
+                        return -ENOMEM;
+                }
+                pinned = pinned + t.mine < pinned ? UINT64_MAX : pinned + t.mine;
         }
         json_object_object_add(budget, "memtotal", memtotal ? json_object_new_uint64(memtotal) : NULL);
         json_object_object_add(budget, "reserve", memtotal && m->policy ? json_object_new_uint64(reserve) : NULL);
         json_object_object_add(budget, "budget", total ? json_object_new_uint64(total) : NULL);
         json_object_object_add(budget, "pinned", json_object_new_uint64(pinned));
         json_object_object_add(budget, "error", unreadable < 0 ? json_object_new_string(strerror(-unreadable)) : NULL);
-        json_object_object_add(o, "budget", budget);
-        json_object_object_add(o, "consumers", consumers);
+        json_object_object_add(o, "budget", TAKE_PTR(budget));
+        json_object_object_add(o, "consumers", TAKE_PTR(consumers));
         json_object_object_add(o, "policy_loaded", json_object_new_boolean(m->policy != NULL));
         return manager_reply_json(msg, o);
 }

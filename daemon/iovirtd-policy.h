@@ -45,8 +45,8 @@ typedef struct PolicyFacts {
 
 void policy_facts_clear(PolicyFacts *f);
 
-/* pid:PID as a consumer: the PID (> 0), 0 for any other name, -EINVAL for
- * a pid: that names no PID */
+/* pid:PID as a consumer: 1 with the PID in *ret, 0 (and *ret 0) for any
+ * other name, -EINVAL for a pid: that names no PID in its one spelling */
 int consumer_pid(const char *consumer, pid_t *ret);
 
 /* Whom /dev/vfio/N goes to: the user asked for (user=), else a pid:
@@ -80,8 +80,9 @@ void policy_restore_memlock(const char *consumer, const IovirtHolder *holder);
 int manager_watch_consumer(Manager *m, const char *consumer, int pidfd);
 /* At start: the recorded pid: consumers watched again, or released when gone */
 int manager_restore_watches(Manager *m);
-/* After a job: the groups of exited consumers that are free now are released */
-void manager_reap_consumers(Manager *m);
+/* After a job: the groups of exited consumers that are free now are
+ * released, once; retry (a reload) tries those that failed again */
+void manager_reap_consumers(Manager *m, bool retry);
 void manager_watches_free(Manager *m);
 
 int method_describe_policy(sd_bus_message *msg, void *userdata, sd_bus_error *error);

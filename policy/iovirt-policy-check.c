@@ -173,6 +173,17 @@ static int check_owner(const IovirtPlanContext *ctx, void *userdata, IovirtPlanC
                 return iovirt_check_set(c, IOVIRT_PLAN_FAIL, IOVIRT_REASON_FACTS_UNREADABLE, NULL,
                                         "Process %d could not be pinned or read (%s), so its owner cannot be told",
                                         (int) req->pid, strerror(-req->process_error));
+        /* records of an exited process under this name: a recycled PID must not inherit them */
+        const IovirtState *s = ctx->in->state;
+        for (size_t i = 0; i < s->n_records; i++) {
+                const IovirtRecord *rec = s->records[i];
+                if (streq_ptr(rec->consumer, ctx->in->consumer) && rec->holder.known &&
+                    rec->holder.pid_start != req->process_start)
+                        return iovirt_check_set(c, IOVIRT_PLAN_FAIL, IOVIRT_REASON_CONSUMER_GONE, NULL,
+                                                "%s holds group %d for an earlier process of PID %d, which has "
+                                                "exited; release it first (iovirtctl release --consumer %s)",
+                                                ctx->in->consumer, rec->group, (int) req->pid, ctx->in->consumer);
+        }
         if (req->caller_uid != 0 && req->process_uid != req->caller_uid)
                 return iovirt_check_set(c, IOVIRT_PLAN_FAIL, IOVIRT_REASON_NOT_OWNER, NULL,
                                         "Process %d belongs to uid %u; uid %u may name only its own processes as "
@@ -200,10 +211,19 @@ static int check_numa(const IovirtPlanContext *ctx, void *userdata, IovirtPlanCh
         const IovirtPolicyPool *pool = pool_of(ctx, req);
         bool choice = pool ? iovirt_policy_pool_allow_numa_choice(req->policy, pool, NULL)
                            : req->policy->numa_allow_policy_choice;
-        if (req->numa_policy >= 0 && !choice)
+        if (req->numa_policy >= 0 && !choice) {
+                IovirtPolicyOrigin o;
+                if (pool)
+                        (void) iovirt_policy_pool_allow_numa_choice(req->policy, pool, &o);
+                else
+                        o = req->policy->numa_allow_policy_choice_origin;
+                bool own = pool && iovirt_policy_origin_set(pool->allow_numa_policy_choice_origin);
                 return iovirt_check_set(c, IOVIRT_PLAN_FAIL, IOVIRT_REASON_INVALID, NULL,
-                                        "%s does not let a request choose its NUMA policy (AllowNumaPolicyChoice=no)",
-                                        pool ? "Its pool" : "The policy");
+                                        "%s%s%s does not let a request choose its NUMA policy (%s=no, %s:%u); drop "
+                                        "--numa-policy", pool ? "Pool '" : "The policy", pool ? pool->name : "",
+                                        pool ? "'" : "", own ? "AllowNumaPolicyChoice" : "[Numa] AllowPolicyChoice",
+                                        strna(o.file), o.line);
+        }
         IovirtNumaPolicy policy = iovirt_policy_numa_for(req, pool);
         if (policy == IOVIRT_NUMA_NONE)
                 return 0;
@@ -255,7 +275,7 @@ int iovirt_pinned_tally(const IovirtState *s, const char *consumer, IovirtPinned
                 if (!first || !rec->consumer[0])
                         continue;
                 unsigned functions = 0;
-                uint64_t memory = 0;
+                uint64_t memory = 0, memlock = 0;
                 bool viommu = false;
                 const IovirtHolder *holder = NULL;
                 for (size_t k = i; k < s->n_records; k++) {
@@ -269,6 +289,8 @@ int iovirt_pinned_tally(const IovirtState *s, const char *consumer, IovirtPinned
                                         holder = &o->holder;
                                 if (o->holder.memory > memory)
                                         memory = o->holder.memory;
+                                if (o->holder.memlock > memlock)
+                                        memlock = o->holder.memlock;
                                 viommu = viommu || o->holder.viommu;
                         }
                 }
@@ -276,6 +298,7 @@ int iovirt_pinned_tally(const IovirtState *s, const char *consumer, IovirtPinned
                 int r = iovirt_memlock_pinned(memory, functions, viommu, &pinned);
                 if (r < 0)
                         return r;
+                pinned = iovirt_memlock_counted(pinned, memlock);
                 if (streq_ptr(rec->consumer, consumer)) {
                         t.mine = pinned;
                         t.my_functions = functions;
@@ -367,8 +390,11 @@ static int check_memlock(const IovirtPlanContext *ctx, void *userdata, IovirtPla
                                         strerror(-req->memtotal_error));
         uint64_t reserve = iovirt_policy_reserve_bytes(req->policy, req->memtotal);
         _cleanup_free_ char *why = NULL;
-        /* what the consumer holds is counted already: the change is what is asked */
-        uint64_t asked = need.pinned > tally.mine ? need.pinned - tally.mine : 0;
+        /* what a process may pin is its limit (less the slack), whatever
+         * memory it says: a hard limit counts as much; what the consumer
+         * holds is counted already, the change is what is asked */
+        uint64_t counted = iovirt_memlock_counted(need.pinned, req->pid > 0 ? need.limit : 0);
+        uint64_t asked = counted > tally.mine ? counted - tally.mine : 0;
         uint64_t already;
         if (__builtin_add_overflow(tally.others, tally.mine, &already))
                 return iovirt_check_set(c, IOVIRT_PLAN_FAIL, IOVIRT_REASON_INVALID, NULL,
@@ -379,8 +405,9 @@ static int check_memlock(const IovirtPlanContext *ctx, void *userdata, IovirtPla
                 return r;
         if (r < 0)
                 return iovirt_check_set(c, IOVIRT_PLAN_FAIL, IOVIRT_REASON_OVER_BUDGET, NULL,
-                                        "Pinning the guest memory of %s would break the host's pinned budget: %s",
-                                        consumer, strna(why));
+                                        "Pinning the guest memory of %s would break the host's pinned budget: %s; "
+                                        "release devices of other consumers ('iovirtctl status' shows what each "
+                                        "pins), or lower [Memory] Reserve=", consumer, strna(why));
         if (req->pid <= 0)
                 return iovirt_check_set(c, IOVIRT_PLAN_PASS, IOVIRT_REASON_NONE, NULL,
                                         "%s pins %s (%u VFIO function%s%s); %s", consumer,
@@ -403,8 +430,12 @@ static int check_memory_cgroup(const IovirtPlanContext *ctx, void *userdata, Iov
         int r = iovirt_pinned_tally(ctx->in->state, ctx->in->consumer, &tally);
         if (r >= 0)
                 r = iovirt_memlock_need(req, pool, &tally, new_functions(ctx), &need);
-        if (r < 0 || need.memory == 0)
+        if (r < 0)
                 return r == -EOVERFLOW ? 0 : r;       /* the memlock check says so */
+        /* a hard limit alone: what it lets the process pin, as the guest memory */
+        uint64_t guest = need.memory ? need.memory : iovirt_memlock_counted(0, need.limit);
+        if (guest == 0)
+                return 0;
         bool refuse = req->policy->memory_cgroup == IOVIRT_MEMORY_CGROUP_REFUSE;
         IovirtPlanStatus bad = refuse ? IOVIRT_PLAN_FAIL : IOVIRT_PLAN_WARN;
         /* cgroup v1 is a host that cannot say, which the policy decides on; a
@@ -419,7 +450,7 @@ static int check_memory_cgroup(const IovirtPlanContext *ctx, void *userdata, Iov
                                         req->cgroup_reason ? req->cgroup_reason : strerror(-req->cgroup_error),
                                         refuse ? " (MemoryCgroup=refuse)" : "");
         _cleanup_free_ char *why = NULL;
-        r = iovirt_memlock_cgroup_check(req->cgroup_max, req->cgroup_path, need.memory, &why);
+        r = iovirt_memlock_cgroup_check(req->cgroup_max, req->cgroup_path, guest, &why);
         if (r == -ENOMEM)
                 return r;
         if (r < 0)

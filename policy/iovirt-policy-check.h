@@ -40,6 +40,7 @@ typedef struct IovirtPolicyRequest {
         pid_t pid;                       /* 0: the consumer is a name */
         int process_error;               /* < 0: it could not be pinned or read (-ESRCH: no such process) */
         uint32_t process_uid;
+        uint64_t process_start;          /* its start time: records of another are an earlier process's */
 
         /* the request */
         uint64_t memory;                 /* guest memory; 0: not given */

@@ -2,8 +2,10 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/syscall.h>
+#include <unistd.h>
 
 #include "iovirt-memlock.h"
 #include "iovirt-names.h"
@@ -81,6 +83,11 @@ uint64_t iovirt_memlock_reserve(uint64_t memtotal, uint64_t configured) {
 
 uint64_t iovirt_memlock_budget(uint64_t memtotal, uint64_t reserve) {
         return reserve >= memtotal ? 0 : memtotal - reserve;
+}
+
+uint64_t iovirt_memlock_counted(uint64_t pinned, uint64_t limit) {
+        uint64_t by_limit = limit > IOVIRT_MEMLOCK_SLACK ? limit - IOVIRT_MEMLOCK_SLACK : 0;
+        return pinned > by_limit ? pinned : by_limit;
 }
 
 int iovirt_memlock_budget_check(uint64_t memtotal, uint64_t reserve, uint64_t already_pinned,
@@ -259,11 +266,15 @@ int iovirt_pidfd_open(pid_t pid) {
 }
 
 int iovirt_pidfd_alive(int pidfd) {
-        /* signal 0 only checks; EPERM (another uid's process, and no
-         * CAP_KILL, which iovirtd's unit does not give) says it is there */
-        if (syscall(SYS_pidfd_send_signal, pidfd, 0, NULL, 0) < 0 && errno != EPERM)
+        /* a pidfd polls readable once its process has exited: no permission
+         * needed (signal 0 would need CAP_KILL for another uid's process) */
+        struct pollfd p = { .fd = pidfd, .events = POLLIN };
+        int r = poll(&p, 1, 0);
+        if (r < 0)
                 return -errno;
-        return 0;
+        if (p.revents & POLLNVAL)
+                return -EBADF;
+        return r > 0 ? -ESRCH : 0;
 }
 
 int iovirt_memlock_raise_pidfd(int pidfd, pid_t pid, uint64_t bytes, struct rlimit *orig, bool *raised) {
@@ -353,6 +364,16 @@ int iovirt_cgroup_memory_max(pid_t pid, uint64_t *ret, char **ret_path, char **r
         if (deleted)
                 *deleted = '\0';
 
+        /* cgroup2 where systemd mounts it; a hybrid host has it elsewhere
+         * (…/unified) with memory in v1: a host that cannot say */
+        _cleanup_free_ char *controllers = iovirt_root_path(CGROUP_ROOT "/cgroup.controllers");
+        if (!controllers)
+                return -ENOMEM;
+        if (access(controllers, F_OK) < 0)
+                return iovirt_set_reason(reason, -EOPNOTSUPP,
+                                         "cgroup v2 is not mounted at " CGROUP_ROOT ": what process %d's cgroup can "
+                                         "hold cannot be checked", (int) pid);
+
         uint64_t best = UINT64_MAX;
         _cleanup_free_ char *best_path = strdup(cg);
         if (!best_path)
@@ -375,10 +396,14 @@ int iovirt_cgroup_memory_max(pid_t pid, uint64_t *ret, char **ret_path, char **r
                                 if (!(best_path = strdup(cg)))
                                         return -ENOMEM;
                         }
-                } else if (r == -ENOENT) {
+                } else if (r == -ENOENT && access(rooted, F_OK) == 0) {
                         /* the memory controller is not enabled for this
                          * cgroup: its parents' limits still hold */
-                } else
+                } else if (r == -ENOENT)
+                        /* no such cgroup (a private mount, a cgroup gone): nothing was read, nothing passes */
+                        return iovirt_set_reason(reason, -ENOENT, "process %d's cgroup %s is not in " CGROUP_ROOT,
+                                                 (int) pid, dir + strlen(CGROUP_ROOT));
+                else
                         return iovirt_set_reason(reason, r, "cannot read %s/%s: %s", dir, CGROUP_MEMORY_MAX, strerror(-r));
                 char *slash = strrchr(cg, '/');
                 len = slash ? (size_t) (slash - cg) : 0;

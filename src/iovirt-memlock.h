@@ -46,6 +46,12 @@ unsigned iovirt_memlock_factor(unsigned n_vfio_devices, bool viommu);
  * -EOVERFLOW when it does not fit 64 bits. */
 int iovirt_memlock_pinned(uint64_t guest_memory, unsigned n_vfio_devices, bool viommu, uint64_t *ret);
 
+/* What counts against the budget for a consumer that pins pinned and whose
+ * process has limit (0: none) set: the larger of pinned and the limit less
+ * the slack, since the process may pin up to its limit whatever memory
+ * it was said to have (a hard limit counts in full). */
+uint64_t iovirt_memlock_counted(uint64_t pinned, uint64_t limit);
+
 /* The RLIMIT_MEMLOCK the consumer's process needs, in bytes, as libvirt
  * computes it: hard_limit (0: none) as it is; otherwise factor x guest
  * memory + 1 GiB; 0 when there is no VFIO device (nothing to raise).
@@ -111,7 +117,7 @@ int iovirt_process_identity(pid_t pid, uint32_t *uid, uint64_t *start_time);
 
 /* pidfd_open(2); returns the fd */
 int iovirt_pidfd_open(pid_t pid);
-/* 0 when the process of pidfd is alive (or a zombie not yet reaped), -ESRCH when not */
+/* 0 when the process of pidfd is alive, -ESRCH once it has exited (a zombie included) */
 int iovirt_pidfd_alive(int pidfd);
 
 /* The memory.max that binds pid: the smallest memory.max of its cgroup v2

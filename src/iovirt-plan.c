@@ -135,6 +135,18 @@ int iovirt_check_set(IovirtPlanCheck *c, IovirtPlanStatus status, IovirtReason r
         return 1;
 }
 
+int iovirt_plan_add_check(IovirtPlan *p, const char *id, const char *message) {
+        IovirtPlanCheck *slot = GROW(p->checks, p->n_checks, p->allocated_checks);
+        if (!slot)
+                return -ENOMEM;
+        *slot = (IovirtPlanCheck) { .id = id, .status = IOVIRT_PLAN_PASS, .reason = IOVIRT_REASON_NONE };
+        if (!(slot->message = strdup(message))) {
+                p->n_checks--;
+                return -ENOMEM;
+        }
+        return 0;
+}
+
 static int join_names(IovirtText *t, const IovirtHost *h, const size_t *idx, size_t n) {
         for (size_t i = 0; i < n; i++)
                 (void) iovirt_text_add(t, "%s%s", i ? ", " : "", h->devices[idx[i]].name);

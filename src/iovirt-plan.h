@@ -173,6 +173,10 @@ int iovirt_target_resolve(const IovirtHost *h, const char *target, int *group, s
  * check fails there is no group to judge, and the plan ends there. */
 int iovirt_plan_assign(const IovirtPlanInput *in, const IovirtPlanRule *extra, size_t n_extra, IovirtPlan **ret);
 
+/* Adds a passed check saying why the caller chose this plan among
+ * several (id static, as a rule's): "choice" */
+int iovirt_plan_add_check(IovirtPlan *p, const char *id, const char *message);
+
 /* The first failed check, or NULL when the plan may be executed. */
 const IovirtPlanCheck *iovirt_plan_refusal(const IovirtPlan *p);
 /* The same for any list of checks (SR-IOV plans have theirs) */

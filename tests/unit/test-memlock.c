@@ -172,8 +172,17 @@ static void test_cgroup_reader(void **state) {
         assert_int_equal(iovirt_cgroup_memory_max(4242, &v, &path, &reason), -ENOENT);
         assert_non_null(reason);
 
-        /* v2: the smallest limit on the way up binds */
+        /* cgroup2 not mounted where systemd mounts it: a host that cannot say */
         assert_int_equal(tree_write(root, "proc/4242/cgroup", "0::/machine.slice/vm-web.scope\n"), 0);
+        assert_int_equal(iovirt_cgroup_memory_max(4242, &v, &path, &reason), -EOPNOTSUPP);
+        assert_non_null(strstr(reason, "not mounted"));
+        assert_int_equal(tree_write(root, "sys/fs/cgroup/cgroup.controllers", "cpu memory pids\n"), 0);
+
+        /* mounted, but no such cgroup (another mount namespace, a cgroup gone): nothing read, nothing passes */
+        assert_int_equal(iovirt_cgroup_memory_max(4242, &v, &path, &reason), -ENOENT);
+        assert_non_null(strstr(reason, "/machine.slice/vm-web.scope is not in"));
+
+        /* v2: the smallest limit on the way up binds */
         assert_int_equal(tree_write(root, "sys/fs/cgroup/machine.slice/memory.max", "8589934592\n"), 0);
         assert_int_equal(tree_write(root, "sys/fs/cgroup/machine.slice/vm-web.scope/memory.max", "max\n"), 0);
         assert_int_equal(iovirt_cgroup_memory_max(4242, &v, &path, &reason), 0);
@@ -189,6 +198,7 @@ static void test_cgroup_reader(void **state) {
         /* no limit anywhere; a cgroup without the memory controller */
         assert_int_equal(tree_write(root, "proc/4243/cgroup", "0::/user.slice/session-1.scope\n"), 0);
         assert_int_equal(tree_write(root, "sys/fs/cgroup/user.slice/memory.max", "max\n"), 0);
+        assert_int_equal(tree_write(root, "sys/fs/cgroup/user.slice/session-1.scope/cgroup.procs", "4243\n"), 0);
         assert_int_equal(iovirt_cgroup_memory_max(4243, &v, &path, &reason), 0);
         assert_int_equal(v, UINT64_MAX);
         assert_string_equal(path, "/user.slice/session-1.scope");

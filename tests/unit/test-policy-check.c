@@ -644,6 +644,19 @@ static void test_owner(void **state) {
         p = plan_for(f, "01:00.0");
         assert_check(p, "owner", IOVIRT_PLAN_PASS, NULL, "process 4242 of uid 1001", "pidfd", NULL);
         iovirt_plan_free(p);
+
+        /* records of an earlier process of the same PID: its devices and limit are not the new one's */
+        f->req.process_start = 777;
+        add_record(f, 4, "pid:4242", 1, (IovirtHolder) { .known = true, .pid = 4242, .pid_start = 555 });
+        p = plan_for(f, "01:00.0");
+        assert_check(p, "owner", IOVIRT_PLAN_FAIL, "consumer-gone", "holds group 4 for an earlier process of PID 4242",
+                     "iovirtctl release --consumer pid:4242", NULL);
+        iovirt_plan_free(p);
+        /* the same process's own records are its own */
+        f->req.process_start = 555;
+        p = plan_for(f, "01:00.0");
+        assert_check(p, "owner", IOVIRT_PLAN_PASS, NULL, "process 4242 of uid 1001", NULL);
+        iovirt_plan_free(p);
 }
 
 /* ---- NUMA ---- */
@@ -846,13 +859,14 @@ static void test_numa_choice_refused(void **state) {
         f->req.numa_policy = IOVIRT_NUMA_PREFERRED;
         IovirtPlan *p = plan_for(f, "01:00.0");
         assert_check(p, "numa", IOVIRT_PLAN_FAIL, "invalid", "The policy does not let a request choose",
-                     "AllowNumaPolicyChoice=no", NULL);
+                     "[Numa] AllowPolicyChoice=no, /etc/iovirt/policy.d/50-test.conf:2", "drop --numa-policy", NULL);
         iovirt_plan_free(p);
 
         /* the pool's word wins over [Numa]'s, both ways */
         set_policy(f, "[Pool nics]\nDevices=8086:10d3\nAllowNumaPolicyChoice=no\n");
         p = plan_for(f, "01:00.0");
-        assert_check(p, "numa", IOVIRT_PLAN_FAIL, "invalid", "Its pool does not let a request choose", NULL);
+        assert_check(p, "numa", IOVIRT_PLAN_FAIL, "invalid", "Pool 'nics' does not let a request choose",
+                     "AllowNumaPolicyChoice=no, /etc/iovirt/policy.d/50-test.conf:3", NULL);
         iovirt_plan_free(p);
 
         set_policy(f, "[Numa]\nAllowPolicyChoice=no\n[Pool nics]\nDevices=8086:10d3\nAllowNumaPolicyChoice=yes\n");
@@ -864,7 +878,7 @@ static void test_numa_choice_refused(void **state) {
         set_policy(f, "[Numa]\nAllowPolicyChoice=no\n");
         f->req.numa_policy = IOVIRT_NUMA_NONE;
         p = plan_for(f, "01:00.0");
-        assert_check(p, "numa", IOVIRT_PLAN_FAIL, "invalid", "AllowNumaPolicyChoice=no", NULL);
+        assert_check(p, "numa", IOVIRT_PLAN_FAIL, "invalid", "AllowPolicyChoice=no", NULL);
         iovirt_plan_free(p);
 
         /* nothing asked: no refusal */
@@ -1085,15 +1099,30 @@ static void test_memlock_check_limits(void **state) {
         iovirt_plan_free(p);
         f->req.viommu = false;
 
+        set_policy(f, "[Pool nics]\nDevices=8086:*\nMemory=4G\nMemlockHardLimit=20G\n");
+        p = plan_for(f, "01:00.0");
+        /* the process may pin up to its limit: that (less the slack) is what the budget counts */
+        assert_check(p, "memlock", IOVIRT_PLAN_PASS, NULL, "raised to 20.0 GiB", "MemlockHardLimit=",
+                     "19.0 GiB asked", NULL);
+        iovirt_plan_free(p);
+        /* a hard limit past the budget is refused, whatever memory the guest is said to have */
         set_policy(f, "[Pool nics]\nDevices=8086:*\nMemory=4G\nMemlockHardLimit=66G\n");
         p = plan_for(f, "01:00.0");
-        assert_check(p, "memlock", IOVIRT_PLAN_PASS, NULL, "raised to 66.0 GiB", "MemlockHardLimit=", NULL);
+        assert_check(p, "memlock", IOVIRT_PLAN_FAIL, "over-budget", "65.0 GiB asked", "budget 60.8 GiB", NULL);
         iovirt_plan_free(p);
 
         f->req.hard_limit = 6 * IOVIRT_GIB;
         p = plan_for(f, "01:00.0");
-        assert_check(p, "memlock", IOVIRT_PLAN_PASS, NULL, "raised to 6.0 GiB (--hard-limit", NULL);
+        assert_check(p, "memlock", IOVIRT_PLAN_PASS, NULL, "raised to 6.0 GiB (--hard-limit", "5.0 GiB asked", NULL);
         iovirt_plan_free(p);
+        /* no memory at all, a hard limit only: counted just the same */
+        set_policy(f, "[Pool nics]\nDevices=8086:*\n");
+        f->req.hard_limit = 70 * IOVIRT_GIB;
+        p = plan_for(f, "01:00.0");
+        assert_check(p, "memlock", IOVIRT_PLAN_FAIL, "over-budget", "69.0 GiB asked", NULL);
+        iovirt_plan_free(p);
+        f->req.hard_limit = 6 * IOVIRT_GIB;
+        set_policy(f, "[Pool nics]\nDevices=8086:*\nMemory=4G\n");
 
         /* a named consumer: what it pins, no limit to raise */
         f->req.hard_limit = 0;
