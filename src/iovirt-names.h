@@ -16,6 +16,9 @@
 #define IOVIRT_CONSUMER_MAX 255
 #define MODPROBE "/sbin/modprobe"
 
+/* libvirt */
+#define IOVIRT_DOMAIN_XMLNS "https://iovirt.org/xmlns/domain/1"   /* <metadata><iovirt:device pool='NAME'/> */
+
 /* D-Bus */
 #define IOVIRT_BUS_NAME "org.iovirt1"
 #define IOVIRT_OBJECT_PATH "/org/iovirt1"
