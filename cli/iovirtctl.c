@@ -54,6 +54,9 @@ static const Verb verbs[] = {
         { "status", 0, 0, NEEDS_DAEMON, verb_status, "",
           "the pinned-memory budget and what each consumer holds of it" },
         { "policy", 0, 0, NEEDS_DAEMON, verb_policy, "", "the policy iovirtd enforces, each setting with its file:line" },
+        { "libvirt-hook", 3, 3, NEEDS_DAEMON, verb_libvirt_hook, "DOMAIN OPERATION SUB-OPERATION",
+          "what libvirt's qemu.d hook runs, the domain XML on stdin: prepare begin prepares its PCI hostdevs, "
+          "release end gives them back (polkit: org.iovirt1.assign, org.iovirt1.release)" },
         { "sriov", 1, 1, OPT_SRIOV | ARG_SRIOV | NEEDS_DAEMON, verb_sriov, "PF [--vfs N] | PF#N --mac ADDR ...",
           "a PF's VFs; create or remove them, set one's MAC, VLAN, spoof check and trust "
           "(polkit: org.iovirt1.manage-sriov)" },

@@ -134,6 +134,7 @@ int verb_release(Ctl *c, int argc, char **argv);
 int verb_list_assignments(Ctl *c, int argc, char **argv);
 int verb_sriov(Ctl *c, int argc, char **argv);
 int verb_policy(Ctl *c, int argc, char **argv);
+int verb_libvirt_hook(Ctl *c, int argc, char **argv);
 int verb_status(Ctl *c, int argc, char **argv);
 
 /* Selectors (PF#RANGE), cli/iovirtctl-sriov.c.  The syntax is checked by

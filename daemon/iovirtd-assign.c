@@ -1122,3 +1122,42 @@ int method_describe_assignments(sd_bus_message *msg, void *userdata, sd_bus_erro
         _cleanup_(json_object_putp) json_object *o = iovirt_assignments_to_json(m->host, m->state);
         return manager_reply_json(msg, o);
 }
+
+/* ---- for other transactions made of assignments (iovirtd-domain.c) ---- */
+
+int assign_plan(Manager *m, const char *target, const char *consumer, const PolicyAsk *ask, PolicyFacts *facts,
+                IovirtPlan **ret, sd_bus_error *error) {
+        AssignArgs a = { .target = target, .consumer = consumer, .ask = *ask };
+        int r = check_target(target, error);
+        if (r >= 0)
+                r = check_consumer(consumer, error);
+        return r < 0 ? r : make_plan(m, &a, facts, ret, error);
+}
+
+json_object *assign_plan_document(const IovirtPlan *p) {
+        return plan_document(p);
+}
+
+int assign_placeholder(Manager *m, const IovirtPlan *p) {
+        _cleanup_(iovirt_record_freep) IovirtRecord *rec = NULL;
+        int r = placeholder_record(p, &rec);
+        if (r >= 0)
+                r = iovirt_state_put(m->state, rec);
+        if (r >= 0)
+                TAKE_PTR(rec);
+        return r;
+}
+
+void assign_settle(Manager *m, const IovirtPlan *p, IovirtRecord *result) {
+        state_settle(m, p->group, result);
+        for (size_t i = 0; i < p->n_steps; i++)
+                update_address(m, p->steps[i].address);
+}
+
+void assign_log_moves(const IovirtMoves *moves) {
+        log_moves(moves);
+}
+
+int manager_start_release(Manager *m, sd_bus_message *msg, const int *groups, size_t n, sd_bus_error *error) {
+        return start_release(m, msg, groups, n, error);
+}

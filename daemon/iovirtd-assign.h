@@ -6,7 +6,9 @@
 #include <systemd/sd-bus.h>
 
 #include "iovirt-plan.h"
+#include "iovirt-transaction.h"
 #include "iovirtd-manager.h"
+#include "iovirtd-policy.h"
 
 /* Assignment over the bus: PlanAssign, ListAssignments and
  * DescribeAssignments (read-only); Assign, Release and ReleaseConsumer,
@@ -36,6 +38,20 @@ int act_release_consumer(sd_bus_message *msg, void *userdata, sd_bus_error *erro
  * names was assigned by another uid (or by an unknown one: root's) */
 const char *escalate_release(sd_bus_message *msg, void *userdata, uid_t uid);
 const char *escalate_release_consumer(sd_bus_message *msg, void *userdata, uid_t uid);
+
+/* For transactions made of several assignments (a domain's hostdevs,
+ * iovirtd-domain.c): the plan for target as Assign makes it, with the
+ * policy's checks (facts cleared by the caller); the plan's document as
+ * Assign answers it; the placeholder record a running job holds (put in
+ * the state); settling a group's outcome (NULL: dropped) and the model;
+ * the kernel's times; a release answering msg. */
+int assign_plan(Manager *m, const char *target, const char *consumer, const PolicyAsk *ask, PolicyFacts *facts,
+                IovirtPlan **ret, sd_bus_error *error);
+json_object *assign_plan_document(const IovirtPlan *p);
+int assign_placeholder(Manager *m, const IovirtPlan *p);
+void assign_settle(Manager *m, const IovirtPlan *p, IovirtRecord *result);
+void assign_log_moves(const IovirtMoves *moves);
+int manager_start_release(Manager *m, sd_bus_message *msg, const int *groups, size_t n, sd_bus_error *error);
 
 /* Whether consumer holds a group */
 bool manager_consumer_holds(Manager *m, const char *consumer);

@@ -2,6 +2,7 @@
 #include "iovirt-names.h"
 #include "iovirtd-assign.h"
 #include "iovirtd-bouncer.h"
+#include "iovirtd-domain.h"
 #include "iovirtd-log.h"
 #include "iovirtd-manager.h"
 #include "iovirtd-sriov.h"
@@ -16,6 +17,10 @@ const GuardedMethod guarded_methods[] = {
           escalate_release },
         { IOVIRT_MANAGER_INTERFACE, "ReleaseConsumer", IOVIRT_ACTION_RELEASE, prepare_release_consumer,
           act_release_consumer, escalate_release_consumer },
+        { IOVIRT_MANAGER_INTERFACE, "PrepareDomain", IOVIRT_ACTION_ASSIGN, prepare_prepare_domain,
+          act_prepare_domain },
+        { IOVIRT_MANAGER_INTERFACE, "ReleaseDomain", IOVIRT_ACTION_RELEASE, prepare_release_domain,
+          act_release_domain },
         { IOVIRT_MANAGER_INTERFACE, "SetVfs", IOVIRT_ACTION_MANAGE_SRIOV, prepare_set_vfs, act_set_vfs },
         { IOVIRT_MANAGER_INTERFACE, "ConfigureVf", IOVIRT_ACTION_MANAGE_SRIOV, prepare_configure_vf,
           act_configure_vf },

@@ -173,12 +173,26 @@ static int gather_placement(PolicyFacts *f, const PolicyAsk *ask) {
                 r = iovirt_bitmap_set(&f->placement, (unsigned) ask->numa_node);
                 if (r < 0 || asprintf(&f->placement_from, "--numa-node %d", ask->numa_node) < 0)
                         return -ENOMEM;
+        } else if (ask->nodes) {
+                r = iovirt_numa_nodelist_parse(ask->nodes, &f->placement);
+                if (r == -ENOMEM)
+                        return r;
+                if (r < 0)
+                        return 0;     /* not a list iovirt reads (libvirt's ^N exclusions): unknown */
+                if (asprintf(&f->placement_from, "%s %s", ask->placement_from ? ask->placement_from : "nodes",
+                             ask->nodes) < 0)
+                        return -ENOMEM;
         } else if (ask->cpus) {
                 _cleanup_(iovirt_bitmap_clear) IovirtBitmap cpus = {};
                 r = iovirt_numa_cpulist_parse(ask->cpus, &cpus);
+                if (r == -ENOMEM)
+                        return r;
+                if (r < 0 && ask->placement_from)
+                        return 0;     /* a domain's cpuset with libvirt's ^N exclusions: unknown */
                 if (r >= 0)
                         r = iovirt_numa_placement(f->numa, &cpus, NULL, &f->placement);
-                if (r < 0 || asprintf(&f->placement_from, "--cpus %s", ask->cpus) < 0)
+                if (r < 0 || asprintf(&f->placement_from, "%s %s", ask->placement_from ? ask->placement_from : "--cpus",
+                                      ask->cpus) < 0)
                         return r < 0 ? r : -ENOMEM;
         } else if (f->req.pid > 0 && f->req.process_error == 0) {
                 _cleanup_(iovirt_bitmap_clear) IovirtBitmap cpus = {}, mems = {};

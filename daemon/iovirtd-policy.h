@@ -25,6 +25,8 @@ typedef struct PolicyAsk {
         int numa_policy;                 /* -1: not given */
         int numa_node;                   /* -1: not given */
         const char *cpus;                /* NULL: not given */
+        const char *nodes;               /* NUMA nodes, as a domain's <numatune> names them; NULL: not given */
+        const char *placement_from;      /* what says so, for messages ("its <vcpu cpuset>"); NULL: the option */
         const char *user;                /* user=: /dev/vfio/N's owner; NULL: a pid: consumer's user */
         uint32_t caller_uid;
 } PolicyAsk;

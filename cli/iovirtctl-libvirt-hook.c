@@ -1,0 +1,90 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <systemd/sd-bus.h>
+
+#include "iovirt-names.h"
+#include "iovirtctl.h"
+
+/* libvirt-hook DOMAIN OPERATION SUB-OPERATION: what libvirt's qemu hook
+ * (data/libvirt/hooks/qemu.d/iovirt) runs, with the domain XML on stdin.
+ * "prepare begin" asks iovirtd to prepare the domain's hostdevs
+ * (PrepareDomain), "release end" to give them back (ReleaseDomain); every
+ * other operation is answered at once.  A refusal exits 1 with the reason
+ * on stderr, which libvirt shows and which stops the start.  It never
+ * calls libvirt: libvirtd waits on the hook. */
+
+#define XML_MAX (16u << 20)
+#define HOOK_TIMEOUT_USEC (300ULL * 1000 * 1000)
+
+static int read_stdin(char **ret) {
+        size_t size = 0, allocated = 0;
+        _cleanup_free_ char *buf = NULL;
+        for (;;) {
+                if (allocated - size < 4096) {
+                        if (allocated >= XML_MAX)
+                                return -EFBIG;
+                        char *b = realloc(buf, allocated = allocated ? allocated * 2 : 65536);
+                        if (!b)
+                                return -ENOMEM;
+                        buf = b;
+                }
+                ssize_t l = read(STDIN_FILENO, buf + size, allocated - size - 1);
+                if (l < 0 && errno == EINTR)
+                        continue;
+                if (l < 0)
+                        return -errno;
+                if (l == 0)
+                        break;
+                size += (size_t) l;
+        }
+        buf[size] = '\0';
+        *ret = TAKE_PTR(buf);
+        return 0;
+}
+
+/* Whether the XML names a PCI device to prepare or check at all: a domain
+ * without one starts whether iovirtd is there or not */
+static bool has_hostdev(const char *xml) {
+        return strstr(xml, "<hostdev") || strstr(xml, "type='hostdev'") || strstr(xml, "type=\"hostdev\"");
+}
+
+int verb_libvirt_hook(Ctl *c, int argc, char **argv) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        _cleanup_free_ char *xml = NULL;
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        const char *domain = argv[0], *op = argv[1], *sub = argv[2];
+        bool prepare = streq_ptr(op, "prepare") && streq_ptr(sub, "begin");
+        bool release = streq_ptr(op, "release") && streq_ptr(sub, "end");
+        int r;
+
+        if (!prepare && !release)
+                return 0;     /* libvirt's other operations: nothing for iovirt */
+        r = read_stdin(&xml);
+        if (r < 0)
+                return ctl_fail(c, CTL_ERROR_FAILED, "cannot read domain %s's XML on stdin: %s", domain, strerror(-r));
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+        r = sd_bus_open_system(&c->bus);
+        if (r >= 0)
+                r = sd_bus_message_new_method_call(c->bus, &m, IOVIRT_BUS_NAME, IOVIRT_OBJECT_PATH,
+                                                   IOVIRT_MANAGER_INTERFACE, prepare ? "PrepareDomain" : "ReleaseDomain");
+        if (r >= 0)
+                r = prepare ? sd_bus_message_append(m, "ssb", domain, xml, 0) : sd_bus_message_append(m, "sb", domain, 0);
+        /* binding waits for drivers, one group after another: more than sd-bus's 25 s */
+        if (r >= 0)
+                r = sd_bus_call(c->bus, m, HOOK_TIMEOUT_USEC, &error, &reply);
+        if (r >= 0)
+                return 0;
+        bool absent = r == -ENOENT || r == -ECONNREFUSED ||
+                      sd_bus_error_has_names(&error, SD_BUS_ERROR_SERVICE_UNKNOWN, SD_BUS_ERROR_NAME_HAS_NO_OWNER);
+        if (absent && (release || !has_hostdev(xml))) {
+                /* nothing iovirt prepared can be given back, and nothing needs checking */
+                sd_bus_error_free(&error);
+                return 0;
+        }
+        if (absent)
+                r = ctl_fail(c, CTL_ERROR_NO_DAEMON, "iovirtd is not running, so the PCI devices of domain %s cannot be "
+                                                     "checked or prepared; start it (systemctl start iovirtd)", domain);
+        else
+                r = ctl_fail_bus(c, &error, r, NULL);
+        sd_bus_error_free(&error);
+        return r;
+}

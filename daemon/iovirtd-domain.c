@@ -1,0 +1,396 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <syslog.h>
+
+#include "iovirt-domain.h"
+#include "iovirt-json.h"
+#include "iovirt-names.h"
+#include "iovirtd-assign.h"
+#include "iovirtd-domain.h"
+#include "iovirtd-job.h"
+#include "iovirtd-log.h"
+
+/* libvirt's qemu hook, through iovirtd (data/libvirt/hooks/qemu.d/iovirt
+ * calls iovirtctl libvirt-hook, which calls these):
+ *
+ *  - PrepareDomain (prepare begin): the domain's managed='no' hostdevs are
+ *    assigned to "domain:NAME", all of them or none, with the policy
+ *    applied (its memory, vIOMMU, hard limit and placement come from the
+ *    XML); its managed='yes' hostdevs are planned, not bound (libvirt binds
+ *    those), so that a device the host needs, or another consumer holds,
+ *    refuses the start before libvirt touches it;
+ *  - ReleaseDomain (release end): what was prepared goes back; nothing
+ *    prepared is nothing to do (a retry).
+ *
+ * The hook waits on the answer while libvirtd waits on the hook: nothing
+ * here calls libvirt. */
+
+#define DOMAIN_PREFIX "domain:"
+
+typedef struct DomainRequest {
+        const char *name, *xml;
+        int interactive;
+        IovirtDomain *domain;
+        char *consumer;
+        PolicyAsk ask;
+} DomainRequest;
+
+static void domain_request_clear(DomainRequest *d) {
+        iovirt_domain_free(d->domain);
+        free(d->consumer);
+        *d = (DomainRequest) {};
+}
+
+static int read_domain_request(Manager *m, sd_bus_message *msg, DomainRequest *d, sd_bus_error *error) {
+        _cleanup_free_ char *reason = NULL;
+        int r = sd_bus_message_rewind(msg, true);
+        if (r >= 0)
+                r = sd_bus_message_read(msg, "ssb", &d->name, &d->xml, &d->interactive);
+        if (r >= 0)
+                r = manager_accepting(m, error);
+        if (r < 0)
+                return r;
+        r = iovirt_domain_parse(d->xml, strlen(d->xml), &d->domain, &reason);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0)
+                return sd_bus_error_setf(error, IOVIRT_ERROR_INVALID_ARGUMENT, "The domain XML of %.64s: %s", d->name,
+                                         reason ? reason : strerror(-r));
+        if (!streq_ptr(d->domain->name, d->name))
+                return sd_bus_error_setf(error, IOVIRT_ERROR_INVALID_ARGUMENT,
+                                         "The hook names domain '%.64s', its XML '%.64s'", d->name, d->domain->name);
+        _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
+        uid_t uid;
+        r = sd_bus_query_sender_creds(msg, SD_BUS_CREDS_EUID, &creds);
+        if (r >= 0)
+                r = sd_bus_creds_get_euid(creds, &uid);
+        if (r < 0)
+                return sd_bus_error_setf(error, IOVIRT_ERROR_NOT_AUTHORIZED, "Cannot tell who is calling: denied");
+        if (asprintf(&d->consumer, DOMAIN_PREFIX "%s", d->name) < 0) {
+                d->consumer = NULL;
+                return -ENOMEM;
+        }
+        const IovirtDomain *dom = d->domain;
+        d->ask = (PolicyAsk) {
+                .memory = dom->memory, .viommu = dom->viommu, .hard_limit = dom->hard_limit, .numa_policy = -1,
+                .numa_node = -1, .nodes = dom->nodeset, .cpus = dom->nodeset ? NULL : dom->cpuset,
+                .placement_from = dom->nodeset ? "its <numatune> nodeset" : "its <vcpu cpuset>",
+                .caller_uid = uid,
+        };
+        return 0;
+}
+
+typedef struct DomainPlans {
+        IovirtPlan **plans;          /* managed='no': the groups to assign, each once */
+        size_t n;
+        IovirtPlan **checked;        /* managed='yes': planned, not executed */
+        size_t n_checked;
+} DomainPlans;
+
+static void domain_plans_clear(DomainPlans *p) {
+        for (size_t i = 0; i < p->n; i++)
+                iovirt_plan_free(p->plans[i]);
+        for (size_t i = 0; i < p->n_checked; i++)
+                iovirt_plan_free(p->checked[i]);
+        free(p->plans);
+        free(p->checked);
+        *p = (DomainPlans) {};
+}
+
+static bool planned_group(const DomainPlans *p, int group) {
+        for (size_t i = 0; i < p->n; i++)
+                if (p->plans[i]->group == group)
+                        return true;
+        for (size_t i = 0; i < p->n_checked; i++)
+                if (p->checked[i]->group == group)
+                        return true;
+        return false;
+}
+
+/* A refused plan as a refusal of the domain's start, naming the hostdev */
+static int refuse(const DomainRequest *d, const IovirtDomainHostdev *h, const IovirtPlan *p, sd_bus_error *error) {
+        const IovirtPlanCheck *refusal = iovirt_plan_refusal(p);
+        _cleanup_free_ char *text = iovirt_plan_refusal_text(p);
+        char addr[IOVIRT_ADDRESS_MAX];
+        iovirt_address_format(&h->address, addr);
+        log_notice("Refused to start domain %s: %s: %s", d->name, addr, text ? text : refusal->message);
+        return sd_bus_error_setf(error, manager_reason_error(refusal->reason), "%s (%s hostdev of domain %s): %s", addr,
+                                 h->managed ? "managed" : "unmanaged", d->name, text ? text : refusal->message);
+}
+
+/* Every hostdev planned; a refusal of any refuses the whole start */
+static int plan_domain(Manager *m, const DomainRequest *d, DomainPlans *ret, sd_bus_error *error) {
+        _cleanup_(domain_plans_clear) DomainPlans p = {};
+        const IovirtDomain *dom = d->domain;
+        if (!(p.plans = calloc(dom->n_hostdevs + 1, sizeof(IovirtPlan *))) ||
+            !(p.checked = calloc(dom->n_hostdevs + 1, sizeof(IovirtPlan *))))
+                return -ENOMEM;
+        for (size_t i = 0; i < dom->n_hostdevs; i++) {
+                const IovirtDomainHostdev *h = &dom->hostdevs[i];
+                _cleanup_(policy_facts_clear) PolicyFacts facts = { .pidfd = -EBADF };
+                _cleanup_(iovirt_plan_freep) IovirtPlan *plan = NULL;
+                char addr[IOVIRT_ADDRESS_MAX];
+                iovirt_address_format(&h->address, addr);
+                size_t device = iovirt_host_find_address(m->host, &h->address);
+                if (device == IOVIRT_NONE)
+                        return sd_bus_error_setf(error, IOVIRT_ERROR_NO_SUCH_DEVICE,
+                                                 "Domain %s has a hostdev %s, which is not on this host", d->name, addr);
+                if (planned_group(&p, m->host->devices[device].iommu_group))
+                        continue;     /* another function of a group planned already */
+                int r = assign_plan(m, addr, d->consumer, &d->ask, &facts, &plan, error);
+                if (r < 0)
+                        return r;
+                if (iovirt_plan_refusal(plan))
+                        return refuse(d, h, plan, error);
+                r = policy_holder(m, &facts, plan, &plan->holder);
+                if (r < 0)
+                        return r;
+                if (h->managed)
+                        p.checked[p.n_checked++] = TAKE_PTR(plan);
+                else
+                        p.plans[p.n++] = TAKE_PTR(plan);
+        }
+        *ret = p;
+        p = (DomainPlans) {};
+        return 0;
+}
+
+static json_object *domain_document(const DomainRequest *d, const DomainPlans *p) {
+        json_object *o = json_object_new_object(), *prepared = json_object_new_array(),
+                    *checked = json_object_new_array();
+        json_object_object_add(o, "domain", json_object_new_string(d->name));
+        json_object_object_add(o, "consumer", json_object_new_string(d->consumer));
+        for (size_t i = 0; i < p->n; i++)
+                json_object_array_add(prepared, assign_plan_document(p->plans[i]));
+        for (size_t i = 0; i < p->n_checked; i++)
+                json_object_array_add(checked, assign_plan_document(p->checked[i]));
+        json_object_object_add(o, "prepared", prepared);
+        json_object_object_add(o, "checked", checked);
+        return o;
+}
+
+static int reply_domain(sd_bus_message *msg, const DomainRequest *d, const DomainPlans *p) {
+        _cleanup_(json_object_putp) json_object *o = domain_document(d, p);
+        return manager_reply_json(msg, o);
+}
+
+/* The plans with something to do */
+static size_t to_do(const DomainPlans *p) {
+        size_t n = 0;
+        for (size_t i = 0; i < p->n; i++)
+                n += !p->plans[i]->done;
+        return n;
+}
+
+int prepare_prepare_domain(sd_bus_message *msg, void *userdata, bool *interactive, sd_bus_error *error) {
+        _cleanup_(domain_request_clear) DomainRequest d = {};
+        _cleanup_(domain_plans_clear) DomainPlans p = {};
+        int r = read_domain_request(userdata, msg, &d, error);
+        if (r >= 0)
+                r = plan_domain(userdata, &d, &p, error);
+        if (r < 0)
+                return r;
+        if (to_do(&p) == 0) {
+                /* checked only, or prepared already (a retry): answered without a password */
+                r = reply_domain(msg, &d, &p);
+                return r < 0 ? r : 1;
+        }
+        *interactive = d.interactive;
+        return 0;
+}
+
+typedef struct DomainJob {
+        DomainRequest request;
+        DomainPlans plans;
+        const char *dir;
+        IovirtRecord **results;      /* parallel to plans.plans */
+        IovirtMoves moves;
+        char *reason;
+        int r;
+} DomainJob;
+
+static void domain_job_free(void *p) {
+        DomainJob *j = p;
+        for (size_t i = 0; j->results && i < j->plans.n; i++)
+                iovirt_record_free(j->results[i]);
+        free(j->results);
+        domain_plans_clear(&j->plans);
+        domain_request_clear(&j->request);
+        iovirt_moves_clear(&j->moves);
+        free(j->reason);
+        free(j);
+}
+
+/* All or none: when one group cannot be assigned, those assigned before go
+ * back; one that cannot keeps its record (releasing), and says so. */
+static void domain_work(void *p) {
+        DomainJob *j = p;
+        size_t done = 0;
+        for (; done < j->plans.n; done++) {
+                const IovirtPlan *plan = j->plans.plans[done];
+                if (plan->done)
+                        continue;
+                j->r = iovirt_assign_execute(plan, j->dir, &j->results[done], &j->moves, &j->reason);
+                if (j->r < 0)
+                        break;
+        }
+        if (j->r >= 0)
+                return;
+        while (done-- > 0) {
+                _cleanup_free_ char *notes = NULL, *why = NULL;
+                IovirtRecord *rec = j->results[done];
+                if (!rec)
+                        continue;
+                if (iovirt_release_execute(rec, j->dir, &j->moves, &notes, &why) >= 0)
+                        j->results[done] = iovirt_record_free(rec);
+                else {
+                        char *r = j->reason;
+                        if (asprintf(&j->reason, "%s\n%s", strna(r), strna(why)) < 0)
+                                j->reason = r;
+                        else
+                                free(r);
+                }
+        }
+}
+
+static int domain_done(Manager *m, sd_bus_message *msg, void *p) {
+        DomainJob *j = p;
+        assign_log_moves(&j->moves);
+        for (size_t i = 0; i < j->plans.n; i++)
+                if (!j->plans.plans[i]->done)
+                        assign_settle(m, j->plans.plans[i], TAKE_PTR(j->results[i]));
+        if (j->r < 0) {
+                log_full_errno(LOG_ERR, j->r, NULL, "Preparing domain %s failed: %s", j->request.name, strna(j->reason));
+                return sd_bus_reply_method_errorf(msg, IOVIRT_ERROR_BIND_FAILED, "Preparing domain %s failed: %s",
+                                                  j->request.name, j->reason ? j->reason : strerror(-j->r));
+        }
+        log_info("Prepared domain %s: %zu group%s", j->request.name, j->plans.n, j->plans.n == 1 ? "" : "s");
+        for (size_t i = 0; i < j->plans.n; i++) {
+                int r = sd_bus_emit_signal(m->bus, IOVIRT_OBJECT_PATH, IOVIRT_MANAGER_INTERFACE, "Assigned", "is",
+                                           (int32_t) j->plans.plans[i]->group, j->request.consumer);
+                if (r < 0)
+                        log_warning_errno(r, "Failed to emit Assigned: %m");
+        }
+        return reply_domain(msg, &j->request, &j->plans);
+}
+
+int act_prepare_domain(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        _cleanup_(domain_request_clear) DomainRequest d = {};
+        _cleanup_(domain_plans_clear) DomainPlans p = {};
+        /* the host may have changed while a password was typed: plan again */
+        int r = read_domain_request(m, msg, &d, error);
+        if (r >= 0)
+                r = plan_domain(m, &d, &p, error);
+        if (r < 0)
+                return r;
+        if (to_do(&p) == 0)
+                return reply_domain(msg, &d, &p);
+
+        _cleanup_free_ int *groups = calloc(p.n, sizeof(int));
+        DomainJob *j = calloc(1, sizeof(DomainJob));
+        IovirtRecord **results = calloc(p.n, sizeof(IovirtRecord *));
+        if (!groups || !j || !results) {
+                free(j);
+                free(results);
+                return -ENOMEM;
+        }
+        size_t n_groups = 0, n_placed = 0;
+        for (size_t i = 0; i < p.n; i++) {
+                if (p.plans[i]->done)
+                        continue;
+                r = assign_placeholder(m, p.plans[i]);
+                if (r < 0)
+                        break;
+                groups[n_groups++] = p.plans[i]->group;
+                n_placed++;
+        }
+        if (r < 0) {
+                for (size_t i = 0; i < n_placed; i++)
+                        iovirt_state_drop(m->state, groups[i]);
+                free(j);
+                free(results);
+                return r;
+        }
+        *j = (DomainJob) { .request = d, .plans = p, .dir = m->state_dir, .results = results };
+        d = (DomainRequest) {};
+        p = (DomainPlans) {};
+        r = job_start(m, msg, groups, n_groups, domain_work, domain_done, j, domain_job_free);
+        if (r < 0) {
+                for (size_t i = 0; i < n_groups; i++)
+                        iovirt_state_drop(m->state, groups[i]);
+                return sd_bus_error_set_errnof(error, r, "Could not start preparing the domain: %m");
+        }
+        return 1;
+}
+
+/* ---- ReleaseDomain ---- */
+
+/* The groups "domain:NAME" holds; Busy when one is in a transaction */
+static int domain_groups(Manager *m, sd_bus_message *msg, int **ret, size_t *n, bool *interactive,
+                         sd_bus_error *error) {
+        _cleanup_free_ char *consumer = NULL;
+        const char *name;
+        int interactive_arg;
+        int r = sd_bus_message_rewind(msg, true);
+        if (r >= 0)
+                r = sd_bus_message_read(msg, "sb", &name, &interactive_arg);
+        if (r >= 0)
+                r = manager_accepting(m, error);
+        if (r < 0)
+                return r;
+        if (asprintf(&consumer, DOMAIN_PREFIX "%s", name) < 0)
+                return -ENOMEM;
+        r = iovirt_consumer_valid(consumer, NULL);
+        if (r < 0)
+                return r == -ENOMEM ? r
+                                    : sd_bus_error_setf(error, IOVIRT_ERROR_INVALID_ARGUMENT,
+                                                        "'%.64s' is no domain name iovirt takes", name);
+        _cleanup_free_ int *groups = calloc(m->state->n_records + 1, sizeof(int));
+        if (!groups)
+                return -ENOMEM;
+        *n = 0;
+        for (size_t i = 0; i < m->state->n_records; i++) {
+                const IovirtRecord *rec = m->state->records[i];
+                if (!streq_ptr(rec->consumer, consumer))
+                        continue;
+                if (job_group_locked(m, rec->group))
+                        return sd_bus_error_setf(error, IOVIRT_ERROR_BUSY,
+                                                 "Group %d of %s is in a transaction right now; try again when that "
+                                                 "has finished", rec->group, consumer);
+                groups[(*n)++] = rec->group;
+        }
+        *ret = TAKE_PTR(groups);
+        *interactive = interactive_arg;
+        return 0;
+}
+
+static int reply_nothing(sd_bus_message *msg) {
+        _cleanup_(json_object_putp) json_object *o = json_object_new_object();
+        json_object_object_add(o, "released", json_object_new_array());
+        return manager_reply_json(msg, o);
+}
+
+int prepare_release_domain(sd_bus_message *msg, void *userdata, bool *interactive, sd_bus_error *error) {
+        _cleanup_free_ int *groups = NULL;
+        size_t n;
+        int r = domain_groups(userdata, msg, &groups, &n, interactive, error);
+        if (r < 0)
+                return r;
+        if (n > 0)
+                return 0;
+        /* a domain that got nothing: nothing to do, the same answer each time */
+        r = reply_nothing(msg);
+        return r < 0 ? r : 1;
+}
+
+int act_release_domain(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        _cleanup_free_ int *groups = NULL;
+        bool interactive;
+        size_t n;
+        int r = domain_groups(userdata, msg, &groups, &n, &interactive, error);
+        if (r < 0)
+                return r;
+        if (n == 0)
+                return reply_nothing(msg);
+        return manager_start_release(userdata, msg, groups, n, error);
+}
