@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <systemd/sd-bus.h>
 
+#include "iovirt-domain.h"
 #include "iovirt-names.h"
+#include "iovirt-state.h"
 #include "iovirtctl.h"
 
 /* libvirt-hook DOMAIN OPERATION SUB-OPERATION: what libvirt's qemu hook
@@ -41,10 +43,21 @@ static int read_stdin(char **ret) {
         return 0;
 }
 
-/* Whether the XML names a PCI device to prepare or check at all: a domain
- * without one starts whether iovirtd is there or not */
-static bool has_hostdev(const char *xml) {
-        return strstr(xml, "<hostdev") || strstr(xml, "type='hostdev'") || strstr(xml, "type=\"hostdev\"");
+/* Whether the domain has a PCI device to prepare or check at all: one
+ * without starts whether iovirtd is there or not.  XML that cannot be read
+ * counts as having one (iovirtd would have said why). */
+static bool has_pci_hostdev(const char *xml) {
+        _cleanup_(iovirt_domain_freep) IovirtDomain *d = NULL;
+        return iovirt_domain_parse(xml, strlen(xml), &d, NULL) < 0 || d->n_hostdevs > 0;
+}
+
+/* iovirtd is not there, or could not be started for us (activation) */
+static bool daemon_absent(int r, const sd_bus_error *e) {
+        return r == -ENOENT || r == -ECONNREFUSED ||
+               sd_bus_error_has_names(e, SD_BUS_ERROR_SERVICE_UNKNOWN, SD_BUS_ERROR_NAME_HAS_NO_OWNER,
+                                      SD_BUS_ERROR_NO_SERVER, SD_BUS_ERROR_DISCONNECTED) ||
+               (sd_bus_error_is_set(e) && (strncmp(e->name, "org.freedesktop.DBus.Error.Spawn.", 33) == 0 ||
+                                           strncmp(e->name, "org.freedesktop.systemd1.", 25) == 0));
 }
 
 int verb_libvirt_hook(Ctl *c, int argc, char **argv) {
@@ -61,6 +74,9 @@ int verb_libvirt_hook(Ctl *c, int argc, char **argv) {
         r = read_stdin(&xml);
         if (r < 0)
                 return ctl_fail(c, CTL_ERROR_FAILED, "cannot read domain %s's XML on stdin: %s", domain, strerror(-r));
+        if (!iovirt_utf8_valid(xml) || !iovirt_utf8_valid(domain))
+                return ctl_fail(c, CTL_ERROR_FAILED, "domain %s's XML on stdin is not UTF-8 text; libvirt writes UTF-8",
+                                domain);
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
         r = sd_bus_open_system(&c->bus);
         if (r >= 0)
@@ -73,9 +89,8 @@ int verb_libvirt_hook(Ctl *c, int argc, char **argv) {
                 r = sd_bus_call(c->bus, m, HOOK_TIMEOUT_USEC, &error, &reply);
         if (r >= 0)
                 return 0;
-        bool absent = r == -ENOENT || r == -ECONNREFUSED ||
-                      sd_bus_error_has_names(&error, SD_BUS_ERROR_SERVICE_UNKNOWN, SD_BUS_ERROR_NAME_HAS_NO_OWNER);
-        if (absent && (release || !has_hostdev(xml))) {
+        bool absent = daemon_absent(r, &error);
+        if (absent && (release || !has_pci_hostdev(xml))) {
                 /* nothing iovirt prepared can be given back, and nothing needs checking */
                 sd_bus_error_free(&error);
                 return 0;

@@ -20,7 +20,7 @@ const GuardedMethod guarded_methods[] = {
         { IOVIRT_MANAGER_INTERFACE, "PrepareDomain", IOVIRT_ACTION_ASSIGN, prepare_prepare_domain,
           act_prepare_domain },
         { IOVIRT_MANAGER_INTERFACE, "ReleaseDomain", IOVIRT_ACTION_RELEASE, prepare_release_domain,
-          act_release_domain },
+          act_release_domain, escalate_release_domain },
         { IOVIRT_MANAGER_INTERFACE, "SetVfs", IOVIRT_ACTION_MANAGE_SRIOV, prepare_set_vfs, act_set_vfs },
         { IOVIRT_MANAGER_INTERFACE, "ConfigureVf", IOVIRT_ACTION_MANAGE_SRIOV, prepare_configure_vf,
           act_configure_vf },

@@ -383,6 +383,24 @@ int prepare_release_domain(sd_bus_message *msg, void *userdata, bool *interactiv
         return r < 0 ? r : 1;
 }
 
+const char *escalate_release_domain(sd_bus_message *msg, void *userdata, uid_t uid) {
+        Manager *m = userdata;
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_free_ int *groups = NULL;
+        bool interactive;
+        size_t n = 0;
+        int r = domain_groups(m, msg, &groups, &n, &interactive, &error);
+        sd_bus_error_free(&error);
+        if (r < 0)
+                return IOVIRT_ACTION_RELEASE_ANY;
+        for (size_t i = 0; i < n; i++) {
+                const IovirtRecord *rec = iovirt_state_find(m->state, groups[i]);
+                if ((rec->holder.known ? rec->holder.uid : 0) != uid)
+                        return IOVIRT_ACTION_RELEASE_ANY;
+        }
+        return NULL;
+}
+
 int act_release_domain(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         _cleanup_free_ int *groups = NULL;
         bool interactive;

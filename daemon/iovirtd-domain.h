@@ -12,3 +12,5 @@ int prepare_prepare_domain(sd_bus_message *msg, void *userdata, bool *interactiv
 int act_prepare_domain(sd_bus_message *msg, void *userdata, sd_bus_error *error);
 int prepare_release_domain(sd_bus_message *msg, void *userdata, bool *interactive, sd_bus_error *error);
 int act_release_domain(sd_bus_message *msg, void *userdata, sd_bus_error *error);
+/* org.iovirt1.release-any when another uid prepared one of its groups */
+const char *escalate_release_domain(sd_bus_message *msg, void *userdata, uid_t uid);

@@ -739,6 +739,17 @@ static size_t utf8_char(const unsigned char *p, uint32_t *ret) {
         return n;
 }
 
+bool iovirt_utf8_valid(const char *s) {
+        for (const unsigned char *p = (const unsigned char *) s; *p;) {
+                uint32_t c;
+                size_t l = utf8_char(p, &c);
+                if (l == 0)
+                        return false;
+                p += l;
+        }
+        return true;
+}
+
 int iovirt_consumer_valid(const char *name, char **reason) {
         size_t n = name ? strlen(name) : 0;
         const char *why = NULL;

@@ -134,3 +134,5 @@ void iovirt_state_drop(IovirtState *s, int group);
 /* Consumer names are opaque to us, but end up in logs, files and tables:
  * 1..255 bytes of UTF-8 without control characters.  -EINVAL with a sentence. */
 int iovirt_consumer_valid(const char *name, char **reason);
+/* Strict UTF-8, as D-Bus strings must be */
+bool iovirt_utf8_valid(const char *s);

@@ -290,6 +290,12 @@ cases = {
     "iovirtctl -- --j": set(),
     "iovirtctl sriov ": set(),                   # no SR-IOV on the desktop
     "iovirtctl sriov enp3s0#": set(),
+    "iovirtctl libvirt-hook ": set(),            # the domain: libvirt's to say
+    "iovirtctl libvirt-hook vm1 ": {"prepare", "release"},
+    "iovirtctl libvirt-hook vm1 p": {"prepare"},
+    "iovirtctl libvirt-hook vm1 prepare ": {"begin"},
+    "iovirtctl libvirt-hook vm1 release ": {"end"},
+    "iovirtctl libvirt-hook vm1 release end ": set(),
 }
 res = complete(list(cases), "desktop")
 for line, want in cases.items():
@@ -342,7 +348,9 @@ VALUES = {"--class": "net", "--driver": "none", "--group": "0", "--numa": "0", "
           "--spoofchk": "on", "--trust": "off", "--memory": "4G", "--hard-limit": "5G", "--numa-policy": "none",
           "--numa-node": "0", "--cpus": "0-1", "--user": "root"}
 BASE = {"show": ["0000:03:00.0"], "assign": ["0000:03:00.0", "--to", "vm1"], "release": ["0000:03:00.0"],
-        "sriov": ["0000:03:00.0"]}
+        "sriov": ["0000:03:00.0"],
+        # an operation the hook passes at once: exit 0 without iovirtd, unless an option is refused
+        "libvirt-hook": ["vm1", "started", "begin"]}
 # sriov: the VF settings want a VF (PF#N); --autoprobe and --persist a change to go with
 SRIOV_BASE = {"--mac": ["0000:03:00.0#0"], "--vlan": ["0000:03:00.0#0"], "--spoofchk": ["0000:03:00.0#0"],
               "--trust": ["0000:03:00.0#0"], "--autoprobe": ["0000:03:00.0", "--vfs", "1"],

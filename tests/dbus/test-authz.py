@@ -41,7 +41,12 @@ SAMPLES = {"device": "03:00.0", "target": "03:00.0", "consumer": "vm-authz", "ac
            "interactive": "false",
            # SR-IOV's: a PF of the "sriov" host (on "desktop" they are refused before polkit)
            "pf": "05:00.0", "count": "2", "options": "{}", "vf": "05:00.0#0",
-           "settings": "{'mac': <'02:00:00:00:00:01'>}"}
+           "settings": "{'mac': <'02:00:00:00:00:01'>}",
+           # libvirt's hook: a domain with an unmanaged hostdev nobody holds
+           "name": "web",
+           "xml": "\"<domain><name>web</name><memory unit='MiB'>64</memory><devices><hostdev mode='subsystem' "
+                  "type='pci' managed='no'><source><address domain='0' bus='4' slot='0' function='0'/></source>"
+                  "</hostdev></devices></domain>\""}
 SRIOV_ARGS = ("pf", "vf")
 
 
@@ -113,8 +118,10 @@ def read_only_change_nothing(env, table, live):
 
 
 def guarded_denied(env, table, live):
-    # Release and ReleaseConsumer need something to give back
+    # Release, ReleaseConsumer and ReleaseDomain need something to give back
     env.assign("03:00.0", "vm-authz")
+    res = env.call("PrepareDomain", "web", SAMPLES["xml"].replace("bus='4' slot='0'", "bus='0' slot='20'"), "false")
+    t.ok(res[0] == 0, "root prepares domain web's hostdev 00:14.0 (no polkit needed)", res)
     for method, action in sorted(table.items()):
         if action == "read-only":
             continue
@@ -123,6 +130,8 @@ def guarded_denied(env, table, live):
         args = [SAMPLES[a] for a in live[method]]
         if method == "Assign":
             args[0] = "04:00.0"           # an assignable group nobody holds
+        if method == "PrepareDomain":     # another domain than the one root prepared, with 04:00.0
+            args = ["db", SAMPLES["xml"].replace("<name>web</name>", "<name>db</name>")]  + args[2:]
         # root assigned what nobody would release: that is another uid's, the second action
         action = action.split()[-1]
         before = state_of(env)
@@ -132,6 +141,8 @@ def guarded_denied(env, table, live):
              "polkit is not running" in msg and
              state_of(env) == before, "%s as nobody without polkit: denied naming %s, nothing changed" % (method, action),
              res)
+    res = env.call("ReleaseDomain", "web", "false")
+    t.ok(res[0] == 0, "root releases domain web's hostdev again", res)
 
 
 def sriov_denied(table, live):

@@ -259,12 +259,12 @@ class Host:
         self.drivers = drivers        # more loaded drivers, bound to nothing
         self.vfio_enable_sriov = vfio_enable_sriov   # vfio_pci's enable_sriov parameter; None: no such file
         self.boot_id = "4b1f6c2e-8a0d-4f3e-9c71-2d5e8f1a0b36"
-        # Opt-in facts for the policy's checks (None: not written, as before):
+        # Facts for the policy's checks (None: not written):
         # memtotal, bytes, for /proc/meminfo's MemTotal (the pinned budget);
         # numa_distance, a row per node for nodeN/distance (the SLIT);
         # sockets, the physical_package_id of each node's CPUs, for
         # devices/system/cpu/cpuN/topology/physical_package_id.
-        self.memtotal = None
+        self.memtotal = 32 << 30          # a host has memory: the budget of a domain or a --memory needs it
         self.numa_distance = None
         self.sockets = None
         self.next_group = 0
