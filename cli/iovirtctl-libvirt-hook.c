@@ -48,7 +48,7 @@ static int read_stdin(char **ret) {
  * counts as having one (iovirtd would have said why). */
 static bool has_pci_hostdev(const char *xml) {
         _cleanup_(iovirt_domain_freep) IovirtDomain *d = NULL;
-        return iovirt_domain_parse(xml, strlen(xml), &d, NULL) < 0 || d->n_hostdevs > 0;
+        return iovirt_domain_parse(xml, strlen(xml), &d, NULL) < 0 || d->n_hostdevs > 0 || d->n_pools > 0;
 }
 
 /* iovirtd is not there, or could not be started for us (activation) */
@@ -74,7 +74,9 @@ int verb_libvirt_hook(Ctl *c, int argc, char **argv) {
         r = read_stdin(&xml);
         if (r < 0)
                 return ctl_fail(c, CTL_ERROR_FAILED, "cannot read domain %s's XML on stdin: %s", domain, strerror(-r));
-        if (!iovirt_utf8_valid(xml) || !iovirt_utf8_valid(domain))
+        if (!iovirt_utf8_valid(domain))
+                return ctl_fail(c, CTL_ERROR_FAILED, "the domain's name is not UTF-8 text; libvirt writes UTF-8");
+        if (prepare && !iovirt_utf8_valid(xml))
                 return ctl_fail(c, CTL_ERROR_FAILED, "domain %s's XML on stdin is not UTF-8 text; libvirt writes UTF-8",
                                 domain);
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;

@@ -121,9 +121,18 @@ static int refuse(const DomainRequest *d, const IovirtDomainHostdev *h, const Io
 static int plan_domain(Manager *m, const DomainRequest *d, DomainPlans *ret, sd_bus_error *error) {
         _cleanup_(domain_plans_clear) DomainPlans p = {};
         const IovirtDomain *dom = d->domain;
+        /* not handed out yet: refused, never ignored, or the VM would start without the device it asked for */
+        if (dom->n_pools > 0)
+                return sd_bus_error_setf(error, IOVIRT_ERROR_INVALID_ARGUMENT,
+                                         "Domain %s asks for a device of pool '%s' (<iovirt:device> in its metadata), "
+                                         "which this iovirtd does not hand out to libvirt domains yet; name the "
+                                         "device as a hostdev, or take it with 'iovirtctl assign pool:%s --to "
+                                         "domain:%s'", d->name, dom->pools[0], dom->pools[0], d->name);
         if (!(p.plans = calloc(dom->n_hostdevs + 1, sizeof(IovirtPlan *))) ||
             !(p.checked = calloc(dom->n_hostdevs + 1, sizeof(IovirtPlan *))))
                 return -ENOMEM;
+        /* the groups planned before count as the domain's: one budget for all of them */
+        PolicyAsk ask = d->ask;
         for (size_t i = 0; i < dom->n_hostdevs; i++) {
                 const IovirtDomainHostdev *h = &dom->hostdevs[i];
                 _cleanup_(policy_facts_clear) PolicyFacts facts = { .pidfd = -EBADF };
@@ -136,7 +145,7 @@ static int plan_domain(Manager *m, const DomainRequest *d, DomainPlans *ret, sd_
                                                  "Domain %s has a hostdev %s, which is not on this host", d->name, addr);
                 if (planned_group(&p, m->host->devices[device].iommu_group))
                         continue;     /* another function of a group planned already */
-                int r = assign_plan(m, addr, d->consumer, &d->ask, &facts, &plan, error);
+                int r = assign_plan(m, addr, d->consumer, &ask, &facts, &plan, error);
                 if (r < 0)
                         return r;
                 if (iovirt_plan_refusal(plan))
@@ -146,8 +155,11 @@ static int plan_domain(Manager *m, const DomainRequest *d, DomainPlans *ret, sd_
                         return r;
                 if (h->managed)
                         p.checked[p.n_checked++] = TAKE_PTR(plan);
-                else
+                else {
+                        if (!plan->done)
+                                ask.pending_functions += (unsigned) plan->n_steps;
                         p.plans[p.n++] = TAKE_PTR(plan);
+                }
         }
         *ret = p;
         p = (DomainPlans) {};

@@ -219,6 +219,7 @@ int policy_gather(Manager *m, const char *consumer, const PolicyAsk *ask, Policy
         f.req = (IovirtPolicyRequest) {
                 .policy = m->policy, .policy_error = m->policy_error, .memory = ask->memory, .viommu = ask->viommu,
                 .hard_limit = ask->hard_limit, .numa_policy = ask->numa_policy,
+                .pending_functions = ask->pending_functions,
         };
         r = gather_caller(&f, ask->caller_uid);
         if (r < 0)
@@ -303,7 +304,8 @@ int policy_holder(Manager *m, const PolicyFacts *f, const IovirtPlan *plan, Iovi
                 g ? iovirt_policy_pool_of(m->policy, m->host, &m->verdicts->groups[g - m->host->groups]) : NULL;
         int r = iovirt_pinned_tally(m->state, plan->consumer, &tally);
         if (r >= 0)
-                r = iovirt_memlock_need(&f->req, pool, &tally, (unsigned) plan->n_steps, &need);
+                r = iovirt_memlock_need(&f->req, pool, &tally, (unsigned) plan->n_steps + f->req.pending_functions,
+                                        &need);
         if (r < 0)
                 return r;
         IovirtHolder h = {

@@ -22,6 +22,7 @@ typedef struct PolicyAsk {
         uint64_t memory;                 /* 0: not given */
         bool viommu;
         uint64_t hard_limit;
+        unsigned pending_functions;      /* of the same request, planned before (a domain's other groups) */
         int numa_policy;                 /* -1: not given */
         int numa_node;                   /* -1: not given */
         const char *cpus;                /* NULL: not given */

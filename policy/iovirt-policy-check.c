@@ -346,10 +346,10 @@ int iovirt_memlock_need(const IovirtPolicyRequest *req, const IovirtPolicyPool *
 
 /* The functions the plan adds to what the consumer holds: none when it
  * holds the group already */
-static unsigned new_functions(const IovirtPlanContext *ctx) {
+static unsigned new_functions(const IovirtPlanContext *ctx, const IovirtPolicyRequest *req) {
         if (ctx->record && streq_ptr(ctx->record->consumer, ctx->in->consumer))
-                return 0;
-        return (unsigned) ctx->verdict->n_endpoints;
+                return req->pending_functions;
+        return (unsigned) ctx->verdict->n_endpoints + req->pending_functions;
 }
 
 static int check_memlock(const IovirtPlanContext *ctx, void *userdata, IovirtPlanCheck *c) {
@@ -365,7 +365,7 @@ static int check_memlock(const IovirtPlanContext *ctx, void *userdata, IovirtPla
                 return 0;
         r = iovirt_pinned_tally(ctx->in->state, consumer, &tally);
         if (r >= 0)
-                r = iovirt_memlock_need(req, pool, &tally, new_functions(ctx), &need);
+                r = iovirt_memlock_need(req, pool, &tally, new_functions(ctx, req), &need);
         if (r == -EOVERFLOW)
                 return iovirt_check_set(c, IOVIRT_PLAN_FAIL, IOVIRT_REASON_INVALID, NULL,
                                         "The pinned memory of %s does not fit in 64 bits: check --memory", consumer);
@@ -429,7 +429,7 @@ static int check_memory_cgroup(const IovirtPlanContext *ctx, void *userdata, Iov
         IovirtMemlockNeed need;
         int r = iovirt_pinned_tally(ctx->in->state, ctx->in->consumer, &tally);
         if (r >= 0)
-                r = iovirt_memlock_need(req, pool, &tally, new_functions(ctx), &need);
+                r = iovirt_memlock_need(req, pool, &tally, new_functions(ctx, req), &need);
         if (r < 0)
                 return r == -EOVERFLOW ? 0 : r;       /* the memlock check says so */
         /* a hard limit alone: what it lets the process pin, as the guest memory */

@@ -46,6 +46,8 @@ typedef struct IovirtPolicyRequest {
         uint64_t memory;                 /* guest memory; 0: not given */
         bool viommu;
         uint64_t hard_limit;             /* 0: none */
+        unsigned pending_functions;      /* VFIO functions of the same request planned before this group
+                                          * (a domain's hostdevs): counted as held */
         int numa_policy;                 /* IovirtNumaPolicy asked, -1: none */
         const IovirtBitmap *placement;   /* the consumer's NUMA nodes; NULL or empty: unknown */
         const char *placement_from;      /* "--numa-node 0", "--cpus 2-3", "its Cpus_allowed_list" */
