@@ -16,70 +16,7 @@
 #include "iovirt-domain.h"
 #include "iovirt-names.h"
 
-/* ---- allocations that fail on purpose, in the whole process ----
- *
- * libxml2 is a shared library that allocates inside itself (through
- * xmlMalloc, which is malloc), out of reach of alloc-fail.h's ld --wrap:
- * as in test-state.c, malloc, calloc and realloc are defined here for
- * everyone, passing on to glibc's.  Not under AddressSanitizer, nor plain
- * valgrind (run it with --soname-synonyms=somalloc=nouserintercepts);
- * oom_usable() tells. */
-
-#ifndef __has_feature
-#define __has_feature(x) 0
-#endif
-#if defined(__SANITIZE_ADDRESS__) || __has_feature(address_sanitizer)
-#define OOM_INTERPOSED 0
-#else
-#define OOM_INTERPOSED 1
-#endif
-
-static long oom_index = -1;     /* which allocation fails; -1: none */
-static long oom_count;          /* allocations since oom_fail_at() */
-
-static void oom_fail_at(long n) {
-        oom_count = 0;
-        oom_index = n;
-}
-
-static long oom_stop(void) {
-        oom_index = -1;
-        return oom_count;
-}
-
-#if OOM_INTERPOSED
-void *__libc_malloc(size_t n);
-void *__libc_calloc(size_t n, size_t size);
-void *__libc_realloc(void *p, size_t n);
-
-static bool oom_fails(void) {
-        if (oom_index < 0 || oom_count++ != oom_index)
-                return false;
-        errno = ENOMEM;
-        return true;
-}
-
-void *malloc(size_t n) {
-        return oom_fails() ? NULL : __libc_malloc(n);
-}
-
-void *calloc(size_t n, size_t size) {
-        return oom_fails() ? NULL : __libc_calloc(n, size);
-}
-
-void *realloc(void *p, size_t n) {
-        return oom_fails() ? NULL : __libc_realloc(p, n);
-}
-#endif
-
-static bool oom_usable(void) {
-        char *(*volatile dup)(const char *) = strdup;
-        oom_fail_at(0);
-        char *p = dup("x");
-        oom_stop();
-        free(p);
-        return !p;
-}
+#include "oom-interpose.h"
 
 /* ---- parsing, with nothing printed ---- */
 
