@@ -1,4 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <time.h>
+
 #include <systemd/sd-bus.h>
 
 #include "iovirt-domain.h"
@@ -14,17 +16,20 @@
  * on stderr, which libvirt shows and which stops the start.  It never
  * calls libvirt: libvirtd waits on the hook. */
 
-#define XML_MAX (16u << 20)
 #define HOOK_TIMEOUT_USEC (300ULL * 1000 * 1000)
 
+/* All of stdin, at most IOVIRT_DOMAIN_XML_MAX bytes (what iovirtd takes) */
 static int read_stdin(char **ret) {
         size_t size = 0, allocated = 0;
         _cleanup_free_ char *buf = NULL;
         for (;;) {
                 if (allocated - size < 4096) {
-                        if (allocated >= XML_MAX)
+                        size_t want = allocated ? allocated * 2 : 65536;
+                        if (want > IOVIRT_DOMAIN_XML_MAX + 4096 + 1)
+                                want = IOVIRT_DOMAIN_XML_MAX + 4096 + 1;
+                        if (want == allocated)
                                 return -EFBIG;
-                        char *b = realloc(buf, allocated = allocated ? allocated * 2 : 65536);
+                        char *b = realloc(buf, allocated = want);
                         if (!b)
                                 return -ENOMEM;
                         buf = b;
@@ -37,10 +42,18 @@ static int read_stdin(char **ret) {
                 if (l == 0)
                         break;
                 size += (size_t) l;
+                if (size > IOVIRT_DOMAIN_XML_MAX)
+                        return -EFBIG;
         }
         buf[size] = '\0';
         *ret = TAKE_PTR(buf);
         return 0;
+}
+
+static uint64_t monotonic_usec(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000000 + (uint64_t) ts.tv_nsec / 1000;
 }
 
 /* Whether the domain has a PCI device to prepare or check at all: one
@@ -60,8 +73,31 @@ static bool daemon_absent(int r, const sd_bus_error *e) {
                                            strncmp(e->name, "org.freedesktop.systemd1.", 25) == 0));
 }
 
+/* One call to iovirtd; a release retried while a job holds the domain's
+ * groups (libvirt ignores release's exit and never calls again: a lost
+ * release would leave them bound with no VM), for as long as a prepare may
+ * take */
+static int call_hook(Ctl *c, bool prepare, const char *domain, const char *xml, sd_bus_error *error) {
+        uint64_t deadline = monotonic_usec() + HOOK_TIMEOUT_USEC;
+        for (;;) {
+                _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
+                int r = sd_bus_message_new_method_call(c->bus, &m, IOVIRT_BUS_NAME, IOVIRT_OBJECT_PATH,
+                                                       IOVIRT_MANAGER_INTERFACE, prepare ? "PrepareDomain" : "ReleaseDomain");
+                if (r >= 0)
+                        r = prepare ? sd_bus_message_append(m, "ssb", domain, xml, 0)
+                                    : sd_bus_message_append(m, "sb", domain, 0);
+                /* binding waits for drivers, one group after another: more than sd-bus's 25 s */
+                if (r >= 0)
+                        r = sd_bus_call(c->bus, m, HOOK_TIMEOUT_USEC, error, &reply);
+                if (r >= 0 || prepare || !sd_bus_error_has_name(error, IOVIRT_ERROR_BUSY) ||
+                    monotonic_usec() >= deadline)
+                        return r;
+                sd_bus_error_free(error);
+                (void) usleep(200 * 1000);
+        }
+}
+
 int verb_libvirt_hook(Ctl *c, int argc, char **argv) {
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         _cleanup_free_ char *xml = NULL;
         sd_bus_error error = SD_BUS_ERROR_NULL;
         const char *domain = argv[0], *op = argv[1], *sub = argv[2];
@@ -73,27 +109,26 @@ int verb_libvirt_hook(Ctl *c, int argc, char **argv) {
                 return 0;     /* libvirt's other operations: nothing for iovirt */
         r = read_stdin(&xml);
         if (r < 0)
-                return ctl_fail(c, CTL_ERROR_FAILED, "cannot read domain %s's XML on stdin: %s", domain, strerror(-r));
+                return ctl_fail(c, CTL_ERROR_FAILED, "cannot read domain %s's XML on stdin: %s; the hook takes what "
+                                                     "libvirt writes (virsh dumpxml %s)", domain, strerror(-r), domain);
         if (!iovirt_utf8_valid(domain))
-                return ctl_fail(c, CTL_ERROR_FAILED, "the domain's name is not UTF-8 text; libvirt writes UTF-8");
+                return ctl_fail(c, CTL_ERROR_FAILED, "the domain's name is not UTF-8 text, which libvirt writes: is "
+                                                     "the hook called by something else?");
         if (prepare && !iovirt_utf8_valid(xml))
-                return ctl_fail(c, CTL_ERROR_FAILED, "domain %s's XML on stdin is not UTF-8 text; libvirt writes UTF-8",
-                                domain);
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+                return ctl_fail(c, CTL_ERROR_FAILED, "domain %s's XML on stdin is not UTF-8 text, which libvirt "
+                                                     "writes: is the hook called by something else?", domain);
+        /* A VM with nothing for iovirt starts without asking it: iovirtd
+         * slow, stopping or not installed never delays other starts */
+        if (prepare && !has_pci_hostdev(xml))
+                return 0;
         r = sd_bus_open_system(&c->bus);
         if (r >= 0)
-                r = sd_bus_message_new_method_call(c->bus, &m, IOVIRT_BUS_NAME, IOVIRT_OBJECT_PATH,
-                                                   IOVIRT_MANAGER_INTERFACE, prepare ? "PrepareDomain" : "ReleaseDomain");
-        if (r >= 0)
-                r = prepare ? sd_bus_message_append(m, "ssb", domain, xml, 0) : sd_bus_message_append(m, "sb", domain, 0);
-        /* binding waits for drivers, one group after another: more than sd-bus's 25 s */
-        if (r >= 0)
-                r = sd_bus_call(c->bus, m, HOOK_TIMEOUT_USEC, &error, &reply);
+                r = call_hook(c, prepare, domain, xml, &error);
         if (r >= 0)
                 return 0;
         bool absent = daemon_absent(r, &error);
-        if (absent && (release || !has_pci_hostdev(xml))) {
-                /* nothing iovirt prepared can be given back, and nothing needs checking */
+        if (absent && release) {
+                /* nothing iovirt prepared can be given back */
                 sd_bus_error_free(&error);
                 return 0;
         }

@@ -190,7 +190,7 @@ static int read_policy_option(const char *s, PolicyAsk *ask, sd_bus_error *error
         return 1;
 }
 
-static int caller_uid(sd_bus_message *msg, uint32_t *ret) {
+int assign_caller_uid(sd_bus_message *msg, uint32_t *ret) {
         _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
         uid_t uid;
         int r = sd_bus_query_sender_creds(msg, SD_BUS_CREDS_UID | SD_BUS_CREDS_EUID, &creds);
@@ -260,7 +260,7 @@ static int read_assign_args(sd_bus_message *msg, bool with_interactive, AssignAr
                 return sd_bus_error_setf(error, IOVIRT_ERROR_INVALID_ARGUMENT,
                                          "'%.64s' names no process: a process consumer is pid:PID, PID a number "
                                          "above 0", a->consumer);
-        r = caller_uid(msg, &a->ask.caller_uid);
+        r = assign_caller_uid(msg, &a->ask.caller_uid);
         if (r < 0)
                 return sd_bus_error_setf(error, IOVIRT_ERROR_NOT_AUTHORIZED, "Cannot tell who is calling: denied");
         return 0;

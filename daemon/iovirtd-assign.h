@@ -45,6 +45,8 @@ const char *escalate_release_consumer(sd_bus_message *msg, void *userdata, uid_t
  * Assign answers it; the placeholder record a running job holds (put in
  * the state); settling a group's outcome (NULL: dropped) and the model;
  * the kernel's times; a release answering msg. */
+/* The caller's uid (effective, else real), from its bus credentials */
+int assign_caller_uid(sd_bus_message *msg, uint32_t *ret);
 int assign_plan(Manager *m, const char *target, const char *consumer, const PolicyAsk *ask, PolicyFacts *facts,
                 IovirtPlan **ret, sd_bus_error *error);
 json_object *assign_plan_document(const IovirtPlan *p);

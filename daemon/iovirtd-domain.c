@@ -57,14 +57,13 @@ static int read_domain_request(Manager *m, sd_bus_message *msg, DomainRequest *d
                                          reason ? reason : strerror(-r));
         if (!streq_ptr(d->domain->name, d->name))
                 return sd_bus_error_setf(error, IOVIRT_ERROR_INVALID_ARGUMENT,
-                                         "The hook names domain '%.64s', its XML '%.64s'", d->name, d->domain->name);
-        _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
-        uid_t uid;
-        r = sd_bus_query_sender_creds(msg, SD_BUS_CREDS_EUID, &creds);
-        if (r >= 0)
-                r = sd_bus_creds_get_euid(creds, &uid);
+                                         "The hook names domain '%.64s', its XML '%.64s': the XML on stdin must be "
+                                         "that domain's (virsh dumpxml %.64s)", d->name, d->domain->name, d->name);
+        uint32_t uid;
+        r = assign_caller_uid(msg, &uid);
         if (r < 0)
-                return sd_bus_error_setf(error, IOVIRT_ERROR_NOT_AUTHORIZED, "Cannot tell who is calling: denied");
+                return sd_bus_error_setf(error, IOVIRT_ERROR_NOT_AUTHORIZED,
+                                         "Cannot tell who is calling (%s): denied", strerror(-r));
         if (asprintf(&d->consumer, DOMAIN_PREFIX "%s", d->name) < 0) {
                 d->consumer = NULL;
                 return -ENOMEM;
@@ -96,14 +95,15 @@ static void domain_plans_clear(DomainPlans *p) {
         *p = (DomainPlans) {};
 }
 
-static bool planned_group(const DomainPlans *p, int group) {
+/* -1: group not planned yet; 0: planned with the same managed; 1: with the other */
+static int group_managed_differs(const DomainPlans *p, int group, bool managed) {
         for (size_t i = 0; i < p->n; i++)
                 if (p->plans[i]->group == group)
-                        return true;
+                        return managed;
         for (size_t i = 0; i < p->n_checked; i++)
                 if (p->checked[i]->group == group)
-                        return true;
-        return false;
+                        return !managed;
+        return -1;
 }
 
 /* A refused plan as a refusal of the domain's start, naming the hostdev */
@@ -125,9 +125,9 @@ static int plan_domain(Manager *m, const DomainRequest *d, DomainPlans *ret, sd_
         if (dom->n_pools > 0)
                 return sd_bus_error_setf(error, IOVIRT_ERROR_INVALID_ARGUMENT,
                                          "Domain %s asks for a device of pool '%s' (<iovirt:device> in its metadata), "
-                                         "which this iovirtd does not hand out to libvirt domains yet; name the "
-                                         "device as a hostdev, or take it with 'iovirtctl assign pool:%s --to "
-                                         "domain:%s'", d->name, dom->pools[0], dom->pools[0], d->name);
+                                         "which this iovirtd does not hand out to libvirt domains yet; name one of "
+                                         "the pool's devices as a managed='no' <hostdev> instead ('iovirtctl policy' "
+                                         "lists the pool, 'virsh edit %s')", d->name, dom->pools[0], d->name);
         if (!(p.plans = calloc(dom->n_hostdevs + 1, sizeof(IovirtPlan *))) ||
             !(p.checked = calloc(dom->n_hostdevs + 1, sizeof(IovirtPlan *))))
                 return -ENOMEM;
@@ -142,8 +142,17 @@ static int plan_domain(Manager *m, const DomainRequest *d, DomainPlans *ret, sd_
                 size_t device = iovirt_host_find_address(m->host, &h->address);
                 if (device == IOVIRT_NONE)
                         return sd_bus_error_setf(error, IOVIRT_ERROR_NO_SUCH_DEVICE,
-                                                 "Domain %s has a hostdev %s, which is not on this host", d->name, addr);
-                if (planned_group(&p, m->host->devices[device].iommu_group))
+                                                 "Domain %s has a hostdev %s, which is not on this host; remove it "
+                                                 "(virsh edit %s) or check that the device is there (lspci -s %s)",
+                                                 d->name, addr, d->name, addr);
+                int mixed = group_managed_differs(&p, m->host->devices[device].iommu_group, h->managed);
+                if (mixed > 0)
+                        return sd_bus_error_setf(error, IOVIRT_ERROR_INVALID_ARGUMENT,
+                                                 "Domain %s names functions of IOMMU group %d both managed='yes' and "
+                                                 "managed='no': the group moves as one, so make every hostdev of it "
+                                                 "managed='no' (iovirt binds them) or every one managed='yes' "
+                                                 "(libvirt does)", d->name, m->host->devices[device].iommu_group);
+                if (mixed == 0)
                         continue;     /* another function of a group planned already */
                 int r = assign_plan(m, addr, d->consumer, &ask, &facts, &plan, error);
                 if (r < 0)
@@ -166,23 +175,39 @@ static int plan_domain(Manager *m, const DomainRequest *d, DomainPlans *ret, sd_
         return 0;
 }
 
+/* The plans' documents; NULL when memory ran out */
+static json_object *plans_array(IovirtPlan *const *plans, size_t n) {
+        _cleanup_(json_object_putp) json_object *a = json_object_new_array();
+        for (size_t i = 0; a && i < n; i++) {
+                json_object *o = assign_plan_document(plans[i]);
+                if (!o || json_object_array_add(a, o) < 0) {
+                        json_object_put(o);
+                        return NULL;
+                }
+        }
+        return TAKE_PTR(a);
+}
+
 static json_object *domain_document(const DomainRequest *d, const DomainPlans *p) {
-        json_object *o = json_object_new_object(), *prepared = json_object_new_array(),
-                    *checked = json_object_new_array();
+        _cleanup_(json_object_putp) json_object *o = json_object_new_object();
+        json_object *prepared = plans_array(p->plans, p->n), *checked = plans_array(p->checked, p->n_checked);
+        if (!o || !prepared || !checked || json_object_object_add(o, "prepared", prepared) < 0) {
+                json_object_put(prepared);
+                json_object_put(checked);
+                return NULL;
+        }
+        if (json_object_object_add(o, "checked", checked) < 0) {
+                json_object_put(checked);
+                return NULL;
+        }
         json_object_object_add(o, "domain", json_object_new_string(d->name));
         json_object_object_add(o, "consumer", json_object_new_string(d->consumer));
-        for (size_t i = 0; i < p->n; i++)
-                json_object_array_add(prepared, assign_plan_document(p->plans[i]));
-        for (size_t i = 0; i < p->n_checked; i++)
-                json_object_array_add(checked, assign_plan_document(p->checked[i]));
-        json_object_object_add(o, "prepared", prepared);
-        json_object_object_add(o, "checked", checked);
-        return o;
+        return TAKE_PTR(o);
 }
 
 static int reply_domain(sd_bus_message *msg, const DomainRequest *d, const DomainPlans *p) {
         _cleanup_(json_object_putp) json_object *o = domain_document(d, p);
-        return manager_reply_json(msg, o);
+        return o ? manager_reply_json(msg, o) : -ENOMEM;
 }
 
 /* The plans with something to do */
@@ -272,11 +297,16 @@ static int domain_done(Manager *m, sd_bus_message *msg, void *p) {
                         assign_settle(m, j->plans.plans[i], TAKE_PTR(j->results[i]));
         if (j->r < 0) {
                 log_full_errno(LOG_ERR, j->r, NULL, "Preparing domain %s failed: %s", j->request.name, strna(j->reason));
-                return sd_bus_reply_method_errorf(msg, IOVIRT_ERROR_BIND_FAILED, "Preparing domain %s failed: %s",
-                                                  j->request.name, j->reason ? j->reason : strerror(-j->r));
+                return sd_bus_reply_method_errorf(msg, IOVIRT_ERROR_BIND_FAILED,
+                                                  "Preparing domain %s failed, and what was bound for it went back "
+                                                  "(or is named below, with how to finish it): %s", j->request.name,
+                                                  j->reason ? j->reason : strerror(-j->r));
         }
-        log_info("Prepared domain %s: %zu group%s", j->request.name, j->plans.n, j->plans.n == 1 ? "" : "s");
+        size_t n = to_do(&j->plans);
+        log_info("Prepared domain %s: %zu group%s", j->request.name, n, n == 1 ? "" : "s");
         for (size_t i = 0; i < j->plans.n; i++) {
+                if (j->plans.plans[i]->done)
+                        continue;
                 int r = sd_bus_emit_signal(m->bus, IOVIRT_OBJECT_PATH, IOVIRT_MANAGER_INTERFACE, "Assigned", "is",
                                            (int32_t) j->plans.plans[i]->group, j->request.consumer);
                 if (r < 0)

@@ -82,8 +82,8 @@ def install_hook(root):
     what configure_file should have made."""
     with open(HOOK) as f:
         text = f.read()
-    paths = re.findall(r"exec (\S+/iovirtctl) ", text)
-    t.ok(len(paths) == 1 and paths[0].startswith("/") and "@" not in text,
+    paths = re.findall(r"^iovirtctl=(\S+/iovirtctl)$", text, re.M)
+    t.ok(len(paths) == 1 and paths[0].startswith("/") and "@" not in text and 'exec "$iovirtctl"' in text,
          "the configured hook execs iovirtctl by an absolute path (%s), @bindir@ substituted" % paths, text)
     if len(paths) != 1:
         return None
@@ -480,6 +480,10 @@ def managed(env):
     t.ok(env.driver(NIC) == HOST_DRIVER[NIC], "the NIC was not bound either", env.driver(NIC))
     res = prepare(env, "vm-m", domain("vm-m", hostdev_interface(NVME, "yes")))
     refused("an <interface type='hostdev' managed='yes'> on the NVMe", res, before, env, NVME, "mounted at /")
+    # one IOMMU group, both ways: it moves as one, so that is refused
+    res = prepare(env, "vm-m", domain("vm-m", hostdev(GPU, "no") + hostdev(GPU_AUDIO, "yes", guest_bus=7)))
+    refused("the GPU managed='no' and its audio function managed='yes'", res, before, env, "both managed='yes' and "
+            "managed='no'", "InvalidArgument")
     # a domain asking iovirt's pools: not handed out to domains yet, so refused -- never ignored
     res = prepare(env, "vm-m", domain("vm-m", metadata="\n    <iovirt:device xmlns:iovirt="
                                       "\"https://iovirt.org/xmlns/domain/1\" pool=\"gpus\"/>"))
@@ -642,6 +646,18 @@ def slow_binds(env):
     release(env, "vm-slow")
     release(env, "vm-fast")
     t.ok(state(env) == before, "both released")
+    # libvirt's release end while the prepare still binds (a prepare that timed out, a start that failed):
+    # libvirt never calls it again, so the hook waits for the job and gives the group back
+    env.faults("slow %s 3000\n" % NIC)
+    try:
+        p = hook_bg(env, "vm-gone", "prepare", "begin", domain("vm-gone", hostdev(NIC)))
+        under_way = wait_until(lambda: assignments(env).get(NIC) == "domain:vm-gone")
+        res = release(env, "vm-gone")
+        p.communicate(timeout=60)
+    finally:
+        env.faults("")
+    t.ok(under_way and res.rc == 0 and res.secs > 1 and not assignments(env) and env.driver(NIC) == HOST_DRIVER[NIC],
+         "release end during vm-gone's 3 s bind waits for it, then gives %s back" % NIC, (res, assignments(env)))
     # longer than sd-bus's default 25 s: the hook waits, it does not leave iovirtd binding behind its back
     env.faults("slow %s 27000\n" % NIC)
     try:
@@ -725,6 +741,32 @@ def not_running(env):
     t.ok(state(env) == before, "nothing changed while iovirtd was away")
 
 
+def left_behind(root):
+    """iovirt removed, its hook left in /etc (it goes there whatever the
+    prefix): VMs without a hostdev start, one with a hostdev is refused
+    saying what to do, release passes"""
+    d = os.path.join(root, "orphan")
+    os.makedirs(d)
+    path = os.path.join(d, "iovirt")
+    with open(HOOK_PATH) as f:
+        text = re.sub(r"^iovirtctl=\S+$", "iovirtctl=/nonexistent/bin/iovirtctl", f.read(), flags=re.M)
+    with open(path, "w") as f:
+        f.write(text)
+    os.chmod(path, 0o755)
+
+    def run(op, sub, xml):
+        p = subprocess.run([path, "vm-o", op, sub, "-"], input=xml.encode(), capture_output=True, timeout=30,
+                           env=libvirt_env("unix:path=/nonexistent"), cwd="/")
+        return p.returncode, p.stderr.decode()
+    rc, err = run("prepare", "begin", domain("vm-o"))
+    t.ok(rc == 0 and err == "", "iovirtctl gone: a domain without hostdevs still starts", (rc, err))
+    rc, err = run("prepare", "begin", domain("vm-o", hostdev(NIC)))
+    t.ok(rc == 1 and "/nonexistent/bin/iovirtctl is missing" in err and "remove " + path in err,
+         "iovirtctl gone: one with a hostdev is refused, naming the missing program and the hook to remove", err)
+    rc, err = run("release", "end", domain("vm-o", hostdev(NIC)))
+    t.ok(rc == 0, "iovirtctl gone: release end exits 0", (rc, err))
+
+
 def main():
     global HOOK_PATH
     root = tempfile.mkdtemp(prefix="iovirt-hook.")
@@ -732,6 +774,7 @@ def main():
         HOOK_PATH = install_hook(root)
         if not HOOK_PATH:
             return t.done()
+        left_behind(root)
         from hosts import HOSTS
         host = HOSTS["desktop"]()
         host.memtotal = 64 * GIB
