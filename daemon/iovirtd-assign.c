@@ -1026,8 +1026,15 @@ static int consumer_groups(Manager *m, sd_bus_message *msg, int **ret, size_t *n
                 r = check_consumer(consumer, error);
         if (r >= 0)
                 r = manager_accepting(m, error);
+        if (r >= 0)
+                r = manager_consumer_groups(m, consumer, ret, n, error);
         if (r < 0)
                 return r;
+        *interactive = interactive_arg;
+        return 0;
+}
+
+int manager_consumer_groups(Manager *m, const char *consumer, int **ret, size_t *n, sd_bus_error *error) {
         _cleanup_free_ int *groups = calloc(m->state->n_records + 1, sizeof(int));
         if (!groups)
                 return -ENOMEM;
@@ -1043,7 +1050,6 @@ static int consumer_groups(Manager *m, sd_bus_message *msg, int **ret, size_t *n
                 groups[(*n)++] = rec->group;
         }
         *ret = TAKE_PTR(groups);
-        *interactive = interactive_arg;
         return 0;
 }
 

@@ -55,6 +55,9 @@ void assign_settle(Manager *m, const IovirtPlan *p, IovirtRecord *result);
 void assign_log_moves(const IovirtMoves *moves);
 int manager_start_release(Manager *m, sd_bus_message *msg, const int *groups, size_t n, sd_bus_error *error);
 
+/* The groups consumer holds (*ret, *n); Busy when one is in a transaction */
+int manager_consumer_groups(Manager *m, const char *consumer, int **ret, size_t *n, sd_bus_error *error);
+
 /* Whether consumer holds a group */
 bool manager_consumer_holds(Manager *m, const char *consumer);
 /* Gives the groups back with no request to answer (a consumer's exit) */

@@ -387,21 +387,9 @@ static int domain_groups(Manager *m, sd_bus_message *msg, int **ret, size_t *n, 
                 return r == -ENOMEM ? r
                                     : sd_bus_error_setf(error, IOVIRT_ERROR_INVALID_ARGUMENT,
                                                         "'%.64s' is no domain name iovirt takes", name);
-        _cleanup_free_ int *groups = calloc(m->state->n_records + 1, sizeof(int));
-        if (!groups)
-                return -ENOMEM;
-        *n = 0;
-        for (size_t i = 0; i < m->state->n_records; i++) {
-                const IovirtRecord *rec = m->state->records[i];
-                if (!streq_ptr(rec->consumer, consumer))
-                        continue;
-                if (job_group_locked(m, rec->group))
-                        return sd_bus_error_setf(error, IOVIRT_ERROR_BUSY,
-                                                 "Group %d of %s is in a transaction right now; try again when that "
-                                                 "has finished", rec->group, consumer);
-                groups[(*n)++] = rec->group;
-        }
-        *ret = TAKE_PTR(groups);
+        r = manager_consumer_groups(m, consumer, ret, n, error);
+        if (r < 0)
+                return r;
         *interactive = interactive_arg;
         return 0;
 }
