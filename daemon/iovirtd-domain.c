@@ -70,7 +70,8 @@ static int read_domain_request(Manager *m, sd_bus_message *msg, DomainRequest *d
         }
         const IovirtDomain *dom = d->domain;
         d->ask = (PolicyAsk) {
-                .memory = dom->memory, .viommu = dom->viommu, .hard_limit = dom->hard_limit, .numa_policy = -1,
+                /* with memory hotplug what it may grow to, as libvirt sizes its memlock */
+                .memory = dom->max_memory > dom->memory ? dom->max_memory : dom->memory, .viommu = dom->viommu, .hard_limit = dom->hard_limit, .numa_policy = -1,
                 .numa_node = -1, .nodes = dom->nodeset, .cpus = dom->nodeset ? NULL : dom->cpuset,
                 .placement_from = dom->nodeset ? "its <numatune> nodeset" : "its <vcpu cpuset>",
                 .caller_uid = uid,

@@ -519,6 +519,9 @@ static int parse_memory(IovirtDomain *d, const xmlNode *root, char **reason) {
                 return r;
         if (r == 0)
                 return iovirt_set_reason(reason, -EBADMSG, "the domain's <memory> is empty");
+        /* memory hotplug: what the guest may grow to */
+        if ((n = child(root, "maxMemory")) && (r = parse_size(n, "<maxMemory>", &d->max_memory, reason)) < 0)
+                return r;
 
         if (!(n = grandchild(root, "memtune", "hard_limit")))
                 return 0;

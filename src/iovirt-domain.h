@@ -43,6 +43,7 @@ typedef struct IovirtDomain {
         char *uuid;              /* <uuid> as written; NULL: none */
         uint64_t memory;         /* <memory>, bytes: libvirt's units, rounded up to whole KiB as
                                   * libvirt keeps it */
+        uint64_t max_memory;     /* <maxMemory> (memory hotplug), bytes; 0: none */
         uint64_t hard_limit;     /* <memtune><hard_limit>, bytes (rounded up to KiB); 0: none, or
                                   * libvirt's "unlimited" (9007199254740991 KiB) */
         bool locked;             /* <memoryBacking><locked/> */

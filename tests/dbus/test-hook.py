@@ -539,6 +539,13 @@ def budget(env):
         res = prepare(env, "big", big)
         t.ok(res.rc == 0 and state(env) == before, "big again (a retry) is not counted twice: exit 0", res)
         release(env, "big")
+        # memory hotplug: what the guest may grow to counts, as libvirt sizes its memlock
+        grow = domain("grow", hostdev(USB), memory="<memory unit='GiB'>1</memory>").replace(
+            "<memory", "<maxMemory slots='4' unit='GiB'>4</maxMemory>\n  <memory", 1)
+        before = state(env)
+        res = prepare(env, "grow", grow)
+        refused("domain grow, 1 GiB growing to <maxMemory> 4 GiB", res, before, env, "OverBudget", "4.0 GiB asked",
+                "budget 3.5 GiB")
         res = prepare(env, "small", small)
         t.ok(res.rc == 0 and consumer_status(env, "domain:small").get("memory") == GIB,
              "big released: small prepares, DescribeStatus lists its 1 GiB", res)

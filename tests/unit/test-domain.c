@@ -243,6 +243,7 @@ static void assert_real_domain(const IovirtDomain *d) {
         assert_string_equal(d->name, "gpu-worker-1");
         assert_string_equal(d->uuid, "6f2a9c4e-1d3b-4e8a-9f7c-2b5d8e1a3c47");
         assert_true(d->memory == UINT64_C(16) << 30);
+        assert_true(d->max_memory == 0);        /* no memory hotplug */
         assert_true(d->hard_limit == UINT64_C(20) << 30);
         assert_true(d->locked);
         assert_true(d->viommu);
@@ -462,6 +463,16 @@ static void test_hard_limit(void **state) {
         parse_fails(nan, -EBADMSG, "the domain's <memtune><hard_limit> is 'lots', not a whole number");
         _cleanup_free_ char *over = domain_with("<memtune><hard_limit unit='E'>8</hard_limit></memtune>", "");
         parse_fails(over, -ERANGE, "the domain's <memtune><hard_limit> of 8 E is more than libvirt takes");
+}
+
+/* memory hotplug: what the guest may grow to */
+static void test_max_memory(void **state) {
+        _cleanup_free_ char *xml = domain_with("<maxMemory slots='16' unit='GiB'>8</maxMemory>", "");
+        _cleanup_(iovirt_domain_freep) IovirtDomain *d = parse_ok(xml);
+        assert_true(d->max_memory == UINT64_C(8) << 30);
+        assert_true(d->memory == UINT64_C(1) << 30);
+        _cleanup_free_ char *bad = domain_with("<maxMemory slots='16' unit='GiB'>many</maxMemory>", "");
+        parse_fails(bad, -EBADMSG, "the domain's <maxMemory> is 'many', not a whole number");
 }
 
 /* ---- XML that is not a domain ---- */
@@ -988,6 +999,7 @@ int main(void) {
                 cmocka_unit_test(test_memory_bad),
                 cmocka_unit_test(test_memory_range),
                 cmocka_unit_test(test_hard_limit),
+                cmocka_unit_test(test_max_memory),
                 cmocka_unit_test(test_malformed),
                 cmocka_unit_test(test_not_a_domain),
                 cmocka_unit_test(test_addresses),
