@@ -6,6 +6,7 @@
 #include "iovirt-domain.h"
 #include "iovirt-names.h"
 #include "iovirt-state.h"
+#include "iovirt-sysfs.h"
 #include "iovirtctl.h"
 
 /* libvirt-hook DOMAIN OPERATION SUB-OPERATION: what libvirt's qemu hook
@@ -17,38 +18,6 @@
  * calls libvirt: libvirtd waits on the hook. */
 
 #define HOOK_TIMEOUT_USEC (300ULL * 1000 * 1000)
-
-/* All of stdin, at most IOVIRT_DOMAIN_XML_MAX bytes (what iovirtd takes) */
-static int read_stdin(char **ret) {
-        size_t size = 0, allocated = 0;
-        _cleanup_free_ char *buf = NULL;
-        for (;;) {
-                if (allocated - size < 4096) {
-                        size_t want = allocated ? allocated * 2 : 65536;
-                        if (want > IOVIRT_DOMAIN_XML_MAX + 4096 + 1)
-                                want = IOVIRT_DOMAIN_XML_MAX + 4096 + 1;
-                        if (want == allocated)
-                                return -EFBIG;
-                        char *b = realloc(buf, allocated = want);
-                        if (!b)
-                                return -ENOMEM;
-                        buf = b;
-                }
-                ssize_t l = read(STDIN_FILENO, buf + size, allocated - size - 1);
-                if (l < 0 && errno == EINTR)
-                        continue;
-                if (l < 0)
-                        return -errno;
-                if (l == 0)
-                        break;
-                size += (size_t) l;
-                if (size > IOVIRT_DOMAIN_XML_MAX)
-                        return -EFBIG;
-        }
-        buf[size] = '\0';
-        *ret = TAKE_PTR(buf);
-        return 0;
-}
 
 static uint64_t monotonic_usec(void) {
         struct timespec ts;
@@ -107,7 +76,7 @@ int verb_libvirt_hook(Ctl *c, int argc, char **argv) {
 
         if (!prepare && !release)
                 return 0;     /* libvirt's other operations: nothing for iovirt */
-        r = read_stdin(&xml);
+        r = iovirt_read_fd(STDIN_FILENO, IOVIRT_DOMAIN_XML_MAX, &xml, NULL);   /* what iovirtd takes */
         if (r < 0)
                 return ctl_fail(c, CTL_ERROR_FAILED, "cannot read domain %s's XML on stdin: %s; the hook takes what "
                                                      "libvirt writes (virsh dumpxml %s)", domain, strerror(-r), domain);

@@ -56,23 +56,20 @@ int iovirt_sysfs_link_name(const char *dir, const char *name, char *buf, size_t 
         return r < 0 ? r : iovirt_sysfs_link_name_at(AT_FDCWD, path, buf, size);
 }
 
-int iovirt_read_file_sized(const char *path, char **ret, size_t *ret_size) {
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-                return -errno;
+int iovirt_read_fd(int fd, size_t max, char **ret, size_t *ret_size) {
         size_t n = 0, allocated = 4096;
         _cleanup_free_ char *buf = malloc(allocated);
         if (!buf)
                 return -ENOMEM;
         for (;;) {
                 if (n + 1 >= allocated) {
-                        if (allocated >= 16 * 1024 * 1024)
-                                return -EFBIG;
-                        char *p = realloc(buf, allocated * 2);
+                        /* room for one byte past max: enough to tell it is too much */
+                        size_t want = allocated * 2 > max + 2 ? max + 2 : allocated * 2;
+                        char *p = realloc(buf, want);
                         if (!p)
                                 return -ENOMEM;
                         buf = p;
-                        allocated *= 2;
+                        allocated = want;
                 }
                 ssize_t l = read(fd, buf + n, allocated - n - 1);
                 if (l < 0 && errno == EINTR)
@@ -82,12 +79,21 @@ int iovirt_read_file_sized(const char *path, char **ret, size_t *ret_size) {
                 if (l == 0)
                         break;
                 n += (size_t) l;
+                if (n > max)
+                        return -EFBIG;
         }
         buf[n] = '\0';
         *ret = TAKE_PTR(buf);
         if (ret_size)
                 *ret_size = n;
         return 0;
+}
+
+int iovirt_read_file_sized(const char *path, char **ret, size_t *ret_size) {
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        return iovirt_read_fd(fd, IOVIRT_READ_MAX, ret, ret_size);
 }
 
 int iovirt_read_file(const char *path, char **ret) {

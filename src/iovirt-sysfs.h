@@ -25,6 +25,10 @@ int iovirt_sysfs_link_name(const char *dir, const char *name, char *buf, size_t 
 
 /* Reads a whole (small) file into a new NUL-terminated string. */
 int iovirt_read_file(const char *path, char **ret);
+/* The files read whole: less than 16 MiB */
+#define IOVIRT_READ_MAX ((size_t) 16 * 1024 * 1024 - 2)
+/* All of fd until its end, at most max bytes (-EFBIG past it); NUL-terminated */
+int iovirt_read_fd(int fd, size_t max, char **ret, size_t *ret_size);
 /* The same, with the length read (the text may hold NUL bytes); at most 16 MiB, -EFBIG past it. */
 int iovirt_read_file_sized(const char *path, char **ret, size_t *ret_size);
 
