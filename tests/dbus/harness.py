@@ -7,6 +7,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PRELOAD = "libumockdev-preload.so.0"
@@ -200,3 +201,14 @@ class Env:
                 with open(os.path.join(self.state, name)) as f:
                     out[name] = json.load(f)
         return out
+
+
+def wait_until(cond, timeout=20.0, step=0.05):
+    """cond()'s first true value, polled every step seconds for at most
+    timeout (then its last value): a bounded wait on real state"""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = cond()
+        if v or time.monotonic() > deadline:
+            return v
+        time.sleep(step)

@@ -627,21 +627,12 @@ def hook_bg(env, name, op, sub, xml):
     return p
 
 
-def wait_until(cond, timeout=20.0, step=0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = cond()
-        if v or time.monotonic() > deadline:
-            return v
-        time.sleep(step)
-
-
 def slow_binds(env):
     before = state(env)
     env.faults("slow %s 3000\n" % NIC)
     try:
         p = hook_bg(env, "vm-slow", "prepare", "begin", domain("vm-slow", hostdev(NIC)))
-        under_way = wait_until(lambda: assignments(env).get(NIC) == "domain:vm-slow")
+        under_way = harness.wait_until(lambda: assignments(env).get(NIC) == "domain:vm-slow")
         res = prepare(env, "vm-fast", domain("vm-fast", hostdev(USB)))
         t.ok(under_way and res.rc == 0 and p.poll() is None and env.driver(USB) == "vfio-pci",
              "while vm-slow's bind of %s takes 3 s, vm-fast's prepare begin goes through" % NIC, res)
@@ -658,7 +649,7 @@ def slow_binds(env):
     env.faults("slow %s 3000\n" % NIC)
     try:
         p = hook_bg(env, "vm-gone", "prepare", "begin", domain("vm-gone", hostdev(NIC)))
-        under_way = wait_until(lambda: assignments(env).get(NIC) == "domain:vm-gone")
+        under_way = harness.wait_until(lambda: assignments(env).get(NIC) == "domain:vm-gone")
         res = release(env, "vm-gone")
         p.communicate(timeout=60)
     finally:

@@ -234,15 +234,6 @@ def origins(o, path=""):
     return out
 
 
-def wait_until(cond, timeout=20.0, step=0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = cond()
-        if v or time.monotonic() > deadline:
-            return v
-        time.sleep(step)
-
-
 # ---- a real child as a pid: consumer ----
 
 class Child:
@@ -268,7 +259,7 @@ class Child:
             # until setpriv has become the user and exec'd sleep (bounded: it is a few syscalls away)
             import pwd
             uid = pwd.getpwnam(user).pw_uid
-            wait_until(lambda: open("/proc/%d/comm" % self.pid).read().strip() == "sleep" and
+            harness.wait_until(lambda: open("/proc/%d/comm" % self.pid).read().strip() == "sleep" and
                        os.stat("/proc/%d" % self.pid).st_uid == uid, timeout=10, step=0.01)
         try:
             if not user:
@@ -713,7 +704,7 @@ def child_exits(env):
         t.ok(res.ok and env.driver(NIC) == "vfio-pci", "Assign %s to %s" % (NIC, child.consumer), res)
         child.kill()
         t0 = time.monotonic()
-        gone = wait_until(lambda: assignments(env) == [])
+        gone = harness.wait_until(lambda: assignments(env) == [])
         took = time.monotonic() - t0
         t.ok(gone, "the child killed: iovirtd releases its group by itself (%.1f s)" % took, assignments(env))
         t.ok(env.driver(NIC) == "mlx5_core" and not env.records() and
@@ -745,11 +736,11 @@ def exits_around(env):
         env.faults("slow %s 3000\n" % NIC)
         p = subprocess.Popen([env.iovirtctl, "--json", "assign", NIC, "--to", child.consumer] + flags(opts),
                              env=env.bus.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        binding = wait_until(lambda: being_assigned(env, child.consumer))
+        binding = harness.wait_until(lambda: being_assigned(env, child.consumer))
         child.kill()
         out, err = p.communicate(timeout=60)
         env.faults("")
-        gone = wait_until(lambda: assignments(env) == [] and env.driver(NIC) == "mlx5_core")
+        gone = harness.wait_until(lambda: assignments(env) == [] and env.driver(NIC) == "mlx5_core")
         t.ok(binding and gone and not env.records(),
              "the child killed while its group was being bound: released once the bind is done (assign said %d)"
              % p.returncode, (out, err, assignments(env), env.driver(NIC)))
@@ -775,7 +766,7 @@ def exits_around(env):
         env.stop()
         env.start()
         child.kill()
-        gone = wait_until(lambda: assignments(env) == [] and env.driver(NIC) == "mlx5_core")
+        gone = harness.wait_until(lambda: assignments(env) == [] and env.driver(NIC) == "mlx5_core")
         t.ok(res.ok and gone and not env.records(), "the child killed after a restart: its group is released",
              (res, assignments(env)))
     finally:
@@ -788,7 +779,7 @@ def exits_around(env):
         env.stop()
         child.kill()
         env.start()
-        gone = wait_until(lambda: assignments(env) == [] and env.driver(NIC) == "mlx5_core")
+        gone = harness.wait_until(lambda: assignments(env) == [] and env.driver(NIC) == "mlx5_core")
         t.ok(res.ok and gone and not env.records() and "exited while iovirtd was not running" in env.log(),
              "the child gone while iovirtd was stopped: released when it starts, and the log says so",
              (res, assignments(env), env.log()[-1500:]))
@@ -841,7 +832,7 @@ def exits_around(env):
         os.unlink(os.path.join(env.tb, ETC, "30-nowatch.conf"))
         reload(env)
         child.kill()
-        gone = wait_until(lambda: assignments(env) == [])
+        gone = harness.wait_until(lambda: assignments(env) == [])
         t.ok(res.ok and gone, "WatchProcessExit=yes by Reload after the assignment: the exit releases it",
              assignments(env))
     finally:
@@ -923,7 +914,7 @@ def budget(env):
     try:
         p = subprocess.Popen([env.iovirtctl, "--json", "assign", NIC, "--to", "vm-big", "--memory", "3G"],
                              env=env.bus.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        binding = wait_until(lambda: being_assigned(env, "vm-big"))
+        binding = harness.wait_until(lambda: being_assigned(env, "vm-big"))
         res = assign(env, VF, "vm-small", "memory=1G")
         out, err = p.communicate(timeout=60)
     finally:
