@@ -367,9 +367,14 @@ static int add_hostdev(IovirtDomain *d, size_t *allocated, const xmlNode *n, con
         r = parse_pci_address(address, what, &h.address, reason);
         if (r < 0)
                 return r;
-        IovirtDomainHostdev *e = GROW(d->hostdevs, d->n_hostdevs, *allocated);
-        if (!e)
+        const xmlNode *alias = child(n, "alias");
+        if (alias && attr_nonempty(alias, "name", &h.alias) < 0)
                 return -ENOMEM;
+        IovirtDomainHostdev *e = GROW(d->hostdevs, d->n_hostdevs, *allocated);
+        if (!e) {
+                free(h.alias);
+                return -ENOMEM;
+        }
         *e = h;
         return 0;
 }
@@ -485,6 +490,8 @@ IovirtDomain *iovirt_domain_free(IovirtDomain *d) {
         free(d->uuid);
         free(d->cpuset);
         free(d->nodeset);
+        for (size_t i = 0; i < d->n_hostdevs; i++)
+                free(d->hostdevs[i].alias);
         free(d->hostdevs);
         for (size_t i = 0; i < d->n_pools; i++)
                 free(d->pools[i]);
@@ -616,4 +623,24 @@ int iovirt_domain_parse(const char *xml, size_t size, IovirtDomain **ret, char *
         }
         /* from here on only our own allocations: libxml2 is not called to allocate */
         return parse_doc(doc, ret, reason);
+}
+
+void iovirt_domain_init(void) {
+        xmlInitParser();
+}
+
+const IovirtDomainHostdev *iovirt_domain_find_hostdev(const IovirtDomain *d, const IovirtAddress *a) {
+        for (size_t i = 0; i < d->n_hostdevs; i++)
+                if (iovirt_address_equal(&d->hostdevs[i].address, a))
+                        return &d->hostdevs[i];
+        return NULL;
+}
+
+char *iovirt_domain_hostdev_xml(const IovirtAddress *a) {
+        char *xml;
+        if (asprintf(&xml, "<hostdev mode='subsystem' type='pci' managed='no'><source><address domain='0x%04x' "
+                           "bus='0x%02x' slot='0x%02x' function='0x%x'/></source></hostdev>",
+                     a->domain, a->bus, a->dev, a->fn) < 0)
+                return NULL;
+        return xml;
 }

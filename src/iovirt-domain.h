@@ -36,6 +36,8 @@ typedef struct IovirtDomainHostdev {
         bool managed;            /* managed='yes': libvirt binds it itself; omitted means 'no',
                                   * for <hostdev> and <interface type='hostdev'> alike */
         bool interface;          /* from <interface type='hostdev'> rather than <hostdev> */
+        char *alias;             /* <alias name='...'> of a running domain's device ("hostdev0"),
+                                  * which libvirt's DEVICE_REMOVED event names; NULL: none */
 } IovirtDomainHostdev;
 
 typedef struct IovirtDomain {
@@ -84,3 +86,14 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(IovirtDomain *, iovirt_domain_free);
  *   -ENOMEM   (no sentence), also when libxml2 ran out of memory: a domain
  *             is returned whole or not at all. */
 int iovirt_domain_parse(const char *xml, size_t size, IovirtDomain **ret, char **reason);
+
+/* libxml2's set-up, from main() of a program that parses on more than one thread */
+void iovirt_domain_init(void);
+
+/* The hostdev of d with the PCI function a, or NULL */
+const IovirtDomainHostdev *iovirt_domain_find_hostdev(const IovirtDomain *d, const IovirtAddress *a);
+
+/* The device XML libvirt attaches and detaches a host PCI function with, one iovirt has bound to
+ * its VFIO driver: <hostdev mode='subsystem' type='pci' managed='no'> with a's <source><address>.
+ * NULL when memory ran out. */
+char *iovirt_domain_hostdev_xml(const IovirtAddress *a);
