@@ -65,6 +65,9 @@ typedef struct IovirtRecord {
         bool node_given;
         uint32_t node_uid;               /* given to */
         uint32_t node_old_uid, node_old_gid;
+        /* a libvirt domain consumer: iovirt added the hostdevs to the domain's persistent
+         * config too (assign --persistent), so release takes them out of it again */
+        bool libvirt_config;
 } IovirtRecord;
 
 IovirtRecord *iovirt_record_free(IovirtRecord *r);
