@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <systemd/sd-bus.h>
 
+#include "iovirt-memlock.h"
 #include "iovirt-names.h"
 #include "iovirtctl.h"
 
@@ -92,8 +93,8 @@ static void print_plan(Ctl *c, json_object *plan) {
                 }
 }
 
-/* leaky, viommu and the key=value options */
-#define N_ACCEPT 11
+/* leaky, viommu, persistent and the key=value options */
+#define N_ACCEPT 12
 
 static void strv_free(char *(*v)[N_ACCEPT]) {
         for (size_t i = 0; i < N_ACCEPT; i++)
@@ -124,6 +125,8 @@ static int assign_message(Ctl *c, const char *target, bool plan_only, sd_bus_mes
                 return -ENOMEM;
         if (c->viommu && !(accept[n++] = strdup("viommu")))
                 return -ENOMEM;
+        if (c->persistent && !(accept[n++] = strdup("persistent")))
+                return -ENOMEM;
         if ((r = add_option(accept, &n, "driver", c->vfio_driver)) < 0 ||
             (r = add_option(accept, &n, "memory", c->opt_memory)) < 0 ||
             (r = add_option(accept, &n, "hard-limit", c->opt_hard_limit)) < 0 ||
@@ -143,6 +146,44 @@ static int assign_message(Ctl *c, const char *target, bool plan_only, sd_bus_mes
                 return r;
         *ret = TAKE_PTR(m);
         return 0;
+}
+
+/* What libvirt did with a domain's group: where it was attached, and whether its QEMU may lock enough now */
+static void print_attached(Ctl *c, json_object *plan) {
+        json_object *l, *where, *ml;
+        char line[1024];
+        if (!json_object_object_get_ex(plan, "libvirt", &l) || !json_object_object_get_ex(l, "attached", &where))
+                return;
+        bool live = false, config = false;
+        for (size_t i = 0; i < json_object_array_length(where); i++) {
+                const char *w = json_object_get_string(json_object_array_get_idx(where, i));
+                live |= streq_ptr(w, "live");
+                config |= streq_ptr(w, "config");
+        }
+        printf("Attached to domain %s: %s.\n", strna(json_str(l, "domain")),
+               live && config ? "live, and to its persistent config"
+               : live         ? "live (not to its persistent config: --persistent does that)"
+                              : "to its persistent config (it is not running)");
+        if (json_object_object_get_ex(l, "memlock", &ml)) {
+                json_object *covers, *need, *have;
+                json_object_object_get_ex(ml, "covers", &covers);
+                json_object_object_get_ex(ml, "need", &need);
+                json_object_object_get_ex(ml, "have", &have);
+                char n[IOVIRT_SIZE_MAX], h[IOVIRT_SIZE_MAX];
+                uint64_t nv = json_object_get_uint64(need), hv = json_object_get_uint64(have);
+                snprintf(line, sizeof(line), json_object_get_boolean(covers)
+                                 ? "RLIMIT_MEMLOCK of its QEMU: %s, covering the %s libvirt's rule asks for its devices"
+                                 : "warning: RLIMIT_MEMLOCK of its QEMU is %s, less than the %s libvirt's rule asks for "
+                                   "its devices: the guest may fail to map its memory for them ('virsh edit' a "
+                                   "<memtune><hard_limit>, or restart the domain)",
+                         hv == UINT64_MAX ? "unlimited" : iovirt_size_format(hv, h),
+                         nv == UINT64_MAX ? "unlimited" : iovirt_size_format(nv, n));
+                ctl_wrap_at(c, 0, 2, line);
+        } else if (json_str(l, "memlock_unknown")) {
+                snprintf(line, sizeof(line), "warning: whether its QEMU may lock enough memory cannot be told: %s",
+                         json_str(l, "memlock_unknown"));
+                ctl_wrap_at(c, 0, 2, line);
+        }
 }
 
 /* One -device per function, for a command line: qemu ... $(iovirtctl assign ... --print-qemu-args) */
@@ -228,7 +269,9 @@ int verb_assign(Ctl *c, int argc, char **argv) {
                         printf("Group %s was assigned to %s already; nothing changed.\n",
                                strna(json_str(plan, "group")), c->consumer);
                 else
-                        printf("Assigned group %s to %s.\n", strna(json_str(plan, "group")), c->consumer);
+                        printf("Assigned group %s to %s.\n", strna(json_str(plan, "group")),
+                               strna(json_str(plan, "consumer")));
+                print_attached(c, plan);
         }
         return ok ? 0 : 1;
 }

@@ -87,7 +87,11 @@ static void help(void) {
                "     --group N           in IOMMU group N\n"
                "     --numa N            on NUMA node N\n"
                "\nassign and release:\n"
-               "     --to CONSUMER       the VM that gets the group (a libvirt domain name, a VM id)\n"
+               "     --to CONSUMER       who gets the group: domain:NAME or domain:UUID (a libvirt\n"
+               "                         domain: attached live when it runs), pid:PID (a plain\n"
+               "                         QEMU), or any other name (a VM id); a bare name libvirt\n"
+               "                         knows means that domain\n"
+               "     --persistent        assign: to a running domain's persistent config too\n"
                "     --dry-run           show the plan and its checks; change nothing\n"
                "     --accept-leaky      assign a leaky group (peers can reach it by DMA)\n"
                "     --driver NAME       assign: bind the VFIO driver NAME (vfio-pci, or a variant\n"
@@ -402,8 +406,8 @@ static int check_usage(Ctl *c, const Verb *v, int n, char **args, bool filters, 
         }
         if (given & ~v->flags & OPT_ASSIGN)
                 return ctl_fail(c, CTL_ERROR_USAGE, "--to, --dry-run, --accept-leaky, --memory, --viommu, "
-                                                    "--hard-limit, --numa-policy, --numa-node, --cpus, --user and "
-                                                    "--print-qemu-args go with assign only");
+                                                    "--hard-limit, --numa-policy, --numa-node, --cpus, --user, "
+                                                    "--persistent and --print-qemu-args go with assign only");
         if ((status = check_policy_options(c)))
                 return status;
         if (given & ~v->flags & OPT_RELEASE)
@@ -456,7 +460,7 @@ static unsigned terminal_columns(void) {
 static int run(Ctl *c, int argc, char **argv) {
         enum { ARG_VERSION = 0x100, ARG_DIRECT, ARG_NO_ASK_PASSWORD, ARG_CLASS, ARG_DRIVER, ARG_GROUP, ARG_NUMA,
                ARG_TO, ARG_CONSUMER, ARG_DRY_RUN, ARG_ACCEPT_LEAKY, ARG_VFS, ARG_PERSIST, ARG_NO_PERSIST, ARG_AUTOPROBE, ARG_MAC,
-               ARG_VLAN, ARG_SPOOFCHK, ARG_TRUST, ARG_MEMORY, ARG_VIOMMU, ARG_HARD_LIMIT, ARG_NUMA_POLICY,
+               ARG_VLAN, ARG_SPOOFCHK, ARG_TRUST, ARG_MEMORY, ARG_VIOMMU, ARG_PERSISTENT, ARG_HARD_LIMIT, ARG_NUMA_POLICY,
                ARG_NUMA_NODE, ARG_CPUS, ARG_USER, ARG_PRINT_QEMU_ARGS };
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },       { "version", no_argument, NULL, ARG_VERSION },
@@ -471,7 +475,7 @@ static int run(Ctl *c, int argc, char **argv) {
                 { "autoprobe", required_argument, NULL, ARG_AUTOPROBE }, { "mac", required_argument, NULL, ARG_MAC },
                 { "vlan", required_argument, NULL, ARG_VLAN },   { "spoofchk", required_argument, NULL, ARG_SPOOFCHK },
                 { "trust", required_argument, NULL, ARG_TRUST }, { "memory", required_argument, NULL, ARG_MEMORY },
-                { "viommu", no_argument, NULL, ARG_VIOMMU },     { "hard-limit", required_argument, NULL, ARG_HARD_LIMIT },
+                { "viommu", no_argument, NULL, ARG_VIOMMU },     { "persistent", no_argument, NULL, ARG_PERSISTENT },     { "hard-limit", required_argument, NULL, ARG_HARD_LIMIT },
                 { "numa-policy", required_argument, NULL, ARG_NUMA_POLICY },
                 { "numa-node", required_argument, NULL, ARG_NUMA_NODE }, { "cpus", required_argument, NULL, ARG_CPUS },
                 { "user", required_argument, NULL, ARG_USER },
@@ -552,6 +556,10 @@ static int run(Ctl *c, int argc, char **argv) {
                         break;
                 case ARG_VIOMMU:
                         c->viommu = true;
+                        given |= OPT_ASSIGN;
+                        break;
+                case ARG_PERSISTENT:
+                        c->persistent = true;
                         given |= OPT_ASSIGN;
                         break;
                 case ARG_HARD_LIMIT:

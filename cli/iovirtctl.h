@@ -44,6 +44,7 @@ typedef struct Ctl {
         /* assign: what the policy judges; as typed, checked by the dispatcher */
         const char *opt_memory, *opt_hard_limit, *opt_numa_policy, *opt_numa_node, *opt_cpus;
         bool viommu;
+        bool persistent;                /* assign --persistent */
         const char *opt_user;      /* assign --user: /dev/vfio/N's owner */
         bool print_qemu_args;      /* assign: print QEMU's -device arguments, not the plan */
         /* sriov: as typed, checked by the dispatcher before the bus; the

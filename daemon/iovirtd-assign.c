@@ -13,6 +13,7 @@
 #include "iovirt-variant.h"
 #include "iovirtd-assign.h"
 #include "iovirtd-bouncer.h"
+#include "iovirtd-domain.h"
 #include "iovirtd-job.h"
 #include "iovirtd-log.h"
 #include "iovirtd-policy.h"
@@ -120,6 +121,8 @@ typedef struct AssignArgs {
         PolicyAsk ask;                   /* memory=, viommu, hard-limit=, numa-policy=, numa-node=, cpus=; the caller */
         const IovirtAliases *aliases;    /* the kernel's modules.alias, read once per plan */
         const IovirtPolicyRequest *policy;   /* the facts policy's checks judge, gathered once per plan */
+        const LibvirtDomain *domain;     /* a libvirt domain consumer: as libvirt said; NULL: none */
+        bool persistent;                 /* accept "persistent": attach to the domain's config too */
 } AssignArgs;
 
 static int check_target(const char *target, sd_bus_error *error) {
@@ -223,6 +226,8 @@ static int read_assign_args(sd_bus_message *msg, bool with_interactive, AssignAr
                         break;
                 if (streq_ptr(s, "leaky"))
                         a->accept |= IOVIRT_ACCEPT_LEAKY;
+                else if (streq_ptr(s, "persistent"))
+                        a->persistent = true;
                 else if (strncmp(s, "driver=", 7) == 0) {
                         if (a->driver)
                                 return sd_bus_error_setf(error, IOVIRT_ERROR_INVALID_ARGUMENT,
@@ -237,7 +242,7 @@ static int read_assign_args(sd_bus_message *msg, bool with_interactive, AssignAr
                         return sd_bus_error_setf(error, IOVIRT_ERROR_INVALID_ARGUMENT,
                                                  "Unknown value in accept: '%.64s'; it takes 'leaky', 'driver=NAME', "
                                                  "'memory=SIZE', 'viommu', 'hard-limit=SIZE', 'numa-policy=NAME', "
-                                                 "'numa-node=N', 'cpus=LIST' and 'user=USER'", s);
+                                                 "'numa-node=N', 'cpus=LIST', 'user=USER' and 'persistent'", s);
                 else if (r < 0)
                         return r;
         }
@@ -539,6 +544,9 @@ static int plan_refused(const IovirtPlan *p, const AssignArgs *a, sd_bus_error *
         return sd_bus_error_setf(error, manager_reason_error(refusal->reason), "%s", text ? text : refusal->message);
 }
 
+static int assign_domain(Manager *m, sd_bus_message *msg, sd_bus_message_handler_t again, bool lookup, AssignArgs *a,
+                         sd_bus_error *error);
+
 int method_plan_assign(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
         _cleanup_(iovirt_plan_freep) IovirtPlan *plan = NULL;
@@ -549,6 +557,10 @@ int method_plan_assign(sd_bus_message *msg, void *userdata, sd_bus_error *error)
         if (manager_model_ready(m, error) < 0)
                 return -EBUSY;
         r = read_assign_args(msg, false, &a, error);
+        if (r >= 0)
+                r = assign_domain(m, msg, method_plan_assign, true, &a, error);
+        if (r > 0)
+                return 1;
         if (r >= 0)
                 r = make_plan(m, &a, &facts, &plan, error);
         return r < 0 ? r : reply_plan(msg, plan);
@@ -595,6 +607,49 @@ static int answer_without_acting(sd_bus_message *msg, const IovirtPlan *plan, co
         return reply_plan(msg, plan);
 }
 
+static bool consumer_holds_function(Manager *m, const char *consumer, const char *address) {
+        for (size_t i = 0; i < m->state->n_records; i++) {
+                const IovirtRecord *rec = m->state->records[i];
+                if (!streq_ptr(rec->consumer, consumer))
+                        continue;
+                for (size_t k = 0; k < rec->n_functions; k++)
+                        if (streq_ptr(rec->functions[k].address, address))
+                                return true;
+        }
+        return false;
+}
+
+/* A libvirt domain as the consumer: its name as the consumer, and what
+ * the policy judges from its definition, which no option overrides.  1
+ * when libvirt is being asked (msg goes to again afterwards). */
+static int assign_domain(Manager *m, sd_bus_message *msg, sd_bus_message_handler_t again, bool lookup, AssignArgs *a,
+                         sd_bus_error *error) {
+        int r = domain_consumer(m, msg, again, a->consumer, lookup, &a->domain, &a->consumer, error);
+        if (r != 0)
+                return r;
+        if (!a->domain)
+                return a->persistent ? sd_bus_error_setf(error, IOVIRT_ERROR_INVALID_ARGUMENT,
+                                                         "'persistent' is for a libvirt domain, and '%.64s' is none "
+                                                         "that libvirt at %s knows", a->consumer, libvirt_uri())
+                                     : 0;
+        const PolicyAsk *ask = &a->ask;
+        if (ask->memory || ask->viommu || ask->hard_limit || ask->numa_node >= 0 || ask->cpus)
+                return sd_bus_error_setf(error, IOVIRT_ERROR_INVALID_ARGUMENT,
+                                         "%s is a libvirt domain: its memory, vIOMMU, hard limit and placement are "
+                                         "read from its definition, so memory=, viommu, hard-limit=, numa-node= and "
+                                         "cpus= are not taken ('virsh edit %s' changes them)", a->consumer,
+                                         a->domain->name);
+        domain_ask(a->domain->xml, &a->ask);
+        /* with a vIOMMU each VFIO function counts: those the domain has that iovirt does not hold for it too */
+        for (size_t i = 0; i < a->domain->xml->n_hostdevs; i++) {
+                char addr[IOVIRT_ADDRESS_MAX];
+                iovirt_address_format(&a->domain->xml->hostdevs[i].address, addr);
+                if (!consumer_holds_function(m, a->consumer, addr))
+                        a->ask.pending_functions++;
+        }
+        return 0;
+}
+
 /* A process's limit is raised and put back by each of its jobs: one at a
  * time, or the undo of one that failed could lower what another needs */
 static int process_busy(Manager *m, const char *consumer, sd_bus_error *error) {
@@ -615,14 +670,18 @@ static int process_busy(Manager *m, const char *consumer, sd_bus_error *error) {
 
 /* Validates msg's arguments and plans.  A refusal, or a plan with nothing
  * to do, is answered here (1); 0 with *ret a plan to carry out. */
-static int plan_or_answer(Manager *m, sd_bus_message *msg, AssignArgs *a, PolicyFacts *facts, IovirtPlan **ret,
-                          sd_bus_error *error) {
+static int plan_or_answer(Manager *m, sd_bus_message *msg, bool lookup, AssignArgs *a, PolicyFacts *facts,
+                          IovirtPlan **ret, sd_bus_error *error) {
         _cleanup_(iovirt_plan_freep) IovirtPlan *plan = NULL;
         int r;
 
         r = read_assign_args(msg, true, a, error);
         if (r >= 0)
                 r = manager_accepting(m, error);
+        if (r >= 0)
+                r = assign_domain(m, msg, method_guarded, lookup, a, error);
+        if (r > 0)
+                return 1;      /* dispatched again once libvirt has answered */
         if (r >= 0)
                 r = process_busy(m, a->consumer, error);
         if (r >= 0)
@@ -642,7 +701,7 @@ int prepare_assign(sd_bus_message *msg, void *userdata, bool *interactive, sd_bu
         _cleanup_(policy_facts_clear) PolicyFacts facts = { .pidfd = -EBADF };
         AssignArgs a;
         /* a refusal, or nothing to do: answered without asking for a password */
-        int r = plan_or_answer(userdata, msg, &a, &facts, &plan, error);
+        int r = plan_or_answer(userdata, msg, true, &a, &facts, &plan, error);
         if (r == 0)
                 *interactive = a.interactive;
         return r;
@@ -659,6 +718,14 @@ typedef struct AssignJob {
         IovirtMoves moves;
         char *reason;
         int r;
+        /* a libvirt domain consumer: what to attach to, and how it went */
+        bool attach, persistent, was_active;
+        char uuid[37];
+        LibvirtAttach attached;
+        bool attach_failed;          /* the bind went back: the error is libvirt's */
+        int memlock_r;               /* libvirt_memlock_covers() after a live attach */
+        uint64_t memlock_need, memlock_have;
+        char *memlock_reason;
 } AssignJob;
 
 static void assign_job_free(void *p) {
@@ -669,7 +736,60 @@ static void assign_job_free(void *p) {
         iovirt_record_free(j->result);
         iovirt_moves_clear(&j->moves);
         free(j->reason);
+        free(j->memlock_reason);
         free(j);
+}
+
+/* The functions of the group, to hand to libvirt */
+static int plan_functions(const IovirtPlan *p, IovirtAddress **ret) {
+        _cleanup_free_ IovirtAddress *a = calloc(p->n_steps + 1, sizeof(IovirtAddress));
+        if (!a)
+                return -ENOMEM;
+        for (size_t i = 0; i < p->n_steps; i++)
+                if (iovirt_address_parse(p->steps[i].address, &a[i], NULL) < 0)
+                        return -EINVAL;
+        *ret = TAKE_PTR(a);
+        return 0;
+}
+
+/* After the bind: the domain gets the group, or the group goes back.
+ * A live attach is followed by a look at its QEMU's RLIMIT_MEMLOCK. */
+static void attach_work(AssignJob *j) {
+        _cleanup_free_ IovirtAddress *functions = NULL;
+        _cleanup_free_ char *notes = NULL, *why = NULL;
+        int r = plan_functions(j->plan, &functions);
+        if (r >= 0)
+                r = libvirt_attach(j->uuid, functions, j->plan->n_steps, j->was_active, j->persistent, &j->attached,
+                                   &j->reason);
+        if (r < 0) {
+                j->r = r;
+                j->attach_failed = true;
+                if (iovirt_release_execute(j->result, j->dir, &j->moves, &notes, &why) >= 0)
+                        j->result = iovirt_record_free(j->result);
+                else {
+                        char *a = j->reason;
+                        if (asprintf(&j->reason, "%s; and the group could not be given back: %s", strna(a),
+                                     strna(why)) >= 0)
+                                free(a);
+                        else
+                                j->reason = a;
+                }
+                return;
+        }
+        if (j->attached & LIBVIRT_ATTACH_CONFIG) {
+                /* release takes it out of the config again: the record says so */
+                j->result->libvirt_config = true;
+                r = iovirt_record_save(j->dir, j->result);
+                if (r < 0)
+                        log_warning_errno(r, "Could not note in group %d's record that its domain's config has it; "
+                                          "release leaves it there: %m", j->result->group);
+        }
+        if (!(j->attached & LIBVIRT_ATTACH_LIVE))
+                return;
+        _cleanup_(libvirt_domain_clear) LibvirtDomain now = {};
+        j->memlock_r = libvirt_lookup(j->uuid, &now, &j->memlock_reason);
+        if (j->memlock_r >= 0)
+                j->memlock_r = libvirt_memlock_covers(&now, &j->memlock_need, &j->memlock_have);
 }
 
 /* The limit first: a VM waiting for its device can map it the moment it is
@@ -682,9 +802,44 @@ static void assign_work(void *p) {
                 return;
         }
         j->r = iovirt_assign_execute(j->plan, j->dir, &j->result, &j->moves, &j->reason);
+        if (j->r >= 0 && j->attach)
+                attach_work(j);
         /* what this job raised, not the consumer's original: its other groups need it */
         if (j->r < 0 && j->raised)
                 policy_undo_raise(j->pidfd, &j->plan->holder, &j->before);
+}
+
+/* The plan, and what libvirt did: "libvirt": {domain, attached: [live, config], memlock: {need, have, covers} or
+ * memlock_unknown} */
+static int reply_attached(sd_bus_message *msg, const AssignJob *j) {
+        _cleanup_(json_object_putp) json_object *o = plan_document(j->plan);
+        json_object *l = json_object_new_object(), *where = json_object_new_array();
+        if (!o || !l || !where || json_object_object_add(o, "libvirt", l) < 0) {
+                json_object_put(l);
+                json_object_put(where);
+                return -ENOMEM;
+        }
+        json_object_object_add(l, "domain", json_object_new_string(j->plan->consumer + strlen(LIBVIRT_CONSUMER_PREFIX)));
+        json_object_object_add(l, "uuid", json_object_new_string(j->uuid));
+        if (j->attached & LIBVIRT_ATTACH_LIVE)
+                json_object_array_add(where, json_object_new_string("live"));
+        if (j->attached & LIBVIRT_ATTACH_CONFIG)
+                json_object_array_add(where, json_object_new_string("config"));
+        json_object_object_add(l, "attached", where);
+        if (j->attached & LIBVIRT_ATTACH_LIVE) {
+                if (j->memlock_r >= 0) {
+                        json_object *ml = json_object_new_object();
+                        json_object_object_add(l, "memlock", ml);
+                        json_object_object_add(ml, "need", json_object_new_uint64(j->memlock_need));
+                        json_object_object_add(ml, "have", json_object_new_uint64(j->memlock_have));
+                        json_object_object_add(ml, "covers", json_object_new_boolean(j->memlock_r > 0));
+                } else
+                        json_object_object_add(l, "memlock_unknown",
+                                               json_object_new_string(j->memlock_reason ? j->memlock_reason
+                                                                      : "its QEMU process could not be found "
+                                                                        "(libvirt's pid file)"));
+        }
+        return manager_reply_json(msg, o);
 }
 
 static int assign_done(Manager *m, sd_bus_message *msg, void *p) {
@@ -699,9 +854,12 @@ static int assign_done(Manager *m, sd_bus_message *msg, void *p) {
         if (j->r < 0) {
                 log_full_errno(LOG_ERR, j->r, NULL, "Assigning group %d to %s failed: %s", plan->group, plan->consumer,
                                strna(j->reason));
-                return sd_bus_reply_method_errorf(msg, j->raise_failed ? IOVIRT_ERROR_FAILED : IOVIRT_ERROR_BIND_FAILED,
-                                                  "%s",
-                                                  j->reason ? j->reason : strerror(-j->r));
+                return sd_bus_reply_method_errorf(msg, j->raise_failed    ? IOVIRT_ERROR_FAILED
+                                                       : j->attach_failed ? IOVIRT_ERROR_LIBVIRT
+                                                                          : IOVIRT_ERROR_BIND_FAILED,
+                                                  "%s%s", j->reason ? j->reason : strerror(-j->r),
+                                                  j->attach_failed && !j->result
+                                                          ? "; the group went back to its host driver" : "");
         }
         log_info("Assigned group %d (%zu function%s) to %s", plan->group, plan->n_steps, plan->n_steps > 1 ? "s" : "",
                  plan->consumer);
@@ -719,6 +877,8 @@ static int assign_done(Manager *m, sd_bus_message *msg, void *p) {
                                (int32_t) plan->group, plan->consumer);
         if (r < 0)
                 log_warning_errno(r, "Failed to emit Assigned: %m");
+        if (j->attach)
+                return reply_attached(msg, j);
         return reply_plan(msg, plan);
 }
 
@@ -755,7 +915,7 @@ int act_assign(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         int r;
 
         /* the host may have changed while a password was typed: plan again */
-        r = plan_or_answer(m, msg, &a, &facts, &plan, error);
+        r = plan_or_answer(m, msg, false, &a, &facts, &plan, error);
         if (r != 0)
                 return r;
         r = policy_holder(m, &facts, plan, &plan->holder);
@@ -765,7 +925,12 @@ int act_assign(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         AssignJob *j = calloc(1, sizeof(AssignJob));
         if (!j)
                 return -ENOMEM;
-        *j = (AssignJob) { .plan = TAKE_PTR(plan), .pidfd = TAKE_FD(facts.pidfd), .dir = m->state_dir };
+        *j = (AssignJob) { .plan = TAKE_PTR(plan), .pidfd = TAKE_FD(facts.pidfd), .dir = m->state_dir,
+                           .attach = a.domain, .persistent = a.persistent };
+        if (a.domain) {
+                memcpy(j->uuid, a.domain->uuid, sizeof(j->uuid));
+                j->was_active = a.domain->active;
+        }
 
         /* The placeholder goes in first: once it is there, settling the
          * result only replaces it, which cannot fail, so the group is never
@@ -797,6 +962,8 @@ typedef struct ReleaseJob {
         size_t n_done;               /* records released before one failed */
         char *reason;
         int r;
+        bool detach;                 /* a domain consumer's running guest lets go first */
+        bool detach_failed;          /* it did not: the device is still the guest's */
 } ReleaseJob;
 
 static void release_job_free(void *p) {
@@ -812,10 +979,33 @@ static void release_job_free(void *p) {
         free(j);
 }
 
+/* A domain consumer's group leaves its guest (and, when iovirt put it
+ * there, its config) before it leaves VFIO: never unbound under a guest */
+static int detach_from_domain(const IovirtRecord *rec, char **reason) {
+        _cleanup_free_ IovirtAddress *functions = calloc(rec->n_functions + 1, sizeof(IovirtAddress));
+        const char *name = rec->consumer + strlen(LIBVIRT_CONSUMER_PREFIX);
+        if (!functions)
+                return -ENOMEM;
+        for (size_t i = 0; i < rec->n_functions; i++)
+                if (iovirt_address_parse(rec->functions[i].address, &functions[i], NULL) < 0)
+                        return -EINVAL;
+        _cleanup_free_ char *why = NULL;
+        int r = libvirt_detach(name, functions, rec->n_functions, rec->libvirt_config, &why);
+        if (r < 0)
+                return iovirt_set_reason(reason, r, "Group %d stays with domain %s: %s", rec->group, name, strna(why));
+        return 0;
+}
+
 static void release_work(void *p) {
         ReleaseJob *j = p;
         for (; j->n_done < j->n_records; j->n_done++) {
                 _cleanup_free_ char *gone = NULL;
+                const IovirtRecord *rec = j->records[j->n_done];
+                if (j->detach && strncmp(rec->consumer, LIBVIRT_CONSUMER_PREFIX, strlen(LIBVIRT_CONSUMER_PREFIX)) == 0 &&
+                    (j->r = detach_from_domain(rec, &j->reason)) < 0) {
+                        j->detach_failed = true;
+                        return;
+                }
                 j->r = iovirt_release_execute(j->records[j->n_done], j->dir, &j->moves, &gone, &j->reason);
                 if (j->r < 0)
                         return;
@@ -896,21 +1086,24 @@ static int release_done(Manager *m, sd_bus_message *msg, void *p) {
         }
         if (!msg || j->r < 0) {      /* no request: a consumer's exit released them */
                 json_object_put(list);
-                return msg ? sd_bus_reply_method_errorf(msg, IOVIRT_ERROR_BIND_FAILED, "%s",
-                                                        j->reason ? j->reason : strerror(-j->r))
+                return msg ? sd_bus_reply_method_errorf(msg, j->detach_failed ? IOVIRT_ERROR_LIBVIRT
+                                                                              : IOVIRT_ERROR_BIND_FAILED,
+                                                        "%s", j->reason ? j->reason : strerror(-j->r))
                            : 0;
         }
         return reply_released(msg, list);
 }
 
 /* Starts a job giving back each of the groups, in order */
-static int start_release(Manager *m, sd_bus_message *msg, const int *groups, size_t n, sd_bus_error *error) {
+static int start_release(Manager *m, sd_bus_message *msg, const int *groups, size_t n, bool detach,
+                         sd_bus_error *error) {
         ReleaseJob *j = calloc(1, sizeof(ReleaseJob));
         int r;
 
         if (!j)
                 return -ENOMEM;
         j->dir = m->state_dir;
+        j->detach = detach;
         j->records = calloc(n, sizeof(IovirtRecord *));
         j->notes = calloc(n, sizeof(char *));
         if (!j->records || !j->notes) {
@@ -938,7 +1131,7 @@ static int start_release(Manager *m, sd_bus_message *msg, const int *groups, siz
 
 int manager_release_groups(Manager *m, const int *groups, size_t n) {
         sd_bus_error error = SD_BUS_ERROR_NULL;
-        int r = start_release(m, NULL, groups, n, &error);
+        int r = start_release(m, NULL, groups, n, false, &error);
         sd_bus_error_free(&error);
         return r < 0 ? r : 0;
 }
@@ -1010,7 +1203,7 @@ const char *escalate_release(sd_bus_message *msg, void *userdata, uid_t uid) {
 int act_release(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         bool interactive;
         int group, r = release_target(userdata, msg, &group, &interactive, error);
-        return r < 0 ? r : start_release(userdata, msg, &group, 1, error);
+        return r < 0 ? r : start_release(userdata, msg, &group, 1, true, error);
 }
 
 /* The groups consumer holds; Busy when one of them is in a transaction */
@@ -1091,7 +1284,7 @@ int act_release_consumer(sd_bus_message *msg, void *userdata, sd_bus_error *erro
                 return r;
         if (n == 0)
                 return reply_released(msg, json_object_new_array());
-        return start_release(userdata, msg, groups, n, error);
+        return start_release(userdata, msg, groups, n, true, error);
 }
 
 int method_list_assignments(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
@@ -1165,5 +1358,6 @@ void assign_log_moves(const IovirtMoves *moves) {
 }
 
 int manager_start_release(Manager *m, sd_bus_message *msg, const int *groups, size_t n, sd_bus_error *error) {
-        return start_release(m, msg, groups, n, error);
+        /* the hook's, at "release end": the domain is gone, and libvirt waits on the hook */
+        return start_release(m, msg, groups, n, false, error);
 }

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <syslog.h>
+#include <time.h>
 
 #include "iovirt-domain.h"
 #include "iovirt-json.h"
@@ -68,15 +69,19 @@ static int read_domain_request(Manager *m, sd_bus_message *msg, DomainRequest *d
                 d->consumer = NULL;
                 return -ENOMEM;
         }
-        const IovirtDomain *dom = d->domain;
-        d->ask = (PolicyAsk) {
-                /* with memory hotplug what it may grow to, as libvirt sizes its memlock */
-                .memory = dom->max_memory > dom->memory ? dom->max_memory : dom->memory, .viommu = dom->viommu, .hard_limit = dom->hard_limit, .numa_policy = -1,
-                .numa_node = -1, .nodes = dom->nodeset, .cpus = dom->nodeset ? NULL : dom->cpuset,
-                .placement_from = dom->nodeset ? "its <numatune> nodeset" : "its <vcpu cpuset>",
-                .caller_uid = uid,
-        };
+        d->ask = (PolicyAsk) { .numa_policy = -1, .caller_uid = uid };
+        domain_ask(d->domain, &d->ask);
         return 0;
+}
+
+void domain_ask(const IovirtDomain *dom, PolicyAsk *ask) {
+        ask->memory = dom->max_memory > dom->memory ? dom->max_memory : dom->memory;
+        ask->viommu = dom->viommu;
+        ask->hard_limit = dom->hard_limit;
+        ask->numa_node = -1;
+        ask->nodes = dom->nodeset;
+        ask->cpus = dom->nodeset ? NULL : dom->cpuset;
+        ask->placement_from = dom->nodeset ? "its <numatune> nodeset" : "its <vcpu cpuset>";
 }
 
 typedef struct DomainPlans {
@@ -442,4 +447,156 @@ int act_release_domain(sd_bus_message *msg, void *userdata, sd_bus_error *error)
         if (n == 0)
                 return reply_nothing(msg);
         return manager_start_release(userdata, msg, groups, n, error);
+}
+
+/* ---- domains as Assign's consumers ---- */
+
+/* A lookup answers the requests of the next few seconds: the re-dispatch
+ * after it, and the plan again after polkit */
+#define SEEN_MAX 64
+#define SEEN_FRESH_USEC (10 * UINT64_C(1000000))
+
+typedef struct DomainSeen {
+        char *asked;             /* the consumer as named in the call */
+        char *consumer;          /* "domain:NAME" */
+        int r;                   /* the lookup's: 0, or why there is no domain */
+        char *reason;
+        LibvirtDomain domain;
+        uint64_t at_usec;        /* CLOCK_MONOTONIC */
+} DomainSeen;
+
+struct DomainsSeen {
+        DomainSeen seen[SEEN_MAX];       /* the newest last */
+        size_t n;
+};
+
+static uint64_t monotonic_usec(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000000 + (uint64_t) ts.tv_nsec / 1000;
+}
+
+static void seen_clear(DomainSeen *s) {
+        free(s->asked);
+        free(s->consumer);
+        free(s->reason);
+        libvirt_domain_clear(&s->domain);
+        *s = (DomainSeen) {};
+}
+
+void domains_seen_free(DomainsSeen *s) {
+        if (!s)
+                return;
+        for (size_t i = 0; i < s->n; i++)
+                seen_clear(&s->seen[i]);
+        free(s);
+}
+
+static DomainSeen *seen_find(Manager *m, const char *asked) {
+        for (size_t i = m->domains ? m->domains->n : 0; i-- > 0;)
+                if (streq_ptr(m->domains->seen[i].asked, asked))
+                        return &m->domains->seen[i];
+        return NULL;
+}
+
+/* Takes *s; the oldest goes when there is no room */
+static int seen_put(Manager *m, DomainSeen *s) {
+        if (!m->domains && !(m->domains = calloc(1, sizeof(DomainsSeen))))
+                return -ENOMEM;
+        DomainsSeen *d = m->domains;
+        DomainSeen *old = seen_find(m, s->asked);
+        if (!old && d->n == SEEN_MAX)
+                old = &d->seen[0];
+        if (old) {
+                seen_clear(old);
+                memmove(old, old + 1, (size_t) (&d->seen[d->n] - (old + 1)) * sizeof(DomainSeen));
+                d->n--;
+        }
+        d->seen[d->n++] = *s;
+        *s = (DomainSeen) {};
+        return 0;
+}
+
+typedef struct LookupJob {
+        DomainSeen seen;
+        sd_bus_message_handler_t again;
+        const char *name;        /* in seen.asked */
+} LookupJob;
+
+static void lookup_job_free(void *p) {
+        LookupJob *j = p;
+        seen_clear(&j->seen);
+        free(j);
+}
+
+static void lookup_work(void *p) {
+        LookupJob *j = p;
+        j->seen.r = libvirt_lookup_bounded(j->name, &j->seen.domain, &j->seen.reason);
+}
+
+/* The call again, now that its domain is known: as the bus would have dispatched it */
+static int lookup_done(Manager *m, sd_bus_message *msg, void *p) {
+        LookupJob *j = p;
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        j->seen.at_usec = monotonic_usec();
+        if (j->seen.r >= 0 && asprintf(&j->seen.consumer, LIBVIRT_CONSUMER_PREFIX "%s", j->seen.domain.name) < 0) {
+                j->seen.consumer = NULL;
+                return -ENOMEM;
+        }
+        if (j->seen.r < 0 && j->seen.r != -ENOENT)
+                log_notice("Looking up libvirt domain '%s' failed: %s", j->name, strna(j->seen.reason));
+        int r = seen_put(m, &j->seen);
+        if (r < 0)
+                return r;
+        r = j->again(msg, m, &error);
+        if (sd_bus_error_is_set(&error))
+                r = sd_bus_reply_method_error(msg, &error);
+        else if (r < 0)
+                r = sd_bus_reply_method_errno(msg, r, NULL);
+        sd_bus_error_free(&error);
+        return r < 0 ? r : 0;
+}
+
+int domain_consumer(Manager *m, sd_bus_message *msg, sd_bus_message_handler_t again, const char *asked, bool lookup,
+                    const LibvirtDomain **ret, const char **consumer, sd_bus_error *error) {
+        bool prefixed = strncmp(asked, LIBVIRT_CONSUMER_PREFIX, strlen(LIBVIRT_CONSUMER_PREFIX)) == 0;
+        const char *name = prefixed ? asked + strlen(LIBVIRT_CONSUMER_PREFIX) : asked;
+        *ret = NULL;
+        *consumer = asked;
+        /* "pid:42", "nova:...": a name of another kind, never a domain's */
+        if (!prefixed && strchr(asked, ':'))
+                return 0;
+        if (!*name)
+                return sd_bus_error_setf(error, IOVIRT_ERROR_INVALID_ARGUMENT,
+                                         "'%s' names no domain: write domain:NAME or domain:UUID", asked);
+        DomainSeen *s = seen_find(m, asked);
+        if (!s || (lookup && monotonic_usec() - s->at_usec > SEEN_FRESH_USEC)) {
+                if (!lookup)
+                        return sd_bus_error_setf(error, IOVIRT_ERROR_BUSY,
+                                                 "What libvirt said of domain '%.64s' was forgotten while the call "
+                                                 "was authorized; call again", name);
+                LookupJob *j = calloc(1, sizeof(LookupJob));
+                if (!j || !(j->seen.asked = strdup(asked))) {
+                        free(j);
+                        return -ENOMEM;
+                }
+                j->name = j->seen.asked + (name - asked);
+                j->again = again;
+                int r = job_start(m, msg, NULL, 0, lookup_work, lookup_done, j, lookup_job_free);
+                if (r < 0)
+                        return sd_bus_error_set_errnof(error, r, "Could not start looking the domain up: %m");
+                return 1;
+        }
+        if (s->r < 0) {
+                /* a bare name libvirt does not know (or cannot say it knows) is a name */
+                if (!prefixed && (s->r == -ENOENT || s->r == -ECONNREFUSED || s->r == -ETIMEDOUT))
+                        return 0;
+                return sd_bus_error_setf(error, s->r == -ENOENT   ? IOVIRT_ERROR_INVALID_ARGUMENT
+                                                : s->r == -ENOMEM ? IOVIRT_ERROR_FAILED
+                                                                  : IOVIRT_ERROR_LIBVIRT,
+                                         "%s", strna(s->reason));
+        }
+        *ret = &s->domain;
+        *consumer = s->consumer;
+        return 0;
 }

@@ -4,6 +4,7 @@
 
 #include <systemd/sd-daemon.h>
 
+#include "iovirt-domain.h"
 #include "iovirt-names.h"
 #include "iovirtd-assign.h"
 #include "iovirtd-bouncer.h"
@@ -97,6 +98,11 @@ static int run(void) {
         r = manager_new(&m);
         if (r < 0)
                 return log_error_errno(r, "Failed to set up: %m");
+
+        /* libvirt's client writes to its socket with plain write(2): a libvirtd gone away is EPIPE, not death */
+        signal(SIGPIPE, SIG_IGN);
+        /* domain XML is parsed on jobs' threads */
+        iovirt_domain_init();
 
         sigemptyset(&mask);
         sigaddset(&mask, SIGTERM);

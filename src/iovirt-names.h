@@ -37,6 +37,8 @@
 #define IOVIRT_ERROR_BIND_FAILED "org.iovirt1.Error.BindFailed"
 #define IOVIRT_ERROR_POLICY_DENIED "org.iovirt1.Error.PolicyDenied"
 #define IOVIRT_ERROR_OVER_BUDGET "org.iovirt1.Error.OverBudget"
+/* libvirt cannot be reached, refused an attach or a detach, or the guest did not let go */
+#define IOVIRT_ERROR_LIBVIRT "org.iovirt1.Error.Libvirt"
 
 /* polkit actions (data/polkit-1/actions/org.iovirt1.policy) */
 #define IOVIRT_ACTION_RELOAD "org.iovirt1.reload"

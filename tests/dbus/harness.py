@@ -43,6 +43,9 @@ class Bus:
         self.proc.wait(10)
 
 
+LIBVIRT_TEST_URI = "test://" + os.path.join(os.path.dirname(os.path.abspath(__file__)), "libvirt-host.xml")
+
+
 def start_iovirtd(iovirtd, bus, testbed, preload=PRELOAD, **extra):
     """Starts iovirtd and waits for READY=1 on a notify socket of our own.
     On an emulated host its state lives beside the testbed (never in
@@ -53,8 +56,9 @@ def start_iovirtd(iovirtd, bus, testbed, preload=PRELOAD, **extra):
         os.unlink(notify)
     env = dict(NOTIFY_SOCKET=notify)
     if testbed:
+        # libvirt too is emulated: the test driver with the domains of libvirt-host.xml
         env.update(UMOCKDEV_DIR=testbed, IOVIRT_ROOT=testbed, LD_PRELOAD=preload,
-                   STATE_DIRECTORY=os.path.join(os.path.dirname(testbed), "state"))
+                   STATE_DIRECTORY=os.path.join(os.path.dirname(testbed), "state"), IOVIRT_LIBVIRT_URI=LIBVIRT_TEST_URI)
     wrapper = extra.pop("wrapper", [])
     env.update(extra)
     s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
