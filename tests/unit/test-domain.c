@@ -656,6 +656,36 @@ static void test_managed(void **state) {
                      "interface 1 (type='hostdev') has managed='1'");
 }
 
+/* A running domain's live XML names each device; the hostdev XML iovirt
+ * attaches reads back as the function it was written for */
+static void test_aliases_and_hostdev_xml(void **state) {
+        _cleanup_(iovirt_domain_freep) IovirtDomain *d = devices_ok(
+                "<hostdev mode='subsystem' type='pci' managed='no'><source><address domain='0x0000' bus='0x03' "
+                "slot='0x00' function='0x0'/></source><alias name='hostdev0'/></hostdev>"
+                PCI_HOSTDEV("", "domain='0' bus='4' slot='0' function='1'")
+                "<interface type='hostdev'><source><address type='pci' domain='0' bus='5' slot='0' function='0'/>"
+                "</source><alias name='hostdev1'/></interface>"
+                "<hostdev mode='subsystem' type='pci'><source><address domain='0' bus='6' slot='0' function='0'/>"
+                "</source><alias name=''/></hostdev>");
+        assert_int_equal(d->n_hostdevs, 4);
+        assert_string_equal(d->hostdevs[0].alias, "hostdev0");
+        assert_null(d->hostdevs[1].alias);
+        assert_null(d->hostdevs[2].alias);          /* an empty name is none */
+        assert_string_equal(d->hostdevs[3].alias, "hostdev1");   /* interfaces come after the hostdevs */
+
+        IovirtAddress a = { .domain = 0, .bus = 4, .dev = 0, .fn = 1 }, missing = { .bus = 9 };
+        assert_ptr_equal(iovirt_domain_find_hostdev(d, &a), &d->hostdevs[1]);
+        assert_null(iovirt_domain_find_hostdev(d, &missing));
+
+        IovirtAddress far = { .domain = 0x10000, .bus = 0xff, .dev = 0x1f, .fn = 7 };
+        _cleanup_free_ char *xml = iovirt_domain_hostdev_xml(&far);
+        assert_non_null(xml);
+        _cleanup_(iovirt_domain_freep) IovirtDomain *back = devices_ok(xml);
+        assert_int_equal(back->n_hostdevs, 1);
+        assert_false(back->hostdevs[0].managed);
+        assert_true(iovirt_address_equal(&back->hostdevs[0].address, &far));
+}
+
 static void test_ignored_devices(void **state) {
         _cleanup_(iovirt_domain_freep) IovirtDomain *d = devices_ok(
                 /* USB, SCSI, mediated: no PCI function of the host */
@@ -1008,6 +1038,7 @@ int main(void) {
                 cmocka_unit_test(test_numbering),
                 cmocka_unit_test(test_viommu_placement),
                 cmocka_unit_test(test_pools),
+                cmocka_unit_test(test_aliases_and_hostdev_xml),
                 cmocka_unit_test(test_entities),
                 cmocka_unit_test(test_sizes),
                 cmocka_unit_test(test_allocation_failures),

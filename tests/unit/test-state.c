@@ -68,6 +68,7 @@ static void assert_records_equal(const IovirtRecord *a, const IovirtRecord *b) {
         assert_true(streq_ptr(a->boot_id, b->boot_id));
         assert_true(a->since_usec == b->since_usec);
         assert_int_equal(a->n_functions, b->n_functions);
+        assert_int_equal(a->libvirt_config, b->libvirt_config);
         for (size_t i = 0; i < a->n_functions; i++) {
                 const IovirtFunctionRecord *x = &a->functions[i], *y = &b->functions[i];
                 assert_string_equal(x->address, y->address);
@@ -119,6 +120,7 @@ static void test_record_round_trip(void **state) {
                 record_sample(9),
         };
         static const int flags[] = { JSON_C_TO_STRING_PLAIN, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED };
+        records[1]->libvirt_config = true;      /* assign --persistent put it in a domain's config */
 
         for (size_t i = 0; i < ELEMENTSOF(records); i++) {
                 for (size_t f = 0; f < ELEMENTSOF(flags); f++) {
@@ -332,6 +334,8 @@ static void test_record_rejects_bad_fields(void **state) {
                 { "consumer with an escape", -1, "consumer", SET, "\"vm\\u001b[2J\"", "consumer" },
                 { "consumer with a C1 control", -1, "consumer", SET, "\"vm\\u0085\"", "consumer" },
                 { "no phase", -1, "phase", DELETE, NULL, "phase" },
+                { "libvirt_config as a string", -1, "libvirt_config", SET, "\"yes\"", "libvirt_config" },
+                { "libvirt_config as a number", -1, "libvirt_config", SET, "1", "libvirt_config" },
                 { "unknown phase", -1, "phase", SET, "\"done\"", "phase" },
                 { "phase \"invalid\"", -1, "phase", SET, "\"invalid\"", "phase" },
                 { "phase in capitals", -1, "phase", SET, "\"ASSIGNED\"", "phase" },
