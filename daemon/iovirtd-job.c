@@ -106,11 +106,13 @@ int job_start(Manager *m, sd_bus_message *request, const int *groups, size_t n_g
                 m->jobs->prev = j;
         m->jobs = j;
 
+        /* none: a job that holds no group (a libvirt lookup) */
         if (n_groups && !(j->groups = malloc(n_groups * sizeof(int)))) {
                 job_free(j);
                 return -ENOMEM;
         }
-        memcpy(j->groups, groups, n_groups * sizeof(int));
+        if (n_groups)
+                memcpy(j->groups, groups, n_groups * sizeof(int));
         j->n_groups = n_groups;
         j->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         if (j->efd < 0) {
