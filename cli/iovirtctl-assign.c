@@ -267,7 +267,7 @@ int verb_assign(Ctl *c, int argc, char **argv) {
                                                  : "Dry run: this would be done; nothing was changed.");
                 else if (already)
                         printf("Group %s was assigned to %s already; nothing changed.\n",
-                               strna(json_str(plan, "group")), c->consumer);
+                               strna(json_str(plan, "group")), strna(json_str(plan, "consumer")));
                 else
                         printf("Assigned group %s to %s.\n", strna(json_str(plan, "group")),
                                strna(json_str(plan, "consumer")));

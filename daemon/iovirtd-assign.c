@@ -1223,6 +1223,14 @@ static int consumer_groups(Manager *m, sd_bus_message *msg, int **ret, size_t *n
                 r = manager_consumer_groups(m, consumer, ret, n, error);
         if (r < 0)
                 return r;
+        /* a bare name assign took for a libvirt domain's: that domain's, as recorded (no libvirt call) */
+        _cleanup_free_ char *domain = NULL;
+        if (*n == 0 && !strchr(consumer, ':') && asprintf(&domain, LIBVIRT_CONSUMER_PREFIX "%s", consumer) >= 0) {
+                *ret = mfree(*ret);
+                r = manager_consumer_groups(m, domain, ret, n, error);
+                if (r < 0)
+                        return r;
+        }
         *interactive = interactive_arg;
         return 0;
 }

@@ -19,9 +19,10 @@ names and iovirtctl's words.  TAP output.
   3. bad input: a domain libvirt does not have (InvalidArgument naming it),
      'persistent' for a consumer that is no domain, a bare name libvirt
      does not know stays a name;
-  4. release of a domain's group: its running guest has the device and
-     libvirt cannot detach it: refused (Libvirt), the device stays bound
-     and recorded; a domain libvirt no longer has: released;
+  4. release of a domain's group (by device, by domain:NAME, by the bare
+     name): its running guest has the device and libvirt cannot detach it:
+     refused (Libvirt), the device stays bound and recorded; a domain
+     libvirt no longer has: released;
   5. libvirtd down (a socket nobody listens on): domain:NAME refused with
      "cannot be reached", a bare name is a name, reading works; a release
      of a domain's group is refused, the device stays;
@@ -154,6 +155,9 @@ def release(env):
     t.ok(env.driver(NIC) == "vfio-pci", "the NIC stays on vfio-pci: never unbound under a guest", env.driver(NIC))
     rc, _, err = ctl(env, "release", "--consumer", "domain:lv-web")
     unchanged("release --consumer domain:lv-web", before, env, rc, err, "stays with domain lv-web")
+    rc, _, err = ctl(env, "release", "--consumer", "lv-web")
+    unchanged("release --consumer lv-web, the bare name: the domain's groups", before, env, rc, err,
+              "stays with domain lv-web")
 
     # a domain libvirt no longer has: nothing to detach from
     rc, err = prepared_by_hook(env, "lv-gone", web_xml().replace("lv-web", "lv-gone").replace(WEB_UUID[:8], "00000000")
