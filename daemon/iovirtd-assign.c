@@ -1136,6 +1136,14 @@ int manager_release_groups(Manager *m, const int *groups, size_t n) {
         return r < 0 ? r : 0;
 }
 
+/* A group libvirt binds (managed='yes') is libvirt's to give back, when its domain stops */
+static int libvirt_managed(const IovirtRecord *rec, sd_bus_error *error) {
+        return sd_bus_error_setf(error, IOVIRT_ERROR_IN_USE,
+                                 "Group %d is held by %s, whose libvirt bound it (managed='yes'): libvirt gives it "
+                                 "back when the domain stops, or on 'virsh detach-device'; iovirt does not move it",
+                                 rec->group, rec->consumer);
+}
+
 /* The recorded group TARGET names, or an error (NoSuchDevice, NotAssigned, Busy) */
 static int release_target(Manager *m, sd_bus_message *msg, int *ret, bool *interactive, sd_bus_error *error) {
         _cleanup_free_ char *reason = NULL;
@@ -1175,6 +1183,8 @@ static int release_target(Manager *m, sd_bus_message *msg, int *ret, bool *inter
                                          "Group %d is being %s %s right now; try again when that has finished", group,
                                          rec->phase == IOVIRT_PHASE_RELEASING ? "given back by" : "assigned to",
                                          rec->consumer[0] ? rec->consumer : "an unknown consumer");
+        if (rec->phase == IOVIRT_PHASE_LIBVIRT)
+                return libvirt_managed(rec, error);
         *ret = group;
         *interactive = interactive_arg;
         return 0;
@@ -1223,6 +1233,11 @@ static int consumer_groups(Manager *m, sd_bus_message *msg, int **ret, size_t *n
                 r = manager_consumer_groups(m, consumer, ret, n, error);
         if (r < 0)
                 return r;
+        for (size_t i = 0; i < *n; i++) {
+                const IovirtRecord *rec = iovirt_state_find(m->state, (*ret)[i]);
+                if (rec && rec->phase == IOVIRT_PHASE_LIBVIRT)
+                        return libvirt_managed(rec, error);
+        }
         /* a bare name assign took for a libvirt domain's: that domain's, as recorded (no libvirt call) */
         _cleanup_free_ char *domain = NULL;
         if (*n == 0 && !strchr(consumer, ':') && asprintf(&domain, LIBVIRT_CONSUMER_PREFIX "%s", consumer) >= 0) {

@@ -5,6 +5,7 @@
 #include "iovirt-domain.h"
 #include "iovirt-json.h"
 #include "iovirt-names.h"
+#include "iovirt-transaction.h"
 #include "iovirtd-assign.h"
 #include "iovirtd-domain.h"
 #include "iovirtd-job.h"
@@ -88,6 +89,7 @@ typedef struct DomainPlans {
         IovirtPlan **plans;          /* managed='no': the groups to assign, each once */
         size_t n;
         IovirtPlan **checked;        /* managed='yes': planned, not executed */
+        bool *hold;                  /* per checked: not recorded for the domain yet (a libvirt record to write) */
         size_t n_checked;
 } DomainPlans;
 
@@ -98,7 +100,14 @@ static void domain_plans_clear(DomainPlans *p) {
                 iovirt_plan_free(p->checked[i]);
         free(p->plans);
         free(p->checked);
+        free(p->hold);
         *p = (DomainPlans) {};
+}
+
+/* A managed='yes' group libvirt binds for the domain: recorded as the domain's already? */
+static bool held_for(Manager *m, const char *consumer, int group) {
+        const IovirtRecord *rec = iovirt_state_find(m->state, group);
+        return rec && rec->phase == IOVIRT_PHASE_LIBVIRT && streq_ptr(rec->consumer, consumer);
 }
 
 /* -1: group not planned yet; 0: planned with the same managed; 1: with the other */
@@ -135,7 +144,8 @@ static int plan_domain(Manager *m, const DomainRequest *d, DomainPlans *ret, sd_
                                          "the pool's devices as a managed='no' <hostdev> instead ('iovirtctl policy' "
                                          "lists the pool, 'virsh edit %s')", d->name, dom->pools[0], d->name);
         if (!(p.plans = calloc(dom->n_hostdevs + 1, sizeof(IovirtPlan *))) ||
-            !(p.checked = calloc(dom->n_hostdevs + 1, sizeof(IovirtPlan *))))
+            !(p.checked = calloc(dom->n_hostdevs + 1, sizeof(IovirtPlan *))) ||
+            !(p.hold = calloc(dom->n_hostdevs + 1, sizeof(bool))))
                 return -ENOMEM;
         /* the groups planned before count as the domain's: one budget for all of them */
         PolicyAsk ask = d->ask;
@@ -168,8 +178,16 @@ static int plan_domain(Manager *m, const DomainRequest *d, DomainPlans *ret, sd_
                 r = policy_holder(m, &facts, plan, &plan->holder);
                 if (r < 0)
                         return r;
-                if (h->managed)
+                if (h->managed) {
+                        /* who holds it, so that status shows it and nobody else takes it meanwhile */
+                        p.hold[p.n_checked] = !held_for(m, d->consumer, plan->group);
                         p.checked[p.n_checked++] = TAKE_PTR(plan);
+                } else if (held_for(m, d->consumer, plan->group))
+                        return sd_bus_error_setf(error, IOVIRT_ERROR_INVALID_ARGUMENT,
+                                                 "Domain %s has group %d recorded as bound by libvirt "
+                                                 "(managed='yes'), and now names %s managed='no'; stop the domain "
+                                                 "first, so that the group is given back", d->name, plan->group,
+                                                 addr);
                 else {
                         if (!plan->done)
                                 ask.pending_functions += (unsigned) plan->n_steps;
@@ -216,11 +234,13 @@ static int reply_domain(sd_bus_message *msg, const DomainRequest *d, const Domai
         return o ? manager_reply_json(msg, o) : -ENOMEM;
 }
 
-/* The plans with something to do */
+/* The plans with something to do: groups to bind, libvirt's to record */
 static size_t to_do(const DomainPlans *p) {
         size_t n = 0;
         for (size_t i = 0; i < p->n; i++)
                 n += !p->plans[i]->done;
+        for (size_t i = 0; i < p->n_checked; i++)
+                n += p->hold[i];
         return n;
 }
 
@@ -246,6 +266,7 @@ typedef struct DomainJob {
         DomainPlans plans;
         const char *dir;
         IovirtRecord **results;      /* parallel to plans.plans */
+        IovirtRecord **held;         /* parallel to plans.checked: libvirt's groups recorded */
         IovirtMoves moves;
         char *reason;
         int r;
@@ -255,7 +276,10 @@ static void domain_job_free(void *p) {
         DomainJob *j = p;
         for (size_t i = 0; j->results && i < j->plans.n; i++)
                 iovirt_record_free(j->results[i]);
+        for (size_t i = 0; j->held && i < j->plans.n_checked; i++)
+                iovirt_record_free(j->held[i]);
         free(j->results);
+        free(j->held);
         domain_plans_clear(&j->plans);
         domain_request_clear(&j->request);
         iovirt_moves_clear(&j->moves);
@@ -276,8 +300,16 @@ static void domain_work(void *p) {
                 if (j->r < 0)
                         break;
         }
+        /* then libvirt's, recorded: nothing moves */
+        size_t held = 0;
+        for (; j->r >= 0 && held < j->plans.n_checked; held++)
+                if (j->plans.hold[held])
+                        j->r = iovirt_libvirt_hold(j->plans.checked[held], j->dir, &j->held[held], &j->reason);
         if (j->r >= 0)
                 return;
+        while (held-- > 0)
+                if (j->held[held] && iovirt_record_remove(j->dir, j->held[held]->group) >= 0)
+                        j->held[held] = iovirt_record_free(j->held[held]);
         while (done-- > 0) {
                 _cleanup_free_ char *notes = NULL, *why = NULL;
                 IovirtRecord *rec = j->results[done];
@@ -301,6 +333,9 @@ static int domain_done(Manager *m, sd_bus_message *msg, void *p) {
         for (size_t i = 0; i < j->plans.n; i++)
                 if (!j->plans.plans[i]->done)
                         assign_settle(m, j->plans.plans[i], TAKE_PTR(j->results[i]));
+        for (size_t i = 0; i < j->plans.n_checked; i++)
+                if (j->plans.hold[i])
+                        assign_settle(m, j->plans.checked[i], TAKE_PTR(j->held[i]));
         if (j->r < 0) {
                 log_full_errno(LOG_ERR, j->r, NULL, "Preparing domain %s failed: %s", j->request.name, strna(j->reason));
                 return sd_bus_reply_method_errorf(msg, IOVIRT_ERROR_BIND_FAILED,
@@ -334,32 +369,34 @@ int act_prepare_domain(sd_bus_message *msg, void *userdata, sd_bus_error *error)
         if (to_do(&p) == 0)
                 return reply_domain(msg, &d, &p);
 
-        _cleanup_free_ int *groups = calloc(p.n, sizeof(int));
+        _cleanup_free_ int *groups = calloc(p.n + p.n_checked + 1, sizeof(int));
         DomainJob *j = calloc(1, sizeof(DomainJob));
-        IovirtRecord **results = calloc(p.n, sizeof(IovirtRecord *));
-        if (!groups || !j || !results) {
+        IovirtRecord **results = calloc(p.n + 1, sizeof(IovirtRecord *));
+        IovirtRecord **held = calloc(p.n_checked + 1, sizeof(IovirtRecord *));
+        if (!groups || !j || !results || !held) {
                 free(j);
                 free(results);
+                free(held);
                 return -ENOMEM;
         }
-        size_t n_groups = 0, n_placed = 0;
-        for (size_t i = 0; i < p.n; i++) {
-                if (p.plans[i]->done)
+        size_t n_groups = 0;
+        for (size_t i = 0; r >= 0 && i < p.n + p.n_checked; i++) {
+                const IovirtPlan *plan = i < p.n ? p.plans[i] : p.checked[i - p.n];
+                if (i < p.n ? plan->done : !p.hold[i - p.n])
                         continue;
-                r = assign_placeholder(m, p.plans[i]);
-                if (r < 0)
-                        break;
-                groups[n_groups++] = p.plans[i]->group;
-                n_placed++;
+                r = assign_placeholder(m, plan);
+                if (r >= 0)
+                        groups[n_groups++] = plan->group;
         }
         if (r < 0) {
-                for (size_t i = 0; i < n_placed; i++)
+                for (size_t i = 0; i < n_groups; i++)
                         iovirt_state_drop(m->state, groups[i]);
                 free(j);
                 free(results);
+                free(held);
                 return r;
         }
-        *j = (DomainJob) { .request = d, .plans = p, .dir = m->state_dir, .results = results };
+        *j = (DomainJob) { .request = d, .plans = p, .dir = m->state_dir, .results = results, .held = held };
         d = (DomainRequest) {};
         p = (DomainPlans) {};
         r = job_start(m, msg, groups, n_groups, domain_work, domain_done, j, domain_job_free);
@@ -437,11 +474,38 @@ const char *escalate_release_domain(sd_bus_message *msg, void *userdata, uid_t u
         return NULL;
 }
 
+/* libvirt's groups of the domain leave the state at once: libvirt gives
+ * the devices back itself, iovirt only forgets who held them.  The rest
+ * stay in groups[0..*n). */
+static int forget_libvirt_groups(Manager *m, int *groups, size_t *n) {
+        size_t kept = 0;
+        for (size_t i = 0; i < *n; i++) {
+                const IovirtRecord *rec = iovirt_state_find(m->state, groups[i]);
+                if (rec->phase != IOVIRT_PHASE_LIBVIRT) {
+                        groups[kept++] = groups[i];
+                        continue;
+                }
+                int r = iovirt_record_remove(m->state_dir, groups[i]);
+                if (r < 0)
+                        return r;
+                log_info("Group %d is no longer held by %s (libvirt's, managed='yes')", groups[i], rec->consumer);
+                r = sd_bus_emit_signal(m->bus, IOVIRT_OBJECT_PATH, IOVIRT_MANAGER_INTERFACE, "Released", "is",
+                                       (int32_t) groups[i], rec->consumer);
+                if (r < 0)
+                        log_warning_errno(r, "Failed to emit Released: %m");
+                iovirt_state_drop(m->state, groups[i]);
+        }
+        *n = kept;
+        return 0;
+}
+
 int act_release_domain(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         _cleanup_free_ int *groups = NULL;
         bool interactive;
         size_t n;
         int r = domain_groups(userdata, msg, &groups, &n, &interactive, error);
+        if (r >= 0)
+                r = forget_libvirt_groups(userdata, groups, &n);
         if (r < 0)
                 return r;
         if (n == 0)

@@ -17,6 +17,7 @@ static const char *const phase_names[_IOVIRT_PHASE_MAX] = {
         [IOVIRT_PHASE_ASSIGNING] = "assigning",
         [IOVIRT_PHASE_ASSIGNED] = "assigned",
         [IOVIRT_PHASE_RELEASING] = "releasing",
+        [IOVIRT_PHASE_LIBVIRT] = "libvirt",
 };
 
 const char *iovirt_function_vfio_driver(const IovirtFunctionRecord *f) {

@@ -21,6 +21,9 @@ typedef enum IovirtPhase {
         IOVIRT_PHASE_ASSIGNING,   /* intent written, functions may be moving */
         IOVIRT_PHASE_ASSIGNED,    /* every function on its VFIO driver, with its consumer */
         IOVIRT_PHASE_RELEASING,   /* functions may be going back */
+        IOVIRT_PHASE_LIBVIRT,     /* held by a libvirt domain whose libvirt binds it itself
+                                   * (managed='yes'): recorded so that others are refused and the
+                                   * budget counts it; iovirt never moves its functions */
         _IOVIRT_PHASE_MAX,
 } IovirtPhase;
 

@@ -114,6 +114,26 @@ static void strv_free_n(char ***v, size_t n) {
         *v = mfree(*v);
 }
 
+int iovirt_libvirt_hold(const IovirtPlan *p, const char *dir, IovirtRecord **ret, char **reason) {
+        _cleanup_(iovirt_record_freep) IovirtRecord *rec = NULL;
+        _cleanup_free_ char **drivers = calloc(p->n_steps + 1, sizeof(char *));     /* none: libvirt chooses */
+        *ret = NULL;
+        if (iovirt_plan_refusal(p))
+                return -EPERM;
+        if (!drivers)
+                return -ENOMEM;
+        int r = assign_intent(p, drivers, &rec, reason);
+        if (r < 0)
+                return r;
+        rec->phase = IOVIRT_PHASE_LIBVIRT;
+        r = iovirt_record_save(dir, rec);
+        if (r < 0)
+                return iovirt_set_reason(reason, r, "Could not record group %d for %s: %s", p->group, p->consumer,
+                                         strerror(-r));
+        *ret = TAKE_PTR(rec);
+        return 0;
+}
+
 int iovirt_assign_execute(const IovirtPlan *p, const char *dir, IovirtRecord **ret, IovirtMoves *moves,
                           char **reason) {
         _cleanup_(iovirt_record_freep) IovirtRecord *rec = NULL;
@@ -349,8 +369,8 @@ int iovirt_state_reconcile(const IovirtHost *h, IovirtState *state, const char *
                         iovirt_state_drop(state, group);
                         r = iovirt_strv_pushf(notes, n_notes, "Group %d: the host has restarted since it was assigned to %s; "
                                                      "that assignment ended with the old boot", group, consumer);
-                } else if (rec->phase == IOVIRT_PHASE_ASSIGNED)
-                        continue;
+                } else if (rec->phase == IOVIRT_PHASE_ASSIGNED || rec->phase == IOVIRT_PHASE_LIBVIRT)
+                        continue;     /* nothing was under way; libvirt's are libvirt's to move */
                 else {
                         bool was_assigning = rec->phase == IOVIRT_PHASE_ASSIGNING;
                         _cleanup_(iovirt_text_clear) IovirtText t = {};

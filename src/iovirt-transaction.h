@@ -39,6 +39,11 @@ void iovirt_moves_clear(IovirtMoves *m);
 int iovirt_assign_execute(const IovirtPlan *p, const char *dir, IovirtRecord **ret, IovirtMoves *moves,
                           char **reason);
 
+/* Records an allowed plan's group as held by its consumer, a libvirt domain
+ * whose libvirt binds the functions itself (managed='yes'): phase libvirt,
+ * each function's driver as it is now, saved in dir; nothing is moved. */
+int iovirt_libvirt_hold(const IovirtPlan *p, const char *dir, IovirtRecord **ret, char **reason);
+
 /* Gives rec's group back to the host: every function to its recorded driver
  * and driver_override.  On success the record file is gone (the caller
  * drops rec) and *notes has what the operator should know (functions that

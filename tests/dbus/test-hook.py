@@ -19,7 +19,9 @@ TAP output.
      changes; an XML <name> other than argv's: refused; a hostdev address
      not on the host: refused naming it;
   4. managed='yes': checked, not bound (stays on its host driver), the start
-     allowed; on the root filesystem's NVMe or the boot display: refused,
+     allowed, recorded as the domain's (phase libvirt: list-assignments and
+     status show it, another consumer and iovirtctl release are refused,
+     a retry changes nothing, release end forgets it); on the root filesystem's NVMe or the boot display: refused,
      naming the device and why, nothing changes (nor a managed='no' device
      of the same domain);
   5. two managed='no' hostdevs, the second's probe failing (the emulator's
@@ -458,10 +460,26 @@ def managed(env):
     xml = domain("vm-m", hostdev(NIC, "yes"))
     res = prepare(env, "vm-m", xml)
     t.ok(res.rc == 0 and res.err == "", "prepare begin with a managed='yes' hostdev (%s): exit 0" % NIC, res)
-    t.ok(env.driver(NIC) == HOST_DRIVER[NIC] and state(env) == before,
+    t.ok(env.driver(NIC) == HOST_DRIVER[NIC] and env.snapshot() == before[0],
          "not bound by iovirt: %s stays on %s (libvirt binds it)" % (NIC, HOST_DRIVER[NIC]), env.driver(NIC))
+    records = env.records()
+    held = [r for r in records.values() if r.get("consumer") == "domain:vm-m"]
+    t.ok(len(held) == 1 and held[0]["phase"] == "libvirt" and assignments(env).get(NIC) == "domain:vm-m",
+         "recorded as held by domain:vm-m, phase libvirt, and list-assignments shows it", records)
+    t.ok(consumer_status(env, "domain:vm-m").get("memory") == GIB,
+         "status counts domain:vm-m's 1 GiB", consumer_status(env, "domain:vm-m"))
+    mid = state(env)
+    rc, out, err = env.assign(NIC, "vm-other")
+    t.ok(rc != 0 and E + "InUse" in err and "domain:vm-m" in err and "managed='yes'" in err and state(env) == mid,
+         "another consumer is refused the NIC: InUse, naming domain:vm-m and managed='yes'", (rc, err))
+    rc, out, err = env.ctl("--no-ask-password", "release", NIC)
+    t.ok(rc != 0 and "libvirt gives it back when the domain stops" in err and state(env) == mid,
+         "iovirtctl release of it is refused: libvirt's to give back", (rc, err))
+    res = prepare(env, "vm-m", xml)
+    t.ok(res.rc == 0 and state(env) == mid, "prepare begin again (a retry): exit 0, nothing changes", res)
     res = release(env, "vm-m", xml)
-    t.ok(res.rc == 0 and env.driver(NIC) == HOST_DRIVER[NIC], "release end: exit 0, %s untouched" % NIC, res)
+    t.ok(res.rc == 0 and env.driver(NIC) == HOST_DRIVER[NIC] and state(env) == before,
+         "release end: exit 0, %s untouched, the record gone" % NIC, res)
     clean(env)
     before = state(env)
 
