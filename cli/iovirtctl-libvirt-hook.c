@@ -11,9 +11,11 @@
 
 /* libvirt-hook DOMAIN OPERATION SUB-OPERATION: what libvirt's qemu hook
  * (data/libvirt/hooks/qemu.d/iovirt) runs, with the domain XML on stdin.
- * "prepare begin" asks iovirtd to prepare the domain's hostdevs
- * (PrepareDomain), "release end" to give them back (ReleaseDomain); every
- * other operation is answered at once.  A refusal exits 1 with the reason
+ * "prepare begin" asks iovirtd to prepare the domain's hostdevs and pool
+ * devices (PrepareDomain), "started begin" to attach the pool devices
+ * once the start is over (StartedDomain, which queues it and answers),
+ * "release end" to give them back (ReleaseDomain); every other operation
+ * is answered at once.  A refusal exits 1 with the reason
  * on stderr, which libvirt shows and which stops the start.  It never
  * calls libvirt: libvirtd waits on the hook. */
 
@@ -33,6 +35,12 @@ static bool has_pci_hostdev(const char *xml) {
         return iovirt_domain_parse(xml, strlen(xml), &d, NULL) < 0 || d->n_hostdevs > 0 || d->n_pools > 0;
 }
 
+/* Whether it asks for pool devices, which are attached once it runs */
+static bool has_pool_request(const char *xml) {
+        _cleanup_(iovirt_domain_freep) IovirtDomain *d = NULL;
+        return iovirt_domain_parse(xml, strlen(xml), &d, NULL) >= 0 && d->n_pools > 0;
+}
+
 /* iovirtd is not there, or could not be started for us (activation) */
 static bool daemon_absent(int r, const sd_bus_error *e) {
         return r == -ENOENT || r == -ECONNREFUSED ||
@@ -46,12 +54,13 @@ static bool daemon_absent(int r, const sd_bus_error *e) {
  * groups (libvirt ignores release's exit and never calls again: a lost
  * release would leave them bound with no VM), for as long as a prepare may
  * take */
-static int call_hook(Ctl *c, bool prepare, const char *domain, const char *xml, sd_bus_error *error) {
+static int call_hook(Ctl *c, const char *method, const char *domain, const char *xml, sd_bus_error *error) {
         uint64_t deadline = monotonic_usec() + HOOK_TIMEOUT_USEC;
+        bool prepare = streq_ptr(method, "PrepareDomain");
         for (;;) {
                 _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
                 int r = sd_bus_message_new_method_call(c->bus, &m, IOVIRT_BUS_NAME, IOVIRT_OBJECT_PATH,
-                                                       IOVIRT_MANAGER_INTERFACE, prepare ? "PrepareDomain" : "ReleaseDomain");
+                                                       IOVIRT_MANAGER_INTERFACE, method);
                 if (r >= 0)
                         r = prepare ? sd_bus_message_append(m, "ssb", domain, xml, 0)
                                     : sd_bus_message_append(m, "sb", domain, 0);
@@ -71,10 +80,11 @@ int verb_libvirt_hook(Ctl *c, int argc, char **argv) {
         sd_bus_error error = SD_BUS_ERROR_NULL;
         const char *domain = argv[0], *op = argv[1], *sub = argv[2];
         bool prepare = streq_ptr(op, "prepare") && streq_ptr(sub, "begin");
+        bool started = streq_ptr(op, "started") && streq_ptr(sub, "begin");
         bool release = streq_ptr(op, "release") && streq_ptr(sub, "end");
         int r;
 
-        if (!prepare && !release)
+        if (!prepare && !started && !release)
                 return 0;     /* libvirt's other operations: nothing for iovirt */
         r = iovirt_read_fd(STDIN_FILENO, IOVIRT_DOMAIN_XML_MAX, &xml, NULL);   /* what iovirtd takes */
         if (r < 0)
@@ -88,11 +98,12 @@ int verb_libvirt_hook(Ctl *c, int argc, char **argv) {
                                                      "writes: is the hook called by something else?", domain);
         /* A VM with nothing for iovirt starts without asking it: iovirtd
          * slow, stopping or not installed never delays other starts */
-        if (prepare && !has_pci_hostdev(xml))
+        if ((prepare && !has_pci_hostdev(xml)) || (started && !has_pool_request(xml)))
                 return 0;
         r = sd_bus_open_system(&c->bus);
         if (r >= 0)
-                r = call_hook(c, prepare, domain, xml, &error);
+                r = call_hook(c, prepare ? "PrepareDomain" : started ? "StartedDomain" : "ReleaseDomain", domain, xml,
+                              &error);
         if (r >= 0)
                 return 0;
         bool absent = daemon_absent(r, &error);

@@ -123,7 +123,16 @@ typedef struct AssignArgs {
         const IovirtPolicyRequest *policy;   /* the facts policy's checks judge, gathered once per plan */
         const LibvirtDomain *domain;     /* a libvirt domain consumer: as libvirt said; NULL: none */
         bool persistent;                 /* accept "persistent": attach to the domain's config too */
+        const int *exclude;              /* groups a pool or range must not offer (taken by the same request) */
+        size_t n_exclude;
 } AssignArgs;
+
+static bool excluded(const AssignArgs *a, int group) {
+        for (size_t i = 0; i < a->n_exclude; i++)
+                if (a->exclude[i] == group)
+                        return true;
+        return false;
+}
 
 static int check_target(const char *target, sd_bus_error *error) {
         if (strlen(target) > IOVIRT_ARG_MAX)
@@ -412,7 +421,7 @@ static int plan_candidates(Manager *m, const AssignArgs *a, const size_t *device
         _cleanup_(iovirt_plan_freep) IovirtPlan *first = NULL;
         for (size_t i = 0; i < n; i++) {
                 const IovirtRecord *rec = iovirt_state_find(m->state, m->host->devices[devices[i]].iommu_group);
-                if (rec && streq_ptr(rec->consumer, a->consumer))
+                if (rec && streq_ptr(rec->consumer, a->consumer) && !excluded(a, rec->group))
                         return plan_device(m, a, usage, m->host->devices[devices[i]].iommu_group, devices[i], ret,
                                            error);
         }
@@ -427,6 +436,8 @@ static int plan_candidates(Manager *m, const AssignArgs *a, const size_t *device
         for (size_t k = 0; k < n; k++) {
                 _cleanup_(iovirt_plan_freep) IovirtPlan *p = NULL;
                 size_t i = order[k];
+                if (excluded(a, m->host->devices[devices[i]].iommu_group))
+                        continue;
                 r = plan_device(m, a, usage, m->host->devices[devices[i]].iommu_group, devices[i], &p, error);
                 if (r < 0)
                         return r;
@@ -439,6 +450,10 @@ static int plan_candidates(Manager *m, const AssignArgs *a, const size_t *device
                 if (!first)
                         first = TAKE_PTR(p);
         }
+        if (!first)
+                return sd_bus_error_setf(error, IOVIRT_ERROR_IN_USE,
+                                         "Each of the %zu devices '%s' offers is taken by the same request already; "
+                                         "it asks for more than there are", n, a->target);
         *ret = TAKE_PTR(first);
         return 0;
 }
@@ -1347,9 +1362,9 @@ int method_describe_assignments(sd_bus_message *msg, void *userdata, sd_bus_erro
 
 /* ---- for other transactions made of assignments (iovirtd-domain.c) ---- */
 
-int assign_plan(Manager *m, const char *target, const char *consumer, const PolicyAsk *ask, PolicyFacts *facts,
-                IovirtPlan **ret, sd_bus_error *error) {
-        AssignArgs a = { .target = target, .consumer = consumer, .ask = *ask };
+int assign_plan(Manager *m, const char *target, const char *consumer, const PolicyAsk *ask, const int *exclude,
+                size_t n_exclude, PolicyFacts *facts, IovirtPlan **ret, sd_bus_error *error) {
+        AssignArgs a = { .target = target, .consumer = consumer, .ask = *ask, .exclude = exclude, .n_exclude = n_exclude };
         int r = check_target(target, error);
         if (r >= 0)
                 r = check_consumer(consumer, error);

@@ -19,6 +19,8 @@ const GuardedMethod guarded_methods[] = {
           act_release_consumer, escalate_release_consumer },
         { IOVIRT_MANAGER_INTERFACE, "PrepareDomain", IOVIRT_ACTION_ASSIGN, prepare_prepare_domain,
           act_prepare_domain },
+        { IOVIRT_MANAGER_INTERFACE, "StartedDomain", IOVIRT_ACTION_ASSIGN, prepare_started_domain,
+          act_started_domain },
         { IOVIRT_MANAGER_INTERFACE, "ReleaseDomain", IOVIRT_ACTION_RELEASE, prepare_release_domain,
           act_release_domain, escalate_release_domain },
         { IOVIRT_MANAGER_INTERFACE, "SetVfs", IOVIRT_ACTION_MANAGE_SRIOV, prepare_set_vfs, act_set_vfs },

@@ -4,6 +4,7 @@
 
 #include "iovirt-domain.h"
 #include "iovirt-json.h"
+#include "iovirt-memlock.h"
 #include "iovirt-names.h"
 #include "iovirt-transaction.h"
 #include "iovirtd-assign.h"
@@ -87,6 +88,7 @@ void domain_ask(const IovirtDomain *dom, PolicyAsk *ask) {
 
 typedef struct DomainPlans {
         IovirtPlan **plans;          /* managed='no': the groups to assign, each once */
+        bool *pool;                  /* per plan: a pool's device, which the XML does not name */
         size_t n;
         IovirtPlan **checked;        /* managed='yes': planned, not executed */
         bool *hold;                  /* per checked: not recorded for the domain yet (a libvirt record to write) */
@@ -99,6 +101,7 @@ static void domain_plans_clear(DomainPlans *p) {
         for (size_t i = 0; i < p->n_checked; i++)
                 iovirt_plan_free(p->checked[i]);
         free(p->plans);
+        free(p->pool);
         free(p->checked);
         free(p->hold);
         *p = (DomainPlans) {};
@@ -132,18 +135,22 @@ static int refuse(const DomainRequest *d, const IovirtDomainHostdev *h, const Io
                                  h->managed ? "managed" : "unmanaged", d->name, text ? text : refusal->message);
 }
 
-/* Every hostdev planned; a refusal of any refuses the whole start */
+/* The same for a device of a pool its metadata asks for */
+static int refuse_pool(const DomainRequest *d, const char *pool, const IovirtPlan *p, sd_bus_error *error) {
+        const IovirtPlanCheck *refusal = iovirt_plan_refusal(p);
+        _cleanup_free_ char *text = iovirt_plan_refusal_text(p);
+        log_notice("Refused to start domain %s: pool %s: %s", d->name, pool, text ? text : refusal->message);
+        return sd_bus_error_setf(error, manager_reason_error(refusal->reason),
+                                 "No device of pool '%s' (asked for in domain %s's metadata) may be taken: %s", pool,
+                                 d->name, text ? text : refusal->message);
+}
+
+/* Every hostdev planned, then every pool request; a refusal of any refuses the whole start */
 static int plan_domain(Manager *m, const DomainRequest *d, DomainPlans *ret, sd_bus_error *error) {
         _cleanup_(domain_plans_clear) DomainPlans p = {};
         const IovirtDomain *dom = d->domain;
-        /* not handed out yet: refused, never ignored, or the VM would start without the device it asked for */
-        if (dom->n_pools > 0)
-                return sd_bus_error_setf(error, IOVIRT_ERROR_INVALID_ARGUMENT,
-                                         "Domain %s asks for a device of pool '%s' (<iovirt:device> in its metadata), "
-                                         "which this iovirtd does not hand out to libvirt domains yet; name one of "
-                                         "the pool's devices as a managed='no' <hostdev> instead ('iovirtctl policy' "
-                                         "lists the pool, 'virsh edit %s')", d->name, dom->pools[0], d->name);
-        if (!(p.plans = calloc(dom->n_hostdevs + 1, sizeof(IovirtPlan *))) ||
+        if (!(p.plans = calloc(dom->n_hostdevs + dom->n_pools + 1, sizeof(IovirtPlan *))) ||
+            !(p.pool = calloc(dom->n_hostdevs + dom->n_pools + 1, sizeof(bool))) ||
             !(p.checked = calloc(dom->n_hostdevs + 1, sizeof(IovirtPlan *))) ||
             !(p.hold = calloc(dom->n_hostdevs + 1, sizeof(bool))))
                 return -ENOMEM;
@@ -170,7 +177,7 @@ static int plan_domain(Manager *m, const DomainRequest *d, DomainPlans *ret, sd_
                                                  "(libvirt does)", d->name, m->host->devices[device].iommu_group);
                 if (mixed == 0)
                         continue;     /* another function of a group planned already */
-                int r = assign_plan(m, addr, d->consumer, &ask, &facts, &plan, error);
+                int r = assign_plan(m, addr, d->consumer, &ask, NULL, 0, &facts, &plan, error);
                 if (r < 0)
                         return r;
                 if (iovirt_plan_refusal(plan))
@@ -193,6 +200,35 @@ static int plan_domain(Manager *m, const DomainRequest *d, DomainPlans *ret, sd_
                                 ask.pending_functions += (unsigned) plan->n_steps;
                         p.plans[p.n++] = TAKE_PTR(plan);
                 }
+        }
+        /* then one device for each pool request of its metadata, none that the domain took above */
+        for (size_t i = 0; i < dom->n_pools; i++) {
+                _cleanup_(policy_facts_clear) PolicyFacts facts = { .pidfd = -EBADF };
+                _cleanup_(iovirt_plan_freep) IovirtPlan *plan = NULL;
+                _cleanup_free_ char *target = NULL;
+                _cleanup_free_ int *taken = calloc(p.n + p.n_checked + 1, sizeof(int));
+                size_t n_taken = 0;
+                if (!taken || asprintf(&target, "pool:%s", dom->pools[i]) < 0)
+                        return -ENOMEM;
+                for (size_t k = 0; k < p.n + p.n_checked; k++)
+                        taken[n_taken++] = k < p.n ? p.plans[k]->group : p.checked[k - p.n]->group;
+                sd_bus_error why = SD_BUS_ERROR_NULL;
+                int r = assign_plan(m, target, d->consumer, &ask, taken, n_taken, &facts, &plan, &why);
+                if (r < 0 && sd_bus_error_is_set(&why))
+                        r = sd_bus_error_setf(error, why.name, "Domain %s asks for a device of pool '%s' in its "
+                                              "metadata: %s", d->name, dom->pools[i], why.message);
+                sd_bus_error_free(&why);
+                if (r < 0)
+                        return r;
+                if (iovirt_plan_refusal(plan))
+                        return refuse_pool(d, dom->pools[i], plan, error);
+                r = policy_holder(m, &facts, plan, &plan->holder);
+                if (r < 0)
+                        return r;
+                if (!plan->done)
+                        ask.pending_functions += (unsigned) plan->n_steps;
+                p.pool[p.n] = true;
+                p.plans[p.n++] = TAKE_PTR(plan);
         }
         *ret = p;
         p = (DomainPlans) {};
@@ -297,6 +333,16 @@ static void domain_work(void *p) {
                 if (plan->done)
                         continue;
                 j->r = iovirt_assign_execute(plan, j->dir, &j->results[done], &j->moves, &j->reason);
+                if (j->r >= 0 && j->plans.pool[done]) {
+                        /* attached once the domain runs: the record says so, should iovirtd restart meanwhile */
+                        j->results[done]->libvirt_attach = true;
+                        j->r = iovirt_record_save(j->dir, j->results[done]);
+                        if (j->r < 0) {
+                                (void) iovirt_set_reason(&j->reason, j->r, "Could not record group %d as a pool "
+                                                         "device of the domain: %s", plan->group, strerror(-j->r));
+                                done++;     /* bound: it goes back with the others */
+                        }
+                }
                 if (j->r < 0)
                         break;
         }
@@ -663,4 +709,187 @@ int domain_consumer(Manager *m, sd_bus_message *msg, sd_bus_message_handler_t ag
         *ret = &s->domain;
         *consumer = s->consumer;
         return 0;
+}
+
+/* ---- StartedDomain: the pool devices, attached once the domain runs ----
+ *
+ * A pool device is not in the domain's XML, so libvirt does not give it to
+ * QEMU at start; it is attached live.  libvirt's "started begin" hook is
+ * called while libvirt still holds the domain, and a hook must not call
+ * libvirt: the attach is queued, and the hook answered first.  Its libvirt
+ * calls then wait for libvirt to finish the start, on the job's thread. */
+
+typedef struct AttachGroup {
+        int group;
+        IovirtAddress *functions;
+        size_t n;
+        int r;
+        char *reason;
+} AttachGroup;
+
+typedef struct StartedJob {
+        char *name;
+        AttachGroup *groups;
+        size_t n;
+        int memlock_r;
+        uint64_t need, have;
+        char *memlock_reason;
+} StartedJob;
+
+static void started_job_free(void *p) {
+        StartedJob *j = p;
+        for (size_t i = 0; i < j->n; i++) {
+                free(j->groups[i].functions);
+                free(j->groups[i].reason);
+        }
+        free(j->groups);
+        free(j->name);
+        free(j->memlock_reason);
+        free(j);
+}
+
+/* The domain's pool groups, held and not attached by anyone yet; Busy when one is in a job */
+static int pool_groups(Manager *m, const char *consumer, int **ret, size_t *n, sd_bus_error *error) {
+        _cleanup_free_ int *all = NULL;
+        size_t n_all = 0;
+        int r = manager_consumer_groups(m, consumer, &all, &n_all, error);
+        if (r < 0)
+                return r;
+        *n = 0;
+        for (size_t i = 0; i < n_all; i++) {
+                const IovirtRecord *rec = iovirt_state_find(m->state, all[i]);
+                if (rec->libvirt_attach && rec->phase == IOVIRT_PHASE_ASSIGNED)
+                        all[(*n)++] = all[i];
+        }
+        *ret = TAKE_PTR(all);
+        return 0;
+}
+
+static int started_request(Manager *m, sd_bus_message *msg, const char **name, char **consumer, int **groups,
+                           size_t *n, bool *interactive, sd_bus_error *error) {
+        int interactive_arg;
+        int r = sd_bus_message_rewind(msg, true);
+        if (r >= 0)
+                r = sd_bus_message_read(msg, "sb", name, &interactive_arg);
+        if (r >= 0)
+                r = manager_accepting(m, error);
+        if (r < 0)
+                return r;
+        if (asprintf(consumer, LIBVIRT_CONSUMER_PREFIX "%s", *name) < 0) {
+                *consumer = NULL;
+                return -ENOMEM;
+        }
+        if (iovirt_consumer_valid(*consumer, NULL) < 0)
+                return sd_bus_error_setf(error, IOVIRT_ERROR_INVALID_ARGUMENT, "'%.64s' is no domain name iovirt takes",
+                                         *name);
+        r = pool_groups(m, *consumer, groups, n, error);
+        if (r < 0)
+                return r;
+        *interactive = interactive_arg;
+        return 0;
+}
+
+static int reply_queued(sd_bus_message *msg, const int *groups, size_t n) {
+        _cleanup_(json_object_putp) json_object *o = json_object_new_object();
+        json_object *a = json_object_new_array();
+        if (!o || !a || json_object_object_add(o, "queued", a) < 0) {
+                json_object_put(a);
+                return -ENOMEM;
+        }
+        for (size_t i = 0; i < n; i++)
+                json_object_array_add(a, json_object_new_int(groups[i]));
+        return manager_reply_json(msg, o);
+}
+
+int prepare_started_domain(sd_bus_message *msg, void *userdata, bool *interactive, sd_bus_error *error) {
+        _cleanup_free_ char *consumer = NULL;
+        _cleanup_free_ int *groups = NULL;
+        const char *name;
+        size_t n = 0;
+        int r = started_request(userdata, msg, &name, &consumer, &groups, &n, interactive, error);
+        if (r < 0)
+                return r;
+        if (n > 0)
+                return 0;
+        /* no pool device: nothing to attach, the same answer each time */
+        r = reply_queued(msg, NULL, 0);
+        return r < 0 ? r : 1;
+}
+
+static void started_work(void *p) {
+        StartedJob *j = p;
+        for (size_t i = 0; i < j->n; i++) {
+                AttachGroup *g = &j->groups[i];
+                LibvirtAttach where;
+                g->r = libvirt_attach(j->name, g->functions, g->n, true, false, &where, &g->reason);
+        }
+        _cleanup_(libvirt_domain_clear) LibvirtDomain now = {};
+        j->memlock_r = libvirt_lookup(j->name, &now, &j->memlock_reason);
+        if (j->memlock_r >= 0)
+                j->memlock_r = libvirt_memlock_covers(&now, &j->need, &j->have);
+}
+
+/* No request to answer: the hook was answered when the job started */
+static int started_done(Manager *m, sd_bus_message *msg, void *p) {
+        StartedJob *j = p;
+        char need[IOVIRT_SIZE_MAX], have[IOVIRT_SIZE_MAX];
+        (void) m;
+        (void) msg;
+        for (size_t i = 0; i < j->n; i++) {
+                const AttachGroup *g = &j->groups[i];
+                if (g->r >= 0)
+                        log_info("Attached group %d, a pool device, to domain %s", g->group, j->name);
+                else
+                        log_full_errno(LOG_ERR, 0, NULL, "Could not attach group %d, a pool device, to running domain %s: %s. It stays bound "
+                                  "to VFIO for the domain: attach it by hand (virsh attach-device), or give it back "
+                                  "(iovirtctl release group:%d)", g->group, j->name, strna(g->reason), g->group);
+        }
+        if (j->memlock_r == 0)
+                log_warning("RLIMIT_MEMLOCK of domain %s's QEMU is %s, less than the %s libvirt's rule asks for its "
+                            "devices: the guest may fail to map its memory for them", j->name,
+                            j->have == UINT64_MAX ? "unlimited" : iovirt_size_format(j->have, have),
+                            j->need == UINT64_MAX ? "unlimited" : iovirt_size_format(j->need, need));
+        else if (j->memlock_r < 0)
+                log_warning("Whether domain %s's QEMU may lock enough memory for its devices cannot be told: %s",
+                            j->name, j->memlock_reason ? j->memlock_reason : "its QEMU process could not be found");
+        return 0;
+}
+
+int act_started_domain(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        _cleanup_free_ char *consumer = NULL;
+        _cleanup_free_ int *groups = NULL;
+        const char *name;
+        bool interactive;
+        size_t n = 0;
+        int r = started_request(m, msg, &name, &consumer, &groups, &n, &interactive, error);
+        if (r < 0)
+                return r;
+        if (n == 0)
+                return reply_queued(msg, NULL, 0);
+        StartedJob *j = calloc(1, sizeof(StartedJob));
+        if (!j || !(j->name = strdup(name)) || !(j->groups = calloc(n, sizeof(AttachGroup)))) {
+                if (j)
+                        started_job_free(j);
+                return -ENOMEM;
+        }
+        for (; j->n < n; j->n++) {
+                const IovirtRecord *rec = iovirt_state_find(m->state, groups[j->n]);
+                AttachGroup *g = &j->groups[j->n];
+                g->group = rec->group;
+                if (!(g->functions = calloc(rec->n_functions + 1, sizeof(IovirtAddress)))) {
+                        j->n++;
+                        started_job_free(j);
+                        return -ENOMEM;
+                }
+                for (; g->n < rec->n_functions; g->n++)
+                        (void) iovirt_address_parse(rec->functions[g->n].address, &g->functions[g->n], NULL);
+        }
+        /* queued first, answered then: once the hook has its answer, libvirt finishes the start */
+        r = job_start(m, NULL, groups, n, started_work, started_done, j, started_job_free);
+        if (r < 0)
+                return sd_bus_error_set_errnof(error, r, "Could not queue the attach of domain %s's pool devices: %m",
+                                               name);
+        log_info("Attaching %zu pool device%s to domain %s once its start has finished", n, n == 1 ? "" : "s", name);
+        return reply_queued(msg, groups, n);
 }

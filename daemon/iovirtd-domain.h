@@ -16,6 +16,11 @@ int prepare_prepare_domain(sd_bus_message *msg, void *userdata, bool *interactiv
 int act_prepare_domain(sd_bus_message *msg, void *userdata, sd_bus_error *error);
 int prepare_release_domain(sd_bus_message *msg, void *userdata, bool *interactive, sd_bus_error *error);
 int act_release_domain(sd_bus_message *msg, void *userdata, sd_bus_error *error);
+/* StartedDomain(s name, b interactive) at "started begin": the domain's
+ * pool devices (metadata <iovirt:device pool=>) are attached live by a job
+ * queued before the answer, which libvirt waits for (org.iovirt1.assign) */
+int prepare_started_domain(sd_bus_message *msg, void *userdata, bool *interactive, sd_bus_error *error);
+int act_started_domain(sd_bus_message *msg, void *userdata, sd_bus_error *error);
 /* org.iovirt1.release-any when another uid prepared one of its groups */
 const char *escalate_release_domain(sd_bus_message *msg, void *userdata, uid_t uid);
 

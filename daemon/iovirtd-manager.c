@@ -526,6 +526,8 @@ const sd_bus_vtable manager_vtable[] = {
                                 method_describe_sriov, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("PrepareDomain", SD_BUS_ARGS("s", name, "s", xml, "b", interactive),
                                 SD_BUS_RESULT("s", json), method_guarded, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("StartedDomain", SD_BUS_ARGS("s", name, "b", interactive), SD_BUS_RESULT("s", json),
+                                method_guarded, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("ReleaseDomain", SD_BUS_ARGS("s", name, "b", interactive), SD_BUS_RESULT("s", json),
                                 method_guarded, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("SetVfs", SD_BUS_ARGS("s", pf, "u", count, "a{sv}", options, "b", interactive),

@@ -49,7 +49,8 @@ int iovirt_record_copy(const IovirtRecord *r, IovirtRecord **ret) {
                 return -ENOMEM;
         *c = (IovirtRecord) { .group = r->group, .phase = r->phase, .since_usec = r->since_usec, .holder = r->holder,
                               .node_given = r->node_given, .node_uid = r->node_uid, .node_old_uid = r->node_old_uid,
-                              .node_old_gid = r->node_old_gid, .libvirt_config = r->libvirt_config };
+                              .node_old_gid = r->node_old_gid, .libvirt_config = r->libvirt_config,
+                              .libvirt_attach = r->libvirt_attach };
         /* no consumer is "", as to_json writes it and from_json reads it back */
         if (!(c->consumer = strdup(r->consumer ? r->consumer : "")) || (r->boot_id && !(c->boot_id = strdup(r->boot_id))))
                 return -ENOMEM;
@@ -162,6 +163,8 @@ json_object *iovirt_record_to_json(const IovirtRecord *r) {
                         return NULL;
         }
         if (r->libvirt_config && add_new(o, "libvirt_config", json_object_new_boolean(true)) < 0)
+                return NULL;
+        if (r->libvirt_attach && add_new(o, "libvirt_attach", json_object_new_boolean(true)) < 0)
                 return NULL;
         return TAKE_PTR(o);
 }
@@ -333,6 +336,11 @@ int iovirt_record_from_json(json_object *o, IovirtRecord **ret, char **reason) {
                         return bad(reason, "an invalid \"libvirt_config\" (true or false)");
                 r->libvirt_config = json_object_get_boolean(v);
         }
+        if (json_object_object_get_ex(o, "libvirt_attach", &v)) {
+                if (!json_object_is_type(v, json_type_boolean))
+                        return bad(reason, "an invalid \"libvirt_attach\" (true or false)");
+                r->libvirt_attach = json_object_get_boolean(v);
+        }
         if (json_object_object_get_ex(o, "holder", &v)) {
                 k = holder_from_json(v, &r->holder);
                 if (k < 0)
@@ -390,6 +398,7 @@ static bool records_equal(const IovirtRecord *a, const IovirtRecord *b) {
             !streq_ptr(a->consumer ? a->consumer : "", b->consumer) || !streq_ptr(a->boot_id, b->boot_id) ||
             a->n_functions != b->n_functions || !holders_equal(&a->holder, &b->holder) ||
             a->node_given != b->node_given || a->libvirt_config != b->libvirt_config ||
+            a->libvirt_attach != b->libvirt_attach ||
             (a->node_given && (a->node_uid != b->node_uid || a->node_old_uid != b->node_old_uid ||
                                a->node_old_gid != b->node_old_gid)))
                 return false;

@@ -71,6 +71,9 @@ typedef struct IovirtRecord {
         /* a libvirt domain consumer: iovirt added the hostdevs to the domain's persistent
          * config too (assign --persistent), so release takes them out of it again */
         bool libvirt_config;
+        /* a libvirt domain consumer's pool device (<iovirt:device pool=>), which its XML does
+         * not name: attached live once the domain runs ("started begin") */
+        bool libvirt_attach;
 } IovirtRecord;
 
 IovirtRecord *iovirt_record_free(IovirtRecord *r);

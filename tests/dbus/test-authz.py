@@ -117,6 +117,22 @@ def read_only_change_nothing(env, table, live):
              res)
 
 
+def pooled_domain(env):
+    """Root prepares domain "pooled", whose metadata asks for the one device
+    of pool "spare" (04:00.0): a pool device StartedDomain would attach"""
+    policy = os.path.join(env.tb, "etc/iovirt/policy.d")
+    os.makedirs(policy, exist_ok=True)
+    with open(os.path.join(policy, "50-spare.conf"), "w") as f:
+        f.write("[Pool spare]\nDevices=0000:04:00.0\n")
+    env.ctl("--no-ask-password", "reload")
+    xml = ("<domain><name>pooled</name><memory unit='MiB'>64</memory><metadata><iovirt:device "
+           "xmlns:iovirt='https://iovirt.org/xmlns/domain/1' pool='spare'/></metadata></domain>")
+    res = env.call("PrepareDomain", "pooled", '"%s"' % xml, "false")
+    t.ok(res[0] == 0 and any(r.get("consumer") == "domain:pooled" for r in env.records().values()),
+         "root prepares domain pooled, its pool device 04:00.0", res)
+    return "pooled"
+
+
 def guarded_denied(env, table, live):
     # Release, ReleaseConsumer and ReleaseDomain need something to give back
     env.assign("03:00.0", "vm-authz")
@@ -132,6 +148,8 @@ def guarded_denied(env, table, live):
             args[0] = "04:00.0"           # an assignable group nobody holds
         if method == "PrepareDomain":     # another domain than the one root prepared, with 04:00.0
             args = ["db", SAMPLES["xml"].replace("<name>web</name>", "<name>db</name>")]  + args[2:]
+        if method == "StartedDomain":     # a domain with a pool device to attach, which root prepared
+            args = [pooled_domain(env)] + args[1:]
         # root assigned what nobody would release: that is another uid's, the second action
         action = action.split()[-1]
         before = state_of(env)
@@ -143,6 +161,10 @@ def guarded_denied(env, table, live):
              res)
     res = env.call("ReleaseDomain", "web", "false")
     t.ok(res[0] == 0, "root releases domain web's hostdev again", res)
+    res = env.call("ReleaseDomain", "pooled", "false")
+    t.ok(res[0] == 0, "root releases domain pooled's pool device again", res)
+    os.unlink(os.path.join(env.tb, "etc/iovirt/policy.d/50-spare.conf"))    # pools defined restrict the rest
+    env.ctl("--no-ask-password", "reload")
 
 
 def sriov_denied(table, live):

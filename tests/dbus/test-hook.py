@@ -24,6 +24,11 @@ TAP output.
      a retry changes nothing, release end forgets it); on the root filesystem's NVMe or the boot display: refused,
      naming the device and why, nothing changes (nor a managed='no' device
      of the same domain);
+  4b. pool devices (<iovirt:device pool='spare'/> in the metadata): one of
+     the pool bound at prepare begin, recorded to be attached; a retry the
+     same; started begin answers at once and the queued attach runs after
+     (libvirt's test driver has no such domain: logged, the device stays);
+     two requests take both devices; more than the pool has: refused;
   5. two managed='no' hostdevs, the second's probe failing (the emulator's
      "fail ADDRESS vfio-pci"): exit 1, the first goes back too;
   6. the pinned budget (MemTotal 4 GiB: budget 3.5 GiB): a domain of 3 GiB
@@ -502,11 +507,59 @@ def managed(env):
     res = prepare(env, "vm-m", domain("vm-m", hostdev(GPU, "no") + hostdev(GPU_AUDIO, "yes", guest_bus=7)))
     refused("the GPU managed='no' and its audio function managed='yes'", res, before, env, "both managed='yes' and "
             "managed='no'", "InvalidArgument")
-    # a domain asking iovirt's pools: not handed out to domains yet, so refused -- never ignored
-    res = prepare(env, "vm-m", domain("vm-m", metadata="\n    <iovirt:device xmlns:iovirt="
-                                      "\"https://iovirt.org/xmlns/domain/1\" pool=\"gpus\"/>"))
-    refused("a domain asking for a device of pool 'gpus' in its metadata", res, before, env, "pool 'gpus'",
-            "InvalidArgument")
+    # a domain asking for a pool the policy does not have: refused -- never started without it
+    res = prepare(env, "vm-m", domain("vm-m", metadata=pool_request("gpus")))
+    refused("a domain asking for a device of pool 'gpus', which the policy does not have", res, before, env,
+            "vm-m", "no pool 'gpus'", "iovirtctl policy")
+    clean(env)
+
+
+def pool_request(*pools):
+    return "".join("\n    <iovirt:device xmlns:iovirt=\"https://iovirt.org/xmlns/domain/1\" pool=\"%s\"/>" % p
+                   for p in pools)
+
+
+# ---- 4b. pool devices: bound at prepare begin, attached at started begin ----
+
+def pools(env):
+    policy = os.path.join(env.tb, "etc/iovirt/policy.d")
+    os.makedirs(policy, exist_ok=True)
+    with open(os.path.join(policy, "50-spare.conf"), "w") as f:
+        f.write("[Pool spare]\nDevices=%s %s\n" % (NIC, USB))
+    rc, _, err = env.ctl("--no-ask-password", "reload")
+    t.ok(rc == 0, "a policy with pool 'spare' (the NIC and the USB controller) is loaded", err)
+    before = state(env)
+    xml = domain("vm-pool", metadata=pool_request("spare"))
+    res = prepare(env, "vm-pool", xml)
+    held = {a: c for a, c in assignments(env).items() if c == "domain:vm-pool"}
+    records = [r for r in env.records().values() if r.get("consumer") == "domain:vm-pool"]
+    t.ok(res.rc == 0 and len(held) == 1 and list(held)[0] in (NIC, USB) and env.driver(list(held)[0]) == "vfio-pci"
+         and len(records) == 1 and records[0].get("libvirt_attach") is True,
+         "prepare begin with a request of pool 'spare': one of its devices on vfio-pci for domain:vm-pool, its "
+         "record to be attached once the domain runs", (res, held, records))
+    mid = state(env)
+    res = prepare(env, "vm-pool", xml)
+    t.ok(res.rc == 0 and state(env) == mid, "prepare begin again (a retry): the same device, nothing changes", res)
+
+    # started begin: queued and answered; the test driver has no vm-pool, so the attach fails, in the log
+    res = hook(env, "vm-pool", "started", "begin", xml)
+    t.ok(res.rc == 0 and res.err == "", "started begin: exit 0 at once (the attach is queued)", res)
+    logged = harness.wait_until(lambda: "Could not attach group" in env.log() and "domain vm-pool" in env.log())
+    t.ok(logged and state(env) == mid, "the queued attach ran after the hook: libvirt has no vm-pool, so it failed, "
+         "said so in the log, and the device stays bound for the domain", env.log()[-600:])
+    res = release(env, "vm-pool", xml)
+    t.ok(res.rc == 0 and state(env) == before, "release end: the pool device back on its driver", res)
+
+    res = prepare(env, "vm-pool", domain("vm-pool", metadata=pool_request("spare", "spare")))
+    held = sorted(a for a, c in assignments(env).items() if c == "domain:vm-pool")
+    t.ok(res.rc == 0 and held == sorted([NIC, USB]), "two requests of pool 'spare': both of its devices", (res, held))
+    res = release(env, "vm-pool", xml)
+    t.ok(res.rc == 0 and state(env) == before, "release end: both back", res)
+    res = prepare(env, "vm-pool", domain("vm-pool", hostdev(NIC), metadata=pool_request("spare", "spare")))
+    refused("a managed='no' NIC and two requests of pool 'spare' (which has the NIC too)", res, before, env,
+            "pool 'spare'", "taken by the same request", "InUse")
+    os.unlink(os.path.join(policy, "50-spare.conf"))
+    env.ctl("--no-ask-password", "reload")
     clean(env)
 
 
@@ -798,8 +851,8 @@ def main():
         try:
             t.ok(all(env.driver(a) == d for a, d in HOST_DRIVER.items()),
                  "the desktop host: every device on its host driver", {a: env.driver(a) for a in HOST_DRIVER})
-            for part in (round_trip, other_operations, bad_xml, managed, all_or_none, budget, held_by_other, slow_binds,
-                         names, not_running):
+            for part in (round_trip, other_operations, bad_xml, managed, pools, all_or_none, budget, held_by_other,
+                         slow_binds, names, not_running):
                 try:
                     part(env)
                 except Exception:          # one part's surprise does not hide the others' results

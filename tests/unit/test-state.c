@@ -69,6 +69,7 @@ static void assert_records_equal(const IovirtRecord *a, const IovirtRecord *b) {
         assert_true(a->since_usec == b->since_usec);
         assert_int_equal(a->n_functions, b->n_functions);
         assert_int_equal(a->libvirt_config, b->libvirt_config);
+        assert_int_equal(a->libvirt_attach, b->libvirt_attach);
         for (size_t i = 0; i < a->n_functions; i++) {
                 const IovirtFunctionRecord *x = &a->functions[i], *y = &b->functions[i];
                 assert_string_equal(x->address, y->address);
@@ -121,6 +122,7 @@ static void test_record_round_trip(void **state) {
         };
         static const int flags[] = { JSON_C_TO_STRING_PLAIN, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED };
         records[1]->libvirt_config = true;      /* assign --persistent put it in a domain's config */
+        records[4]->libvirt_attach = true;      /* a pool device, attached once its domain runs */
 
         for (size_t i = 0; i < ELEMENTSOF(records); i++) {
                 for (size_t f = 0; f < ELEMENTSOF(flags); f++) {
@@ -336,6 +338,7 @@ static void test_record_rejects_bad_fields(void **state) {
                 { "no phase", -1, "phase", DELETE, NULL, "phase" },
                 { "libvirt_config as a string", -1, "libvirt_config", SET, "\"yes\"", "libvirt_config" },
                 { "libvirt_config as a number", -1, "libvirt_config", SET, "1", "libvirt_config" },
+                { "libvirt_attach as a string", -1, "libvirt_attach", SET, "\"no\"", "libvirt_attach" },
                 { "unknown phase", -1, "phase", SET, "\"done\"", "phase" },
                 { "phase \"invalid\"", -1, "phase", SET, "\"invalid\"", "phase" },
                 { "phase in capitals", -1, "phase", SET, "\"ASSIGNED\"", "phase" },
