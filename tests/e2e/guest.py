@@ -13,6 +13,8 @@ import fcntl
 import json
 import os
 import re
+import shlex
+import shutil
 import struct
 import subprocess
 import sys
@@ -640,37 +642,55 @@ def unsafe_interrupts(env, topo):
     tap.ok(rc == 0 and driver(nic) == "e1000e", "release gives the NIC back", err)
 
 
-class Signals:
-    """gdbus monitor on iovirtd's signals, read line by line. The pipe is
-    read with os.read and split here: a buffered reader would keep lines
-    that select() then cannot see."""
+class Lines:
+    """A process's stdout, read line by line as it comes. The pipe is read
+    with os.read and split here: a buffered reader would keep lines that
+    select() then cannot see. Each line is kept with the time it was read
+    (for timing what a monitor reports)."""
 
-    def __init__(self, env):
-        self.p = subprocess.Popen(["gdbus", "monitor", "--system", "--dest", "org.iovirt1"], env=env.bus.env(),
-                                  stdout=subprocess.PIPE)
+    def __init__(self, cmd, env=None):
+        self.p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE)
         self.pending = ""
-        self.wait_for("is owned by")        # printed once it is subscribed
+        self.lines = []             # (monotonic time read, line)
+        self.next = 0               # the first line wait_for has not passed yet
+        self.read_at = None         # when the line wait_for last returned was read
 
     def wait_for(self, *words, seconds=60):
-        """the first line holding every word, or None after SECONDS"""
+        """the first line not passed yet holding every word (passing it and
+        those before), or None after SECONDS"""
         import select
         end = time.monotonic() + seconds
         while True:
-            while "\n" in self.pending:
-                line, self.pending = self.pending.split("\n", 1)
-                if all(w in line for w in words):
-                    return line
+            for i in range(self.next, len(self.lines)):
+                if all(w in self.lines[i][1] for w in words):
+                    self.next = i + 1
+                    self.read_at = self.lines[i][0]
+                    return self.lines[i][1]
+            self.next = len(self.lines)
             left = end - time.monotonic()
             if left <= 0 or not select.select([self.p.stdout], [], [], left)[0]:
                 return None
             chunk = os.read(self.p.stdout.fileno(), 65536)
             if not chunk:
                 return None
+            now = time.monotonic()
             self.pending += chunk.decode(errors="replace")
+            while "\n" in self.pending:
+                line, self.pending = self.pending.split("\n", 1)
+                self.lines.append((now, line))
 
     def close(self):
-        self.p.kill()
+        if self.p.poll() is None:
+            self.p.kill()
         self.p.wait()
+
+
+class Signals(Lines):
+    """gdbus monitor on iovirtd's signals"""
+
+    def __init__(self, env):
+        super().__init__(["gdbus", "monitor", "--system", "--dest", "org.iovirt1"], env.bus.env())
+        self.wait_for("is owned by")        # printed once it is subscribed
 
 
 def live(env, topo):
@@ -1318,6 +1338,571 @@ def numa_policy(env, topo):
         sleeper.kill()
 
 
+# ---- libvirt (the libvirt boot): Debian's libvirtd in the guest, its qemu
+# hook the one this build configured, calling this build's iovirtctl ----
+
+LIBVIRT_URI = "qemu:///system"
+SANITIZER_OPTIONS = ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS")
+# DESIGN.md's recipe: QEMU as root, with no security driver, mount namespace
+# or cgroups (the guest has no AppArmor policy or cgroup tree for it), its
+# stdio to a file (no virtlogd)
+QEMU_CONF = ('user = "root"\ngroup = "root"\nsecurity_driver = "none"\nnamespaces = [ ]\n'
+             'stdio_handler = "file"\ncgroup_controllers = [ ]\n')
+# what libvirtd did about hotplug, QEMU's events and hooks, with times,
+# for whoever reads a failure
+LIBVIRTD_LOG = "/var/log/libvirt/libvirtd.log"
+LIBVIRTD_CONF = ('log_filters = "1:qemu.qemu_hotplug 1:qemu.qemu_process 1:util.hook 3:*"\n'
+                 'log_outputs = "1:file:%s"\n' % LIBVIRTD_LOG)
+# libvirt's qemu hook operations around a start and a stop (DESIGN.md)
+HOOK_START = ["prepare begin", "start begin", "started begin"]
+HOOK_STOP = ["stopped end", "release end"]
+
+
+class Libvirtd:
+    """Debian's libvirtd in the guest, set up as DESIGN.md says it runs
+    there: tmpfs on /var/log, /var/cache and /var/lib (the guest must not
+    write the host's), and a private copy of /etc/libvirt bind-mounted over
+    it, holding our qemu.conf and iovirt's hook, which libvirtd reads only
+    when it starts. libvirt runs a hook with a cleaned environment, so the
+    installed hook is this build's configured one (its iovirtctl this
+    build's) behind lines that give it the test's system bus and the
+    sanitizer options; it also notes each call in hook.log."""
+
+    def __init__(self):
+        self.p = None
+        self.why = "libvirtd was not started"       # why the libvirt scenarios cannot run; None once it runs
+        self.dir = self.hook_log = None
+
+    def setup(self, env):
+        self.dir = os.path.join(env.root, "libvirt")
+        etc = os.path.join(self.dir, "etc")
+        self.hook_log = os.path.join(self.dir, "hook.log")
+        for d in ("/var/log", "/var/cache", "/var/lib"):
+            mount("-t", "tmpfs", "-o", "mode=0755", "iovirt-e2e", d)
+        for d in ("/var/log/libvirt/qemu", "/var/cache/libvirt/qemu", "/var/lib/libvirt/qemu",
+                  "/var/lib/libvirt/images", "/var/lib/libvirt/boot"):
+            os.makedirs(d)
+        shutil.copytree("/etc/libvirt", etc, symlinks=True)
+        autostart = os.path.join(etc, "qemu", "networks", "autostart")     # no default network to start
+        for link in os.listdir(autostart) if os.path.isdir(autostart) else []:
+            os.unlink(os.path.join(autostart, link))
+        for conf, text in (("qemu.conf", QEMU_CONF), ("libvirtd.conf", LIBVIRTD_CONF)):
+            with open(os.path.join(etc, conf), "w") as f:
+                f.write(text)
+        hooks = os.path.join(etc, "hooks", "qemu.d")
+        os.makedirs(hooks, exist_ok=True)
+        with open(os.path.join(hooks, "iovirt"), "w") as f:
+            f.write(self.hook(env))
+        os.chmod(os.path.join(hooks, "iovirt"), 0o755)
+        open(self.hook_log, "w").close()
+        mount("--bind", etc, "/etc/libvirt")
+
+    def hook(self, env):
+        """the configured hook (BUILD/data/iovirt) with this build's
+        iovirtctl, behind the environment libvirt does not pass"""
+        with open(os.path.join(BUILD, "data", "iovirt")) as f:
+            shipped = f.read()
+        paths = re.findall(r"^iovirtctl=(\S+)$", shipped, re.M)
+        if len(paths) != 1 or not shipped.startswith("#!/bin/sh\n"):
+            raise RuntimeError("%s/data/iovirt is not the hook data/libvirt/hooks/qemu.d/iovirt makes:\n%s" % (
+                BUILD, shipped))
+        body = shipped.split("\n", 1)[1].replace("iovirtctl=" + paths[0], "iovirtctl=" + shlex.quote(IOVIRTCTL), 1)
+        env_vars = [("DBUS_SYSTEM_BUS_ADDRESS", env.bus.address)]
+        env_vars += [(k, os.environ[k]) for k in SANITIZER_OPTIONS if k in os.environ]
+        return ("#!/bin/sh\n# tests/e2e/guest.py: libvirt runs hooks with a cleaned environment\n" +
+                "".join("export %s=%s\n" % (k, shlex.quote(v)) for k, v in env_vars) +
+                'echo "$1 $2 $3" >>%s\n' % shlex.quote(self.hook_log) + body)
+
+    def start(self, seconds=120):
+        """libvirtd in the foreground (so that it is ours to stop), ready
+        once virsh connects; returns whether it is"""
+        with open(os.path.join(self.dir, "libvirtd.stderr"), "w") as err:
+            self.p = subprocess.Popen(["libvirtd"], env=libvirt_env(), stdout=err, stderr=subprocess.STDOUT)
+        up = until(seconds, lambda: self.p.poll() is not None or self.virsh("uri")[0] == 0)
+        return up and self.p.poll() is None
+
+    def virsh(self, *args, timeout=120):
+        p = subprocess.run(["virsh", "-c", LIBVIRT_URI] + list(args), env=libvirt_env(), capture_output=True,
+                           text=True, timeout=timeout)
+        return p.returncode, p.stdout, p.stderr
+
+    def stop(self, seconds=60):
+        """SIGTERM; returns libvirtd's exit status, or None when it did not
+        exit within SECONDS (then it is killed)"""
+        if not self.p:
+            return None
+        if self.p.poll() is None:
+            self.p.terminate()
+            try:
+                self.p.wait(seconds)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+                return None
+        return self.p.returncode
+
+    def hook_calls(self):
+        """the hook's calls so far, "NAME OPERATION SUB-OPERATION" each"""
+        with open(self.hook_log) as f:
+            return f.read().splitlines()
+
+    def log(self):
+        """what libvirtd logged, for a failure's detail"""
+        return "\n".join(read_tail(p, 40) for p in (os.path.join(self.dir, "libvirtd.stderr"), LIBVIRTD_LOG))
+
+    def create(self, name, xml, *flags):
+        """virsh create of XML (written beside the hook); (exit, stdout, stderr)"""
+        path = os.path.join(self.dir, name + ".xml")
+        with open(path, "w") as f:
+            f.write(xml)
+        return self.virsh("create", path, *flags)
+
+    def destroy(self, name):
+        """virsh destroy NAME, when it runs"""
+        rc, out, _ = self.virsh("list", "--name")
+        if name in out.split():
+            return self.virsh("destroy", name)
+        return 0, "", "not running"
+
+
+LIBVIRTD = Libvirtd()
+
+
+def libvirt_env():
+    """Ours without the test's bus: libvirtd and virsh find no system bus
+    (and so no systemd-machined or firewalld to ask), as DESIGN.md's recipe
+    was measured; the hook is given the bus by its own lines."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("DBUS_")}
+
+
+def mount(*args):
+    subprocess.run(["mount"] + list(args), check=True, capture_output=True, timeout=60)
+
+
+def read_tail(path, n):
+    try:
+        with open(path, errors="replace") as f:
+            return "%s:\n%s" % (path, "\n".join(f.read().splitlines()[-n:]))
+    except OSError as e:
+        return "%s: %s" % (path, e)
+
+
+def address_xml(addr):
+    """a PCI address as libvirt's <address/>"""
+    dom, bus, rest = addr.split(":")
+    slot, function = rest.split(".")
+    return "<address domain='0x%s' bus='0x%s' slot='0x%s' function='0x%s'/>" % (dom, bus, slot, function)
+
+
+def hostdev_xml(addr, managed):
+    return ("<hostdev mode='subsystem' type='pci' managed='%s'><source>%s</source></hostdev>\n" % (
+        "yes" if managed else "no", address_xml(addr)))
+
+
+def domain_xml(name, machine="q35", devices="", extra=""):
+    """A type='qemu' domain (TCG: the guest has no KVM) of 64 MiB with no
+    disk, no OS and nothing libvirt would add on its own that QEMU then has
+    to emulate (USB, balloon); DEVICES go into its <devices>, EXTRA after
+    them."""
+    return ("<domain type='qemu' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>\n"
+            "  <name>%s</name>\n  <memory unit='MiB'>64</memory>\n  <vcpu>1</vcpu>\n"
+            "  <os><type arch='x86_64' machine='%s'>hvm</type></os>\n"
+            "  <devices>\n    <emulator>/usr/bin/qemu-system-x86_64</emulator>\n"
+            "    <controller type='usb' model='none'/>\n    <memballoon model='none'/>\n%s  </devices>\n%s"
+            "</domain>\n") % (name, machine, devices, extra)
+
+
+def qemu_pid(name):
+    """the pid of domain NAME's QEMU, from libvirt's pidfile; None without one"""
+    try:
+        with open("/run/libvirt/qemu/%s.pid" % name) as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def vfio_open_by(pid):
+    """the /dev/vfio group nodes PID holds open"""
+    fds = "/proc/%d/fd" % pid
+    held = set()
+    try:
+        for fd in os.listdir(fds):
+            try:
+                target = os.readlink(os.path.join(fds, fd))
+            except OSError:
+                continue
+            if re.match(r"^/dev/vfio/\d+$", target):
+                held.add(target)
+    except OSError:
+        pass
+    return held
+
+
+def cmdline(pid):
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def qemu_processes():
+    """the pids of every QEMU running in the guest"""
+    pids = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open("/proc/%s/comm" % d) as f:
+                    if f.read().startswith("qemu-system"):
+                        pids.append(int(d))
+            except OSError:
+                pass
+    return pids
+
+
+def consumers(env):
+    """{consumer: its groups}, from list-assignments"""
+    held = {}
+    for a in env.json("list-assignments")["assignments"]:
+        held.setdefault(a["consumer"], []).append(a["group"])
+    return held
+
+
+def libvirtd_start(env, topo):
+    """libvirtd starts with iovirt's hook in place, and virsh reaches it"""
+    title = ("Debian's libvirtd starts in the guest (tmpfs /var/log, /var/cache, /var/lib; a private /etc/libvirt "
+             "holding our qemu.conf and iovirt's hook) and virsh connects to %s" % LIBVIRT_URI)
+    if not os.path.exists("/usr/sbin/libvirtd"):
+        LIBVIRTD.why = "libvirtd is not installed (Debian: libvirt-daemon-system)"
+        return tap.ok(False, title, LIBVIRTD.why)
+    t0 = time.monotonic()
+    LIBVIRTD.setup(env)
+    up = LIBVIRTD.start()
+    ready = time.monotonic() - t0
+    rc, out, err = LIBVIRTD.virsh("version") if up else (None, "", "")
+    if tap.ok(up and rc == 0, title + " (%.1f s; virsh version %.1f s later)" % (ready, time.monotonic() - t0 - ready),
+              "%s%s\n%s" % (out, err, LIBVIRTD.log())):
+        LIBVIRTD.why = None
+    else:
+        LIBVIRTD.why = "libvirtd did not start"
+
+
+def libvirtd_stop(env, topo):
+    """libvirtd stops on SIGTERM, leaving no domain and no QEMU behind"""
+    if LIBVIRTD.p is None:
+        return tap.ok(False, "libvirtd stops cleanly", LIBVIRTD.why)
+    _, left, _ = LIBVIRTD.virsh("list", "--all", "--name")
+    for name in left.split():
+        LIBVIRTD.destroy(name)
+    t0 = time.monotonic()
+    status = LIBVIRTD.stop()
+    qemus = qemu_processes()
+    tap.ok(status == 0 and not left.split() and not qemus,
+           "no domain left, libvirtd stops on SIGTERM (exit 0, %.1f s) and no QEMU runs" % (time.monotonic() - t0),
+           "exit status %s, domains left %s, QEMUs %s\n%s" % (status, left.split(), qemus, LIBVIRTD.log()))
+    for path in (LIBVIRTD_LOG, os.path.join(LIBVIRTD.dir, "libvirtd.stderr"), LIBVIRTD.hook_log):
+        if os.path.exists(path):
+            shutil.copy(path, RESULTS)
+
+
+def libvirt_unmanaged(env, topo):
+    """A domain with a managed='no' hostdev of a NIC still on e1000e starts:
+    the hook has iovirtd bind it to vfio-pci for domain:NAME before libvirt
+    looks at it; the QEMU holds its group under libvirt's memlock; and
+    destroying the domain gives the NIC back through the release hook."""
+    nic = below(topo["ports"]["nic"])[0]
+    group = group_of(nic)
+    node, name = "/dev/vfio/%d" % group, "e2e-unmanaged"
+    consumer = "domain:" + name
+    titles = ["virsh create --paused of a type='qemu' domain with a managed='no' hostdev of %s (on e1000e): "
+              "it starts, the hook bound %s to vfio-pci (%s exists)" % (nic, nic, node),
+              "list-assignments shows group %d for %s, and status shows %s with 64 MiB" % (group, consumer, consumer),
+              "its QEMU holds %s open and names %s on its command line" % (node, nic),
+              "its QEMU runs with RLIMIT_MEMLOCK %d soft and hard (64 MiB + 1 GiB, libvirt's rule)" % MEMLOCK_64M,
+              "virsh destroy: the release hook gives %s back to e1000e, %s is gone, list-assignments is empty" % (
+                  nic, node),
+              "libvirt called the hook with %s, then %s" % (", ".join(HOOK_START), ", ".join(HOOK_STOP))]
+    if LIBVIRTD.why:
+        return fail_all(titles, LIBVIRTD.why)
+    was = len(LIBVIRTD.hook_calls())
+    try:
+        before = driver(nic)
+        rc, out, err = LIBVIRTD.create(name, domain_xml(name, devices=hostdev_xml(nic, False)), "--paused")
+        pid = qemu_pid(name)
+        tap.ok(before == "e1000e" and rc == 0 and pid and driver(nic) == "vfio-pci" and os.path.exists(node),
+               titles[0], "driver before %s, after %s; virsh exit %s: %s%s\n%s" % (
+                   before, driver(nic), rc, out, err, LIBVIRTD.log()))
+        held = consumers(env)
+        status = {c["consumer"]: c for c in env.json("status")["consumers"]}.get(consumer, {})
+        tap.ok(held == {consumer: [group]} and status.get("memory") == 64 << 20, titles[1],
+               "assignments %s\nstatus %s" % (held, status))
+        if pid is None:
+            return fail_all(titles[2:], "domain %s has no QEMU" % name)
+        tap.ok(node in vfio_open_by(pid) and nic in cmdline(pid), titles[2],
+               "open: %s\n%s" % (vfio_open_by(pid), cmdline(pid)))
+        limits = memlock_of(pid)
+        tap.ok(limits == (MEMLOCK_64M, MEMLOCK_64M), titles[3],
+               "QEMU %d: %s; iovirt's memlock for %s: %s" % (pid, limits, consumer, status.get("memlock")))
+        rc, out, err = LIBVIRTD.virsh("destroy", name)
+
+        def back():
+            return driver(nic) == "e1000e" and not os.path.exists(node) and not consumers(env)
+        tap.ok(rc == 0 and until(30, back), titles[4], "virsh exit %d: %s%s\ndriver %s, %s %s, assignments %s" % (
+            rc, out, err, driver(nic), node, os.path.exists(node), consumers(env)))
+        calls = LIBVIRTD.hook_calls()[was:]
+        tap.ok(calls == ["%s %s" % (name, op) for op in HOOK_START + HOOK_STOP], titles[5], calls)
+    finally:
+        LIBVIRTD.destroy(name)
+        env.ctl("release", "--consumer", consumer)
+
+
+def libvirt_refused(env, topo):
+    """A domain whose managed='yes' hostdev is the virtio-9p device the
+    guest's root is on does not start: the hook refuses it before libvirt
+    would unbind it, virsh's error carries the hook's reason, and the
+    device keeps its driver."""
+    root = topo["hostroot"]
+    name = "e2e-critical"
+    members = kernel_groups()[group_of(root)]
+    titles = ["virsh create of a domain with a managed='yes' hostdev of %s (the guest's root filesystem) fails, "
+              "its error giving iovirt's reason (HostCritical, mounted at /)" % root,
+              "the driver links of %s's group are as they were, no domain runs and iovirtd holds nothing" % root]
+    if LIBVIRTD.why:
+        return fail_all(titles, LIBVIRTD.why)
+    try:
+        before = {a: driver(a) for a in members}
+        rc, out, err = LIBVIRTD.create(name, domain_xml(name, devices=hostdev_xml(root, True)), "--paused")
+        after = {a: driver(a) for a in members}
+        tap.ok(rc != 0 and "HostCritical" in err and "mounted at /" in err and root in err, titles[0],
+               "virsh exit %s: %s%s\n%s" % (rc, out, err, LIBVIRTD.log()))
+        _, running, _ = LIBVIRTD.virsh("list", "--all", "--name")
+        tap.ok(before == after and all(after.values()) and name not in running.split() and not consumers(env),
+               titles[1], "drivers %s -> %s; domains %s; assignments %s" % (before, after, running.split(),
+                                                                             consumers(env)))
+    finally:
+        LIBVIRTD.destroy(name)
+
+
+def libvirt_plain(env, topo):
+    """A domain with no hostdev starts through the hook without iovirtd
+    being asked anything: the hook answers from the XML alone."""
+    name = "e2e-plain"
+    titles = ["virsh create --paused of a domain without a hostdev: it starts, and libvirt called the hook (%s)"
+              % ", ".join(HOOK_START),
+              "iovirtd was not asked: nothing in its log names %s, it holds nothing" % name]
+    if LIBVIRTD.why:
+        return fail_all(titles, LIBVIRTD.why)
+    was = len(LIBVIRTD.hook_calls())
+    logged = len(env.log())
+    try:
+        rc, out, err = LIBVIRTD.create(name, domain_xml(name), "--paused")
+        calls = LIBVIRTD.hook_calls()[was:]
+        pid = qemu_pid(name)
+        tap.ok(rc == 0 and pid and calls == ["%s %s" % (name, op) for op in HOOK_START], titles[0],
+               "virsh exit %s: %s%s\nhook calls %s\n%s" % (rc, out, err, calls, LIBVIRTD.log()))
+        said = env.log()[logged:]
+        tap.ok(name not in said and not consumers(env), titles[1], "iovirtd logged:\n%s" % said[-3000:])
+    finally:
+        LIBVIRTD.destroy(name)
+
+
+# ---- live hotplug of a vfio-bound NIC, and its detach: what a detach
+# wait can stand on ----
+
+HOTPLUG_WAIT = 20       # seconds a live detach is watched (as virsh event --timeout 20 would wait)
+UNPLUG_TIMEOUT = 5      # seconds libvirt's detach API waits for QEMU's DEVICE_DELETED before it returns anyway
+HOTPLUG = []            # each case's facts, for the host to report (timings())
+ACPI = "  <features><acpi/></features>\n"
+# libvirt adds no pcie-root-port for hotplug; it numbers a q35 domain's
+# controllers in their order, so pcie-root comes first
+SPARE_PORT = ("    <controller type='pci' index='0' model='pcie-root'/>\n"
+              "    <controller type='pci' model='pcie-root-port'/>\n")
+# QEMU 7.2's q35 hotplugs through ACPI by default, on pcie-root-ports too;
+# this gives the root ports their native PCIe hotplug back
+NATIVE = ("  <qemu:commandline><qemu:arg value='-global'/>"
+          "<qemu:arg value='ICH9-LPC.acpi-pci-hotplug-with-bridge-support=off'/></qemu:commandline>\n")
+# (case, machine, resumed, devices, extra XML, whether the detach completes).
+# Measured alike and not run: q35 (ACPI) paused, pc running, and q35 with
+# -no-acpi (no <acpi/>) paused or running, none of which completes.
+HOTPLUG_CASES = [
+    ("q35 with native PCIe hotplug, paused and never resumed", "q35", False, SPARE_PORT, ACPI + NATIVE, True),
+    ("q35 with native PCIe hotplug, running without an OS", "q35", True, SPARE_PORT, ACPI + NATIVE, True),
+    ("q35 (ACPI hotplug, QEMU 7.2's default), running without an OS", "q35", True, SPARE_PORT, ACPI, False),
+    ("pc (i440fx, ACPI hotplug), paused and never resumed", "pc", False, "", ACPI, False),
+]
+
+
+def events_ready(events, name, seconds=30):
+    """Pokes domain NAME's title until EVENTS (virsh event --all --loop)
+    reports it: from then on it reports every event of NAME. virsh says
+    nothing once it has registered, so this is how to know."""
+    end = time.monotonic() + seconds
+    n = 0
+    while time.monotonic() < end and events.p.poll() is None:
+        n += 1
+        LIBVIRTD.virsh("desc", name, "--live", "--title", "ping %d" % n)
+        if events.wait_for("metadata-change", seconds=1):
+            return True
+    return False
+
+
+def virsh_timed(*args):
+    """virsh ARGS; (exit, what it said, seconds)"""
+    t0 = time.monotonic()
+    rc, out, err = LIBVIRTD.virsh(*args)
+    return rc, (out + err).strip(), round(time.monotonic() - t0, 2)
+
+
+def watch_detach(name, pid, node, events, t0):
+    """Watches domain NAME's detach, begun at T0, for HOTPLUG_WAIT seconds:
+    when virsh event reports device-removed, when virsh dumpxml has no
+    hostdev left, when QEMU (PID) no longer holds NODE. Seconds from T0,
+    None for what did not happen."""
+    seen = {"device_removed_event": None, "removed_from_xml": None, "group_closed": None}
+    while time.monotonic() < t0 + HOTPLUG_WAIT and None in seen.values():
+        if seen["device_removed_event"] is None:
+            if events.wait_for("device-removed", seconds=0.2):
+                seen["device_removed_event"] = round(events.read_at - t0, 2)
+        else:
+            time.sleep(0.2)
+        if seen["removed_from_xml"] is None and "<hostdev" not in LIBVIRTD.virsh("dumpxml", name)[1]:
+            seen["removed_from_xml"] = round(time.monotonic() - t0, 2)
+        if seen["group_closed"] is None and node not in vfio_open_by(pid):
+            seen["group_closed"] = round(time.monotonic() - t0, 2)
+    return seen
+
+
+def hotplug_case(nic, number, case, machine, resumed, devices, extra):
+    """One domain of CASE: started paused (then resumed when RESUMED),
+    NIC (on vfio-pci) attached live with managed='no' and detached live,
+    watched for HOTPLUG_WAIT seconds; a detach still pending then is sent
+    again; then the domain is destroyed. Returns the facts."""
+    name = "e2e-hot%d" % number
+    node = "/dev/vfio/%d" % group_of(nic)
+    path = os.path.join(LIBVIRTD.dir, "hostdev.xml")
+    facts = {"case": case}
+    events = pid = None
+    try:
+        rc, out, err = LIBVIRTD.create(name, domain_xml(name, machine, devices, extra), "--paused")
+        pid = qemu_pid(name)
+        if rc != 0 or not pid:
+            facts["create"] = "exit %d: %s%s" % (rc, out, err)
+            return facts
+        facts["machine"] = re.search(r"machine='([^']+)'", LIBVIRTD.virsh("dumpxml", name)[1]).group(1)
+        if resumed:
+            facts["resume"] = virsh_timed("resume", name)[:2]
+        facts["state"] = LIBVIRTD.virsh("domstate", name, "--reason")[1].strip()
+        facts["memlock_before"] = memlock_of(pid)
+        rc, said, seconds = virsh_timed("attach-device", name, path, "--live")
+        facts["attach"] = {"exit": rc, "said": said, "seconds": seconds}
+        if rc != 0:
+            return facts
+        facts["qemu_holds_group"] = node in vfio_open_by(pid)
+        facts["memlock_attached"] = memlock_of(pid)
+        events = Lines(["stdbuf", "-oL", "virsh", "-c", LIBVIRT_URI, "event", "--domain", name, "--all", "--loop",
+                        "--timeout", str(HOTPLUG_WAIT + 120)], libvirt_env())
+        facts["events_ready"] = events_ready(events, name)
+        t0 = time.monotonic()
+        rc, said, seconds = virsh_timed("detach-device", name, path, "--live")
+        facts["detach"] = {"exit": rc, "said": said, "seconds": seconds}
+        facts.update(watch_detach(name, pid, node, events, t0), watched=HOTPLUG_WAIT)
+        facts["memlock_detached"] = memlock_of(pid)
+        if facts["removed_from_xml"] is None:
+            rc, said, seconds = virsh_timed("detach-device", name, path, "--live")
+            facts["detach_again"] = {"exit": rc, "said": said, "seconds": seconds}
+        t1 = time.monotonic()
+        rc, said, _ = virsh_timed("destroy", name)
+        stopped = events.wait_for("lifecycle", "Stopped", seconds=30)
+        facts["destroy"] = {"exit": rc, "stopped_event": round(events.read_at - t1, 2) if stopped else None,
+                            "group_closed": until(30, lambda: node not in vfio_open_by(pid))}
+        facts["events"] = [line for _, line in events.lines if line and "metadata-change" not in line]
+        return facts
+    finally:
+        if events:
+            events.close()
+        LIBVIRTD.destroy(name)
+        if pid:
+            until(30, lambda: node not in vfio_open_by(pid))
+
+
+def hotplug_checks(nic, node, case, resumed, completes, f):
+    """The case's facts as checks: what libvirt and QEMU did, from the
+    QEMU's open files and limits, virsh dumpxml and virsh event"""
+    if "attach" not in f or f["attach"]["exit"] != 0:
+        return fail_all(["%s: the domain starts and %s attaches live" % (case, nic)], f)
+    before, attached = f["memlock_before"], f["memlock_attached"]
+    tap.ok(f["qemu_holds_group"] and attached == (MEMLOCK_64M, MEMLOCK_64M) and before != attached,
+           "%s: attach-device --live of %s (vfio-pci, managed='no'): QEMU holds %s, and libvirt raised its "
+           "RLIMIT_MEMLOCK from %s to %d" % (case, nic, node, before and before[0], MEMLOCK_64M), f)
+    detach = f["detach"]
+    if completes:
+        tap.ok(detach["exit"] == 0 and f["events_ready"] and f["device_removed_event"] is not None and
+               f["removed_from_xml"] is not None and f["group_closed"] is not None and
+               f["memlock_detached"] == before,
+               "%s: detach-device --live completes: device-removed arrives (%.1f s), the hostdev leaves dumpxml, "
+               "QEMU closes %s, and libvirt puts RLIMIT_MEMLOCK back to %s" % (
+                   case, f["device_removed_event"] or -1, node, before and before[0]), f)
+    else:
+        tap.ok(detach["exit"] == 0 and "Device detached successfully" in detach["said"] and
+               detach["seconds"] >= UNPLUG_TIMEOUT and f["events_ready"] and
+               f["device_removed_event"] is None and f["removed_from_xml"] is None and f["group_closed"] is None and
+               f["memlock_detached"] == attached,
+               "%s: detach-device --live exits 0 saying 'Device detached successfully' after libvirt's %d s wait "
+               "(%.1f s), yet in %d s no device-removed arrives, the hostdev stays in dumpxml, QEMU keeps %s and "
+               "its RLIMIT_MEMLOCK" % (case, UNPLUG_TIMEOUT, detach["seconds"], HOTPLUG_WAIT, node), f)
+        again = f.get("detach_again", {})
+        if resumed:
+            tap.ok(again.get("exit") == 0 and again.get("seconds", 0) >= UNPLUG_TIMEOUT,
+                   "%s: detach-device again is taken (QEMU lets an unplug request be repeated once its deadline, "
+                   "on the guest's clock, has passed) and again exits 0 after libvirt's wait" % case, f)
+        else:
+            tap.ok(again.get("exit") == 1 and "already in the process of unplug" in again.get("said", ""),
+                   "%s: detach-device again fails at once: QEMU says 'already in the process of unplug' (its "
+                   "unplug deadline runs on the guest's clock, which stands still while the domain is paused)"
+                   % case, f)
+    destroy = f.get("destroy", {})
+    tap.ok(destroy.get("exit") == 0 and destroy.get("group_closed") and driver(nic) == "vfio-pci",
+           "%s: virsh destroy: QEMU closes %s, and %s stays on vfio-pci for its holder" % (case, node, nic), f)
+
+
+def libvirt_hotplug(env, topo):
+    """A NIC bound to vfio-pci by iovirt for a name of its own (iovirtctl
+    assign --to domain:NAME is not there yet), attached live to a domain
+    with managed='no' and detached again, on the machines and hotplug
+    kinds of HOTPLUG_CASES: whether and when the detach completes, which
+    the daemon's detach wait has to know. Also that libvirt adds no
+    pcie-root-port to hotplug into."""
+    nic = below(topo["ports"]["nic2"])[0]
+    node = "/dev/vfio/%d" % group_of(nic)
+    if LIBVIRTD.why:
+        return tap.ok(False, "a NIC attached to a domain live and detached", LIBVIRTD.why)
+    with open(os.path.join(LIBVIRTD.dir, "hostdev.xml"), "w") as f:
+        f.write(hostdev_xml(nic, False))
+    rc, out, err = env.ctl("assign", nic, "--to", "vm-hotplug")
+    if not tap.ok(rc == 0 and driver(nic) == "vfio-pci", "%s is bound to vfio-pci for the hotplug" % nic,
+                  (rc, out, err)):
+        return
+    try:
+        name = "e2e-noport"
+        rc, out, err = LIBVIRTD.create(name, domain_xml(name, "q35", "", ACPI), "--paused")
+        rc2, said, _ = virsh_timed("attach-device", name, os.path.join(LIBVIRTD.dir, "hostdev.xml"), "--live")
+        LIBVIRTD.destroy(name)
+        tap.ok(rc == 0 and rc2 != 0 and "No more available PCI slots" in said,
+               "a q35 domain without a free pcie-root-port takes no hotplug: libvirt says 'No more available PCI "
+               "slots' (it adds no port)", "create exit %d: %s%s\nattach exit %d: %s" % (rc, out, err, rc2, said))
+        for number, (case, machine, resumed, devices, extra, completes) in enumerate(HOTPLUG_CASES):
+            t0 = time.monotonic()
+            facts = hotplug_case(nic, number, case, machine, resumed, devices, extra)
+            facts["seconds"] = round(time.monotonic() - t0, 1)
+            HOTPLUG.append(facts)
+            print("hotplug: %s" % json.dumps(facts), file=sys.stderr, flush=True)
+            hotplug_checks(nic, node, case, resumed, completes, facts)
+    finally:
+        rc, out, err = env.ctl("release", nic)
+        tap.ok(rc == 0 and driver(nic) == "e1000e" and not os.path.exists(node),
+               "release: %s is back on e1000e and %s is gone" % (nic, node), (rc, out, err, driver(nic)))
+
+
 def timings(env):
     """what iovirtd logged of the kernel's bind times, and the SR-IOV
     timings, for the host to report"""
@@ -1327,6 +1912,9 @@ def timings(env):
     if SRIOV_TIMES:
         with open(os.path.join(RESULTS, "sriov.json"), "w") as f:
             json.dump(SRIOV_TIMES, f)
+    if HOTPLUG:
+        with open(os.path.join(RESULTS, "hotplug.json"), "w") as f:
+            json.dump(HOTPLUG, f)
 
 
 SCENARIOS = {
@@ -1340,6 +1928,10 @@ SCENARIOS = {
     "igb": [("igb's VFs by hand", igb_kernel), ("SR-IOV on igb", sriov_igb), ("SR-IOV timing", sriov_timing),
             ("SR-IOV persisted across restarts", sriov_persist)],
     "numa": [("NUMA facts", numa_facts), ("NUMA policies for a process", numa_policy)],
+    "libvirt": [("libvirtd starts", libvirtd_start), ("a domain with a managed='no' hostdev", libvirt_unmanaged),
+                ("a domain with a host-critical managed='yes' hostdev", libvirt_refused),
+                ("a domain without a hostdev", libvirt_plain), ("live hotplug and detach", libvirt_hotplug),
+                ("libvirtd stops", libvirtd_stop)],
 }
 
 

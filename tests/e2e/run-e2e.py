@@ -8,15 +8,18 @@ and lspci. tests/e2e/guest.py runs the scenarios inside and writes TAP to a
 second 9p share; this script relays it, one boot after another. A guest
 that hangs is killed after a bounded time and its console log is attached.
 The boots that need a device QEMU 7.2 lacks (igb) run QEMU 10 from
-bookworm-backports (tests/e2e/backports.py), fetched like the kernel.
+bookworm-backports (tests/e2e/backports.py), fetched like the kernel. The
+libvirt boot runs this machine's libvirtd inside the guest, with iovirt's
+qemu hook.
 
 Usage: run-e2e.py SOURCE_DIR BUILD_DIR
 IOVIRT_E2E_BOOTS=numa,main (names from BOOTS, comma-separated) runs only
 those boots, in BOOTS' order; unset or empty runs all of them, and a name
 that is no boot fails the run.
 Skips visibly where QEMU, busybox-static or Debian's kernel cannot be had
-(the igb boot alone where QEMU 10 cannot), unless IOVIRT_E2E_REQUIRED=1 (as
-in .ci/run), where that fails.
+(the igb boot alone where QEMU 10 cannot, the libvirt boot where libvirt is
+not installed), unless IOVIRT_E2E_REQUIRED=1 (as in .ci/run), where that
+fails.
 """
 
 import json
@@ -43,7 +46,7 @@ BOOT_TIMEOUT = 360          # seconds; the main boot takes 60-90 s under TCG, 20
 
 # fixed slots on pcie.0, so that the guest can find each part by its port
 HOSTROOT_SLOT, RESULTS_SLOT = 0x03, 0x04
-PORTS = {"nic": 0x10, "uplink": 0x11, "multi": 0x12, "switch": 0x13, "nvme": 0x14, "igb": 0x15}
+PORTS = {"nic": 0x10, "uplink": 0x11, "multi": 0x12, "switch": 0x13, "nvme": 0x14, "igb": 0x15, "nic2": 0x17}
 # the numa boot's expander bridge (pxb-pcie, a host bridge of its own on NUMA
 # node 1) sits in this slot of pcie.0 and numbers its buses from PXB_BUS; its
 # root port "remote" is the first function of that bus
@@ -82,6 +85,13 @@ def nic_topology(work):
     return ["nic"], root_port("nic", 1) + ["-device", "e1000e,romfile=,bus=nic"]
 
 
+def libvirt_topology(work):
+    """two NICs, each on its own ACS root port: one for the domains that
+    start with a hostdev, one for the hotplug of a running domain"""
+    return ["nic", "nic2"], (root_port("nic", 1) + ["-device", "e1000e,romfile=,bus=nic"] +
+                             root_port("nic2", 2) + ["-device", "e1000e,romfile=,bus=nic2"])
+
+
 def igb_topology(work):
     """an 82576 with SR-IOV (7 VFs) on its own ACS root port (QEMU 10)"""
     return ["igb"], root_port("igb", 1) + ["-device", "igb,bus=igb"]
@@ -109,7 +119,20 @@ BOOTS = [
     ("intremap-off", "intel-iommu,caching-mode=on,intremap=off", nic_topology, "system"),
     ("igb", "intel-iommu,caching-mode=on", igb_topology, "backports"),
     ("numa", "intel-iommu,caching-mode=on", numa_topology, "system"),
+    ("libvirt", "intel-iommu,caching-mode=on", libvirt_topology, "system"),
 ]
+
+
+# what a boot runs in the guest beyond the suite's own needs (the guest's
+# root is this machine's), and the Debian package that has it
+BOOT_NEEDS = {"libvirt": [("/usr/sbin/libvirtd", "libvirt-daemon-system"), ("/usr/bin/virsh", "libvirt-clients")]}
+
+
+def boot_missing(name):
+    """why boot NAME cannot run here, or None"""
+    missing = ["%s (Debian: %s)" % (path, package) for path, package in BOOT_NEEDS.get(name, [])
+               if not os.access(path, os.X_OK)]
+    return "%s not installed" % ", ".join(missing) if missing else None
 
 
 def topology_names(ports):
@@ -137,6 +160,7 @@ class Boot:
         self.timings = read_json(os.path.join(results, "timings.json"), [])
         self.discovery = read_json(os.path.join(results, "discovery.json"), None)
         self.sriov = read_json(os.path.join(results, "sriov.json"), None)
+        self.hotplug = read_json(os.path.join(results, "hotplug.json"), [])
 
 
 def read_json(path, default):
@@ -229,6 +253,30 @@ def relay(tap, b):
                "guest stderr:\n%s\nconsole:\n%s" % (b.guest_log[-3000:], tail))
 
 
+def after(value, what, otherwise):
+    return "%s after %.1f s" % (what, value) if value is not None else otherwise
+
+
+def hotplug_line(h):
+    """One live attach and detach of the libvirt boot, as guest.py measured it"""
+    if "attach" not in h or h["attach"]["exit"] != 0:
+        return "%s: not attached: %s" % (h["case"], h.get("create") or h.get("attach"))
+    d, again, destroy = h["detach"], h.get("detach_again"), h.get("destroy", {})
+
+    def soft(limits):
+        return limits[0] if limits else limits
+    retry = "; detach-device again: exit %d after %.1f s (%s)" % (
+        again["exit"], again["seconds"], again["said"].replace("\n", " ")) if again else ""
+    return ("%s: attach-device %.1f s, RLIMIT_MEMLOCK %s -> %s; detach-device exit %d after %.1f s; %s, %s, %s "
+            "(watched %d s); RLIMIT_MEMLOCK then %s%s; destroy: %s" % (
+                h["case"], h["attach"]["seconds"], soft(h["memlock_before"]), soft(h["memlock_attached"]), d["exit"],
+                d["seconds"], after(h["device_removed_event"], "device-removed", "no device-removed"),
+                after(h["removed_from_xml"], "gone from dumpxml", "still in dumpxml"),
+                after(h["group_closed"], "QEMU closed the group", "QEMU kept the group"), h["watched"],
+                soft(h["memlock_detached"]), retry,
+                after(destroy.get("stopped_event"), "lifecycle Stopped", "no lifecycle event")))
+
+
 def report(boots, total):
     print("# e2e wall time %.1f s: %s" % (total, ", ".join("boot %s %.1f s" % (b.name, b.seconds) for b in boots)))
     moves = [m for b in boots for m in b.timings]
@@ -244,6 +292,8 @@ def report(boots, total):
                   "lspci -vvv %.0f ms; iovirtctl --direct / lspci = %.2f" % (
                       sanitized, b.name, d["functions"], d["iovirtctl_direct"] * 1e3, d["iovirtctl_daemon"] * 1e3,
                       d["lspci_vvv"] * 1e3, d["iovirtctl_direct"] / d["lspci_vvv"]))
+        for h in b.hotplug:
+            print("# %s: %s" % (b.name, hotplug_line(h)))
         s = b.sriov
         if s:
             ours, floor = s.get("iovirtctl"), s.get("by_hand")
@@ -289,6 +339,13 @@ def main():
     qemus = {"system": lambda args: [QEMU] + args}
     boots = []
     for name, iommu, topology, which in chosen:
+        why = boot_missing(name)
+        if why:
+            if required:
+                tap.ok(False, "%s: what the boot runs in the guest is installed" % name, why)
+            else:
+                tap.skip("%s: boot" % name, why)
+            continue
         if which not in qemus:
             t1 = time.monotonic()
             try:
