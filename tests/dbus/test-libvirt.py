@@ -23,6 +23,8 @@ names and iovirtctl's words.  TAP output.
      name): its running guest has the device and libvirt cannot detach it:
      refused (Libvirt), the device stays bound and recorded; a domain
      libvirt no longer has: released;
+  4b. a domain that stops while its group is being bound (a 3 s bind of
+     the emulator's): refused (Libvirt) naming that, the group back;
   5. libvirtd down (a socket nobody listens on): domain:NAME refused with
      "cannot be reached", a bare name is a name, reading works; a release
      of a domain's group is refused, the device stays;
@@ -168,6 +170,41 @@ def release(env):
          (rc, err))
 
 
+# ---- 4b. a domain that stops during the assign ----
+
+def stops_during_assign(env, root):
+    """The test driver reads its file at each connection: lv-web runs when
+    looked up, and is shut off (runstate 5) by the time the slow bind is
+    over and the attach connects"""
+    node = os.path.join(root, "libvirt-host.xml")
+    shutil.copy(os.path.join(HERE, "libvirt-host.xml"), node)
+    env.stop()
+    env.start(IOVIRT_LIBVIRT_URI="test://" + node)
+    before = state(env)
+    env.faults("slow %s 3000\n" % USB)
+    try:
+        p = subprocess.Popen([env.iovirtctl, "--no-ask-password", "assign", USB, "--to", "domain:lv-web"],
+                             env=env.bus.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        binding = harness.wait_until(lambda: any(r.get("consumer") == "domain:lv-web" and
+                                                 USB in [f.get("address") for f in r.get("functions", [])]
+                                                 for r in env.records().values()))
+        with open(node) as f:
+            text = f.read()
+        with open(node + ".new", "w") as f:
+            f.write(text.replace("<domain type='test'>\n    <name>lv-web</name>",
+                                 "<domain type='test' xmlns:test='http://libvirt.org/schemas/domain/test/1.0'>\n"
+                                 "    <test:runstate>5</test:runstate>\n    <name>lv-web</name>"))
+        os.rename(node + ".new", node)
+        out, err = p.communicate(timeout=60)
+    finally:
+        env.faults("")
+    t.ok(binding, "the bind for domain:lv-web was under way when lv-web was shut off")
+    unchanged("lv-web stopped while its device was being bound", before, env, p.returncode, err,
+              "stopped while its device was being bound", "went back to its host driver", "Error.Libvirt")
+    env.stop()
+    env.start()
+
+
 # ---- 5. libvirtd down ----
 
 def libvirt_down(env, root):
@@ -257,7 +294,7 @@ def main():
                 except Exception:
                     import traceback
                     t.ok(False, "%s ran to its end" % part.__name__, traceback.format_exc())
-            for part in (libvirt_down, libvirt_stalled):
+            for part in (stops_during_assign, libvirt_down, libvirt_stalled):
                 try:
                     part(env, root)
                 except Exception:
