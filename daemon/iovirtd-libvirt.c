@@ -102,9 +102,9 @@ static int lv_error(char **reason, const char *what) {
                 r = -EIO;
         }
         if (r == -ECONNREFUSED)
-                return iovirt_set_reason(reason, r, "libvirt cannot be reached at %s (%s), so %s cannot be done; is "
-                                         "libvirtd (or virtqemud) running? 'systemctl status libvirtd' says; "
-                                         "$IOVIRT_LIBVIRT_URI names another URI", libvirt_uri(), msg, what);
+                return iovirt_set_reason(reason, r, "libvirt cannot be reached at %s (%s): is libvirtd (or "
+                                         "virtqemud) running? 'systemctl status libvirtd' says; $IOVIRT_LIBVIRT_URI "
+                                         "names another URI", libvirt_uri(), msg);
         return iovirt_set_reason(reason, r, "libvirt refused to %s: %s", what, msg);
 }
 

@@ -11,7 +11,14 @@
  * bus-latency --pair ROUNDS DEVICE: only Peer.Ping and DescribeDevice(DEVICE),
  * ROUNDS of each, interleaved (which one goes first alternates), after 20
  * untimed rounds; prints one line per method, "NAME p50 US p99 US max US",
- * for a script to read (tests/bench/gate.py). */
+ * for a script to read (tests/bench/gate.py).
+ *
+ * bus-latency --consumers ROUNDS DEVICE [DOMAIN]: Peer.Ping, and
+ * PlanAssign(DEVICE) for kinds of consumer, interleaved: a name libvirt is
+ * never asked about ("bench:kept"), a bare name new each time ("vm-N":
+ * libvirt is asked every time), and with DOMAIN one libvirt domain
+ * ("domain:lv-web": asked once, then remembered); one line each as --pair
+ * prints them (tests/bench/libvirt.py). */
 #include <arpa/inet.h>
 #include <glob.h>
 #include <stdio.h>
@@ -160,12 +167,62 @@ static int pair(int n, const char *device) {
         return 0;
 }
 
+static int plan(sd_bus *bus, const char *device, const char *consumer) {
+        sd_bus_error e = SD_BUS_ERROR_NULL;
+        sd_bus_message *reply = NULL;
+        int r = sd_bus_call_method(bus, "org.iovirt1", "/org/iovirt1", "org.iovirt1.Manager", "PlanAssign", &e,
+                                   &reply, "ssas", device, consumer, 0);
+        if (r < 0)
+                fprintf(stderr, "PlanAssign to %s failed: %s\n", consumer, e.message ? e.message : strerror(-r));
+        sd_bus_error_free(&e);
+        sd_bus_message_unref(reply);
+        return r;
+}
+
+static int consumers(int n, const char *device, const char *domain) {
+        static const char *const names[] = { "Peer.Ping", "PlanAssign bench:kept", "PlanAssign vm-N",
+                                             "PlanAssign DOMAIN" };
+        int kinds = domain ? 4 : 3;
+        double *v[4];
+        sd_bus *bus = NULL;
+        if (n < 10 || sd_bus_open_system(&bus) < 0)
+                return 1;
+        for (int k = 0; k < kinds; k++)
+                if (!(v[k] = calloc((size_t) n, sizeof(double))))
+                        return 1;
+        for (int i = -5; i < n; i++) {
+                for (int k = 0; k < kinds; k++) {
+                        char fresh[32];
+                        snprintf(fresh, sizeof(fresh), "vm-%d", i + 10);
+                        double t0 = now_us();
+                        int r = k == 0 ? call(bus, "org.iovirt1", "/org/iovirt1", "org.freedesktop.DBus.Peer", "Ping",
+                                              NULL)
+                                : k == 1 ? plan(bus, device, "bench:kept")
+                                : k == 2 ? plan(bus, device, fresh)
+                                         : plan(bus, device, domain);
+                        if (r < 0)
+                                return 1;
+                        if (i >= 0)
+                                v[k][i] = now_us() - t0;
+                }
+        }
+        for (int k = 0; k < kinds; k++) {
+                report_pair(names[k], v[k], n);
+                free(v[k]);
+        }
+        sd_bus_flush_close_unref(bus);
+        return 0;
+}
+
 int main(int argc, char **argv) {
         if (argc == 4 && strcmp(argv[1], "--pair") == 0)
                 return pair(atoi(argv[2]), argv[3]);
+        if ((argc == 4 || argc == 5) && strcmp(argv[1], "--consumers") == 0)
+                return consumers(atoi(argv[2]), argv[3], argc == 5 ? argv[4] : NULL);
         if (argc != 3 && argc != 5) {
                 fprintf(stderr, "usage: bus-latency ROUNDS DEVICE [TESTBED SYSPATH]\n"
-                                "       bus-latency --pair ROUNDS DEVICE\n");
+                                "       bus-latency --pair ROUNDS DEVICE\n"
+                                "       bus-latency --consumers ROUNDS DEVICE [DOMAIN]\n");
                 return 2;
         }
         int n = atoi(argv[1]);
