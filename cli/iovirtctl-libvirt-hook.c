@@ -1,6 +1,4 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-#include <time.h>
-
 #include <systemd/sd-bus.h>
 
 #include "iovirt-domain.h"
@@ -20,12 +18,6 @@
  * calls libvirt: libvirtd waits on the hook. */
 
 #define HOOK_TIMEOUT_USEC (300ULL * 1000 * 1000)
-
-static uint64_t monotonic_usec(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000000 + (uint64_t) ts.tv_nsec / 1000;
-}
 
 /* Whether the domain has a PCI device to prepare or check at all: one
  * without starts whether iovirtd is there or not.  XML that cannot be read
@@ -50,29 +42,21 @@ static bool daemon_absent(int r, const sd_bus_error *e) {
                                            strncmp(e->name, "org.freedesktop.systemd1.", 25) == 0));
 }
 
-/* One call to iovirtd; a release retried while a job holds the domain's
- * groups (libvirt ignores release's exit and never calls again: a lost
- * release would leave them bound with no VM), for as long as a prepare may
- * take */
+/* One call to iovirtd.  A release end while a job holds the domain's
+ * groups is answered at once and carried out after the job (iovirtd
+ * defers it): libvirt holds the domain until its hook returns, and the
+ * job may be waiting on libvirt. */
 static int call_hook(Ctl *c, const char *method, const char *domain, const char *xml, sd_bus_error *error) {
-        uint64_t deadline = monotonic_usec() + HOOK_TIMEOUT_USEC;
-        bool prepare = streq_ptr(method, "PrepareDomain");
-        for (;;) {
-                _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
-                int r = sd_bus_message_new_method_call(c->bus, &m, IOVIRT_BUS_NAME, IOVIRT_OBJECT_PATH,
-                                                       IOVIRT_MANAGER_INTERFACE, method);
-                if (r >= 0)
-                        r = prepare ? sd_bus_message_append(m, "ssb", domain, xml, 0)
-                                    : sd_bus_message_append(m, "sb", domain, 0);
-                /* binding waits for drivers, one group after another: more than sd-bus's 25 s */
-                if (r >= 0)
-                        r = sd_bus_call(c->bus, m, HOOK_TIMEOUT_USEC, error, &reply);
-                if (r >= 0 || prepare || !sd_bus_error_has_name(error, IOVIRT_ERROR_BUSY) ||
-                    monotonic_usec() >= deadline)
-                        return r;
-                sd_bus_error_free(error);
-                (void) usleep(200 * 1000);
-        }
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
+        int r = sd_bus_message_new_method_call(c->bus, &m, IOVIRT_BUS_NAME, IOVIRT_OBJECT_PATH,
+                                               IOVIRT_MANAGER_INTERFACE, method);
+        if (r >= 0)
+                r = streq_ptr(method, "PrepareDomain") ? sd_bus_message_append(m, "ssb", domain, xml, 0)
+                                                       : sd_bus_message_append(m, "sb", domain, 0);
+        /* binding waits for drivers, one group after another: more than sd-bus's 25 s */
+        if (r >= 0)
+                r = sd_bus_call(c->bus, m, HOOK_TIMEOUT_USEC, error, &reply);
+        return r;
 }
 
 int verb_libvirt_hook(Ctl *c, int argc, char **argv) {

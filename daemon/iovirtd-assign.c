@@ -123,13 +123,12 @@ typedef struct AssignArgs {
         const IovirtPolicyRequest *policy;   /* the facts policy's checks judge, gathered once per plan */
         const LibvirtDomain *domain;     /* a libvirt domain consumer: as libvirt said; NULL: none */
         bool persistent;                 /* accept "persistent": attach to the domain's config too */
-        const int *exclude;              /* groups a pool or range must not offer (taken by the same request) */
-        size_t n_exclude;
+        AssignPlanHow how;               /* for a transaction of several assignments (iovirtd-domain.c) */
 } AssignArgs;
 
 static bool excluded(const AssignArgs *a, int group) {
-        for (size_t i = 0; i < a->n_exclude; i++)
-                if (a->exclude[i] == group)
+        for (size_t i = 0; i < a->how.n_exclude; i++)
+                if (a->how.exclude[i] == group)
                         return true;
         return false;
 }
@@ -350,7 +349,7 @@ static int plan_device(Manager *m, const AssignArgs *a, const IovirtUsage *usage
         const IovirtPlanInput in = {
                 .host = m->host, .verdicts = m->verdicts, .usage = usage, .state = m->state,
                 .consumer = a->consumer, .accept = a->accept, .group = group, .device = device,
-                .group_locked = group >= 0 && job_group_locked(m, group),
+                .group_locked = group >= 0 && job_group_locked(m, group), .libvirt_managed = a->how.libvirt_managed,
                 .drivers = drivers.d, .n_drivers = drivers.n,
         };
         IovirtPlanRule rules[IOVIRT_POLICY_N_RULES];
@@ -421,7 +420,8 @@ static int plan_candidates(Manager *m, const AssignArgs *a, const size_t *device
         _cleanup_(iovirt_plan_freep) IovirtPlan *first = NULL;
         for (size_t i = 0; i < n; i++) {
                 const IovirtRecord *rec = iovirt_state_find(m->state, m->host->devices[devices[i]].iommu_group);
-                if (rec && streq_ptr(rec->consumer, a->consumer) && !excluded(a, rec->group))
+                if (rec && rec->phase == IOVIRT_PHASE_ASSIGNED && streq_ptr(rec->consumer, a->consumer) &&
+                    !excluded(a, rec->group))
                         return plan_device(m, a, usage, m->host->devices[devices[i]].iommu_group, devices[i], ret,
                                            error);
         }
@@ -772,39 +772,35 @@ static int plan_functions(const IovirtPlan *p, IovirtAddress **ret) {
 static void attach_work(AssignJob *j) {
         _cleanup_free_ IovirtAddress *functions = NULL;
         _cleanup_free_ char *notes = NULL, *why = NULL;
+        bool stuck = false;
         int r = plan_functions(j->plan, &functions);
         if (r >= 0)
                 r = libvirt_attach(j->uuid, functions, j->plan->n_steps, j->was_active, j->persistent, &j->attached,
-                                   &j->reason);
+                                   &stuck, &j->reason);
         if (r < 0) {
                 j->r = r;
                 j->attach_failed = true;
-                if (iovirt_release_execute(j->result, j->dir, &j->moves, &notes, &why) >= 0)
+                if (stuck)      /* the guest may hold it: it stays bound, for the domain */
+                        iovirt_reason_append(&j->reason, ". ", "The group stays bound to VFIO for the domain; "
+                                             "'iovirtctl release' detaches it and gives it back once libvirt answers");
+                else if (iovirt_release_execute(j->result, j->dir, &j->moves, &notes, &why) >= 0)
                         j->result = iovirt_record_free(j->result);
-                else {
-                        char *a = j->reason;
-                        if (asprintf(&j->reason, "%s; and the group could not be given back: %s", strna(a),
-                                     strna(why)) >= 0)
-                                free(a);
-                        else
-                                j->reason = a;
-                }
+                else
+                        iovirt_reason_append(&j->reason, "; and the group could not be given back: ", why);
                 return;
         }
         if (j->attached & LIBVIRT_ATTACH_CONFIG) {
                 /* release takes it out of the config again: the record says so */
                 j->result->libvirt_config = true;
                 r = iovirt_record_save(j->dir, j->result);
-                if (r < 0)
+                if (r < 0) {
+                        j->result->libvirt_config = false;
                         log_warning_errno(r, "Could not note in group %d's record that its domain's config has it; "
                                           "release leaves it there: %m", j->result->group);
+                }
         }
-        if (!(j->attached & LIBVIRT_ATTACH_LIVE))
-                return;
-        _cleanup_(libvirt_domain_clear) LibvirtDomain now = {};
-        j->memlock_r = libvirt_lookup(j->uuid, &now, &j->memlock_reason);
-        if (j->memlock_r >= 0)
-                j->memlock_r = libvirt_memlock_covers(&now, &j->memlock_need, &j->memlock_have);
+        if (j->attached & LIBVIRT_ATTACH_LIVE)
+                j->memlock_r = libvirt_domain_memlock(j->uuid, &j->memlock_need, &j->memlock_have, &j->memlock_reason);
 }
 
 /* The limit first: a VM waiting for its device can map it the moment it is
@@ -862,6 +858,7 @@ static int assign_done(Manager *m, sd_bus_message *msg, void *p) {
         const IovirtPlan *plan = j->plan;
         int r;
 
+        bool back = !j->result;      /* nothing recorded: every function on its host driver again */
         log_moves(&j->moves);
         state_settle(m, plan->group, TAKE_PTR(j->result));
         for (size_t i = 0; i < plan->n_steps; i++)
@@ -873,7 +870,7 @@ static int assign_done(Manager *m, sd_bus_message *msg, void *p) {
                                                        : j->attach_failed ? IOVIRT_ERROR_LIBVIRT
                                                                           : IOVIRT_ERROR_BIND_FAILED,
                                                   "%s%s", j->reason ? j->reason : strerror(-j->r),
-                                                  j->attach_failed && !j->result
+                                                  j->attach_failed && back
                                                           ? "; the group went back to its host driver" : "");
         }
         log_info("Assigned group %d (%zu function%s) to %s", plan->group, plan->n_steps, plan->n_steps > 1 ? "s" : "",
@@ -997,18 +994,18 @@ static void release_job_free(void *p) {
 /* A domain consumer's group leaves its guest (and, when iovirt put it
  * there, its config) before it leaves VFIO: never unbound under a guest */
 static int detach_from_domain(const IovirtRecord *rec, char **reason) {
-        _cleanup_free_ IovirtAddress *functions = calloc(rec->n_functions + 1, sizeof(IovirtAddress));
-        const char *name = rec->consumer + strlen(LIBVIRT_CONSUMER_PREFIX);
-        if (!functions)
-                return -ENOMEM;
-        for (size_t i = 0; i < rec->n_functions; i++)
-                if (iovirt_address_parse(rec->functions[i].address, &functions[i], NULL) < 0)
-                        return -EINVAL;
+        _cleanup_free_ IovirtAddress *functions = NULL;
         _cleanup_free_ char *why = NULL;
-        int r = libvirt_detach(name, functions, rec->n_functions, rec->libvirt_config, &why);
-        if (r < 0)
+        const char *name = rec->consumer + strlen(LIBVIRT_CONSUMER_PREFIX);
+        int r = iovirt_record_addresses(rec, &functions);
+        if (r == -EINVAL)
+                return iovirt_set_reason(reason, r, "Group %d's record names a function that is no PCI address, so "
+                                         "what to detach from domain %s cannot be told", rec->group, name);
+        if (r >= 0)
+                r = libvirt_detach(name, functions, rec->n_functions, rec->libvirt_config, &why);
+        if (r < 0 && r != -ENOMEM)
                 return iovirt_set_reason(reason, r, "Group %d stays with domain %s: %s", rec->group, name, strna(why));
-        return 0;
+        return r;
 }
 
 static void release_work(void *p) {
@@ -1153,10 +1150,12 @@ int manager_release_groups(Manager *m, const int *groups, size_t n) {
 
 /* A group libvirt binds (managed='yes') is libvirt's to give back, when its domain stops */
 static int libvirt_managed(const IovirtRecord *rec, sd_bus_error *error) {
+        const char *name = rec->consumer + strlen(LIBVIRT_CONSUMER_PREFIX);
         return sd_bus_error_setf(error, IOVIRT_ERROR_IN_USE,
                                  "Group %d is held by %s, whose libvirt bound it (managed='yes'): libvirt gives it "
-                                 "back when the domain stops, or on 'virsh detach-device'; iovirt does not move it",
-                                 rec->group, rec->consumer);
+                                 "back when the domain stops, and iovirt forgets it then; iovirt does not move it. "
+                                 "Should the record outlive the domain (libvirtd lost), 'iovirtctl libvirt-hook %s "
+                                 "release end </dev/null' forgets it", rec->group, rec->consumer, name);
 }
 
 /* The recorded group TARGET names, or an error (NoSuchDevice, NotAssigned, Busy) */
@@ -1248,18 +1247,20 @@ static int consumer_groups(Manager *m, sd_bus_message *msg, int **ret, size_t *n
                 r = manager_consumer_groups(m, consumer, ret, n, error);
         if (r < 0)
                 return r;
-        for (size_t i = 0; i < *n; i++) {
-                const IovirtRecord *rec = iovirt_state_find(m->state, (*ret)[i]);
-                if (rec && rec->phase == IOVIRT_PHASE_LIBVIRT)
-                        return libvirt_managed(rec, error);
-        }
         /* a bare name assign took for a libvirt domain's: that domain's, as recorded (no libvirt call) */
-        _cleanup_free_ char *domain = NULL;
-        if (*n == 0 && !strchr(consumer, ':') && asprintf(&domain, LIBVIRT_CONSUMER_PREFIX "%s", consumer) >= 0) {
+        if (*n == 0 && !strchr(consumer, ':')) {
+                _cleanup_free_ char *domain = NULL;
+                if (asprintf(&domain, LIBVIRT_CONSUMER_PREFIX "%s", consumer) < 0)
+                        return -ENOMEM;
                 *ret = mfree(*ret);
                 r = manager_consumer_groups(m, domain, ret, n, error);
                 if (r < 0)
                         return r;
+        }
+        for (size_t i = 0; i < *n; i++) {
+                const IovirtRecord *rec = iovirt_state_find(m->state, (*ret)[i]);
+                if (rec && rec->phase == IOVIRT_PHASE_LIBVIRT)
+                        return libvirt_managed(rec, error);
         }
         *interactive = interactive_arg;
         return 0;
@@ -1362,9 +1363,9 @@ int method_describe_assignments(sd_bus_message *msg, void *userdata, sd_bus_erro
 
 /* ---- for other transactions made of assignments (iovirtd-domain.c) ---- */
 
-int assign_plan(Manager *m, const char *target, const char *consumer, const PolicyAsk *ask, const int *exclude,
-                size_t n_exclude, PolicyFacts *facts, IovirtPlan **ret, sd_bus_error *error) {
-        AssignArgs a = { .target = target, .consumer = consumer, .ask = *ask, .exclude = exclude, .n_exclude = n_exclude };
+int assign_plan(Manager *m, const char *target, const char *consumer, const PolicyAsk *ask, const AssignPlanHow *how,
+                PolicyFacts *facts, IovirtPlan **ret, sd_bus_error *error) {
+        AssignArgs a = { .target = target, .consumer = consumer, .ask = *ask, .how = *how };
         int r = check_target(target, error);
         if (r >= 0)
                 r = check_consumer(consumer, error);

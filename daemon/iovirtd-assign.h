@@ -41,15 +41,20 @@ const char *escalate_release_consumer(sd_bus_message *msg, void *userdata, uid_t
 
 /* For transactions made of several assignments (a domain's hostdevs,
  * iovirtd-domain.c): the plan for target as Assign makes it, with the
- * policy's checks (facts cleared by the caller), a pool or range offering
- * none of the groups exclude names; the plan's document as
+ * policy's checks (facts cleared by the caller) and how (NULL: as Assign);
+ * the plan's document as
  * Assign answers it; the placeholder record a running job holds (put in
  * the state); settling a group's outcome (NULL: dropped) and the model;
  * the kernel's times; a release answering msg. */
 /* The caller's uid (effective, else real), from its bus credentials */
 int assign_caller_uid(sd_bus_message *msg, uint32_t *ret);
-int assign_plan(Manager *m, const char *target, const char *consumer, const PolicyAsk *ask, const int *exclude,
-                size_t n_exclude, PolicyFacts *facts, IovirtPlan **ret, sd_bus_error *error);
+typedef struct AssignPlanHow {
+        const int *exclude;              /* groups a pool or range must not offer (the request took them) */
+        size_t n_exclude;
+        bool libvirt_managed;            /* a managed='yes' hostdev: its libvirt binds it (IovirtPlanInput) */
+} AssignPlanHow;
+int assign_plan(Manager *m, const char *target, const char *consumer, const PolicyAsk *ask, const AssignPlanHow *how,
+                PolicyFacts *facts, IovirtPlan **ret, sd_bus_error *error);
 json_object *assign_plan_document(const IovirtPlan *p);
 int assign_placeholder(Manager *m, const IovirtPlan *p);
 void assign_settle(Manager *m, const IovirtPlan *p, IovirtRecord *result);

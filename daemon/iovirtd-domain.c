@@ -24,10 +24,40 @@
  *  - ReleaseDomain (release end): what was prepared goes back; nothing
  *    prepared is nothing to do (a retry).
  *
- * The hook waits on the answer while libvirtd waits on the hook: nothing
- * here calls libvirt. */
+ * The hook waits on the answer while libvirtd waits on the hook, holding
+ * the domain: nothing answering a hook calls libvirt, and a hook is never
+ * told Busy to wait for a job that may be calling libvirt about the same
+ * domain (ReleaseDomain defers instead).  Assign's domain consumers and
+ * StartedDomain's attach (below) call libvirt, on jobs' threads. */
 
-#define DOMAIN_PREFIX "domain:"
+/* What iovirtd keeps of libvirt's domains */
+
+/* A lookup answers the requests of the next few seconds: the re-dispatch
+ * after it, and the plan again after polkit */
+#define SEEN_MAX 64
+#define SEEN_FRESH_USEC (10 * UINT64_C(1000000))
+
+typedef struct DomainSeen {
+        char *asked;             /* the consumer as named in the call */
+        char *consumer;          /* "domain:NAME" */
+        int r;                   /* the lookup's: 0, or why there is no domain */
+        char *reason;
+        LibvirtDomain domain;
+        uint64_t at_usec;        /* CLOCK_MONOTONIC */
+} DomainSeen;
+
+struct Domains {
+        DomainSeen seen[SEEN_MAX];       /* the newest last */
+        size_t n;
+        char **releasing;                /* domains whose release end came while a job held a group of theirs */
+        size_t n_releasing;
+};
+
+static Domains *domains_get(Manager *m) {
+        if (!m->domains)
+                m->domains = calloc(1, sizeof(Domains));
+        return m->domains;
+}
 
 typedef struct DomainRequest {
         const char *name, *xml;
@@ -67,7 +97,7 @@ static int read_domain_request(Manager *m, sd_bus_message *msg, DomainRequest *d
         if (r < 0)
                 return sd_bus_error_setf(error, IOVIRT_ERROR_NOT_AUTHORIZED,
                                          "Cannot tell who is calling (%s): denied", strerror(-r));
-        if (asprintf(&d->consumer, DOMAIN_PREFIX "%s", d->name) < 0) {
+        if (asprintf(&d->consumer, LIBVIRT_CONSUMER_PREFIX "%s", d->name) < 0) {
                 d->consumer = NULL;
                 return -ENOMEM;
         }
@@ -88,7 +118,6 @@ void domain_ask(const IovirtDomain *dom, PolicyAsk *ask) {
 
 typedef struct DomainPlans {
         IovirtPlan **plans;          /* managed='no': the groups to assign, each once */
-        bool *pool;                  /* per plan: a pool's device, which the XML does not name */
         size_t n;
         IovirtPlan **checked;        /* managed='yes': planned, not executed */
         bool *hold;                  /* per checked: not recorded for the domain yet (a libvirt record to write) */
@@ -101,7 +130,6 @@ static void domain_plans_clear(DomainPlans *p) {
         for (size_t i = 0; i < p->n_checked; i++)
                 iovirt_plan_free(p->checked[i]);
         free(p->plans);
-        free(p->pool);
         free(p->checked);
         free(p->hold);
         *p = (DomainPlans) {};
@@ -150,7 +178,6 @@ static int plan_domain(Manager *m, const DomainRequest *d, DomainPlans *ret, sd_
         _cleanup_(domain_plans_clear) DomainPlans p = {};
         const IovirtDomain *dom = d->domain;
         if (!(p.plans = calloc(dom->n_hostdevs + dom->n_pools + 1, sizeof(IovirtPlan *))) ||
-            !(p.pool = calloc(dom->n_hostdevs + dom->n_pools + 1, sizeof(bool))) ||
             !(p.checked = calloc(dom->n_hostdevs + 1, sizeof(IovirtPlan *))) ||
             !(p.hold = calloc(dom->n_hostdevs + 1, sizeof(bool))))
                 return -ENOMEM;
@@ -177,7 +204,15 @@ static int plan_domain(Manager *m, const DomainRequest *d, DomainPlans *ret, sd_
                                                  "(libvirt does)", d->name, m->host->devices[device].iommu_group);
                 if (mixed == 0)
                         continue;     /* another function of a group planned already */
-                int r = assign_plan(m, addr, d->consumer, &ask, NULL, 0, &facts, &plan, error);
+                const IovirtRecord *rec = iovirt_state_find(m->state, m->host->devices[device].iommu_group);
+                if (h->managed && rec && streq_ptr(rec->consumer, d->consumer) && rec->phase != IOVIRT_PHASE_LIBVIRT)
+                        return sd_bus_error_setf(error, IOVIRT_ERROR_INVALID_ARGUMENT,
+                                                 "Domain %s names %s managed='yes', but iovirt holds its group %d "
+                                                 "bound for the domain already; make the hostdev managed='no', or "
+                                                 "give the group back first (iovirtctl release group:%d)", d->name,
+                                                 addr, rec->group, rec->group);
+                AssignPlanHow how = { .libvirt_managed = h->managed };
+                int r = assign_plan(m, addr, d->consumer, &ask, &how, &facts, &plan, error);
                 if (r < 0)
                         return r;
                 if (iovirt_plan_refusal(plan))
@@ -213,7 +248,8 @@ static int plan_domain(Manager *m, const DomainRequest *d, DomainPlans *ret, sd_
                 for (size_t k = 0; k < p.n + p.n_checked; k++)
                         taken[n_taken++] = k < p.n ? p.plans[k]->group : p.checked[k - p.n]->group;
                 sd_bus_error why = SD_BUS_ERROR_NULL;
-                int r = assign_plan(m, target, d->consumer, &ask, taken, n_taken, &facts, &plan, &why);
+                AssignPlanHow how = { .exclude = taken, .n_exclude = n_taken };
+                int r = assign_plan(m, target, d->consumer, &ask, &how, &facts, &plan, &why);
                 if (r < 0 && sd_bus_error_is_set(&why))
                         r = sd_bus_error_setf(error, why.name, "Domain %s asks for a device of pool '%s' in its "
                                               "metadata: %s", d->name, dom->pools[i], why.message);
@@ -227,7 +263,8 @@ static int plan_domain(Manager *m, const DomainRequest *d, DomainPlans *ret, sd_
                         return r;
                 if (!plan->done)
                         ask.pending_functions += (unsigned) plan->n_steps;
-                p.pool[p.n] = true;
+                /* attached once the domain runs: its record says so from the first write, should iovirtd restart */
+                plan->libvirt_attach = true;
                 p.plans[p.n++] = TAKE_PTR(plan);
         }
         *ret = p;
@@ -333,16 +370,6 @@ static void domain_work(void *p) {
                 if (plan->done)
                         continue;
                 j->r = iovirt_assign_execute(plan, j->dir, &j->results[done], &j->moves, &j->reason);
-                if (j->r >= 0 && j->plans.pool[done]) {
-                        /* attached once the domain runs: the record says so, should iovirtd restart meanwhile */
-                        j->results[done]->libvirt_attach = true;
-                        j->r = iovirt_record_save(j->dir, j->results[done]);
-                        if (j->r < 0) {
-                                (void) iovirt_set_reason(&j->reason, j->r, "Could not record group %d as a pool "
-                                                         "device of the domain: %s", plan->group, strerror(-j->r));
-                                done++;     /* bound: it goes back with the others */
-                        }
-                }
                 if (j->r < 0)
                         break;
         }
@@ -469,16 +496,21 @@ static int domain_groups(Manager *m, sd_bus_message *msg, int **ret, size_t *n, 
                 r = manager_accepting(m, error);
         if (r < 0)
                 return r;
-        if (asprintf(&consumer, DOMAIN_PREFIX "%s", name) < 0)
+        if (asprintf(&consumer, LIBVIRT_CONSUMER_PREFIX "%s", name) < 0)
                 return -ENOMEM;
         r = iovirt_consumer_valid(consumer, NULL);
         if (r < 0)
                 return r == -ENOMEM ? r
                                     : sd_bus_error_setf(error, IOVIRT_ERROR_INVALID_ARGUMENT,
                                                         "'%.64s' is no domain name iovirt takes", name);
-        r = manager_consumer_groups(m, consumer, ret, n, error);
-        if (r < 0)
-                return r;
+        _cleanup_free_ int *groups = calloc(m->state->n_records + 1, sizeof(int));
+        if (!groups)
+                return -ENOMEM;
+        *n = 0;
+        for (size_t i = 0; i < m->state->n_records; i++)
+                if (streq_ptr(m->state->records[i]->consumer, consumer))
+                        groups[(*n)++] = m->state->records[i]->group;
+        *ret = TAKE_PTR(groups);
         *interactive = interactive_arg;
         return 0;
 }
@@ -545,40 +577,86 @@ static int forget_libvirt_groups(Manager *m, int *groups, size_t *n) {
         return 0;
 }
 
+static bool any_locked(Manager *m, const int *groups, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                if (job_group_locked(m, groups[i]))
+                        return true;
+        return false;
+}
+
+/* release end while a job holds a group of the domain: that job may be
+ * calling libvirt about the domain, which libvirt holds until the hook
+ * returns.  The hook is answered now; the release follows the job. */
+static int defer_release(Manager *m, sd_bus_message *msg, const char *name, const int *groups, size_t n) {
+        Domains *d = domains_get(m);
+        char **list = d ? reallocarray(d->releasing, d->n_releasing + 1, sizeof(char *)) : NULL;
+        if (!list)
+                return -ENOMEM;
+        d->releasing = list;
+        if (asprintf(&d->releasing[d->n_releasing], LIBVIRT_CONSUMER_PREFIX "%s", name) < 0)
+                return -ENOMEM;
+        d->n_releasing++;
+        log_info("Releasing domain %s once the transaction on its groups has ended", name);
+        _cleanup_(json_object_putp) json_object *o = json_object_new_object();
+        json_object *a = json_object_new_array();
+        if (!o || !a || json_object_object_add(o, "deferred", a) < 0) {
+                json_object_put(a);
+                return -ENOMEM;
+        }
+        for (size_t i = 0; i < n; i++)
+                json_object_array_add(a, json_object_new_int(groups[i]));
+        json_object_object_add(o, "released", json_object_new_array());
+        return manager_reply_json(msg, o);
+}
+
+/* What release end asked for, now that no job holds the domain's groups */
+void domain_release_deferred(Manager *m) {
+        Domains *d = m->domains;
+        for (size_t i = d ? d->n_releasing : 0; i-- > 0;) {
+                _cleanup_free_ int *groups = calloc(m->state->n_records + 1, sizeof(int));
+                size_t n = 0;
+                if (!groups)
+                        return;
+                for (size_t k = 0; k < m->state->n_records; k++)
+                        if (streq_ptr(m->state->records[k]->consumer, d->releasing[i]))
+                                groups[n++] = m->state->records[k]->group;
+                if (any_locked(m, groups, n))
+                        continue;
+                _cleanup_free_ char *consumer = d->releasing[i];
+                memmove(&d->releasing[i], &d->releasing[i + 1], (d->n_releasing - i - 1) * sizeof(char *));
+                d->n_releasing--;
+                int r = forget_libvirt_groups(m, groups, &n);
+                if (r >= 0 && n > 0)
+                        r = manager_release_groups(m, groups, n);
+                if (r < 0)
+                        log_error_errno(r, "Releasing %s after its transaction failed: %m; 'iovirtctl release "
+                                        "--consumer %s' gives its groups back", consumer, consumer);
+        }
+}
+
 int act_release_domain(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
         _cleanup_free_ int *groups = NULL;
         bool interactive;
         size_t n;
-        int r = domain_groups(userdata, msg, &groups, &n, &interactive, error);
-        if (r >= 0)
-                r = forget_libvirt_groups(userdata, groups, &n);
+        int r = domain_groups(m, msg, &groups, &n, &interactive, error);
+        if (r < 0)
+                return r;
+        if (any_locked(m, groups, n)) {
+                const char *name;
+                (void) sd_bus_message_rewind(msg, true);
+                r = sd_bus_message_read(msg, "s", &name);
+                return r < 0 ? r : defer_release(m, msg, name, groups, n);
+        }
+        r = forget_libvirt_groups(m, groups, &n);
         if (r < 0)
                 return r;
         if (n == 0)
                 return reply_nothing(msg);
-        return manager_start_release(userdata, msg, groups, n, error);
+        return manager_start_release(m, msg, groups, n, error);
 }
 
 /* ---- domains as Assign's consumers ---- */
-
-/* A lookup answers the requests of the next few seconds: the re-dispatch
- * after it, and the plan again after polkit */
-#define SEEN_MAX 64
-#define SEEN_FRESH_USEC (10 * UINT64_C(1000000))
-
-typedef struct DomainSeen {
-        char *asked;             /* the consumer as named in the call */
-        char *consumer;          /* "domain:NAME" */
-        int r;                   /* the lookup's: 0, or why there is no domain */
-        char *reason;
-        LibvirtDomain domain;
-        uint64_t at_usec;        /* CLOCK_MONOTONIC */
-} DomainSeen;
-
-struct DomainsSeen {
-        DomainSeen seen[SEEN_MAX];       /* the newest last */
-        size_t n;
-};
 
 static uint64_t monotonic_usec(void) {
         struct timespec ts;
@@ -594,11 +672,14 @@ static void seen_clear(DomainSeen *s) {
         *s = (DomainSeen) {};
 }
 
-void domains_seen_free(DomainsSeen *s) {
+void domains_free(Domains *s) {
         if (!s)
                 return;
         for (size_t i = 0; i < s->n; i++)
                 seen_clear(&s->seen[i]);
+        for (size_t i = 0; i < s->n_releasing; i++)
+                free(s->releasing[i]);
+        free(s->releasing);
         free(s);
 }
 
@@ -611,9 +692,9 @@ static DomainSeen *seen_find(Manager *m, const char *asked) {
 
 /* Takes *s; the oldest goes when there is no room */
 static int seen_put(Manager *m, DomainSeen *s) {
-        if (!m->domains && !(m->domains = calloc(1, sizeof(DomainsSeen))))
+        Domains *d = domains_get(m);
+        if (!d)
                 return -ENOMEM;
-        DomainsSeen *d = m->domains;
         DomainSeen *old = seen_find(m, s->asked);
         if (!old && d->n == SEEN_MAX)
                 old = &d->seen[0];
@@ -641,7 +722,7 @@ static void lookup_job_free(void *p) {
 
 static void lookup_work(void *p) {
         LookupJob *j = p;
-        j->seen.r = libvirt_lookup_bounded(j->name, &j->seen.domain, &j->seen.reason);
+        j->seen.r = libvirt_lookup(j->name, &j->seen.domain, &j->seen.reason);
 }
 
 /* The call again, now that its domain is known: as the bus would have dispatched it */
@@ -821,12 +902,10 @@ static void started_work(void *p) {
         for (size_t i = 0; i < j->n; i++) {
                 AttachGroup *g = &j->groups[i];
                 LibvirtAttach where;
-                g->r = libvirt_attach(j->name, g->functions, g->n, true, false, &where, &g->reason);
+                bool stuck;     /* either way the group stays bound for the domain until release end */
+                g->r = libvirt_attach(j->name, g->functions, g->n, true, false, &where, &stuck, &g->reason);
         }
-        _cleanup_(libvirt_domain_clear) LibvirtDomain now = {};
-        j->memlock_r = libvirt_lookup(j->name, &now, &j->memlock_reason);
-        if (j->memlock_r >= 0)
-                j->memlock_r = libvirt_memlock_covers(&now, &j->need, &j->have);
+        j->memlock_r = libvirt_domain_memlock(j->name, &j->need, &j->have, &j->memlock_reason);
 }
 
 /* No request to answer: the hook was answered when the job started */
@@ -877,13 +956,16 @@ int act_started_domain(sd_bus_message *msg, void *userdata, sd_bus_error *error)
                 const IovirtRecord *rec = iovirt_state_find(m->state, groups[j->n]);
                 AttachGroup *g = &j->groups[j->n];
                 g->group = rec->group;
-                if (!(g->functions = calloc(rec->n_functions + 1, sizeof(IovirtAddress)))) {
+                g->n = rec->n_functions;
+                r = iovirt_record_addresses(rec, &g->functions);
+                if (r < 0) {
                         j->n++;
                         started_job_free(j);
-                        return -ENOMEM;
+                        return r == -ENOMEM ? r
+                                            : sd_bus_error_setf(error, IOVIRT_ERROR_FAILED, "Group %d's record names a "
+                                                                "function that is no PCI address; nothing was "
+                                                                "attached", rec->group);
                 }
-                for (; g->n < rec->n_functions; g->n++)
-                        (void) iovirt_address_parse(rec->functions[g->n].address, &g->functions[g->n], NULL);
         }
         /* queued first, answered then: once the hook has its answer, libvirt finishes the start */
         r = job_start(m, NULL, groups, n, started_work, started_done, j, started_job_free);

@@ -34,7 +34,10 @@ const char *escalate_release_domain(sd_bus_message *msg, void *userdata, uid_t u
  * prepare's is used.  Errors are set on error. */
 int domain_consumer(Manager *m, sd_bus_message *msg, sd_bus_message_handler_t again, const char *asked, bool lookup,
                     const LibvirtDomain **ret, const char **consumer, sd_bus_error *error);
-void domains_seen_free(DomainsSeen *s);
+void domains_free(Domains *s);
+
+/* After each job: the releases hooks asked for while it held their groups */
+void domain_release_deferred(Manager *m);
 
 /* What a domain's definition asks of the policy: its memory (with memory
  * hotplug what it may grow to, as libvirt sizes its memlock), vIOMMU, hard

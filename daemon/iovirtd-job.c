@@ -4,6 +4,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 
+#include "iovirtd-domain.h"
 #include "iovirtd-job.h"
 #include "iovirtd-log.h"
 #include "iovirtd-policy.h"
@@ -70,8 +71,9 @@ static int job_finish(Job *j) {
         if (r < 0)
                 (void) sd_bus_reply_method_errno(j->request, r, NULL);
         job_free(j);
-        /* a consumer that exited while one of its groups was in a job */
+        /* a consumer that exited, or a domain that stopped, while one of its groups was in a job */
         manager_reap_consumers(m, false);
+        domain_release_deferred(m);
         if (m->stopping && !m->jobs)
                 manager_exit(m);
         return 0;

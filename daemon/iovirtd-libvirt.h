@@ -53,14 +53,12 @@ void libvirt_domain_clear(LibvirtDomain *d);
  *   -ENOENT        libvirt has no such domain;
  *   -ECONNREFUSED  libvirt cannot be reached at the URI (not running,
  *                  restarting, no permission);
+ *   -ETIMEDOUT     libvirt did not answer within $IOVIRT_LIBVIRT_TIMEOUT
+ *                  seconds (every connection here is so bounded);
  *   -EBADMSG       its XML could not be read (iovirt_domain_parse's reason);
  *   -EIO           libvirt failed otherwise (its message). */
 int libvirt_lookup(const char *name_or_uuid, LibvirtDomain *ret, char **reason);
 
-/* The same, waited for at most $IOVIRT_LIBVIRT_TIMEOUT seconds: a
- * libvirtd that accepts and does not answer is -ETIMEDOUT (the lookup goes
- * on, on a thread of its own, and its answer is dropped). */
-int libvirt_lookup_bounded(const char *name_or_uuid, LibvirtDomain *ret, char **reason);
 
 /* Where an attach went */
 typedef enum LibvirtAttach {
@@ -72,12 +70,14 @@ typedef enum LibvirtAttach {
 /* Attaches the functions as <hostdev managed='no'> to the domain with
  * uuid: live when it runs (and to its persistent config too when
  * persistent), to its persistent config alone when it does not.  All or
- * none: a function that fails takes those attached before back out.
+ * none: when one fails, all are taken back out (as libvirt_detach does);
+ * when that fails too, *stuck: the guest may hold them, and the caller
+ * must not unbind them.
  * *ret says where they went.  Errors as libvirt_lookup's, and -ESRCH when
  * the domain ran when looked up (was_active) and has stopped since, or
  * neither runs nor has a config to change. */
 int libvirt_attach(const char *uuid, const IovirtAddress *functions, size_t n, bool was_active, bool persistent,
-                   LibvirtAttach *ret, char **reason);
+                   LibvirtAttach *ret, bool *stuck, char **reason);
 
 /* Takes the functions out of the domain with uuid: from the running guest
  * first, waiting for libvirt's DEVICE_REMOVED (or for the domain to stop)
@@ -92,3 +92,7 @@ int libvirt_detach(const char *uuid, const IovirtAddress *functions, size_t n, b
  * devices now: 1 yes, 0 no (*need and *have say the shortfall), -errno
  * when that cannot be told (unknown pid, an unreadable limit). */
 int libvirt_memlock_covers(const LibvirtDomain *d, uint64_t *need, uint64_t *have);
+
+/* The same for the domain as it is now (looked up again), *reason saying
+ * why it cannot be told */
+int libvirt_domain_memlock(const char *name_or_uuid, uint64_t *need, uint64_t *have, char **reason);

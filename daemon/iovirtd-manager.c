@@ -48,7 +48,7 @@ Manager *manager_free(Manager *m) {
         manager_sriov_stop(m);
         manager_sriov_free(m);
         manager_watches_free(m);
-        domains_seen_free(m->domains);
+        domains_free(m->domains);
         iovirt_policy_free(m->policy);
         free(m->policy_error);
         sd_event_source_disable_unref(m->monitor_source);

@@ -18,7 +18,7 @@ typedef struct IovirtPolicy IovirtPolicy;
 typedef struct Watch Watch;
 
 /* The daemon's one context: the bus, the loop, and the host model it owns. */
-typedef struct DomainsSeen DomainsSeen;
+typedef struct Domains Domains;
 
 typedef struct Manager {
         sd_event *event;
@@ -49,7 +49,8 @@ typedef struct Manager {
         IovirtPolicy *policy;      /* the last good policy; NULL: none could be read */
         char *policy_error;        /* why the last load failed; NULL: it did not */
         Watch *watches;            /* pid: consumers' processes (iovirtd-policy.h) */
-        DomainsSeen *domains;      /* libvirt domains looked up for Assign (iovirtd-domain.h) */
+        Domains *domains;          /* libvirt domains looked up for Assign, and releases waiting for
+                                    * a job to end (iovirtd-domain.h) */
 } Manager;
 
 int manager_new(Manager **ret);

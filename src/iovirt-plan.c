@@ -281,13 +281,14 @@ static int check_ownership(const IovirtPlanContext *ctx, void *userdata, IovirtP
                                         "Group %d is being assigned to %s; try again when that has finished", g,
                                         consumer_or_unknown(rec));
         if (rec->phase == IOVIRT_PHASE_LIBVIRT)
-                return streq_ptr(rec->consumer, ctx->in->consumer)
+                return streq_ptr(rec->consumer, ctx->in->consumer) && ctx->in->libvirt_managed
                                ? iovirt_check_set(c, IOVIRT_PLAN_PASS, IOVIRT_REASON_NONE, NULL,
                                                   "Group %d is %s's already, bound by its libvirt (managed='yes')",
                                                   g, consumer_or_unknown(rec))
                                : iovirt_check_set(c, IOVIRT_PLAN_FAIL, IOVIRT_REASON_IN_USE, NULL,
                                                   "Group %d is held by %s, whose libvirt binds it (managed='yes'); "
-                                                  "it is free once that domain stops", g, consumer_or_unknown(rec));
+                                                  "iovirt does not take it over, and it is free once that domain "
+                                                  "stops", g, consumer_or_unknown(rec));
         if (!streq_ptr(rec->consumer, ctx->in->consumer))
                 return iovirt_check_set(c, IOVIRT_PLAN_FAIL, IOVIRT_REASON_IN_USE, NULL,
                                         "Group %d is already assigned to %s%s; release it first (iovirtctl release "

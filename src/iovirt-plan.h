@@ -107,6 +107,8 @@ typedef struct IovirtPlanInput {
         int group;                        /* -1: the target has none */
         size_t device;                    /* the device named, or IOVIRT_NONE for group:N */
         bool group_locked;                /* a transaction on the group is running now */
+        bool libvirt_managed;             /* the consumer's libvirt binds it (a managed='yes' hostdev, checked
+                                           * at prepare begin): its own libvirt record is no refusal */
         /* The VFIO driver of each endpoint of the group.  NULL: none was
          * chosen, and every function goes to vfio-pci (hand-built plans);
          * otherwise an endpoint without one fails the plan. */
@@ -159,6 +161,8 @@ typedef struct IovirtPlan {
          * before the plan is executed (policy's, not a check's) */
         IovirtHolder holder;
         uint32_t give_node_to;            /* /dev/vfio/N's new owner (a plain QEMU's user); 0: root keeps it */
+        bool libvirt_attach;               /* a libvirt domain's pool device: its record says to attach it
+                                           * once the domain runs (IovirtRecord) */
 } IovirtPlan;
 
 IovirtPlan *iovirt_plan_free(IovirtPlan *p);

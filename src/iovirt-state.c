@@ -43,6 +43,17 @@ IovirtRecord *iovirt_record_free(IovirtRecord *r) {
         return NULL;
 }
 
+int iovirt_record_addresses(const IovirtRecord *r, IovirtAddress **ret) {
+        _cleanup_free_ IovirtAddress *a = calloc(r->n_functions + 1, sizeof(IovirtAddress));
+        if (!a)
+                return -ENOMEM;
+        for (size_t i = 0; i < r->n_functions; i++)
+                if (iovirt_address_parse(r->functions[i].address, &a[i], NULL) < 0)
+                        return -EINVAL;
+        *ret = TAKE_PTR(a);
+        return 0;
+}
+
 int iovirt_record_copy(const IovirtRecord *r, IovirtRecord **ret) {
         _cleanup_(iovirt_record_freep) IovirtRecord *c = calloc(1, sizeof(IovirtRecord));
         if (!c)

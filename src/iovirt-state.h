@@ -83,6 +83,10 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(IovirtRecord *, iovirt_record_free);
  * original stays in the state others read. */
 int iovirt_record_copy(const IovirtRecord *r, IovirtRecord **ret);
 
+/* The record's functions as addresses (n_functions of them), for libvirt;
+ * -EINVAL when one is not an address (a damaged record) */
+int iovirt_record_addresses(const IovirtRecord *r, IovirtAddress **ret);
+
 const char *iovirt_phase_name(IovirtPhase p);
 
 /* (De)serialisation, pure.  to_json returns the whole document or NULL

@@ -90,6 +90,7 @@ static int assign_intent(const IovirtPlan *p, char **drivers, IovirtRecord **ret
         rec->phase = IOVIRT_PHASE_ASSIGNING;
         rec->since_usec = realtime_usec();
         rec->holder = p->holder;
+        rec->libvirt_attach = p->libvirt_attach;
         for (size_t i = 0; i < p->n_steps; i++) {
                 IovirtFunctionRecord *f = &rec->functions[rec->n_functions++];
                 memcpy(f->address, p->steps[i].address, sizeof(f->address));

@@ -75,6 +75,14 @@ void iovirt_text_clear(IovirtText *t) {
         *t = (IovirtText) {};
 }
 
+void iovirt_reason_append(char **reason, const char *sep, const char *more) {
+        char *joined;
+        if (!reason || asprintf(&joined, "%s%s%s", strna(*reason), sep, strna(more)) < 0)
+                return;
+        free(*reason);
+        *reason = joined;
+}
+
 int iovirt_set_reason(char **reason, int r, const char *fmt, ...) {
         if (reason) {
                 va_list ap;

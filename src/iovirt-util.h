@@ -103,6 +103,10 @@ int iovirt_strv_pushf(char ***v, size_t *n, const char *fmt, ...) _printf_(3, 4)
  * cannot be made leaves *reason NULL; the error r still says what failed. */
 int iovirt_set_reason(char **reason, int r, const char *fmt, ...) _printf_(3, 4);
 
+/* Adds to *reason what also happened: "FIRST" SEP "MORE".  Out of memory,
+ * the first part stays: it says what failed first. */
+void iovirt_reason_append(char **reason, const char *sep, const char *more);
+
 /* A sentence built piece by piece.  An allocation that fails marks it
  * failed: every later add returns -ENOMEM and take returns NULL, so a
  * message is either whole or reported as missing, never cut short. */

@@ -7,6 +7,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -216,3 +217,29 @@ def wait_until(cond, timeout=20.0, step=0.05):
         if v or time.monotonic() > deadline:
             return v
         time.sleep(step)
+
+
+class Stalled:
+    """A unix socket that accepts and never answers, until closed: a stalled
+    libvirtd (IOVIRT_LIBVIRT_URI=qemu+unix:///system?socket=PATH)"""
+
+    def __init__(self, path):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(path)
+        self.sock.listen(8)
+        self.conns = []
+        self.thread = threading.Thread(target=self.accept, daemon=True)
+        self.thread.start()
+
+    def accept(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(c)
+
+    def close(self):
+        for c in self.conns:
+            c.close()
+        self.sock.close()

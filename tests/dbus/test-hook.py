@@ -26,8 +26,9 @@ TAP output.
      of the same domain);
   4b. pool devices (<iovirt:device pool='spare'/> in the metadata): one of
      the pool bound at prepare begin, recorded to be attached; a retry the
-     same; started begin answers at once and the queued attach runs after
-     (libvirt's test driver has no such domain: logged, the device stays);
+     same; started begin answers at once, though libvirt does not answer
+     (a stalled socket), and the queued attach runs after (logged, the
+     device stays bound for the domain);
      two requests take both devices; more than the pool has: refused;
   5. two managed='no' hostdevs, the second's probe failing (the emulator's
      "fail ADDRESS vfio-pci"): exit 1, the first goes back too;
@@ -462,27 +463,37 @@ def bad_xml(env):
 
 def managed(env):
     before = state(env)
-    xml = domain("vm-m", hostdev(NIC, "yes"))
-    res = prepare(env, "vm-m", xml)
+    xml = domain("lv-managed", hostdev(NIC, "yes"))
+    res = prepare(env, "lv-managed", xml)
     t.ok(res.rc == 0 and res.err == "", "prepare begin with a managed='yes' hostdev (%s): exit 0" % NIC, res)
     t.ok(env.driver(NIC) == HOST_DRIVER[NIC] and env.snapshot() == before[0],
          "not bound by iovirt: %s stays on %s (libvirt binds it)" % (NIC, HOST_DRIVER[NIC]), env.driver(NIC))
     records = env.records()
-    held = [r for r in records.values() if r.get("consumer") == "domain:vm-m"]
-    t.ok(len(held) == 1 and held[0]["phase"] == "libvirt" and assignments(env).get(NIC) == "domain:vm-m",
-         "recorded as held by domain:vm-m, phase libvirt, and list-assignments shows it", records)
-    t.ok(consumer_status(env, "domain:vm-m").get("memory") == GIB,
-         "status counts domain:vm-m's 1 GiB", consumer_status(env, "domain:vm-m"))
+    held = [r for r in records.values() if r.get("consumer") == "domain:lv-managed"]
+    t.ok(len(held) == 1 and held[0]["phase"] == "libvirt" and assignments(env).get(NIC) == "domain:lv-managed",
+         "recorded as held by domain:lv-managed, phase libvirt, and list-assignments shows it", records)
+    t.ok(consumer_status(env, "domain:lv-managed").get("memory") == GIB,
+         "status counts domain:lv-managed's 1 GiB", consumer_status(env, "domain:lv-managed"))
     mid = state(env)
     rc, out, err = env.assign(NIC, "vm-other")
-    t.ok(rc != 0 and E + "InUse" in err and "domain:vm-m" in err and "managed='yes'" in err and state(env) == mid,
-         "another consumer is refused the NIC: InUse, naming domain:vm-m and managed='yes'", (rc, err))
+    t.ok(rc != 0 and E + "InUse" in err and "domain:lv-managed" in err and "managed='yes'" in err and state(env) == mid,
+         "another consumer is refused the NIC: InUse, naming domain:lv-managed and managed='yes'", (rc, err))
     rc, out, err = env.ctl("--no-ask-password", "release", NIC)
     t.ok(rc != 0 and "libvirt gives it back when the domain stops" in err and state(env) == mid,
          "iovirtctl release of it is refused: libvirt's to give back", (rc, err))
-    res = prepare(env, "vm-m", xml)
+    for how in ("domain:lv-managed", "lv-managed"):
+        rc, out, err = env.ctl("--no-ask-password", "release", "--consumer", how)
+        t.ok(rc != 0 and "libvirt gives it back when the domain stops" in err and state(env) == mid,
+             "release --consumer %s is refused too" % how, (rc, err))
+    rc, out, err = env.assign(NIC, "domain:lv-managed")
+    t.ok(rc != 0 and E + "InUse" in err and "does not take it over" in err and state(env) == mid,
+         "the domain's own Assign of it is refused: iovirt does not take over what libvirt binds", (rc, err))
+    res = prepare(env, "lv-managed", domain("lv-managed", hostdev(NIC)))
+    t.ok(res.rc != 0 and "managed='yes'" in res.err and state(env) == mid,
+         "the same domain now naming it managed='no' is refused until it has stopped", res)
+    res = prepare(env, "lv-managed", xml)
     t.ok(res.rc == 0 and state(env) == mid, "prepare begin again (a retry): exit 0, nothing changes", res)
-    res = release(env, "vm-m", xml)
+    res = release(env, "lv-managed", xml)
     t.ok(res.rc == 0 and env.driver(NIC) == HOST_DRIVER[NIC] and state(env) == before,
          "release end: exit 0, %s untouched, the record gone" % NIC, res)
     clean(env)
@@ -541,12 +552,23 @@ def pools(env):
     res = prepare(env, "vm-pool", xml)
     t.ok(res.rc == 0 and state(env) == mid, "prepare begin again (a retry): the same device, nothing changes", res)
 
-    # started begin: queued and answered; the test driver has no vm-pool, so the attach fails, in the log
-    res = hook(env, "vm-pool", "started", "begin", xml)
-    t.ok(res.rc == 0 and res.err == "", "started begin: exit 0 at once (the attach is queued)", res)
-    logged = harness.wait_until(lambda: "Could not attach group" in env.log() and "domain vm-pool" in env.log())
-    t.ok(logged and state(env) == mid, "the queued attach ran after the hook: libvirt has no vm-pool, so it failed, "
-         "said so in the log, and the device stays bound for the domain", env.log()[-600:])
+    # started begin: queued and answered at once, though libvirt does not answer (a stalled socket): the
+    # attach waits for libvirt after the hook, never the hook
+    stalled = harness.Stalled(os.path.join(env.root, "stalled-libvirt"))
+    try:
+        env.stop()
+        env.start(IOVIRT_LIBVIRT_URI="qemu+unix:///system?socket=" + os.path.join(env.root, "stalled-libvirt"),
+                  IOVIRT_LIBVIRT_TIMEOUT="3")
+        res = hook(env, "vm-pool", "started", "begin", xml)
+        t.ok(res.rc == 0 and res.err == "" and res.secs < 2,
+             "started begin with libvirt stalled: exit 0 in %.2f s (the attach is queued)" % res.secs, res)
+        logged = harness.wait_until(lambda: "Could not attach group" in env.log() and "did not answer" in env.log())
+        t.ok(logged and state(env) == mid, "the queued attach ran after the hook: libvirt did not answer, the log "
+             "says so, and the device stays bound for the domain", env.log()[-600:])
+    finally:
+        stalled.close()
+        env.stop()
+        env.start()
     res = release(env, "vm-pool", xml)
     t.ok(res.rc == 0 and state(env) == before, "release end: the pool device back on its driver", res)
 
@@ -716,17 +738,21 @@ def slow_binds(env):
     release(env, "vm-fast")
     t.ok(state(env) == before, "both released")
     # libvirt's release end while the prepare still binds (a prepare that timed out, a start that failed):
-    # libvirt never calls it again, so the hook waits for the job and gives the group back
+    # libvirt never calls it again, and holds the domain until the hook returns (a job may be waiting on
+    # libvirt), so the hook is answered at once and the group goes back when the job ends
     env.faults("slow %s 3000\n" % NIC)
     try:
         p = hook_bg(env, "vm-gone", "prepare", "begin", domain("vm-gone", hostdev(NIC)))
         under_way = harness.wait_until(lambda: assignments(env).get(NIC) == "domain:vm-gone")
         res = release(env, "vm-gone")
+        answered = p.poll() is None
         p.communicate(timeout=60)
     finally:
         env.faults("")
-    t.ok(under_way and res.rc == 0 and res.secs > 1 and not assignments(env) and env.driver(NIC) == HOST_DRIVER[NIC],
-         "release end during vm-gone's 3 s bind waits for it, then gives %s back" % NIC, (res, assignments(env)))
+    back = harness.wait_until(lambda: not assignments(env) and env.driver(NIC) == HOST_DRIVER[NIC])
+    t.ok(under_way and res.rc == 0 and answered and back,
+         "release end during vm-gone's 3 s bind: answered before the bind is over, and %s goes back once it "
+         "is" % NIC, (res, answered, assignments(env)))
     # longer than sd-bus's default 25 s: the hook waits, it does not leave iovirtd binding behind its back
     env.faults("slow %s 27000\n" % NIC)
     try:
