@@ -274,7 +274,7 @@ cases = {
     "iovirtctl --json assign --to vm1 group:": d["targets"],
     "iovirtctl assign ": d["addresses"] | d["interfaces"] | d["targets"],
     "iovirtctl assign 0000:03:00.0 --to vm1 ": {"--dry-run", "--accept-leaky", "--driver", "--memory", "--viommu",
-                                                "--hard-limit", "--numa-policy", "--numa-node", "--cpus", "--user",
+                                                "--hard-limit", "--numa-policy", "--numa-node", "--cpus", "--user", "--persistent",
                                                 "--print-qemu-args"},
     "iovirtctl assign 0000:03:00.0 --to vm1 --numa-policy ": {"required", "legacy", "preferred", "socket", "none"},
     "iovirtctl assign 0000:03:00.0 --to vm1 --driver ": {"vfio-pci"},
