@@ -755,28 +755,16 @@ static void assign_job_free(void *p) {
         free(j);
 }
 
-/* The functions of the group, to hand to libvirt */
-static int plan_functions(const IovirtPlan *p, IovirtAddress **ret) {
-        _cleanup_free_ IovirtAddress *a = calloc(p->n_steps + 1, sizeof(IovirtAddress));
-        if (!a)
-                return -ENOMEM;
-        for (size_t i = 0; i < p->n_steps; i++)
-                if (iovirt_address_parse(p->steps[i].address, &a[i], NULL) < 0)
-                        return -EINVAL;
-        *ret = TAKE_PTR(a);
-        return 0;
-}
-
 /* After the bind: the domain gets the group, or the group goes back.
  * A live attach is followed by a look at its QEMU's RLIMIT_MEMLOCK. */
 static void attach_work(AssignJob *j) {
         _cleanup_free_ IovirtAddress *functions = NULL;
         _cleanup_free_ char *notes = NULL, *why = NULL;
         bool stuck = false;
-        int r = plan_functions(j->plan, &functions);
+        int r = iovirt_record_addresses(j->result, &functions);
         if (r >= 0)
-                r = libvirt_attach(j->uuid, functions, j->plan->n_steps, j->was_active, j->persistent, &j->attached,
-                                   &stuck, &j->reason);
+                r = libvirt_attach(j->uuid, functions, j->result->n_functions, j->was_active, j->persistent,
+                                   &j->attached, &stuck, &j->reason);
         if (r < 0) {
                 j->r = r;
                 j->attach_failed = true;
