@@ -32,18 +32,19 @@
 
 /* What iovirtd keeps of libvirt's domains */
 
-/* A lookup answers the requests of the next few seconds: the re-dispatch
- * after it, and the plan again after polkit */
+/* A lookup answers the one call that asked for it: its dispatch again
+ * after the lookup, and its plan again after polkit.  Another call looks
+ * again: a domain may have stopped, started or been defined meanwhile. */
 #define SEEN_MAX 64
-#define SEEN_FRESH_USEC (10 * UINT64_C(1000000))
 
 typedef struct DomainSeen {
+        char *sender;            /* the call's: its sender and cookie */
+        uint64_t cookie;
         char *asked;             /* the consumer as named in the call */
         char *consumer;          /* "domain:NAME" */
         int r;                   /* the lookup's: 0, or why there is no domain */
         char *reason;
         LibvirtDomain domain;
-        uint64_t at_usec;        /* CLOCK_MONOTONIC */
 } DomainSeen;
 
 struct Domains {
@@ -658,13 +659,8 @@ int act_release_domain(sd_bus_message *msg, void *userdata, sd_bus_error *error)
 
 /* ---- domains as Assign's consumers ---- */
 
-static uint64_t monotonic_usec(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000000 + (uint64_t) ts.tv_nsec / 1000;
-}
-
 static void seen_clear(DomainSeen *s) {
+        free(s->sender);
         free(s->asked);
         free(s->consumer);
         free(s->reason);
@@ -683,10 +679,16 @@ void domains_free(Domains *s) {
         free(s);
 }
 
-static DomainSeen *seen_find(Manager *m, const char *asked) {
-        for (size_t i = m->domains ? m->domains->n : 0; i-- > 0;)
-                if (streq_ptr(m->domains->seen[i].asked, asked))
-                        return &m->domains->seen[i];
+/* What was looked up for this call */
+static DomainSeen *seen_find(Manager *m, sd_bus_message *msg, const char *asked) {
+        uint64_t cookie = 0;
+        (void) sd_bus_message_get_cookie(msg, &cookie);
+        for (size_t i = m->domains ? m->domains->n : 0; i-- > 0;) {
+                DomainSeen *s = &m->domains->seen[i];
+                if (s->cookie == cookie && streq_ptr(s->sender, sd_bus_message_get_sender(msg)) &&
+                    streq_ptr(s->asked, asked))
+                        return s;
+        }
         return NULL;
 }
 
@@ -695,9 +697,7 @@ static int seen_put(Manager *m, DomainSeen *s) {
         Domains *d = domains_get(m);
         if (!d)
                 return -ENOMEM;
-        DomainSeen *old = seen_find(m, s->asked);
-        if (!old && d->n == SEEN_MAX)
-                old = &d->seen[0];
+        DomainSeen *old = d->n == SEEN_MAX ? &d->seen[0] : NULL;
         if (old) {
                 seen_clear(old);
                 memmove(old, old + 1, (size_t) (&d->seen[d->n] - (old + 1)) * sizeof(DomainSeen));
@@ -729,7 +729,9 @@ static void lookup_work(void *p) {
 static int lookup_done(Manager *m, sd_bus_message *msg, void *p) {
         LookupJob *j = p;
         sd_bus_error error = SD_BUS_ERROR_NULL;
-        j->seen.at_usec = monotonic_usec();
+        (void) sd_bus_message_get_cookie(msg, &j->seen.cookie);
+        if (sd_bus_message_get_sender(msg) && !(j->seen.sender = strdup(sd_bus_message_get_sender(msg))))
+                return -ENOMEM;
         if (j->seen.r >= 0 && asprintf(&j->seen.consumer, LIBVIRT_CONSUMER_PREFIX "%s", j->seen.domain.name) < 0) {
                 j->seen.consumer = NULL;
                 return -ENOMEM;
@@ -760,8 +762,8 @@ int domain_consumer(Manager *m, sd_bus_message *msg, sd_bus_message_handler_t ag
         if (!*name)
                 return sd_bus_error_setf(error, IOVIRT_ERROR_INVALID_ARGUMENT,
                                          "'%s' names no domain: write domain:NAME or domain:UUID", asked);
-        DomainSeen *s = seen_find(m, asked);
-        if (!s || (lookup && monotonic_usec() - s->at_usec > SEEN_FRESH_USEC)) {
+        DomainSeen *s = seen_find(m, msg, asked);
+        if (!s) {
                 if (!lookup)
                         return sd_bus_error_setf(error, IOVIRT_ERROR_BUSY,
                                                  "What libvirt said of domain '%.64s' was forgotten while the call "

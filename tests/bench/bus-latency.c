@@ -15,10 +15,9 @@
  *
  * bus-latency --consumers ROUNDS DEVICE [DOMAIN]: Peer.Ping, and
  * PlanAssign(DEVICE) for kinds of consumer, interleaved: a name libvirt is
- * never asked about ("bench:kept"), a bare name new each time ("vm-N":
- * libvirt is asked every time), and with DOMAIN one libvirt domain
- * ("domain:lv-web": asked once, then remembered); one line each as --pair
- * prints them (tests/bench/libvirt.py). */
+ * never asked about ("bench:kept"), a bare name new each time ("vm-N"),
+ * and with DOMAIN one libvirt domain ("domain:lv-web"); one line each as
+ * --pair prints them (tests/bench/libvirt.py). */
 #include <arpa/inet.h>
 #include <glob.h>
 #include <stdio.h>

@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """libvirt.py IOVIRTD BUS_LATENCY ROUNDS: what asking libvirt costs an
 Assign.  A consumer named "domain:NAME", or a bare name, is looked up in
-libvirt (on a job's thread) before the plan is made; the answer is kept
-for 10 s.  PlanAssign of one device on the emulated desktop host, to a
-name libvirt is never asked about, to a new bare name each time (asked
-every time), and to domain:lv-web (asked once), against Peer.Ping on the
+libvirt (on a job's thread) before the plan is made, once per call.
+PlanAssign of one device on the emulated desktop host, to a name libvirt
+is never asked about, to a new bare name each time, and to domain:lv-web
+(a domain libvirt has), against Peer.Ping on the
 same bus: once with libvirt's test driver answering (tests/dbus/
 libvirt-host.xml, in process), once with a libvirt socket nobody listens
 on (libvirtd down: no domain, so no domain:lv-web).  A report, not a pass/fail: the numbers are ratios to
