@@ -639,27 +639,32 @@ static int detach_config(Connection *c, const IovirtAddress *functions, size_t n
         return 0;
 }
 
-int libvirt_detach(const char *uuid, const IovirtAddress *functions, size_t n, bool config, char **reason) {
-        _cleanup_(connection_close) Connection c = {};
-        int r = connection_open(uuid, &c, reason);
-        if (r == -ENOENT) {
-                if (reason)
-                        *reason = mfree(*reason);
-                return 0;       /* no such domain any more: it has nothing */
-        }
-        if (r < 0)
-                return r;
-        int active = virDomainIsActive(c.dom);
+static int detach_from(Connection *c, const IovirtAddress *functions, size_t n, bool config, char **reason) {
+        int active = virDomainIsActive(c->dom), r;
         if (active < 0)
                 return lv_error(reason, "tell whether the domain runs");
-        if (active && (r = detach_live(&c, functions, n, reason)) < 0)
+        if (active && (r = detach_live(c, functions, n, reason)) < 0)
                 return r;
         if (!config)
                 return 0;
-        int persistent = virDomainIsPersistent(c.dom);
+        int persistent = virDomainIsPersistent(c->dom);
         if (persistent < 0)
                 return lv_error(reason, "tell whether the domain has a persistent config");
-        return persistent ? detach_config(&c, functions, n, reason) : 0;
+        return persistent ? detach_config(c, functions, n, reason) : 0;
+}
+
+int libvirt_detach(const char *uuid, const IovirtAddress *functions, size_t n, bool config, char **reason) {
+        _cleanup_(connection_close) Connection c = {};
+        int r = connection_open(uuid, &c, reason);
+        if (r >= 0)
+                r = detach_from(&c, functions, n, config, reason);
+        if (r == -ENOENT) {
+                /* no such domain (any more): it has nothing, a transient one that stopped included */
+                if (reason)
+                        *reason = mfree(*reason);
+                return 0;
+        }
+        return r;
 }
 
 /* ---- the QEMU's limit ---- */
