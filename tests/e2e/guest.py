@@ -117,9 +117,12 @@ class Env:
         self.bus = harness.Bus(self.root)
         self.daemon = None
         self.stops = []             # exit status of each daemon stopped with SIGTERM
+        self.defaults = {}          # environment of every later start (a boot's own settings); EXTRA adds to it
+        self.policy = None          # a policy.d the test writes, when iovirtd has a root of its own
 
     def start(self, **extra):
-        self.daemon = harness.start_iovirtd(IOVIRTD, self.bus, None, STATE_DIRECTORY=self.state, **extra)
+        self.daemon = harness.start_iovirtd(IOVIRTD, self.bus, None, STATE_DIRECTORY=self.state,
+                                            **dict(self.defaults, **extra))
 
     def stop(self):
         """SIGTERM; a daemon that exits unclean (or leaks, under ASan) is noted"""
@@ -1351,7 +1354,7 @@ QEMU_CONF = ('user = "root"\ngroup = "root"\nsecurity_driver = "none"\nnamespace
 # what libvirtd did about hotplug, QEMU's events and hooks, with times,
 # for whoever reads a failure
 LIBVIRTD_LOG = "/var/log/libvirt/libvirtd.log"
-LIBVIRTD_CONF = ('log_filters = "1:qemu.qemu_hotplug 1:qemu.qemu_process 1:util.hook 3:*"\n'
+LIBVIRTD_CONF = ('log_filters = "1:qemu.qemu_hotplug 1:qemu.qemu_process 1:util.hook 1:hostdev 1:util.pci 3:*"\n'
                  'log_outputs = "1:file:%s"\n' % LIBVIRTD_LOG)
 # libvirt's qemu hook operations around a start and a stop (DESIGN.md)
 HOOK_START = ["prepare begin", "start begin", "started begin"]
@@ -1575,6 +1578,11 @@ def libvirtd_start(env, topo):
     if not os.path.exists("/usr/sbin/libvirtd"):
         LIBVIRTD.why = "libvirtd is not installed (Debian: libvirt-daemon-system)"
         return tap.ok(False, title, LIBVIRTD.why)
+    libvirt_iovirtd(env)
+    policy = env.json("policy")
+    tap.ok(env.daemon.poll() is None and policy["loaded"] and not policy["files"] and not policy["pools"],
+           "iovirtd restarted with IOVIRT_DETACH_TIMEOUT=%d and a policy directory of the test's, empty for now "
+           "(no file, no pool)" % DETACH_TIMEOUT, policy)
     t0 = time.monotonic()
     LIBVIRTD.setup(env)
     up = LIBVIRTD.start()
@@ -1600,9 +1608,6 @@ def libvirtd_stop(env, topo):
     tap.ok(status == 0 and not left.split() and not qemus,
            "no domain left, libvirtd stops on SIGTERM (exit 0, %.1f s) and no QEMU runs" % (time.monotonic() - t0),
            "exit status %s, domains left %s, QEMUs %s\n%s" % (status, left.split(), qemus, LIBVIRTD.log()))
-    for path in (LIBVIRTD_LOG, os.path.join(LIBVIRTD.dir, "libvirtd.stderr"), LIBVIRTD.hook_log):
-        if os.path.exists(path):
-            shutil.copy(path, RESULTS)
 
 
 def libvirt_unmanaged(env, topo):
@@ -1706,215 +1711,584 @@ def libvirt_plain(env, topo):
         LIBVIRTD.destroy(name)
 
 
-# ---- live hotplug of a vfio-bound NIC, and its detach: what a detach
-# wait can stand on ----
+# ---- libvirt domains as consumers: iovirtctl assign --to domain:NAME
+# attaches the group (live, or to the config), release detaches it first
+# and waits for the guest, and the hook hands out pool devices ----
 
-HOTPLUG_WAIT = 20       # seconds a live detach is watched (as virsh event --timeout 20 would wait)
-UNPLUG_TIMEOUT = 5      # seconds libvirt's detach API waits for QEMU's DEVICE_DELETED before it returns anyway
-HOTPLUG = []            # each case's facts, for the host to report (timings())
+# the time libvirt's detach API waits for QEMU's DEVICE_DELETED before it
+# returns anyway, saying 'Device detached successfully'
+UNPLUG_TIMEOUT = 5
+# IOVIRT_DETACH_TIMEOUT of this boot's iovirtd (30 s by default): how long
+# release waits, once libvirt's detach has returned, for a guest to let go
+DETACH_TIMEOUT = 8
+# what iovirtd reads below its root (IOVIRT_ROOT) besides its policy: /proc,
+# /sys/fs/cgroup, /dev/vfio and /lib/modules, the guest's own through links
+ROOT_LINKS = ("proc", "sys", "dev", "lib")
+LIBVIRT_TIMES = []      # (what, seconds), for the host to report (timings())
 ACPI = "  <features><acpi/></features>\n"
-# libvirt adds no pcie-root-port for hotplug; it numbers a q35 domain's
-# controllers in their order, so pcie-root comes first
+# libvirt adds no pcie-root-port for hotplug (it says 'No more available PCI
+# slots'); it numbers a q35 domain's controllers in their order, so
+# pcie-root comes first
 SPARE_PORT = ("    <controller type='pci' index='0' model='pcie-root'/>\n"
               "    <controller type='pci' model='pcie-root-port'/>\n")
-# QEMU 7.2's q35 hotplugs through ACPI by default, on pcie-root-ports too;
-# this gives the root ports their native PCIe hotplug back
+# QEMU 7.2's q35 hotplugs through ACPI by default, on pcie-root-ports too,
+# and a guest without an OS never completes an ACPI unplug; this gives the
+# root ports their native PCIe hotplug back, whose unplug QEMU completes
+# on its own (DEVICE_DELETED within a second)
 NATIVE = ("  <qemu:commandline><qemu:arg value='-global'/>"
           "<qemu:arg value='ICH9-LPC.acpi-pci-hotplug-with-bridge-support=off'/></qemu:commandline>\n")
-# (case, machine, resumed, devices, extra XML, whether the detach completes).
-# Measured alike and not run: q35 (ACPI) paused, pc running, and q35 with
-# -no-acpi (no <acpi/>) paused or running, none of which completes.
-HOTPLUG_CASES = [
-    ("q35 with native PCIe hotplug, paused and never resumed", "q35", False, SPARE_PORT, ACPI + NATIVE, True),
-    ("q35 with native PCIe hotplug, running without an OS", "q35", True, SPARE_PORT, ACPI + NATIVE, True),
-    ("q35 (ACPI hotplug, QEMU 7.2's default), running without an OS", "q35", True, SPARE_PORT, ACPI, False),
-    ("pc (i440fx, ACPI hotplug), paused and never resumed", "pc", False, "", ACPI, False),
-]
+POOL_REQUEST = "<iovirt:device xmlns:iovirt='https://iovirt.org/xmlns/domain/1' pool='%s'/>"
 
 
-def events_ready(events, name, seconds=30):
-    """Pokes domain NAME's title until EVENTS (virsh event --all --loop)
-    reports it: from then on it reports every event of NAME. virsh says
-    nothing once it has registered, so this is how to know."""
-    end = time.monotonic() + seconds
-    n = 0
-    while time.monotonic() < end and events.p.poll() is None:
-        n += 1
-        LIBVIRTD.virsh("desc", name, "--live", "--title", "ping %d" % n)
-        if events.wait_for("metadata-change", seconds=1):
-            return True
-    return False
+def libvirt_iovirtd(env):
+    """iovirtd again, as the libvirt scenarios need it: IOVIRT_DETACH_TIMEOUT
+    short, and a root of its own (IOVIRT_ROOT) whose /etc/iovirt/policy.d
+    is the test's to write (the guest's /etc is the host's, read-only),
+    with the guest's /proc, /sys, /dev and /lib linked in. Later restarts
+    keep both."""
+    root = os.path.join(env.root, "iovirt-root")
+    env.policy = os.path.join(root, "etc", "iovirt", "policy.d")
+    os.makedirs(env.policy)
+    for d in ROOT_LINKS:
+        os.symlink("/" + d, os.path.join(root, d))
+    env.defaults = {"IOVIRT_DETACH_TIMEOUT": str(DETACH_TIMEOUT), "IOVIRT_ROOT": root}
+    env.stop()
+    env.start()
 
 
-def virsh_timed(*args):
-    """virsh ARGS; (exit, what it said, seconds)"""
+def hotplug_xml(name, native=True, metadata=""):
+    """domain_xml's q35 domain with a spare pcie-root-port to hotplug into,
+    native PCIe hotplug on it when NATIVE (else QEMU 7.2's ACPI hotplug),
+    and METADATA in its <metadata>"""
+    extra = ACPI + (NATIVE if native else "")
+    if metadata:
+        extra += "  <metadata>%s</metadata>\n" % metadata
+    return domain_xml(name, "q35", SPARE_PORT, extra)
+
+
+def start_domain(name, xml, running=False):
+    """virsh create --paused of XML, then virsh resume when RUNNING; (its
+    QEMU's pid, or None when it did not start, and what virsh said)"""
+    rc, out, err = LIBVIRTD.create(name, xml, "--paused")
+    said = "virsh create exit %d: %s%s" % (rc, out, err)
+    if rc == 0 and running:
+        rc, out, err = LIBVIRTD.virsh("resume", name)
+        said += "virsh resume exit %d: %s%s" % (rc, out, err)
+    return (qemu_pid(name) if rc == 0 else None), said
+
+
+def domain_hostdevs(name, *flags):
+    """the PCI addresses of domain NAME's hostdevs in virsh dumpxml FLAGS;
+    None when libvirt has no such domain"""
+    import xml.etree.ElementTree as ET
+    rc, out, _ = LIBVIRTD.virsh("dumpxml", name, *flags)
+    if rc != 0:
+        return None
+    found = []
+    for h in ET.fromstring(out).iter("hostdev"):
+        a = h.find("source/address")
+        if a is not None:
+            found.append("%04x:%02x:%02x.%x" % tuple(int(a.get(k), 16) for k in ("domain", "bus", "slot", "function")))
+    return found
+
+
+def where(env, nic, name, pid, inactive=False):
+    """Where NIC is: its driver link and /dev/vfio node (the kernel), whether
+    domain NAME's QEMU (PID) holds the node open, the hostdevs of virsh
+    dumpxml (and with INACTIVE, of dumpxml --inactive), and iovirtd's
+    records of its group"""
+    group = group_of(nic)
+    node = "/dev/vfio/%d" % group
+    w = {"driver": driver(nic), "node": os.path.exists(node), "qemu holds it": bool(pid) and node in vfio_open_by(pid),
+         "hostdevs": domain_hostdevs(name),
+         "record": [(a["consumer"], a["phase"]) for a in env.json("list-assignments")["assignments"]
+                    if a["group"] == group]}
+    if inactive:
+        w["config"] = domain_hostdevs(name, "--inactive")
+    return w
+
+
+def held(nic, name, phase="assigned", **more):
+    """where() of NIC in running domain NAME's hands"""
+    return dict({"driver": "vfio-pci", "node": True, "qemu holds it": True, "hostdevs": [nic],
+                 "record": [("domain:" + name, phase)]}, **more)
+
+
+def back(hostdevs, **more):
+    """where() of a NIC on e1000e again, with what dumpxml then has"""
+    return dict({"driver": "e1000e", "node": False, "qemu holds it": False, "hostdevs": hostdevs, "record": []},
+                **more)
+
+
+def error_of(doc):
+    """(name, message) of an iovirtctl --json error document"""
+    e = doc.get("error", {})
+    return e.get("name"), e.get("message", "")
+
+
+def domain_cleanup(env, name, pid, defined=False):
+    """whatever a scenario left: domain NAME destroyed (and undefined), its
+    QEMU gone, and what iovirtd still holds for it given back"""
+    import signal
+    if pid:
+        try:
+            os.kill(pid, signal.SIGCONT)        # one stopped on purpose would take libvirt 10 s to kill
+        except OSError:
+            pass
+    LIBVIRTD.destroy(name)
+    if defined:
+        LIBVIRTD.virsh("undefine", name)
+    if pid:
+        gone(pid)
+    if "domain:" + name in consumers(env):
+        env.ctl("release", "--consumer", "domain:" + name)
+
+
+def timed(what, f, *args):
+    """F(ARGS), its time noted as WHAT for the report; returns (result, seconds)"""
     t0 = time.monotonic()
-    rc, out, err = LIBVIRTD.virsh(*args)
-    return rc, (out + err).strip(), round(time.monotonic() - t0, 2)
+    result = f(*args)
+    seconds = time.monotonic() - t0
+    LIBVIRT_TIMES.append((what, round(seconds, 2)))
+    return result, seconds
 
 
-def watch_detach(name, pid, node, events, t0):
-    """Watches domain NAME's detach, begun at T0, for HOTPLUG_WAIT seconds:
-    when virsh event reports device-removed, when virsh dumpxml has no
-    hostdev left, when QEMU (PID) no longer holds NODE. Seconds from T0,
-    None for what did not happen."""
-    seen = {"device_removed_event": None, "removed_from_xml": None, "group_closed": None}
-    while time.monotonic() < t0 + HOTPLUG_WAIT and None in seen.values():
-        if seen["device_removed_event"] is None:
-            if events.wait_for("device-removed", seconds=0.2):
-                seen["device_removed_event"] = round(events.read_at - t0, 2)
-        else:
-            time.sleep(0.2)
-        if seen["removed_from_xml"] is None and "<hostdev" not in LIBVIRTD.virsh("dumpxml", name)[1]:
-            seen["removed_from_xml"] = round(time.monotonic() - t0, 2)
-        if seen["group_closed"] is None and node not in vfio_open_by(pid):
-            seen["group_closed"] = round(time.monotonic() - t0, 2)
-    return seen
-
-
-def hotplug_case(nic, number, case, machine, resumed, devices, extra):
-    """One domain of CASE: started paused (then resumed when RESUMED),
-    NIC (on vfio-pci) attached live with managed='no' and detached live,
-    watched for HOTPLUG_WAIT seconds; a detach still pending then is sent
-    again; then the domain is destroyed. Returns the facts."""
-    name = "e2e-hot%d" % number
-    node = "/dev/vfio/%d" % group_of(nic)
-    path = os.path.join(LIBVIRTD.dir, "hostdev.xml")
-    facts = {"case": case}
-    events = pid = None
-    try:
-        rc, out, err = LIBVIRTD.create(name, domain_xml(name, machine, devices, extra), "--paused")
-        pid = qemu_pid(name)
-        if rc != 0 or not pid:
-            facts["create"] = "exit %d: %s%s" % (rc, out, err)
-            return facts
-        facts["machine"] = re.search(r"machine='([^']+)'", LIBVIRTD.virsh("dumpxml", name)[1]).group(1)
-        if resumed:
-            facts["resume"] = virsh_timed("resume", name)[:2]
-        facts["state"] = LIBVIRTD.virsh("domstate", name, "--reason")[1].strip()
-        facts["memlock_before"] = memlock_of(pid)
-        rc, said, seconds = virsh_timed("attach-device", name, path, "--live")
-        facts["attach"] = {"exit": rc, "said": said, "seconds": seconds}
-        if rc != 0:
-            return facts
-        facts["qemu_holds_group"] = node in vfio_open_by(pid)
-        facts["memlock_attached"] = memlock_of(pid)
-        events = Lines(["stdbuf", "-oL", "virsh", "-c", LIBVIRT_URI, "event", "--domain", name, "--all", "--loop",
-                        "--timeout", str(HOTPLUG_WAIT + 120)], libvirt_env())
-        facts["events_ready"] = events_ready(events, name)
-        t0 = time.monotonic()
-        rc, said, seconds = virsh_timed("detach-device", name, path, "--live")
-        facts["detach"] = {"exit": rc, "said": said, "seconds": seconds}
-        facts.update(watch_detach(name, pid, node, events, t0), watched=HOTPLUG_WAIT)
-        facts["memlock_detached"] = memlock_of(pid)
-        if facts["removed_from_xml"] is None:
-            rc, said, seconds = virsh_timed("detach-device", name, path, "--live")
-            facts["detach_again"] = {"exit": rc, "said": said, "seconds": seconds}
-        t1 = time.monotonic()
-        rc, said, _ = virsh_timed("destroy", name)
-        stopped = events.wait_for("lifecycle", "Stopped", seconds=30)
-        facts["destroy"] = {"exit": rc, "stopped_event": round(events.read_at - t1, 2) if stopped else None,
-                            "group_closed": until(30, lambda: node not in vfio_open_by(pid))}
-        facts["events"] = [line for _, line in events.lines if line and "metadata-change" not in line]
-        return facts
-    finally:
-        if events:
-            events.close()
-        LIBVIRTD.destroy(name)
-        if pid:
-            until(30, lambda: node not in vfio_open_by(pid))
-
-
-def hotplug_checks(nic, node, case, resumed, completes, f):
-    """The case's facts as checks: what libvirt and QEMU did, from the
-    QEMU's open files and limits, virsh dumpxml and virsh event"""
-    if "attach" not in f or f["attach"]["exit"] != 0:
-        return fail_all(["%s: the domain starts and %s attaches live" % (case, nic)], f)
-    before, attached = f["memlock_before"], f["memlock_attached"]
-    tap.ok(f["qemu_holds_group"] and attached == (MEMLOCK_64M, MEMLOCK_64M) and before != attached,
-           "%s: attach-device --live of %s (vfio-pci, managed='no'): QEMU holds %s, and libvirt raised its "
-           "RLIMIT_MEMLOCK from %s to %d" % (case, nic, node, before and before[0], MEMLOCK_64M), f)
-    detach = f["detach"]
-    if completes:
-        tap.ok(detach["exit"] == 0 and f["events_ready"] and f["device_removed_event"] is not None and
-               f["removed_from_xml"] is not None and f["group_closed"] is not None and
-               f["memlock_detached"] == before,
-               "%s: detach-device --live completes: device-removed arrives (%.1f s), the hostdev leaves dumpxml, "
-               "QEMU closes %s, and libvirt puts RLIMIT_MEMLOCK back to %s" % (
-                   case, f["device_removed_event"] or -1, node, before and before[0]), f)
-    else:
-        tap.ok(detach["exit"] == 0 and "Device detached successfully" in detach["said"] and
-               detach["seconds"] >= UNPLUG_TIMEOUT and f["events_ready"] and
-               f["device_removed_event"] is None and f["removed_from_xml"] is None and f["group_closed"] is None and
-               f["memlock_detached"] == attached,
-               "%s: detach-device --live exits 0 saying 'Device detached successfully' after libvirt's %d s wait "
-               "(%.1f s), yet in %d s no device-removed arrives, the hostdev stays in dumpxml, QEMU keeps %s and "
-               "its RLIMIT_MEMLOCK" % (case, UNPLUG_TIMEOUT, detach["seconds"], HOTPLUG_WAIT, node), f)
-        again = f.get("detach_again", {})
-        if resumed:
-            tap.ok(again.get("exit") == 0 and again.get("seconds", 0) >= UNPLUG_TIMEOUT,
-                   "%s: detach-device again is taken (QEMU lets an unplug request be repeated once its deadline, "
-                   "on the guest's clock, has passed) and again exits 0 after libvirt's wait" % case, f)
-        else:
-            tap.ok(again.get("exit") == 1 and "already in the process of unplug" in again.get("said", ""),
-                   "%s: detach-device again fails at once: QEMU says 'already in the process of unplug' (its "
-                   "unplug deadline runs on the guest's clock, which stands still while the domain is paused)"
-                   % case, f)
-    destroy = f.get("destroy", {})
-    tap.ok(destroy.get("exit") == 0 and destroy.get("group_closed") and driver(nic) == "vfio-pci",
-           "%s: virsh destroy: QEMU closes %s, and %s stays on vfio-pci for its holder" % (case, node, nic), f)
-
-
-def libvirt_hotplug(env, topo):
-    """A NIC bound to vfio-pci by iovirt for a name of its own (iovirtctl
-    assign --to domain:NAME is not there yet), attached live to a domain
-    with managed='no' and detached again, on the machines and hotplug
-    kinds of HOTPLUG_CASES: whether and when the detach completes, which
-    the daemon's detach wait has to know. Also that libvirt adds no
-    pcie-root-port to hotplug into."""
+def domain_live(env, topo):
+    """assign --to domain:NAME of a running domain attaches the group live
+    and reports its QEMU's RLIMIT_MEMLOCK; release detaches it first and
+    gives it back once libvirt reports it removed"""
     nic = below(topo["ports"]["nic2"])[0]
     node = "/dev/vfio/%d" % group_of(nic)
+    name = "e2e-live"
+    consumer = "domain:" + name
+    titles = ["assign %s --to %s, a running q35 domain with native PCIe hotplug and a spare pcie-root-port: exit 0, "
+              "consumer %s, attached live" % (nic, consumer, consumer),
+              "its answer says RLIMIT_MEMLOCK need = have = %d (64 MiB + 1 GiB), covered, as /proc/PID/limits of the "
+              "domain's QEMU says" % MEMLOCK_64M,
+              "%s is on vfio-pci, the domain's QEMU holds %s, virsh dumpxml has the hostdev, and list-assignments "
+              "records it for %s" % (nic, node, consumer),
+              "release %s: exit 0 once the guest has let go: the hostdev has left dumpxml, the QEMU closed %s, e1000e "
+              "is back and nothing is recorded" % (nic, node)]
     if LIBVIRTD.why:
-        return tap.ok(False, "a NIC attached to a domain live and detached", LIBVIRTD.why)
-    with open(os.path.join(LIBVIRTD.dir, "hostdev.xml"), "w") as f:
-        f.write(hostdev_xml(nic, False))
-    rc, out, err = env.ctl("assign", nic, "--to", "vm-hotplug")
-    if not tap.ok(rc == 0 and driver(nic) == "vfio-pci", "%s is bound to vfio-pci for the hotplug" % nic,
-                  (rc, out, err)):
-        return
+        return fail_all(titles, LIBVIRTD.why)
+    pid = None
     try:
-        name = "e2e-noport"
-        rc, out, err = LIBVIRTD.create(name, domain_xml(name, "q35", "", ACPI), "--paused")
-        rc2, said, _ = virsh_timed("attach-device", name, os.path.join(LIBVIRTD.dir, "hostdev.xml"), "--live")
-        LIBVIRTD.destroy(name)
-        tap.ok(rc == 0 and rc2 != 0 and "No more available PCI slots" in said,
-               "a q35 domain without a free pcie-root-port takes no hotplug: libvirt says 'No more available PCI "
-               "slots' (it adds no port)", "create exit %d: %s%s\nattach exit %d: %s" % (rc, out, err, rc2, said))
-        for number, (case, machine, resumed, devices, extra, completes) in enumerate(HOTPLUG_CASES):
-            t0 = time.monotonic()
-            facts = hotplug_case(nic, number, case, machine, resumed, devices, extra)
-            facts["seconds"] = round(time.monotonic() - t0, 1)
-            HOTPLUG.append(facts)
-            print("hotplug: %s" % json.dumps(facts), file=sys.stderr, flush=True)
-            hotplug_checks(nic, node, case, resumed, completes, facts)
+        pid, said = start_domain(name, hotplug_xml(name), running=True)
+        if not pid:
+            return fail_all(titles, "%s\n%s" % (said, LIBVIRTD.log()))
+        (rc, doc), _ = timed("assign --to domain:NAME, attached live", ctl_json, env, "assign", nic, "--to", consumer)
+        lv = doc.get("libvirt", {})
+        uuid = LIBVIRTD.virsh("domuuid", name)[1].strip()
+        tap.ok(rc == 0 and doc.get("consumer") == consumer and lv.get("domain") == name and lv.get("uuid") == uuid and
+               lv.get("attached") == ["live"], titles[0], "exit %d: %s\nvirsh domuuid: %s" % (rc, doc, uuid))
+        limits = memlock_of(pid)
+        tap.ok(lv.get("memlock") == {"need": MEMLOCK_64M, "have": MEMLOCK_64M, "covers": True} and
+               limits == (MEMLOCK_64M, MEMLOCK_64M), titles[1], "answer %s\n/proc/%d/limits: %s" % (lv, pid, limits))
+        now = where(env, nic, name, pid)
+        tap.ok(now == held(nic, name), titles[2], now)
+        (rc, out, err), took = timed("release, the guest letting go (DEVICE_REMOVED)", env.ctl, "release", nic)
+        until(10, lambda: where(env, nic, name, pid) == back([]))     # QEMU may close the group just after
+        now = where(env, nic, name, pid)
+        tap.ok(rc == 0 and now == back([]), titles[3] + " (%.1f s)" % took,
+               "exit %d: %s%s\n%s\n%s" % (rc, out, err, now, LIBVIRTD.log()))
     finally:
-        rc, out, err = env.ctl("release", nic)
-        tap.ok(rc == 0 and driver(nic) == "e1000e" and not os.path.exists(node),
-               "release: %s is back on e1000e and %s is gone" % (nic, node), (rc, out, err, driver(nic)))
+        domain_cleanup(env, name, pid)
+
+
+def define_domain(name, xml):
+    """virsh define of XML (written beside the hook); (exit, what virsh said)"""
+    path = os.path.join(LIBVIRTD.dir, name + ".xml")
+    with open(path, "w") as f:
+        f.write(xml)
+    rc, out, err = LIBVIRTD.virsh("define", path)
+    return rc, "virsh define exit %d: %s%s" % (rc, out, err)
+
+
+def domain_persistent(env, topo):
+    """--persistent on a defined domain that runs: live and config, and
+    release takes it out of both. A defined domain that does not run gets
+    the group in its config, starts with it (the hook finds it held for
+    the domain already), and gives it back when destroyed. Two domains:
+    iovirtd answers a request with what libvirt said of the same name up
+    to 10 s before (iovirtd-domain.c, SEEN_FRESH_USEC), even for another
+    request, so one domain destroyed and assigned again at once would be
+    taken as still running, and its assign refused ('The domain stopped
+    while its device was being bound')."""
+    nic = below(topo["ports"]["nic2"])[0]
+    node = "/dev/vfio/%d" % group_of(nic)
+    running, defined = "e2e-persist", "e2e-defined"
+    titles = ["assign %s --to domain:%s --persistent, a defined domain that runs: exit 0, 'Attached to domain %s: "
+              "live, and to its persistent config', its QEMU's RLIMIT_MEMLOCK covering libvirt's rule" % (
+                  nic, running, running),
+              "its QEMU holds %s, virsh dumpxml and dumpxml --inactive have the hostdev, list-assignments records it"
+              % node,
+              "release %s: exit 0, the hostdev is out of the running domain and out of its config, e1000e is back, "
+              "nothing is recorded" % nic,
+              "assign %s --to domain:%s, a defined domain that does not run: exit 0, attached to its config only (and "
+              "no memlock: there is no QEMU), %s on vfio-pci and recorded" % (nic, defined, nic),
+              "virsh start --paused: the hook finds the hostdev held for domain:%s already, the domain starts and its "
+              "QEMU holds %s under RLIMIT_MEMLOCK %d" % (defined, node, MEMLOCK_64M),
+              "virsh destroy: the release end hook gives %s back to e1000e and iovirtd forgets it; the config keeps "
+              "the hostdev (the hook calls no libvirt), and release %s then says NotAssigned" % (nic, nic)]
+    if LIBVIRTD.why:
+        return fail_all(titles, LIBVIRTD.why)
+    pid = pid2 = None
+    try:
+        rc, said = define_domain(running, hotplug_xml(running))
+        rc2, out, err = LIBVIRTD.virsh("start", running, "--paused")
+        pid = qemu_pid(running)
+        if rc != 0 or rc2 != 0 or not pid:
+            fail_all(titles[:3], "%s\nvirsh start exit %d: %s%s\n%s" % (said, rc2, out, err, LIBVIRTD.log()))
+        else:
+            rc, out, err = env.ctl("assign", nic, "--to", "domain:" + running, "--persistent")
+            tap.ok(rc == 0 and "Attached to domain %s: live, and to its persistent config." % running in out and
+                   "RLIMIT_MEMLOCK of its QEMU:" in out and "covering" in out, titles[0],
+                   "exit %d: %s%s" % (rc, out, err))
+            now = where(env, nic, running, pid, inactive=True)
+            tap.ok(now == held(nic, running, config=[nic]), titles[1], now)
+            rc, out, err = env.ctl("release", nic)
+            until(10, lambda: where(env, nic, running, pid, inactive=True) == back([], config=[]))
+            now = where(env, nic, running, pid, inactive=True)
+            tap.ok(rc == 0 and now == back([], config=[]), titles[2], "exit %d: %s%s\n%s" % (rc, out, err, now))
+        domain_cleanup(env, running, pid, defined=True)
+        pid = None
+
+        rc, said = define_domain(defined, hotplug_xml(defined))
+        rc2, doc = ctl_json(env, "assign", nic, "--to", "domain:" + defined)
+        lv = doc.get("libvirt", {})
+        now = where(env, nic, defined, None, inactive=True)
+        tap.ok(rc == 0 and rc2 == 0 and lv.get("attached") == ["config"] and "memlock" not in lv and
+               "memlock_unknown" not in lv and
+               now == dict(held(nic, defined, config=[nic]), **{"qemu holds it": False}),
+               titles[3], "%s\nassign exit %d: %s\n%s" % (said, rc2, doc, now))
+        rc, out, err = LIBVIRTD.virsh("start", defined, "--paused")
+        pid2 = qemu_pid(defined) if rc == 0 else None
+        now = where(env, nic, defined, pid2, inactive=True)
+        limits = memlock_of(pid2) if pid2 else None
+        tap.ok(rc == 0 and pid2 and now == held(nic, defined, config=[nic]) and limits == (MEMLOCK_64M, MEMLOCK_64M),
+               titles[4], "virsh start exit %d: %s%s\n%s\nlimits %s\n%s" % (
+                   rc, out, err, now, limits, LIBVIRTD.log()))
+        rc, out, err = LIBVIRTD.virsh("destroy", defined)
+        ok = until(30, lambda: where(env, nic, defined, None, inactive=True) == back([nic], config=[nic]))
+        now = where(env, nic, defined, None, inactive=True)
+        rc2, doc = ctl_json(env, "release", nic)
+        tap.ok(rc == 0 and ok and rc2 == 1 and error_of(doc)[0] == "org.iovirt1.Error.NotAssigned", titles[5],
+               "virsh destroy exit %d: %s%s\n%s\nrelease exit %d: %s" % (rc, out, err, now, rc2, doc))
+    finally:
+        domain_cleanup(env, running, pid, defined=True)
+        domain_cleanup(env, defined, pid2, defined=True)
+
+
+def domain_detach_refused(env, topo):
+    """A guest that never lets go (ACPI hotplug, no OS to answer it):
+    release waits IOVIRT_DETACH_TIMEOUT, refuses and moves nothing; the
+    domain's end gives the device back through the hook"""
+    nic = below(topo["ports"]["nic2"])[0]
+    node = "/dev/vfio/%d" % group_of(nic)
+    name = "e2e-stuck"
+    consumer = "domain:" + name
+    titles = ["assign %s --to %s, a running q35 domain with ACPI hotplug (QEMU 7.2's default): exit 0, 'Attached to "
+              "domain %s: live', its QEMU's RLIMIT_MEMLOCK covering libvirt's rule" % (nic, consumer, name),
+              "release %s, which the guest (no OS) never lets go: exit 1 after libvirt's %d s and IOVIRT_DETACH_TIMEOUT"
+              "=%d s, saying the guest did not let go within %d s" % (nic, UNPLUG_TIMEOUT, DETACH_TIMEOUT,
+                                                                    DETACH_TIMEOUT),
+              "and nothing moved: %s stays on vfio-pci, the QEMU holds %s, dumpxml has the hostdev, list-assignments "
+              "still records it for %s" % (nic, node, consumer),
+              "virsh destroy: the release end hook gives %s back to e1000e, %s is gone, nothing is recorded" % (
+                  nic, node)]
+    if LIBVIRTD.why:
+        return fail_all(titles, LIBVIRTD.why)
+    pid = None
+    try:
+        pid, said = start_domain(name, hotplug_xml(name, native=False), running=True)
+        if not pid:
+            return fail_all(titles, "%s\n%s" % (said, LIBVIRTD.log()))
+        rc, out, err = env.ctl("assign", nic, "--to", consumer)
+        if not tap.ok(rc == 0 and "Attached to domain %s: live" % name in out and "RLIMIT_MEMLOCK of its QEMU:" in out
+                      and "covering" in out, titles[0], "exit %d: %s%s" % (rc, out, err)):
+            return fail_all(titles[1:], "not attached")
+        (rc, out, err), took = timed("release refused, the guest not letting go", env.ctl, "release", nic)
+        tap.ok(rc == 1 and "did not let go" in err and "within %d s" % DETACH_TIMEOUT in err and
+               DETACH_TIMEOUT <= took <= DETACH_TIMEOUT + UNPLUG_TIMEOUT + 15, titles[1] + " (%.1f s)" % took,
+               "exit %d after %.1f s: %s%s" % (rc, took, out, err))
+        now = where(env, nic, name, pid)
+        tap.ok(now == held(nic, name), titles[2], now)
+        rc, out, err = LIBVIRTD.virsh("destroy", name)
+        ok = until(30, lambda: where(env, nic, name, pid) == back(None))
+        tap.ok(rc == 0 and ok, titles[3], "virsh destroy exit %d: %s%s\n%s" % (
+            rc, out, err, where(env, nic, name, pid)))
+    finally:
+        domain_cleanup(env, name, pid)
+
+
+def domain_bad_input(env, topo):
+    """A domain libvirt does not have; a domain without a free slot (the
+    attach fails, so the group goes back); a domain that stops during the
+    assign: during libvirt's attach (its QEMU stopped, so that the attach
+    cannot finish before it is killed). One that stops earlier, while
+    iovirt binds, is not run: libvirt's release end hook then waits for
+    the assign, whose next libvirt call waits for the hook (libvirt holds
+    the domain while its hook runs), until the hook gives up after 300 s,
+    all of libvirtd stuck meanwhile."""
+    import signal
+    nic = below(topo["ports"]["nic2"])[0]
+    group = group_of(nic)
+    node = "/dev/vfio/%d" % group
+    titles = ["assign %s --to domain:nosuch, a domain libvirt does not have: exit 1, InvalidArgument, \"has no "
+              "domain 'nosuch'\"; nothing moves, nothing is recorded" % nic,
+              "assign %s --to a q35 domain without a spare pcie-root-port: exit 1, org.iovirt1.Error.Libvirt "
+              "giving libvirt's 'No more available PCI slots' and that the group went back; %s is on e1000e again, "
+              "nothing recorded" % (nic, nic),
+              "a domain that stops during assign (its QEMU stopped with SIGSTOP, so that libvirt's attach cannot "
+              "finish, and killed once iovirt has bound %s and libvirt has begun attaching it): assign exits 1, "
+              "org.iovirt1.Error.Libvirt, saying the group went back" % nic,
+              "and %s is on e1000e again, %s is gone, nothing is recorded, and the domain is gone" % (nic, node)]
+    if LIBVIRTD.why:
+        return fail_all(titles, LIBVIRTD.why)
+    rc, doc = ctl_json(env, "assign", nic, "--to", "domain:nosuch")
+    error, message = error_of(doc)
+    tap.ok(rc == 1 and error == "org.iovirt1.Error.InvalidArgument" and "has no domain 'nosuch'" in message and
+           driver(nic) == "e1000e" and not os.path.exists(node) and not consumers(env), titles[0],
+           "exit %d: %s\ndriver %s, assignments %s" % (rc, doc, driver(nic), consumers(env)))
+
+    name, pid = "e2e-noslot", None
+    try:
+        pid, said = start_domain(name, domain_xml(name, "q35", "", ACPI + NATIVE))
+        if pid:
+            rc, doc = ctl_json(env, "assign", nic, "--to", "domain:" + name)
+            error, message = error_of(doc)
+            now = where(env, nic, name, pid)
+            tap.ok(rc == 1 and error == "org.iovirt1.Error.Libvirt" and "No more available PCI slots" in message and
+                   "went back to its host driver" in message and now == back([]), titles[1],
+                   "exit %d: %s\n%s" % (rc, doc, now))
+        else:
+            tap.ok(False, titles[1], "%s\n%s" % (said, LIBVIRTD.log()))
+    finally:
+        domain_cleanup(env, name, pid)
+
+    name, pid = "e2e-dies", None
+    p = None
+    try:
+        pid, said = start_domain(name, hotplug_xml(name))
+        if not pid:
+            return fail_all(titles[2:], "%s\n%s" % (said, LIBVIRTD.log()))
+        os.kill(pid, signal.SIGSTOP)
+        since = len(env.log()), log_size(LIBVIRTD_LOG)
+        t0 = time.monotonic()
+        p = subprocess.Popen([IOVIRTCTL, "--json", "assign", nic, "--to", "domain:" + name], env=env.bus.env(),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        # libvirt's attach has begun (it holds the domain's job, so that its
+        # stop waits for the attach to fail), and cannot finish
+        attaching = "Setting driver and domain information for PCI device " + nic
+        until(60, lambda: attaching in read_from(LIBVIRTD_LOG, since[1]) or p.poll() is not None)
+        at_kill = (driver(nic), p.poll(), attaching in read_from(LIBVIRTD_LOG, since[1]),
+                   round(time.monotonic() - t0, 2))
+        stuck = ""
+        if at_kill[1:3] == (None, False):
+            stuck = "libvirt had not begun the attach within 60 s:\n" + stuck_report(env, *since)
+        os.kill(pid, signal.SIGKILL)
+        try:
+            out, err = p.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            stuck += "assign had not returned 60 s after the kill:\n" + stuck_report(env, *since, unblock=True)
+            try:
+                out, err = p.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                out, err = p.communicate()
+        took = round(time.monotonic() - t0, 2)
+        try:
+            doc = json.loads(out)
+        except ValueError:
+            doc = {"unparsed": out}
+        error, message = error_of(doc)
+        tap.ok(at_kill[:3] == ("vfio-pci", None, True) and not stuck and p.returncode == 1 and
+               error == "org.iovirt1.Error.Libvirt" and "went back to its host driver" in message, titles[2],
+               "at the kill (driver, assign's exit, libvirt attaching, seconds): %s\nexit %s after %.1f s: %s\n%s\n%s"
+               % (at_kill, p.returncode, took, doc, err, stuck or LIBVIRTD.log()))
+
+        def settled():
+            _, running, _ = LIBVIRTD.virsh("list", "--all", "--name", timeout=30)
+            return where(env, nic, name, None) == back(None) and name not in running.split()
+        tap.ok(until(30, settled), titles[3], "%s\n%s" % (where(env, nic, name, None), env.log()[-3000:]))
+    finally:
+        if p and p.poll() is None:
+            p.kill()
+            p.wait()
+        domain_cleanup(env, name, pid)
+
+
+def log_size(path):
+    """PATH's size, 0 when it is not there yet"""
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
+
+
+def read_from(path, offset):
+    """what PATH holds from OFFSET on"""
+    try:
+        with open(path, errors="replace") as f:
+            f.seek(offset)
+            return f.read()
+    except OSError:
+        return ""
+
+
+def stuck_report(env, iovirtd_since, libvirtd_since, unblock=False):
+    """For a call that does not return: the hooks running (and how long),
+    whether libvirtd answers, and what iovirtd and libvirtd logged since;
+    with UNBLOCK, the hooks are then killed, so that a libvirtd waiting on
+    one goes on (libvirt ignores what release end exits with)."""
+    import signal
+    ps = subprocess.run(["ps", "-eo", "pid,etimes,args"], capture_output=True, text=True, timeout=30).stdout
+    hooks = [line.strip() for line in ps.splitlines() if "libvirt-hook" in line]
+    try:
+        rc, out, err = LIBVIRTD.virsh("list", "--all", timeout=5)
+        answer = "virsh list exit %d: %s%s" % (rc, out, err)
+    except subprocess.TimeoutExpired:
+        answer = "virsh list: no answer within 5 s"
+    libvirtd = [line for line in read_from(LIBVIRTD_LOG, libvirtd_since).splitlines()
+                if "virPCIDevice" not in line][-25:]
+    if unblock:
+        for line in hooks:
+            try:
+                os.kill(int(line.split()[0]), signal.SIGKILL)
+            except (OSError, ValueError):
+                pass
+    return "hooks running (pid, seconds, command)%s: %s\n%s\niovirtd logged:\n%s\nlibvirtd logged:\n%s\n" % (
+        ", killed" if unblock and hooks else "", hooks, answer, env.log()[iovirtd_since:][-2500:], "\n".join(libvirtd))
+
+
+def domain_pool(env, topo):
+    """A domain whose metadata asks for a device of a pool gets one: bound
+    by the hook at prepare begin, attached live by the job it queues at
+    started begin; and given back when the domain is destroyed"""
+    nic = below(topo["ports"]["nic2"])[0]
+    group = group_of(nic)
+    node = "/dev/vfio/%d" % group
+    name = "e2e-pool"
+    consumer = "domain:" + name
+    conf = os.path.join(env.policy or "/nonexistent", "50-e2e.conf")
+    titles = ["a policy file with pool 'spare' holding %s, read by iovirtctl reload" % nic,
+              "virsh create --paused of a domain whose metadata asks for a device of pool spare: it starts",
+              "the attach the hook queued gives it %s: its QEMU holds %s, and iovirtd logs 'Attached group %d, a pool "
+              "device, to domain %s'" % (nic, node, group, name),
+              "dumpxml has the hostdev, list-assignments records it for %s, the QEMU's RLIMIT_MEMLOCK is %d, and "
+              "iovirtd warned of no shortfall" % (consumer, MEMLOCK_64M),
+              "virsh destroy: the release end hook gives %s back to e1000e, %s is gone, nothing is recorded" % (
+                  nic, node),
+              "the policy file removed and read again (iovirtctl reload): no file, no pool"]
+    if LIBVIRTD.why or not env.policy:
+        return fail_all(titles, LIBVIRTD.why or "iovirtd has no policy directory of the test's")
+    pid = None
+    try:
+        with open(conf, "w") as f:
+            f.write("[Pool spare]\nDevices=%s\n" % nic)
+        rc, out, err = env.ctl("reload")
+        policy = env.json("policy")
+        if not tap.ok(rc == 0 and [p["name"] for p in policy["pools"]] == ["spare"], titles[0],
+                      "reload exit %d: %s%s\n%s" % (rc, out, err, policy)):
+            return fail_all(titles[1:-1], "no pool")
+        logged = len(env.log())
+        pid, said = start_domain(name, hotplug_xml(name, metadata=POOL_REQUEST % "spare"))
+        t0 = time.monotonic()
+        if not tap.ok(pid, titles[1], "%s\n%s" % (said, LIBVIRTD.log())):
+            return fail_all(titles[2:-1], "the domain did not start")
+        attached = "Attached group %d, a pool device, to domain %s" % (group, name)
+        ok = until(60, lambda: node in vfio_open_by(pid) and attached in env.log()[logged:])
+        LIBVIRT_TIMES.append(("the pool device attached, after virsh create returned", round(time.monotonic() - t0, 2)))
+        said = env.log()[logged:]
+        tap.ok(ok, titles[2], "QEMU holds %s\niovirtd logged:\n%s" % (vfio_open_by(pid), said[-3000:]))
+        now = where(env, nic, name, pid)
+        limits = memlock_of(pid)
+        warned = [line for line in said.splitlines() if "RLIMIT_MEMLOCK" in line or "cannot be told" in line]
+        tap.ok(now == held(nic, name) and limits == (MEMLOCK_64M, MEMLOCK_64M) and not warned, titles[3],
+               "%s\nlimits %s\nwarnings %s" % (now, limits, warned))
+        rc, out, err = LIBVIRTD.virsh("destroy", name)
+        ok = until(30, lambda: where(env, nic, name, pid) == back(None))
+        tap.ok(rc == 0 and ok, titles[4], "virsh destroy exit %d: %s%s\n%s" % (
+            rc, out, err, where(env, nic, name, pid)))
+    finally:
+        domain_cleanup(env, name, pid)
+        if os.path.exists(conf):
+            os.unlink(conf)
+        rc, out, err = env.ctl("reload")
+        policy = env.json("policy")
+        tap.ok(rc == 0 and not policy["pools"] and not policy["files"], titles[-1],
+               "reload exit %d: %s%s\n%s" % (rc, out, err, policy))
+
+
+def domain_managed(env, topo):
+    """A managed='yes' hostdev of a free NIC: libvirt binds it itself, the
+    hook records it for the domain (phase libvirt), iovirt refuses it to
+    others and does not move it; destroyed, libvirt gives it back and the
+    record goes"""
+    nic = below(topo["ports"]["nic"])[0]
+    group = group_of(nic)
+    node = "/dev/vfio/%d" % group
+    name = "e2e-managed"
+    consumer = "domain:" + name
+    titles = ["virsh create --paused of a domain with a managed='yes' hostdev of %s (on e1000e, not host-critical): "
+              "it starts, libvirt bound %s to vfio-pci, its QEMU holds %s" % (nic, nic, node),
+              "list-assignments records group %d for %s in phase libvirt" % (group, consumer),
+              "assign %s --to vm-other is refused (InUse, naming %s), and so is release %s; nothing moves" % (
+                  nic, consumer, nic),
+              "virsh destroy: libvirt gives %s back to e1000e, and the release end hook has iovirtd forget it" % nic]
+    if LIBVIRTD.why:
+        return fail_all(titles, LIBVIRTD.why)
+    pid = None
+    try:
+        pid, said = start_domain(name, domain_xml(name, devices=hostdev_xml(nic, True)))
+        now = where(env, nic, name, pid)
+        tap.ok(pid and now["driver"] == "vfio-pci" and now["qemu holds it"] and now["hostdevs"] == [nic], titles[0],
+               "%s\n%s\n%s" % (said, now, LIBVIRTD.log()))
+        tap.ok(now["record"] == [(consumer, "libvirt")], titles[1], now)
+        rc, doc = ctl_json(env, "assign", nic, "--to", "vm-other")
+        rc2, doc2 = ctl_json(env, "release", nic)
+        after = where(env, nic, name, pid)
+        refusals = [error_of(doc), error_of(doc2)]
+        tap.ok(rc == 1 and rc2 == 1 and all(e == "org.iovirt1.Error.InUse" and consumer in m for e, m in refusals) and
+               after == now, titles[2], "assign exit %d, release exit %d: %s\n%s" % (rc, rc2, refusals, after))
+        rc, out, err = LIBVIRTD.virsh("destroy", name)
+        ok = until(30, lambda: where(env, nic, name, pid) == back(None))
+        tap.ok(rc == 0 and ok, titles[3], "virsh destroy exit %d: %s%s\n%s\n%s" % (
+            rc, out, err, where(env, nic, name, pid), LIBVIRTD.log()))
+    finally:
+        domain_cleanup(env, name, pid)
+
+
+SCENARIO_TIMES = []     # (scenario, seconds), for the host to report (timings())
+
+
+def keep_logs(env):
+    """iovirtd's log, and libvirtd's and the hook's when libvirtd ran, into
+    the results share, and TAP's details out: after every scenario, so that
+    a guest killed for taking too long still leaves them"""
+    sys.stdout.flush()
+    paths = [env.daemon.log_path] if env.daemon else []
+    if LIBVIRTD.dir:
+        paths += [LIBVIRTD_LOG, os.path.join(LIBVIRTD.dir, "libvirtd.stderr"), LIBVIRTD.hook_log]
+    for path in paths:
+        if os.path.exists(path):
+            shutil.copy(path, os.path.join(RESULTS, os.path.basename(path)))
 
 
 def timings(env):
-    """what iovirtd logged of the kernel's bind times, and the SR-IOV
-    timings, for the host to report"""
+    """what iovirtd logged of the kernel's bind times, the scenarios' times,
+    and the SR-IOV and libvirt timings, for the host to report"""
     moves = re.findall(r"(\S+) went to (\S+(?: driver)?) in ([0-9.]+) ms", env.log())
     with open(os.path.join(RESULTS, "timings.json"), "w") as f:
         json.dump([{"address": a, "to": t, "ms": float(ms)} for a, t, ms in moves], f)
     if SRIOV_TIMES:
         with open(os.path.join(RESULTS, "sriov.json"), "w") as f:
             json.dump(SRIOV_TIMES, f)
-    if HOTPLUG:
-        with open(os.path.join(RESULTS, "hotplug.json"), "w") as f:
-            json.dump(HOTPLUG, f)
+    with open(os.path.join(RESULTS, "scenarios.json"), "w") as f:
+        json.dump(SCENARIO_TIMES, f)
+    if LIBVIRT_TIMES:
+        with open(os.path.join(RESULTS, "libvirt.json"), "w") as f:
+            json.dump(LIBVIRT_TIMES, f)
 
 
 SCENARIOS = {
@@ -1928,9 +2302,20 @@ SCENARIOS = {
     "igb": [("igb's VFs by hand", igb_kernel), ("SR-IOV on igb", sriov_igb), ("SR-IOV timing", sriov_timing),
             ("SR-IOV persisted across restarts", sriov_persist)],
     "numa": [("NUMA facts", numa_facts), ("NUMA policies for a process", numa_policy)],
-    "libvirt": [("libvirtd starts", libvirtd_start), ("a domain with a managed='no' hostdev", libvirt_unmanaged),
+    # the managed='yes' domain first: libvirt 9.0 keeps a device it has seen
+    # managed='no' on its list of inactive devices, marked unmanaged, and
+    # then never gives it back to its host driver after a managed='yes'
+    # domain ('Not reattaching unmanaged PCI device' in libvirtd.log)
+    "libvirt": [("libvirtd starts", libvirtd_start),
+                ("a managed='yes' hostdev recorded for its domain", domain_managed),
+                ("a domain with a managed='no' hostdev", libvirt_unmanaged),
                 ("a domain with a host-critical managed='yes' hostdev", libvirt_refused),
-                ("a domain without a hostdev", libvirt_plain), ("live hotplug and detach", libvirt_hotplug),
+                ("a domain without a hostdev", libvirt_plain),
+                ("assign --to domain:NAME, attached live, and release", domain_live),
+                ("assign --to domain:NAME --persistent, and to a domain that does not run", domain_persistent),
+                ("a detach the guest never completes", domain_detach_refused),
+                ("a domain that does not exist, has no free slot, or stops during assign", domain_bad_input),
+                ("a pool device handed out through the hook", domain_pool),
                 ("libvirtd stops", libvirtd_stop)],
 }
 
@@ -1958,6 +2343,8 @@ def main():
                 tap.ok(False, "%s ran to its end" % name, traceback.format_exc())
                 if env.daemon is None or env.daemon.poll() is not None:
                     env.start()
+            SCENARIO_TIMES.append((name, round(time.monotonic() - t0, 1)))
+            keep_logs(env)
             print("scenario %s: %.1f s" % (name, time.monotonic() - t0), file=sys.stderr, flush=True)
         timings(env)
         env.stop()
@@ -1968,8 +2355,7 @@ def main():
         env.bus.stop()
         if udevd:
             udevd.terminate()
-        if env.daemon:
-            subprocess.run(["cp", env.daemon.log_path, os.path.join(RESULTS, "iovirtd.log")])
+        keep_logs(env)
     return tap.done()
 
 

@@ -86,8 +86,9 @@ def nic_topology(work):
 
 
 def libvirt_topology(work):
-    """two NICs, each on its own ACS root port: one for the domains that
-    start with a hostdev, one for the hotplug of a running domain"""
+    """two NICs, each on its own ACS root port: one ("nic") for the hostdevs
+    domains start with, one ("nic2") for iovirtctl assign --to domain:NAME
+    and the policy's pool"""
     return ["nic", "nic2"], (root_port("nic", 1) + ["-device", "e1000e,romfile=,bus=nic"] +
                              root_port("nic2", 2) + ["-device", "e1000e,romfile=,bus=nic2"])
 
@@ -160,7 +161,8 @@ class Boot:
         self.timings = read_json(os.path.join(results, "timings.json"), [])
         self.discovery = read_json(os.path.join(results, "discovery.json"), None)
         self.sriov = read_json(os.path.join(results, "sriov.json"), None)
-        self.hotplug = read_json(os.path.join(results, "hotplug.json"), [])
+        self.scenarios = read_json(os.path.join(results, "scenarios.json"), [])
+        self.libvirt = read_json(os.path.join(results, "libvirt.json"), [])
 
 
 def read_json(path, default):
@@ -253,30 +255,6 @@ def relay(tap, b):
                "guest stderr:\n%s\nconsole:\n%s" % (b.guest_log[-3000:], tail))
 
 
-def after(value, what, otherwise):
-    return "%s after %.1f s" % (what, value) if value is not None else otherwise
-
-
-def hotplug_line(h):
-    """One live attach and detach of the libvirt boot, as guest.py measured it"""
-    if "attach" not in h or h["attach"]["exit"] != 0:
-        return "%s: not attached: %s" % (h["case"], h.get("create") or h.get("attach"))
-    d, again, destroy = h["detach"], h.get("detach_again"), h.get("destroy", {})
-
-    def soft(limits):
-        return limits[0] if limits else limits
-    retry = "; detach-device again: exit %d after %.1f s (%s)" % (
-        again["exit"], again["seconds"], again["said"].replace("\n", " ")) if again else ""
-    return ("%s: attach-device %.1f s, RLIMIT_MEMLOCK %s -> %s; detach-device exit %d after %.1f s; %s, %s, %s "
-            "(watched %d s); RLIMIT_MEMLOCK then %s%s; destroy: %s" % (
-                h["case"], h["attach"]["seconds"], soft(h["memlock_before"]), soft(h["memlock_attached"]), d["exit"],
-                d["seconds"], after(h["device_removed_event"], "device-removed", "no device-removed"),
-                after(h["removed_from_xml"], "gone from dumpxml", "still in dumpxml"),
-                after(h["group_closed"], "QEMU closed the group", "QEMU kept the group"), h["watched"],
-                soft(h["memlock_detached"]), retry,
-                after(destroy.get("stopped_event"), "lifecycle Stopped", "no lifecycle event")))
-
-
 def report(boots, total):
     print("# e2e wall time %.1f s: %s" % (total, ", ".join("boot %s %.1f s" % (b.name, b.seconds) for b in boots)))
     moves = [m for b in boots for m in b.timings]
@@ -292,8 +270,11 @@ def report(boots, total):
                   "lspci -vvv %.0f ms; iovirtctl --direct / lspci = %.2f" % (
                       sanitized, b.name, d["functions"], d["iovirtctl_direct"] * 1e3, d["iovirtctl_daemon"] * 1e3,
                       d["lspci_vvv"] * 1e3, d["iovirtctl_direct"] / d["lspci_vvv"]))
-        for h in b.hotplug:
-            print("# %s: %s" % (b.name, hotplug_line(h)))
+        if b.scenarios:
+            print("# %s%s: scenarios: %s" % (sanitized, b.name,
+                                             "; ".join("%s %.1f s" % (n, t) for n, t in b.scenarios)))
+        if b.libvirt:
+            print("# %s%s: %s" % (sanitized, b.name, "; ".join("%s: %.1f s" % (w, t) for w, t in b.libvirt)))
         s = b.sriov
         if s:
             ours, floor = s.get("iovirtctl"), s.get("by_hand")
