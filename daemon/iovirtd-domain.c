@@ -901,13 +901,16 @@ int prepare_started_domain(sd_bus_message *msg, void *userdata, bool *interactiv
 
 static void started_work(void *p) {
         StartedJob *j = p;
+        bool attached = false;
         for (size_t i = 0; i < j->n; i++) {
                 AttachGroup *g = &j->groups[i];
                 LibvirtAttach where;
                 bool stuck;     /* either way the group stays bound for the domain until release end */
                 g->r = libvirt_attach(j->name, g->functions, g->n, true, false, &where, &stuck, &g->reason);
+                attached |= g->r >= 0;
         }
-        j->memlock_r = libvirt_domain_memlock(j->name, &j->need, &j->have, &j->memlock_reason);
+        /* its QEMU's limit once it has a device more; none attached, nothing to ask libvirt again */
+        j->memlock_r = attached ? libvirt_domain_memlock(j->name, &j->need, &j->have, &j->memlock_reason) : 1;
 }
 
 /* No request to answer: the hook was answered when the job started */

@@ -139,9 +139,12 @@ class Env:
         self.daemon = start_iovirtd(self.iovirtd, self.bus, self.tb, self.preload, **env)
 
     def stop(self):
+        """SIGTERM; iovirtd finishes its running transactions first (a
+        libvirt call is bounded by IOVIRT_LIBVIRT_TIMEOUT), which a loaded
+        machine under ASan can stretch"""
         if self.daemon and self.daemon.poll() is None:
             self.daemon.terminate()
-            self.daemon.wait(10)
+            self.daemon.wait(60)
 
     def close(self):
         self.stop()
