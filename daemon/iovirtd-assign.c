@@ -31,6 +31,10 @@ int manager_load_state(Manager *m) {
                 return log_error_errno(r, "Failed to read the state in %s: %m", m->state_dir);
         for (size_t i = 0; i < m->state->n_problems; i++)
                 log_full_errno(LOG_CRIT, 0, NULL, "%s", m->state->problems[i]);
+        /* what is recorded is still served; what would change it is refused, each time saying why */
+        if (access(m->state_dir, W_OK) < 0)
+                log_warning_errno(-errno, "The state directory %s cannot be written (%m): every assign, release and "
+                                  "SR-IOV change is refused until it can be", m->state_dir);
         /* VFs first: an assignment of a persisted VF can only be reconciled
          * once the VF is back */
         r = manager_restore_sriov(m);
@@ -48,6 +52,10 @@ int manager_load_state(Manager *m) {
         free(notes);
         if (r < 0)
                 return log_error_errno(r, "Failed to reconcile the state with the host: %m");
+        /* once the groups a crash cut short are settled: limits raised for none of them go back */
+        r = manager_restore_memlock(m);
+        if (r < 0)
+                return r;
         if (n_notes > 0) {
                 r = manager_refresh(m);
                 if (r < 0)
@@ -726,6 +734,7 @@ typedef struct AssignJob {
         IovirtPlan *plan;
         int pidfd;                   /* a pid: consumer's, -EBADF: none */
         bool raised;                 /* its RLIMIT_MEMLOCK was raised by this job, from before */
+        bool memlock_recorded;       /* and its limit from before recorded by this job (memlock-PID.json) */
         struct rlimit before;
         bool raise_failed;           /* it could not be: nothing was bound */
         const char *dir;
@@ -795,7 +804,8 @@ static void attach_work(AssignJob *j) {
  * there.  When the assignment then fails, the limit goes back. */
 static void assign_work(void *p) {
         AssignJob *j = p;
-        j->r = policy_raise_memlock(j->pidfd, &j->plan->holder, &j->before, &j->raised, &j->reason);
+        j->r = policy_raise_memlock(j->pidfd, &j->plan->holder, j->plan->consumer, j->dir, &j->before, &j->raised,
+                                    &j->memlock_recorded, &j->reason);
         if (j->r < 0) {
                 j->raise_failed = true;
                 return;
@@ -805,7 +815,7 @@ static void assign_work(void *p) {
                 attach_work(j);
         /* what this job raised, not the consumer's original: its other groups need it */
         if (j->r < 0 && j->raised)
-                policy_undo_raise(j->pidfd, &j->plan->holder, &j->before);
+                policy_undo_raise(j->pidfd, &j->plan->holder, &j->before, j->dir, j->memlock_recorded);
 }
 
 /* The plan, and what libvirt did: "libvirt": {domain, attached: [live, config], memlock: {need, have, covers} or
@@ -1078,7 +1088,7 @@ static int release_done(Manager *m, sd_bus_message *msg, void *p) {
                 state_settle(m, group, NULL);
                 /* its last group: the limit it had before */
                 if (!manager_consumer_holds(m, rec->consumer))
-                        policy_restore_memlock(rec->consumer, &rec->holder);
+                        policy_restore_memlock(rec->consumer, &rec->holder, m->state_dir);
                 r = sd_bus_emit_signal(m->bus, IOVIRT_OBJECT_PATH, IOVIRT_MANAGER_INTERFACE, "Released", "is",
                                        (int32_t) group, rec->consumer);
                 if (r < 0)

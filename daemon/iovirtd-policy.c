@@ -5,6 +5,7 @@
 #include <syslog.h>
 
 #include "iovirt-json.h"
+#include "iovirt-fault.h"
 #include "iovirt-memlock.h"
 #include "iovirt-names.h"
 #include "iovirt-sysfs.h"
@@ -329,18 +330,59 @@ int policy_holder(Manager *m, const PolicyFacts *f, const IovirtPlan *plan, Iovi
         return 0;
 }
 
-int policy_raise_memlock(int pidfd, IovirtHolder *holder, struct rlimit *before, bool *raised, char **reason) {
+/* The process's limit from before, on disk before anything is raised:
+ * kept when it has one already (an earlier group of it raised first, and
+ * that one's from-before is the original).  1 when written now. */
+static int memlock_record(const IovirtHolder *holder, const char *consumer, const char *dir, char **reason) {
+        _cleanup_(iovirt_memlock_record_clear) IovirtMemlockRecord rec = {};
+        int r = iovirt_memlock_record_load(dir, holder->pid, &rec);
+        if (r == -ENOMEM)
+                return r;
+        if (r >= 0 && rec.pid_start == holder->pid_start)
+                return 0;
+        /* none, another process's of the same PID, or damaged: this process's now */
+        iovirt_memlock_record_clear(&rec);
+        struct rlimit now;
+        rec = (IovirtMemlockRecord) { .pid = holder->pid, .pid_start = holder->pid_start };
+        r = 0;
+        if (holder->memlock_saved) {
+                rec.soft = holder->memlock_soft;
+                rec.hard = holder->memlock_hard;
+        } else if ((r = iovirt_memlock_get(holder->pid, &now)) >= 0) {
+                rec.soft = rlim_to_u64(now.rlim_cur);
+                rec.hard = rlim_to_u64(now.rlim_max);
+        }
+        if (r >= 0)
+                r = (rec.consumer = strdup(consumer)) ? iovirt_memlock_record_save(dir, &rec) : -ENOMEM;
+        if (r < 0)
+                return iovirt_set_reason(reason, r, "Could not record RLIMIT_MEMLOCK of process %d in %s before "
+                                         "raising it: %s; nothing was changed", (int) holder->pid, dir, strerror(-r));
+        return 1;
+}
+
+int policy_raise_memlock(int pidfd, IovirtHolder *holder, const char *consumer, const char *dir,
+                         struct rlimit *before, bool *raised, bool *recorded, char **reason) {
         struct rlimit orig;
-        *raised = false;
+        *raised = *recorded = false;
         if (holder->pid <= 0 || holder->memlock == 0)
                 return 0;
-        int r = iovirt_memlock_raise_pidfd(pidfd, holder->pid, holder->memlock, &orig, raised);
+        int r = memlock_record(holder, consumer, dir, reason);
+        if (r < 0)
+                return r;
+        *recorded = r > 0;
+        iovirt_fault_point("memlock.intent");
+        r = iovirt_memlock_raise_pidfd(pidfd, holder->pid, holder->memlock, &orig, raised);
         uint32_t uid;
         uint64_t start;
         /* gone between the checks: if its PID is another process's already, that one got the raise */
         if (r == -ESRCH && *raised && iovirt_process_identity(holder->pid, &uid, &start) >= 0 &&
             start != holder->pid_start)
                 (void) iovirt_memlock_restore(holder->pid, &orig);
+        if (*recorded && (r < 0 || !*raised)) {
+                /* nothing to put back: no record of it */
+                (void) iovirt_memlock_record_remove(dir, holder->pid);
+                *recorded = false;
+        }
         if (r < 0) {
                 char limit[IOVIRT_SIZE_MAX];
                 return iovirt_set_reason(reason, r, "Could not raise RLIMIT_MEMLOCK of process %d to %s: %s; nothing "
@@ -350,6 +392,8 @@ int policy_raise_memlock(int pidfd, IovirtHolder *holder, struct rlimit *before,
                                                          "which iovirtd's unit gives it; is it running without?)"
                                                        : strerror(-r));
         }
+        if (*raised)
+                iovirt_fault_point("memlock.raised");
         if (!holder->memlock_saved) {
                 holder->memlock_saved = true;
                 holder->memlock_soft = rlim_to_u64(orig.rlim_cur);
@@ -359,7 +403,8 @@ int policy_raise_memlock(int pidfd, IovirtHolder *holder, struct rlimit *before,
         return 0;
 }
 
-void policy_undo_raise(int pidfd, const IovirtHolder *holder, const struct rlimit *before) {
+void policy_undo_raise(int pidfd, const IovirtHolder *holder, const struct rlimit *before, const char *dir,
+                       bool recorded) {
         /* only while it is that process: a pidfd that says it is still there */
         int r = iovirt_pidfd_alive(pidfd);
         if (r >= 0)
@@ -367,23 +412,118 @@ void policy_undo_raise(int pidfd, const IovirtHolder *holder, const struct rlimi
         if (r < 0 && r != -ESRCH)
                 log_warning_errno(r, "Could not put RLIMIT_MEMLOCK of process %d back after the failed assignment: %m",
                                   (int) holder->pid);
+        iovirt_fault_point("memlock.undone");
+        /* what this raise recorded goes with it (when it is back, or its process gone); an earlier
+         * group's record stays for that group's release */
+        if (recorded && (r >= 0 || r == -ESRCH))
+                (void) iovirt_memlock_record_remove(dir, holder->pid);
 }
 
-void policy_restore_memlock(const char *consumer, const IovirtHolder *holder) {
-        if (!holder->known || holder->pid <= 0 || !holder->memlock_saved)
+/* Drops pid's memlock record when it is that process's (start) */
+static void memlock_record_drop(const char *dir, pid_t pid, uint64_t start) {
+        _cleanup_(iovirt_memlock_record_clear) IovirtMemlockRecord rec = {};
+        int r = iovirt_memlock_record_load(dir, pid, &rec);
+        if (r >= 0 && rec.pid_start != start)
+                return;
+        if (r >= 0 || r == -EBADMSG)
+                r = iovirt_memlock_record_remove(dir, pid);
+        if (r < 0 && r != -ENOENT)
+                log_warning_errno(r, "Could not remove %s/memlock-%d.json: %m; the next start looks at process %d "
+                                  "again", dir, (int) pid, (int) pid);
+}
+
+void policy_restore_memlock(const char *consumer, const IovirtHolder *holder, const char *dir) {
+        if (!holder->known || holder->pid <= 0)
                 return;
         uint32_t uid;
         uint64_t start;
         /* only the very process that was raised: a PID of another is left alone */
-        if (iovirt_process_identity(holder->pid, &uid, &start) < 0 || start != holder->pid_start)
-                return;
-        struct rlimit orig = { u64_to_rlim(holder->memlock_soft), u64_to_rlim(holder->memlock_hard) };
-        int r = iovirt_memlock_restore(holder->pid, &orig);
-        if (r < 0)
-                log_warning_errno(r, "Could not put RLIMIT_MEMLOCK of process %d (%s) back: %m", (int) holder->pid,
-                                  consumer);
-        else
+        int r = iovirt_process_identity(holder->pid, &uid, &start);
+        if (r >= 0 && start == holder->pid_start && holder->memlock_saved) {
+                struct rlimit orig = { u64_to_rlim(holder->memlock_soft), u64_to_rlim(holder->memlock_hard) };
+                r = iovirt_memlock_restore(holder->pid, &orig);
+                if (r < 0) {
+                        /* the record stays: the next start tries again */
+                        log_warning_errno(r, "Could not put RLIMIT_MEMLOCK of process %d (%s) back: %m",
+                                          (int) holder->pid, consumer);
+                        return;
+                }
                 log_info("RLIMIT_MEMLOCK of process %d (%s) is back to what it was", (int) holder->pid, consumer);
+                iovirt_fault_point("memlock.restored");
+        }
+        memlock_record_drop(dir, holder->pid, holder->pid_start);
+}
+
+static bool pid_holds_group(Manager *m, const IovirtMemlockRecord *rec) {
+        for (size_t i = 0; i < m->state->n_records; i++) {
+                const IovirtHolder *h = &m->state->records[i]->holder;
+                if (h->known && h->pid == rec->pid && h->pid_start == rec->pid_start)
+                        return true;
+        }
+        return false;
+}
+
+/* One process's memlock record at start-up */
+static int restore_memlock_one(Manager *m, pid_t pid) {
+        _cleanup_(iovirt_memlock_record_clear) IovirtMemlockRecord rec = {};
+        _cleanup_free_ char *problem = NULL;
+        uint32_t uid;
+        uint64_t start;
+        int r = iovirt_memlock_record_load(m->state_dir, pid, &rec);
+        if (r == -ENOMEM)
+                return r;
+        if (r == -EBADMSG) {
+                r = iovirt_memlock_record_set_aside(m->state_dir, pid, "not a memlock record", &problem);
+                if (r >= 0)
+                        log_full_errno(LOG_CRIT, 0, NULL, "%s; RLIMIT_MEMLOCK of process %d is left as it is",
+                                       problem, (int) pid);
+                return r;
+        }
+        if (r < 0) {
+                log_warning_errno(r, "Cannot read %s/memlock-%d.json: %m; RLIMIT_MEMLOCK of process %d is left as it "
+                                  "is", m->state_dir, (int) pid, (int) pid);
+                return 0;
+        }
+        if (pid_holds_group(m, &rec))
+                return 0;             /* its release puts it back */
+        r = iovirt_process_identity(pid, &uid, &start);
+        if (r == -ENOENT || r == -ESRCH || (r >= 0 && start != rec.pid_start)) {
+                log_info("Process %d (%s) has exited since iovirtd raised its RLIMIT_MEMLOCK: nothing to put back",
+                         (int) pid, rec.consumer);
+                memlock_record_drop(m->state_dir, pid, rec.pid_start);
+                return 0;
+        }
+        if (r >= 0) {
+                struct rlimit orig = { u64_to_rlim(rec.soft), u64_to_rlim(rec.hard) };
+                r = iovirt_memlock_restore(pid, &orig);
+        }
+        if (r < 0) {
+                log_error_errno(r, "Could not put RLIMIT_MEMLOCK of process %d (%s) back after an assign or release "
+                                "cut short: %m; the next start tries again", (int) pid, rec.consumer);
+                return 0;
+        }
+        log_warning("RLIMIT_MEMLOCK of process %d (%s) is back to what it was: an assign or release of its group "
+                    "was cut short", (int) pid, rec.consumer);
+        memlock_record_drop(m->state_dir, pid, rec.pid_start);
+        return 0;
+}
+
+int manager_restore_memlock(Manager *m) {
+        _cleanup_free_ pid_t *pids = NULL;
+        size_t n = 0;
+        int r = iovirt_memlock_record_pids(m->state_dir, &pids, &n);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0) {
+                log_warning_errno(r, "Cannot list the memlock records in %s: %m", m->state_dir);
+                return 0;
+        }
+        for (size_t i = 0; i < n; i++) {
+                r = restore_memlock_one(m, pids[i]);
+                if (r == -ENOMEM)
+                        return r;
+        }
+        return 0;
 }
 
 /* ---- watching pid: consumers ---- */

@@ -73,11 +73,21 @@ int policy_holder(Manager *m, const PolicyFacts *f, const IovirtPlan *plan, Iovi
 /* On the job's thread: raises the pid consumer's limit to holder->memlock
  * (saving the limit before in holder, unless saved already); *before is
  * what this raise changed, *raised whether it did: to put back with
- * policy_undo_raise() should the assignment fail */
-int policy_raise_memlock(int pidfd, IovirtHolder *holder, struct rlimit *before, bool *raised, char **reason);
-void policy_undo_raise(int pidfd, const IovirtHolder *holder, const struct rlimit *before);
-/* After the release of the consumer's last group: the limit from before its first */
-void policy_restore_memlock(const char *consumer, const IovirtHolder *holder);
+ * policy_undo_raise() should the assignment fail.  Before the first raise
+ * of a process, its limit from before goes to dir (memlock-PID.json):
+ * *recorded when this call wrote it, for policy_undo_raise() to drop. */
+int policy_raise_memlock(int pidfd, IovirtHolder *holder, const char *consumer, const char *dir,
+                         struct rlimit *before, bool *raised, bool *recorded, char **reason);
+void policy_undo_raise(int pidfd, const IovirtHolder *holder, const struct rlimit *before, const char *dir,
+                       bool recorded);
+/* After the release of the consumer's last group: the limit from before
+ * its first, then its memlock record in dir dropped */
+void policy_restore_memlock(const char *consumer, const IovirtHolder *holder, const char *dir);
+/* At start, once the group records are reconciled: a process whose
+ * memlock record is left with no group of its own had its assign or its
+ * release cut short: its limit from before goes back, the record goes.
+ * Negative only when memory ran out. */
+int manager_restore_memlock(Manager *m);
 
 /* Watches a pid: consumer's process (taking pidfd), once: its exit releases its groups */
 int manager_watch_consumer(Manager *m, const char *consumer, int pidfd);

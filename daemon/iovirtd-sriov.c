@@ -2,6 +2,7 @@
 #include <net/if.h>
 #include <syslog.h>
 
+#include "iovirt-fault.h"
 #include "iovirt-json.h"
 #include "iovirt-names.h"
 #include "iovirt-netlink.h"
@@ -522,18 +523,20 @@ int prepare_set_vfs(sd_bus_message *msg, void *userdata, bool *interactive, sd_b
 typedef struct SetVfsJob {
         IovirtSriovPlan *plan;
         SriovWait *wait;             /* the call's wait, in m->sriov_waits; running until done() */
+        IovirtSriovRecord *intent;   /* saved before the kernel's first write (pending); NULL: the kernel is not written */
         IovirtSriovRecord *record;   /* to save; NULL: none */
         IovirtSriovRecord *old;      /* what was on disk, put back when the kernel refuses; NULL: nothing */
         bool remove;                 /* the record goes */
         const char *dir;
         char *reason, *save_error;
         uint64_t kernel_usec;
-        int r;
+        int r, commit_r;             /* commit_r: the record after the kernel's change could not be written */
 } SetVfsJob;
 
 static void set_vfs_job_free(void *p) {
         SetVfsJob *j = p;
         iovirt_sriov_plan_free(j->plan);
+        iovirt_sriov_record_free(j->intent);
         iovirt_sriov_record_free(j->record);
         iovirt_sriov_record_free(j->old);
         free(j->reason);
@@ -546,24 +549,52 @@ static int record_write(const char *dir, const char *pf, const IovirtSriovRecord
         return r ? iovirt_sriov_record_save(dir, r) : iovirt_sriov_record_remove(dir, pf);
 }
 
-/* On the job's thread: the intent first (a crash after the kernel's
- * write must not restore the old count at the next start), then the
- * kernel; when the kernel refuses, the old record goes back. */
+/* The intent of a change the kernel is to make: what the PF goes to,
+ * pending, with the persisted settings of the record it becomes (or none,
+ * persist false, when it is not persisted) */
+static int intent_record(const IovirtSriovPlan *p, const IovirtSriovRecord *next, IovirtSriovRecord **ret) {
+        _cleanup_(iovirt_sriov_record_freep) IovirtSriovRecord *r = NULL;
+        int k = next ? record_copy(next, &r) : ((r = calloc(1, sizeof(*r))) ? 0 : -ENOMEM);
+        if (k < 0)
+                return k;
+        if (!next) {
+                memcpy(r->pf, p->pf, sizeof(r->pf));
+                r->num_vfs = p->to;
+                r->autoprobe = p->autoprobe;
+        }
+        r->pending = true;
+        *ret = TAKE_PTR(r);
+        return 0;
+}
+
+/* On the job's thread: the intent first, pending, so that a crash after
+ * any of the kernel's writes is finished at the next start rather than
+ * leaving the PF between two counts (0 on the way from 2 to 3) or
+ * sriov_drivers_autoprobe changed alone; then the kernel; then the record
+ * as the change leaves it.  When the kernel refuses, the old record goes
+ * back. */
 static void set_vfs_work(void *p) {
         SetVfsJob *j = p;
-        bool recorded = j->record || j->remove;
+        bool recorded = j->intent || j->record || j->remove;
         int k;
 
-        if (recorded && (k = record_write(j->dir, j->plan->pf, j->record)) < 0) {
+        if (recorded && (k = record_write(j->dir, j->plan->pf, j->intent ? j->intent : j->record)) < 0) {
                 j->r = k;
                 (void) asprintf(&j->save_error, "%s could not be %s (%s); nothing was changed", j->dir,
-                                j->record ? "written" : "cleaned", strerror(-k));
+                                j->intent || j->record ? "written" : "cleaned", strerror(-k));
                 return;
         }
+        if (j->intent)
+                iovirt_fault_point("sriov.intent");
         j->r = j->plan->done ? 0 : iovirt_sriov_execute(j->plan, &j->kernel_usec, &j->reason);
         if (j->r < 0 && recorded && (k = record_write(j->dir, j->plan->pf, j->old)) < 0)
                 (void) asprintf(&j->save_error, "and its record in %s could not be put back (%s): check it with "
                                 "'iovirtctl sriov %s'", j->dir, strerror(-k), j->plan->pf);
+        if (j->r < 0 || !j->intent)
+                return;
+        /* still pending when this fails: the next start finishes it */
+        j->commit_r = record_write(j->dir, j->plan->pf, j->record);
+        iovirt_fault_point("sriov.commit");
 }
 
 static int set_vfs_done(Manager *m, sd_bus_message *msg, void *p) {
@@ -581,6 +612,9 @@ static int set_vfs_done(Manager *m, sd_bus_message *msg, void *p) {
                 return sd_bus_reply_method_errorf(msg, IOVIRT_ERROR_FAILED, "%s%s%s", strempty(why),
                                                   why && j->save_error ? "; " : "", strempty(j->save_error));
         }
+        if (j->commit_r < 0)
+                log_warning_errno(j->commit_r, "%s: its VFs changed, but its record in %s still says the change is "
+                                  "under way (%m): the next start of iovirtd finishes it", plan->pf, j->dir);
         if (!plan->done)
                 log_device_info(plan->pf, "%s: %u -> %u VFs%s%s in %.1f ms", plan->pf, plan->from, plan->to,
                                 plan->through_zero ? " (through 0)" : "",
@@ -645,6 +679,8 @@ int act_set_vfs(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         }
         *j = (SetVfsJob) { .dir = m->state_dir, .wait = w };
         r = next_record(m, p, &a, &j->record, &j->remove);
+        if (r >= 0 && !p->done)
+                r = intent_record(p, j->record, &j->intent);
         if (r >= 0 && old)
                 r = record_copy(old, &j->old);
         if (r < 0) {
@@ -1010,17 +1046,40 @@ static int keep(Manager *m, IovirtSriovRecord *r) {
         return sriov_put(m, r->pf, r);
 }
 
-/* One PF's record (taken): its VFs and settings back as persisted.
- * Negative only when memory ran out; 1 when the host changed. */
+/* A record whose change was cut short, once it is carried out (or could
+ * not be): what the change leaves, persisted without pending, or gone
+ * when it was not to be persisted.  Takes rec. */
+static int settle_pending(Manager *m, IovirtSriovRecord *taken) {
+        _cleanup_(iovirt_sriov_record_freep) IovirtSriovRecord *rec = taken;
+        int r;
+        rec->pending = false;
+        if (!rec->persist) {
+                r = iovirt_sriov_record_remove(m->state_dir, rec->pf);
+                if (r < 0)
+                        log_warning_errno(r, "%s: its finished change could not be removed from %s (%m); the next "
+                                          "start finishes it again", rec->pf, m->state_dir);
+                return 0;
+        }
+        r = iovirt_sriov_record_save(m->state_dir, rec);
+        if (r < 0)
+                log_warning_errno(r, "%s: its finished change could not be recorded in %s (%m); the next start "
+                                  "finishes it again", rec->pf, m->state_dir);
+        return keep(m, TAKE_PTR(rec));
+}
+
+/* One PF's record (taken): its VFs and settings back as persisted, or the
+ * change a crash cut short (pending) carried out.  Negative only when
+ * memory ran out; 1 when the host changed. */
 static int restore_one(Manager *m, IovirtSriovRecord *taken) {
         _cleanup_(iovirt_sriov_record_freep) IovirtSriovRecord *rec = taken;
         _cleanup_(iovirt_sriov_plan_freep) IovirtSriovPlan *p = NULL;
         _cleanup_free_ char *reason = NULL;
+        const char *what = rec->pending ? "VFs of an interrupted change" : "persisted VFs";
         bool changed = false;
         size_t pf;
         int r;
 
-        if (!rec->persist) {
+        if (!rec->persist && !rec->pending) {
                 /* settings made without persist are not kept past a start */
                 (void) iovirt_sriov_record_remove(m->state_dir, rec->pf);
                 return 0;
@@ -1029,34 +1088,38 @@ static int restore_one(Manager *m, IovirtSriovRecord *taken) {
         if (r == -ENOMEM)
                 return r;
         if (r < 0) {
-                log_warning("%s: its VFs are persisted, but it cannot take them now: %s", rec->pf, strna(reason));
-                return keep(m, TAKE_PTR(rec));
+                log_warning("%s: its %s cannot be put back, it cannot take them now: %s", rec->pf, what,
+                            strna(reason));
+                return rec->pending ? settle_pending(m, TAKE_PTR(rec)) : keep(m, TAKE_PTR(rec));
         }
         const IovirtSriovInput in = { .host = m->host, .state = m->state, .pf = pf, .count = rec->num_vfs,
                                       .autoprobe = rec->autoprobe,
                                       .autoprobe_now = iovirt_sriov_read_autoprobe(&m->host->devices[pf]) };
         r = iovirt_sriov_plan(&in, &p);
         if (r < 0)
-                return log_error_errno(r, "Failed to plan %s's persisted VFs: %m", rec->pf);
+                return log_error_errno(r, "Failed to plan %s's %s: %m", rec->pf, what);
         const IovirtPlanCheck *refusal = iovirt_checks_refusal(p->checks, p->n_checks);
         if (refusal) {
-                log_warning("%s: its %u persisted VFs are not put back: %s", rec->pf, rec->num_vfs, refusal->message);
-                return keep(m, TAKE_PTR(rec));
+                log_warning("%s: its %u %s are not put back: %s", rec->pf, rec->num_vfs, what, refusal->message);
+                return rec->pending ? settle_pending(m, TAKE_PTR(rec)) : keep(m, TAKE_PTR(rec));
         }
         if (!p->done) {
                 uint64_t usec = 0;
                 r = iovirt_sriov_execute(p, &usec, &reason);
                 if (r < 0) {
-                        log_error_errno(r, "%s: its %u persisted VFs could not be put back: %s", rec->pf,
-                                        rec->num_vfs, strna(reason));
-                        return keep(m, TAKE_PTR(rec));
+                        log_error_errno(r, "%s: its %u %s could not be put back: %s", rec->pf, rec->num_vfs, what,
+                                        strna(reason));
+                        return rec->pending ? settle_pending(m, TAKE_PTR(rec)) : keep(m, TAKE_PTR(rec));
                 }
-                log_device_info(rec->pf, "%s: %u -> %u VFs, as persisted, in %.1f ms", rec->pf, p->from, p->to,
-                                usec / 1000.0);
+                log_device_info(rec->pf, "%s: %u -> %u VFs, as %s, in %.1f ms", rec->pf, p->from, p->to,
+                                rec->pending ? "a change cut short by a crash asked" : "persisted", usec / 1000.0);
                 changed = true;
-        }
-        (void) restore_vf_settings(rec, &m->host->devices[pf], rec->num_vfs);
-        r = keep(m, TAKE_PTR(rec));
+        } else if (rec->pending)
+                log_device_info(rec->pf, "%s: the change to %u VFs cut short by a crash was made already", rec->pf,
+                                rec->num_vfs);
+        if (rec->persist)
+                (void) restore_vf_settings(rec, &m->host->devices[pf], rec->num_vfs);
+        r = rec->pending ? settle_pending(m, TAKE_PTR(rec)) : keep(m, TAKE_PTR(rec));
         return r < 0 ? r : changed;
 }
 

@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <dirent.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -8,7 +9,9 @@
 #include <unistd.h>
 
 #include "iovirt-memlock.h"
+#include "iovirt-json.h"
 #include "iovirt-names.h"
+#include "iovirt-state.h"
 #include "iovirt-sysfs.h"
 #include "iovirt-util.h"
 
@@ -411,5 +414,153 @@ int iovirt_cgroup_memory_max(pid_t pid, uint64_t *ret, char **ret_path, char **r
         *ret = best;
         if (ret_path)
                 *ret_path = TAKE_PTR(best_path);
+        return 0;
+}
+
+/* ---- what iovirt keeps of a process whose limit it raises ---- */
+
+#define MEMLOCK_RECORD_PREFIX "memlock-"
+#define MEMLOCK_RECORD_SUFFIX ".json"
+
+void iovirt_memlock_record_clear(IovirtMemlockRecord *r) {
+        if (r)
+                r->consumer = mfree(r->consumer);
+}
+
+static void record_name(char buf[static 64], pid_t pid) {
+        snprintf(buf, 64, MEMLOCK_RECORD_PREFIX "%d" MEMLOCK_RECORD_SUFFIX, (int) pid);
+}
+
+static int add_u64(json_object *o, const char *key, uint64_t v) {
+        json_object *x = json_object_new_uint64(v);
+        if (!x || json_object_object_add(o, key, x) < 0) {
+                json_object_put(x);
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+int iovirt_memlock_record_save(const char *dir, const IovirtMemlockRecord *r) {
+        _cleanup_(json_object_putp) json_object *o = json_object_new_object();
+        json_object *c = json_object_new_string(r->consumer ? r->consumer : "");
+        char name[64];
+        const char *text;
+        size_t size = 0;
+
+        if (!o || !c || json_object_object_add(o, "consumer", c) < 0) {
+                json_object_put(c);
+                return -ENOMEM;
+        }
+        if (r->pid <= 0)
+                return -EINVAL;
+        int k = add_u64(o, "version", IOVIRT_STATE_VERSION);
+        if (k >= 0)
+                k = add_u64(o, "pid", (uint64_t) r->pid);
+        if (k >= 0)
+                k = add_u64(o, "pid_start", r->pid_start);
+        if (k >= 0)
+                k = add_u64(o, "soft", r->soft);
+        if (k >= 0)
+                k = add_u64(o, "hard", r->hard);
+        if (k >= 0)
+                k = iovirt_json_text(o, &text, &size);
+        if (k < 0)
+                return k;
+        record_name(name, r->pid);
+        return iovirt_file_save_atomic(dir, name, text, size);
+}
+
+/* An unsigned number as json-c wrote it (a negative one reads as 0 with errno) */
+static int get_u64(json_object *o, const char *key, uint64_t max, uint64_t *ret) {
+        json_object *v;
+        if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_int))
+                return -EBADMSG;
+        errno = 0;
+        uint64_t u = json_object_get_uint64(v);
+        if (errno != 0 || u > max || (u == 0 && json_object_get_int64(v) < 0))
+                return -EBADMSG;
+        *ret = u;
+        return 0;
+}
+
+int iovirt_memlock_record_load(const char *dir, pid_t pid, IovirtMemlockRecord *ret) {
+        char name[64], path[PATH_MAX];
+        _cleanup_free_ char *text = NULL, *why = NULL;
+        _cleanup_(json_object_putp) json_object *o = NULL;
+        json_object *c;
+        uint64_t version, p;
+        size_t size = 0;
+
+        record_name(name, pid);
+        if (snprintf(path, sizeof(path), "%s/%s", dir, name) >= (int) sizeof(path))
+                return -ENAMETOOLONG;
+        int k = iovirt_read_file_sized(path, &text, &size);
+        if (k < 0)
+                return k;
+        k = iovirt_json_text_parse(text, size, &o, &why);
+        if (k < 0)
+                return k == -ENOMEM ? k : -EBADMSG;
+        IovirtMemlockRecord r = {};
+        if (!json_object_is_type(o, json_type_object) || get_u64(o, "version", UINT32_MAX, &version) < 0 ||
+            version != IOVIRT_STATE_VERSION || get_u64(o, "pid", INT32_MAX, &p) < 0 || p != (uint64_t) pid ||
+            get_u64(o, "pid_start", UINT64_MAX, &r.pid_start) < 0 || get_u64(o, "soft", UINT64_MAX, &r.soft) < 0 ||
+            get_u64(o, "hard", UINT64_MAX, &r.hard) < 0 || !json_object_object_get_ex(o, "consumer", &c) ||
+            !json_object_is_type(c, json_type_string))
+                return -EBADMSG;
+        r.pid = (int32_t) p;
+        if (!(r.consumer = strdup(json_object_get_string(c))))
+                return -ENOMEM;
+        *ret = r;
+        return 0;
+}
+
+int iovirt_memlock_record_remove(const char *dir, pid_t pid) {
+        char name[64];
+        record_name(name, pid);
+        return iovirt_file_remove(dir, name);
+}
+
+int iovirt_memlock_record_set_aside(const char *dir, pid_t pid, const char *why, char **problem) {
+        char name[64];
+        record_name(name, pid);
+        return iovirt_file_set_aside(dir, name, why, problem);
+}
+
+/* "memlock-1234.json": 1234; -1 for any other name (a leading zero, a sign, a temporary file) */
+static pid_t record_name_pid(const char *name) {
+        size_t pl = strlen(MEMLOCK_RECORD_PREFIX);
+        if (strncmp(name, MEMLOCK_RECORD_PREFIX, pl) != 0)
+                return -1;
+        const char *p = name + pl;
+        size_t digits = strspn(p, "0123456789");
+        if (digits == 0 || digits > 10 || p[0] == '0' || strcmp(p + digits, MEMLOCK_RECORD_SUFFIX) != 0)
+                return -1;
+        long long v = 0;
+        for (size_t i = 0; i < digits; i++)
+                v = v * 10 + (p[i] - '0');
+        return v <= INT32_MAX ? (pid_t) v : -1;
+}
+
+int iovirt_memlock_record_pids(const char *dir, pid_t **ret, size_t *n_ret) {
+        _cleanup_free_ pid_t *v = NULL;
+        size_t n = 0, allocated = 0;
+        _cleanup_closedir_ DIR *d = opendir(dir);
+        if (!d)
+                return -errno;
+        for (struct dirent *de; (de = readdir(d));) {
+                if (strncmp(de->d_name, "." MEMLOCK_RECORD_PREFIX, strlen(MEMLOCK_RECORD_PREFIX) + 1) == 0) {
+                        unlinkat(dirfd(d), de->d_name, 0);      /* an interrupted save */
+                        continue;
+                }
+                pid_t pid = record_name_pid(de->d_name);
+                if (pid <= 0)
+                        continue;
+                pid_t *slot = GROW(v, n, allocated);
+                if (!slot)
+                        return -ENOMEM;
+                *slot = pid;
+        }
+        *ret = TAKE_PTR(v);
+        *n_ret = n;
         return 0;
 }

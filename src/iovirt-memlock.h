@@ -128,3 +128,32 @@ int iovirt_pidfd_alive(int pidfd);
  * memory controller is in a cgroup v1 hierarchy (a sentence in *reason:
  * what cannot be checked), -ENOENT when the process is gone. */
 int iovirt_cgroup_memory_max(pid_t pid, uint64_t *ret, char **path, char **reason);
+
+/* ---- what iovirt keeps of a process whose limit it raises ----
+ * STATE_DIR/memlock-PID.json: {"version":1,"pid","pid_start","consumer","soft","hard"}.
+ * Written before the first raise of that process and removed once its
+ * limit from before is back (its last group released, a failed assign
+ * undone), so that a crash between the raise and the group's own record,
+ * or between putting the limit back and dropping the group's record,
+ * leaves something that says what to put back.  At start-up, a record of
+ * a process that still runs and holds no group is such a crash: its limit
+ * goes back (daemon/iovirtd-policy.c). */
+typedef struct IovirtMemlockRecord {
+        int32_t pid;
+        uint64_t pid_start;                /* with pid, which process (iovirt_process_identity) */
+        uint64_t soft, hard;               /* the limit before iovirt raised it; RLIM_INFINITY as UINT64_MAX */
+        char *consumer;                    /* for the operator: "pid:N" as it was named */
+} IovirtMemlockRecord;
+
+void iovirt_memlock_record_clear(IovirtMemlockRecord *r);
+
+/* Atomically (a temporary file, fsync, rename, fsync the directory) */
+int iovirt_memlock_record_save(const char *dir, const IovirtMemlockRecord *r);
+/* pid's record: -ENOENT when there is none, -EBADMSG when it is damaged */
+int iovirt_memlock_record_load(const char *dir, pid_t pid, IovirtMemlockRecord *ret);
+/* 0 when there was none */
+int iovirt_memlock_record_remove(const char *dir, pid_t pid);
+/* A damaged record renamed memlock-PID.json.damaged-TIME; *problem says so */
+int iovirt_memlock_record_set_aside(const char *dir, pid_t pid, const char *why, char **problem);
+/* The PIDs of every record in dir (files named exactly memlock-PID.json) */
+int iovirt_memlock_record_pids(const char *dir, pid_t **ret, size_t *n_ret);

@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <time.h>
 
+#include "iovirt-fault.h"
 #include "iovirt-json.h"
 #include "iovirt-names.h"
 #include "iovirt-sriov.h"
@@ -376,6 +377,7 @@ int iovirt_sriov_execute(const IovirtSriovPlan *p, uint64_t *usec, char **reason
                         return iovirt_set_reason(reason, r, "Could not set %s's %s to %d: %s; nothing was changed",
                                                  p->pf, ATTR_SRIOV_AUTOPROBE, p->autoprobe, strerror(-r));
                 autoprobe_written = true;
+                iovirt_fault_point("sriov.autoprobe");
         }
         if (p->through_zero) {
                 r = write_pf(p->pf, ATTR_SRIOV_NUMVFS, 0);
@@ -384,6 +386,7 @@ int iovirt_sriov_execute(const IovirtSriovPlan *p, uint64_t *usec, char **reason
                                           p->from, p->to, strerror(-r), numvfs_error(r));
                         goto undo_autoprobe;
                 }
+                iovirt_fault_point("sriov.zero");
         }
         if (p->to != p->from) {
                 r = write_pf(p->pf, ATTR_SRIOV_NUMVFS, p->to);
@@ -406,6 +409,7 @@ int iovirt_sriov_execute(const IovirtSriovPlan *p, uint64_t *usec, char **reason
                         }
                         goto undo_autoprobe;
                 }
+                iovirt_fault_point("sriov.numvfs");
         }
         *usec = now_usec() - start;
         return 0;
@@ -463,6 +467,8 @@ json_object *iovirt_sriov_record_to_json(const IovirtSriovRecord *r) {
                 k = add(o, "num_vfs", json_object_new_int((int) r->num_vfs));
         if (k >= 0)
                 k = add(o, "persist", json_object_new_boolean(r->persist));
+        if (k >= 0 && r->pending)
+                k = add(o, "pending", json_object_new_boolean(true));
         if (k >= 0 && r->autoprobe != IOVIRT_AUTOPROBE_KEEP)
                 k = add(o, "autoprobe", json_object_new_boolean(r->autoprobe == IOVIRT_AUTOPROBE_ON));
         for (size_t i = 0; k >= 0 && i < r->n_vfs; i++) {
@@ -538,7 +544,7 @@ int iovirt_sriov_record_from_json(json_object *o, IovirtSriovRecord **ret, char 
         json_object *v, *vfs;
         IovirtAddress a;
         unsigned version;
-        int persist, autoprobe;
+        int persist, pending, autoprobe;
 
         if (!r)
                 return -ENOMEM;
@@ -555,6 +561,9 @@ int iovirt_sriov_record_from_json(json_object *o, IovirtSriovRecord **ret, char 
         if (get_bool(o, "persist", &persist) < 0 || persist < 0)
                 return bad(reason, "its persist is missing or not a boolean");
         r->persist = persist;
+        if (get_bool(o, "pending", &pending) < 0)
+                return bad(reason, "its pending is not a boolean");
+        r->pending = pending > 0;
         if (get_bool(o, "autoprobe", &autoprobe) < 0)
                 return bad(reason, "its autoprobe is not a boolean");
         r->autoprobe = autoprobe < 0 ? IOVIRT_AUTOPROBE_KEEP : autoprobe ? IOVIRT_AUTOPROBE_ON : IOVIRT_AUTOPROBE_OFF;
@@ -589,7 +598,7 @@ int iovirt_sriov_record_from_json(json_object *o, IovirtSriovRecord **ret, char 
 
 bool iovirt_sriov_records_equal(const IovirtSriovRecord *a, const IovirtSriovRecord *b) {
         if (!streq_ptr(a->pf, b->pf) || a->num_vfs != b->num_vfs || a->persist != b->persist ||
-            a->autoprobe != b->autoprobe || a->n_vfs != b->n_vfs)
+            a->pending != b->pending || a->autoprobe != b->autoprobe || a->n_vfs != b->n_vfs)
                 return false;
         for (size_t i = 0; i < a->n_vfs; i++) {
                 const IovirtVfConfig *x = &a->vfs[i], *y = &b->vfs[i];

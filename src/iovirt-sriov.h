@@ -120,7 +120,8 @@ int iovirt_sriov_execute(const IovirtSriovPlan *p, uint64_t *usec, char **reason
  * the kernel has no such attribute, -EBADMSG for what is neither. */
 int iovirt_sriov_read_autoprobe(const IovirtDevice *pf);
 
-/* ---- what is kept of a PF: STATE_DIR/sriov-ADDRESS.json ---- */
+/* ---- what is kept of a PF: STATE_DIR/sriov-ADDRESS.json ----
+ * {"version":1,"pf","num_vfs","persist","pending"(only when true),"autoprobe"(optional),"vfs":[..]} */
 
 typedef struct IovirtVfConfig {
         unsigned index;
@@ -134,6 +135,12 @@ typedef struct IovirtSriovRecord {
         char pf[IOVIRT_ADDRESS_MAX];
         unsigned num_vfs;
         bool persist;                      /* restored at start-up */
+        /* The intent of a count change under way (SetVfs writes it before
+         * the kernel's first write): num_vfs and autoprobe are what the PF
+         * goes to.  Found at start-up, the change was cut short: it is
+         * carried out, then the record becomes what the change leaves
+         * (persisted without pending, or gone when persist is false). */
+        bool pending;
         IovirtAutoprobe autoprobe;         /* KEEP: as the kernel has it */
         IovirtVfConfig *vfs;               /* settings by index */
         size_t n_vfs;
