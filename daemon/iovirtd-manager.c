@@ -106,6 +106,66 @@ static void emit_counts_changed(Manager *m) {
                 log_warning_errno(r, "Failed to emit PropertiesChanged: %m");
 }
 
+/* One function's change, logged and signalled as its uevent announces it */
+static void announce_change(Manager *m, const IovirtDeviceChange *c) {
+        int r;
+        switch (c->kind) {
+        case IOVIRT_DEVICE_ADDED:
+                log_device_info(c->address, "%s appeared (driver %s, group %d)", c->address, strna(c->new_driver),
+                                c->new_group);
+                r = sd_bus_emit_signal(m->bus, IOVIRT_OBJECT_PATH, IOVIRT_MANAGER_INTERFACE, "DeviceAdded", "s",
+                                       c->address);
+                break;
+        case IOVIRT_DEVICE_REMOVED:
+                log_device_info(c->address, "%s disappeared", c->address);
+                r = sd_bus_emit_signal(m->bus, IOVIRT_OBJECT_PATH, IOVIRT_MANAGER_INTERFACE, "DeviceRemoved", "s",
+                                       c->address);
+                break;
+        case IOVIRT_DEVICE_CHANGED:
+                log_device_info(c->address, "%s: driver %s -> %s, group %d -> %d", c->address, strna(c->old_driver),
+                                strna(c->new_driver), c->old_group, c->new_group);
+                r = sd_bus_emit_signal(m->bus, IOVIRT_OBJECT_PATH, IOVIRT_MANAGER_INTERFACE, "DeviceChanged", "ssi",
+                                       c->address, c->new_driver ? c->new_driver : "", (int32_t) c->new_group);
+                break;
+        default:
+                r = 0;
+        }
+        if (r < 0)
+                log_warning_errno(r, "Failed to emit a signal for %s: %m", c->address);
+}
+
+/* After a resync: what the lost uevents would have announced, found by
+ * comparing the model before with the model after, so that a client that
+ * follows the signals does not keep the stale view */
+static void announce_differences(Manager *m, const IovirtHost *old) {
+        const IovirtHost *h = m->host;
+        for (size_t i = 0; i < old->n_devices; i++) {
+                const IovirtDevice *o = &old->devices[i];
+                size_t k = iovirt_host_find_address(h, &o->addr);
+                IovirtDeviceChange c = { .kind = IOVIRT_DEVICE_REMOVED, .old_driver = o->driver,
+                                         .old_group = o->iommu_group, .new_group = -1 };
+                if (k != IOVIRT_NONE) {
+                        const IovirtDevice *d = &h->devices[k];
+                        if (streq_ptr(o->driver, d->driver) && o->iommu_group == d->iommu_group)
+                                continue;
+                        c.kind = IOVIRT_DEVICE_CHANGED;
+                        c.new_driver = d->driver;
+                        c.new_group = d->iommu_group;
+                }
+                memcpy(c.address, o->name, sizeof(c.address));
+                announce_change(m, &c);
+        }
+        for (size_t k = 0; k < h->n_devices; k++) {
+                const IovirtDevice *d = &h->devices[k];
+                if (iovirt_host_find_address(old, &d->addr) != IOVIRT_NONE)
+                        continue;
+                IovirtDeviceChange c = { .kind = IOVIRT_DEVICE_ADDED, .new_driver = d->driver, .old_group = -1,
+                                         .new_group = d->iommu_group };
+                memcpy(c.address, d->name, sizeof(c.address));
+                announce_change(m, &c);
+        }
+}
+
 #define RESYNC_DELAY_USEC (200 * 1000)
 
 static void manager_schedule_resync(Manager *m);
@@ -113,10 +173,17 @@ static void manager_schedule_resync(Manager *m);
 static int on_resync(sd_event_source *s, uint64_t usec, void *userdata) {
         Manager *m = userdata;
         log_notice("Re-reading the host after lost or failed udev events");
-        if (manager_refresh(m) >= 0)
-                emit_counts_changed(m);
-        else
+        /* the model before, kept to compare (a damaged one says nothing reliable) */
+        _cleanup_(iovirt_host_freep) IovirtHost *old = m->host && !m->host->damaged ? TAKE_PTR(m->host) : NULL;
+        if (manager_refresh(m) < 0) {
+                if (old)
+                        m->host = TAKE_PTR(old);     /* with its verdicts, as before */
                 manager_schedule_resync(m);     /* Busy meanwhile, if the model is gone */
+                return 0;
+        }
+        if (old && m->bus)
+                announce_differences(m, old);
+        emit_counts_changed(m);
         return 0;
 }
 
@@ -173,31 +240,9 @@ static void manager_apply_uevent(Manager *m, const char *action, const char *sys
                   c.address, now_usec() - t0, t1 - t0, now_usec() - t1);
         if (!m->bus)
                 return;
-
-        switch (c.kind) {
-        case IOVIRT_DEVICE_ADDED:
-                log_device_info(c.address, "%s appeared (driver %s, group %d)", c.address, strna(c.new_driver),
-                                c.new_group);
-                r = sd_bus_emit_signal(m->bus, IOVIRT_OBJECT_PATH, IOVIRT_MANAGER_INTERFACE, "DeviceAdded", "s", c.address);
+        announce_change(m, &c);
+        if (c.kind == IOVIRT_DEVICE_ADDED || c.kind == IOVIRT_DEVICE_REMOVED)
                 emit_counts_changed(m);
-                break;
-        case IOVIRT_DEVICE_REMOVED:
-                log_device_info(c.address, "%s disappeared", c.address);
-                r = sd_bus_emit_signal(m->bus, IOVIRT_OBJECT_PATH, IOVIRT_MANAGER_INTERFACE, "DeviceRemoved", "s",
-                                       c.address);
-                emit_counts_changed(m);
-                break;
-        case IOVIRT_DEVICE_CHANGED:
-                log_device_info(c.address, "%s: driver %s -> %s, group %d -> %d", c.address, strna(c.old_driver),
-                                strna(c.new_driver), c.old_group, c.new_group);
-                r = sd_bus_emit_signal(m->bus, IOVIRT_OBJECT_PATH, IOVIRT_MANAGER_INTERFACE, "DeviceChanged", "ssi",
-                                       c.address, c.new_driver ? c.new_driver : "", (int32_t) c.new_group);
-                break;
-        default:
-                r = 0;
-        }
-        if (r < 0)
-                log_warning_errno(r, "Failed to emit a signal for %s: %m", c.address);
 }
 
 void manager_update_device(Manager *m, const char *syspath) {
@@ -211,8 +256,15 @@ static int on_uevent(sd_event_source *s, int fd, uint32_t revents, void *userdat
                 errno = 0;
                 struct udev_device *dev = udev_monitor_receive_device(m->monitor);
                 if (!dev) {
-                        if (errno == ENOBUFS)
-                                manager_schedule_resync(m);      /* the kernel dropped events */
+                        if (errno == ENOBUFS) {                  /* the kernel dropped events */
+                                int armed = SD_EVENT_OFF;
+                                if (m->resync_timer)
+                                        (void) sd_event_source_get_enabled(m->resync_timer, &armed);
+                                if (armed == SD_EVENT_OFF)      /* once per burst */
+                                        log_warning("The udev monitor's receive buffer overflowed (ENOBUFS): uevents "
+                                                    "were lost, so the model may miss changes; re-reading the host");
+                                manager_schedule_resync(m);
+                        }
                         break;
                 }
                 log_debug("uevent %s %s", strna(udev_device_get_action(dev)), strna(udev_device_get_syspath(dev)));

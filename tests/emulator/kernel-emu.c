@@ -71,6 +71,15 @@
  *                           autoprobe) for ADDRESS hot-unplugs the device
  *                           instead (ENODEV); sriov is a write to
  *                           sriov_numvfs, autoprobe to sriov_drivers_autoprobe
+ *   overflow monitor uevents
+ *                           the next receive (recvmsg, recv) on a udev monitor's
+ *                           socket fails with ENOBUFS, as the kernel reports a
+ *                           netlink receive buffer that overflowed; the message
+ *                           waiting stays for the receive after.  The socket is
+ *                           umockdev's stand-in for NETLINK_KOBJECT_UEVENT, the
+ *                           one bound to $UMOCKDEV_DIR/eventN.  Once: it creates
+ *                           $UMOCKDEV_DIR/emulator/overflowed ("PID FD") and
+ *                           fires again only after that file is gone
  *   hold ADDRESS OP         a write of OP (override|unbind|bind|probe|sriov|
  *                           autoprobe) for ADDRESS waits, as soon as it
  *                           arrives, until the line
@@ -123,6 +132,7 @@
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -189,6 +199,8 @@ static int (*next_open)(const char *, int, ...);
 static int (*next_openat)(int, const char *, int, ...);
 static ssize_t (*next_write)(int, const void *, size_t);
 static int (*next_close)(int);
+static ssize_t (*next_recvmsg)(int, struct msghdr *, int);
+static ssize_t (*next_recv)(int, void *, size_t, int);
 
 /* The emulated kernel's lock, for this process; kernel_lock() adds a flock()
  * for the others. */
@@ -211,6 +223,8 @@ static void resolve_once(void) {
         next_openat = dlsym(RTLD_NEXT, "openat");
         next_write = dlsym(RTLD_NEXT, "write");
         next_close = dlsym(RTLD_NEXT, "close");
+        next_recvmsg = dlsym(RTLD_NEXT, "recvmsg");
+        next_recv = dlsym(RTLD_NEXT, "recv");
         pthread_atfork(before_fork, after_fork, after_fork);
 }
 
@@ -1408,4 +1422,56 @@ ssize_t write(int fd, const void *buf, size_t count) {
                 return -1;
         }
         return (ssize_t) count;
+}
+
+/* ---- the udev monitor's receive buffer overflowing ---- */
+
+/* Is fd umockdev's stand-in for a NETLINK_KOBJECT_UEVENT socket: a unix
+ * socket bound to $UMOCKDEV_DIR/eventN (its bind() names it so)? */
+static bool monitor_socket(int fd) {
+        struct sockaddr_un sa;
+        socklen_t len = sizeof(sa);
+        char prefix[PATH_MAX];
+        if (!root() || getsockname(fd, (struct sockaddr *) &sa, &len) < 0 || sa.sun_family != AF_UNIX ||
+            len <= offsetof(struct sockaddr_un, sun_path))
+                return false;
+        size_t got = len - offsetof(struct sockaddr_un, sun_path);
+        sa.sun_path[got < sizeof(sa.sun_path) ? got : sizeof(sa.sun_path) - 1] = 0;
+        tb(prefix, sizeof(prefix), "/event");
+        size_t n = strlen(prefix);
+        return strncmp(sa.sun_path, prefix, n) == 0 && sa.sun_path[n] && strspn(sa.sun_path + n, "0123456789") ==
+               strlen(sa.sun_path + n);
+}
+
+/* "overflow monitor uevents", once: whoever creates the marker takes it */
+static bool overflows(int fd) {
+        char path[PATH_MAX], text[64];
+        if (!monitor_socket(fd) || !fault_is("overflow", "monitor", "uevents"))
+                return false;
+        tb(path, sizeof(path), "/emulator/overflowed");
+        int m = raw_open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        if (m < 0)
+                return false;
+        int n = snprintf(text, sizeof(text), "%d %d\n", (int) getpid(), fd);
+        (void) !pwrite(m, text, (size_t) n, 0);
+        next_close(m);
+        return true;
+}
+
+ssize_t recvmsg(int fd, struct msghdr *msg, int flags) {
+        resolve();
+        if (overflows(fd)) {
+                errno = ENOBUFS;
+                return -1;
+        }
+        return next_recvmsg(fd, msg, flags);
+}
+
+ssize_t recv(int fd, void *buf, size_t len, int flags) {
+        resolve();
+        if (overflows(fd)) {
+                errno = ENOBUFS;
+                return -1;
+        }
+        return next_recv(fd, buf, len, flags);
 }
