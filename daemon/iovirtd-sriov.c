@@ -580,8 +580,9 @@ static void set_vfs_work(void *p) {
 
         if (recorded && (k = record_write(j->dir, j->plan->pf, j->intent ? j->intent : j->record)) < 0) {
                 j->r = k;
-                (void) asprintf(&j->save_error, "%s could not be %s (%s); nothing was changed", j->dir,
-                                j->intent || j->record ? "written" : "cleaned", strerror(-k));
+                (void) asprintf(&j->save_error, "%s could not be %s (%s); nothing was changed%s", j->dir,
+                                j->intent || j->record ? "written" : "cleaned", strerror(-k),
+                                iovirt_state_write_advice(k));
                 return;
         }
         if (j->intent)

@@ -498,6 +498,23 @@ int iovirt_record_save(const char *dir, const IovirtRecord *r) {
         return iovirt_file_save_atomic(dir, name, text, size);
 }
 
+/* What the operator can do about a state directory that could not be
+ * written: the sentence that follows "...; nothing was changed" */
+const char *iovirt_state_write_advice(int r) {
+        switch (-r) {
+        case ENOSPC:
+        case EDQUOT:
+                return ". Free space there, then call again";
+        case EROFS:
+                return ". It is on a read-only filesystem: remount it read-write, then call again";
+        case EACCES:
+        case EPERM:
+                return ". iovirtd may not write there: check its owner and mode, then call again";
+        default:
+                return "";
+        }
+}
+
 int iovirt_file_remove(const char *dir, const char *name) {
         char path[PATH_MAX];
         if (snprintf(path, sizeof(path), "%s/%s", dir, name) >= (int) sizeof(path))

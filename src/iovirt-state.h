@@ -113,6 +113,9 @@ int iovirt_record_save(const char *dir, const IovirtRecord *r);
 int iovirt_file_save_atomic(const char *dir, const char *name, const char *text, size_t size);
 /* Removes name durably; 0 when there was none */
 int iovirt_file_remove(const char *dir, const char *name);
+/* What the operator can do about a state directory that could not be written
+ * (-r: ENOSPC, EROFS, EACCES...): ". Free space there, then call again", or "" */
+const char *iovirt_state_write_advice(int r);
 /* o as save writes it (pretty), owned by o; -ENOMEM also when json-c
  * dropped a part of it for want of memory, which it only says in errno */
 int iovirt_json_text(json_object *o, const char **ret, size_t *size);

@@ -109,23 +109,6 @@ static int assign_intent(const IovirtPlan *p, char **drivers, IovirtRecord **ret
         return 0;
 }
 
-/* What the operator can do about a state directory that could not be
- * written: the sentence that follows "...; nothing was changed" */
-static const char *state_write_advice(int r) {
-        switch (-r) {
-        case ENOSPC:
-        case EDQUOT:
-                return ". Free space there, then call again";
-        case EROFS:
-                return ". It is on a read-only filesystem: remount it read-write, then call again";
-        case EACCES:
-        case EPERM:
-                return ". iovirtd may not write there: check its owner and mode, then call again";
-        default:
-                return "";
-        }
-}
-
 static void strv_free_n(char ***v, size_t n) {
         for (size_t i = 0; *v && i < n; i++)
                 free((*v)[i]);
@@ -147,7 +130,7 @@ int iovirt_libvirt_hold(const IovirtPlan *p, const char *dir, IovirtRecord **ret
         r = iovirt_record_save(dir, rec);
         if (r < 0)
                 return iovirt_set_reason(reason, r, "Could not record group %d for %s in %s: %s; nothing was "
-                                         "changed%s", p->group, p->consumer, dir, strerror(-r), state_write_advice(r));
+                                         "changed%s", p->group, p->consumer, dir, strerror(-r), iovirt_state_write_advice(r));
         *ret = TAKE_PTR(rec);
         return 0;
 }
@@ -179,7 +162,7 @@ int iovirt_assign_execute(const IovirtPlan *p, const char *dir, IovirtRecord **r
         r = iovirt_record_save(dir, rec);
         if (r < 0)
                 return iovirt_set_reason(reason, r, "Could not write the intent record to %s: %s; nothing was changed%s",
-                                         dir, strerror(-r), state_write_advice(r));
+                                         dir, strerror(-r), iovirt_state_write_advice(r));
         iovirt_fault_point("assign.intent");
 
         _cleanup_free_ char *why = NULL;
@@ -210,7 +193,7 @@ int iovirt_assign_execute(const IovirtPlan *p, const char *dir, IovirtRecord **r
                 r = iovirt_record_save(dir, rec);
                 if (r < 0)
                         iovirt_set_reason(&why, r, "Could not record the assignment in %s: %s, so it is rolled back%s",
-                                          dir, strerror(-r), state_write_advice(r));
+                                          dir, strerror(-r), iovirt_state_write_advice(r));
         }
         if (r >= 0) {
                 iovirt_fault_point("assign.commit");
@@ -283,7 +266,7 @@ int iovirt_release_execute(IovirtRecord *rec, const char *dir, IovirtMoves *move
         if (r < 0) {
                 rec->phase = was;     /* as the file still says */
                 return iovirt_set_reason(reason, r, "Could not write the intent record to %s: %s; nothing was changed%s",
-                                         dir, strerror(-r), state_write_advice(r));
+                                         dir, strerror(-r), iovirt_state_write_advice(r));
         }
         iovirt_fault_point("release.intent");
 

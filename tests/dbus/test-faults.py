@@ -121,16 +121,14 @@ def serving(env):
 ADVICE = {"No space left on device": "free space", "Read-only file system": "read-write"}
 
 
-def refused_by_state(env, name, res, error, cause, before, advice=True):
-    """Refused with ERROR, naming the state directory, the cause and (with
-    ADVICE) what to do; the host, the records and the directory exactly as
-    before"""
+def refused_by_state(env, name, res, error, cause, before):
+    """Refused with ERROR, naming the state directory, the cause and what to
+    do (ADVICE); the host, the records and the directory exactly as before"""
     got, msg = error_of(res)
     print("# %s: %s" % (name, msg.replace(env.state, "STATE")))
     t.ok(res[0] != 0 and got == error and env.state in msg and cause in msg and
-         (not advice or ADVICE[cause] in msg.lower()) and "nothing was changed" in msg,
-         "%s: %s, naming the state directory, %r%s" % (name, error.split(".")[-1], cause,
-                                                     " and what to do" if advice else ""),
+         ADVICE[cause] in msg.lower() and "nothing was changed" in msg,
+         "%s: %s, naming the state directory, %r and what to do" % (name, error.split(".")[-1], cause),
          "%s\n%s" % (got, msg))
     snap, files = before
     t.ok(env.snapshot() == snap and json_files(env) == files and not temp_files(env) and serving(env),
@@ -259,7 +257,7 @@ def sriov_persist():
             cause = "No space left on device" if how == "full" else "Read-only file system"
             res = env.call("SetVfs", "05:00.0", "2", "{'persist': <true>}", "false")
             refused_by_state(env, "SetVfs --persist with the state directory %s" % how, res,
-                             "org.iovirt1.Error.Failed", cause, before, advice=False)
+                             "org.iovirt1.Error.Failed", cause, before)
             t.ok(count() == 0, "no VF was made (sriov_numvfs 0)", count())
             if filler:
                 os.unlink(filler)
@@ -335,8 +333,11 @@ def udev_overflow():
         env.write(drivers + "/xhci_hcd/unbind", usb)
         resynced = harness.wait_until(lambda: daemon_drivers(env).get(nic) == "")
         view = daemon_drivers(env)
-        with open(marker) as f:
-            who = f.read().split()
+        try:
+            with open(marker) as f:
+                who = f.read().split()
+        except FileNotFoundError:
+            who = []                      # the emulator never overflowed anyone
         t.ok(who and int(who[0]) == env.daemon.pid, "the emulator made iovirtd's udev monitor overflow (ENOBUFS)",
              who)
         t.ok(resynced and view.get(usb) == "" and env.snapshot()["0000:03:00.0"][0] is None,
