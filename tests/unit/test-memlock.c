@@ -370,6 +370,65 @@ static void test_prlimit_child(void **state) {
         assert_int_equal(iovirt_pidfd_open(0), -EINVAL);
 }
 
+/* ---- memlock-PID.json: what a crash must not lose ---- */
+
+static void test_record_round_trip(void **state) {
+        char *dir = tree_new();
+        assert_non_null(dir);
+        IovirtMemlockRecord r = { .pid = 4242, .pid_start = 987654321, .soft = 8 * MiB, .hard = UINT64_MAX,
+                                  .consumer = (char *) "pid:4242" }, back = {};
+        assert_int_equal(iovirt_memlock_record_load(dir, 4242, &back), -ENOENT);
+        assert_int_equal(iovirt_memlock_record_save(dir, &r), 0);
+        assert_int_equal(iovirt_memlock_record_load(dir, 4242, &back), 0);
+        assert_int_equal(back.pid, 4242);
+        assert_int_equal(back.pid_start, 987654321);
+        assert_int_equal(back.soft, 8 * MiB);
+        assert_true(back.hard == UINT64_MAX);           /* RLIM_INFINITY survives */
+        assert_string_equal(back.consumer, "pid:4242");
+        iovirt_memlock_record_clear(&back);
+        assert_null(back.consumer);
+
+        /* only canonical names are records; a temporary file left by a crash is removed */
+        assert_int_equal(tree_write(dir, "memlock-0042.json", "{}"), 0);
+        assert_int_equal(tree_write(dir, "memlock-7.json.damaged-1", "{}"), 0);
+        assert_int_equal(tree_write(dir, "group-3.json", "{}"), 0);
+        assert_int_equal(tree_write(dir, ".memlock-4242.json.XXXX", "{"), 0);
+        _cleanup_free_ pid_t *pids = NULL;
+        size_t n = 0;
+        assert_int_equal(iovirt_memlock_record_pids(dir, &pids, &n), 0);
+        assert_int_equal(n, 1);
+        assert_int_equal(pids[0], 4242);
+        char path[4096];
+        snprintf(path, sizeof(path), "%s/.memlock-4242.json.XXXX", dir);
+        assert_int_equal(access(path, F_OK), -1);
+
+        /* a record of another pid, a wrong version, a negative limit, no consumer: damaged */
+        static const char *const damaged[] = {
+                "",
+                "{\"version\":1,\"pid\":4243,\"pid_start\":1,\"soft\":1,\"hard\":1,\"consumer\":\"pid:4243\"}",
+                "{\"version\":99,\"pid\":4242,\"pid_start\":1,\"soft\":1,\"hard\":1,\"consumer\":\"x\"}",
+                "{\"version\":1,\"pid\":4242,\"pid_start\":1,\"soft\":-1,\"hard\":1,\"consumer\":\"x\"}",
+                "{\"version\":1,\"pid\":4242,\"pid_start\":1,\"soft\":1,\"hard\":1}",
+                "{\"version\":1,\"pid\":4242,\"pid_start\":1,\"soft\":1,\"hard\":1,\"consumer\":\"x\"} trailing",
+        };
+        for (size_t i = 0; i < ELEMENTSOF(damaged); i++) {
+                assert_int_equal(tree_write(dir, "memlock-4242.json", damaged[i]), 0);
+                assert_int_equal(iovirt_memlock_record_load(dir, 4242, &back), -EBADMSG);
+        }
+        _cleanup_free_ char *problem = NULL;
+        assert_int_equal(iovirt_memlock_record_set_aside(dir, 4242, "damaged", &problem), 0);
+        assert_non_null(problem);
+        assert_int_equal(iovirt_memlock_record_load(dir, 4242, &back), -ENOENT);
+
+        assert_int_equal(iovirt_memlock_record_save(dir, &r), 0);
+        assert_int_equal(iovirt_memlock_record_remove(dir, 4242), 0);
+        assert_int_equal(iovirt_memlock_record_remove(dir, 4242), 0);     /* gone already: nothing to do */
+        assert_int_equal(iovirt_memlock_record_load(dir, 4242, &back), -ENOENT);
+        r.pid = 0;
+        assert_int_equal(iovirt_memlock_record_save(dir, &r), -EINVAL);
+        tree_free(dir);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_limit_libvirt_rule),
@@ -382,6 +441,7 @@ int main(void) {
                 cmocka_unit_test(test_meminfo),
                 cmocka_unit_test(test_cgroup_reader),
                 cmocka_unit_test_teardown(test_prlimit_child, teardown_child),
+                cmocka_unit_test(test_record_round_trip),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -381,6 +381,23 @@ static void test_record_round_trip(void **state) {
         assert_int_equal(back->vfs[0].vlan, 100);
         assert_int_equal(back->vfs[0].spoofchk, -1);
         assert_int_equal(back->vfs[0].trust, 1);
+        assert_false(back->pending);
+        iovirt_sriov_record_free(back);
+        json_object_put(o);
+
+        /* a change under way (SetVfs' intent) says so; a settled record has no "pending" key at all */
+        o = iovirt_sriov_record_to_json(&r);
+        assert_non_null(o);
+        assert_false(json_object_object_get_ex(o, "pending", NULL));
+        json_object_put(o);
+        r.pending = true;
+        o = iovirt_sriov_record_to_json(&r);
+        assert_non_null(o);
+        assert_int_equal(iovirt_sriov_record_from_json(o, &back, &reason), 0);
+        assert_true(back->pending);
+        assert_true(iovirt_sriov_records_equal(&r, back));
+        back->pending = false;
+        assert_false(iovirt_sriov_records_equal(&r, back));
         iovirt_sriov_record_free(back);
         json_object_put(o);
         free(r.vfs);
@@ -392,6 +409,7 @@ static void test_record_round_trip(void **state) {
                 "{\"version\":1,\"pf\":\"0000:05:00.0\",\"num_vfs\":1,\"persist\":true,\"vfs\":[{\"index\":0,\"vlan\":4096}]}",
                 "{\"version\":1,\"pf\":\"0000:05:00.0\",\"num_vfs\":1,\"persist\":true,\"vfs\":[{\"index\":0},{\"index\":0}]}",
                 "{\"version\":1,\"pf\":\"0000:05:00.0\",\"num_vfs\":1,\"persist\":true,\"vfs\":[{\"index\":0,\"mac\":\"zz\"}]}",
+                "{\"version\":1,\"pf\":\"0000:05:00.0\",\"num_vfs\":1,\"persist\":true,\"pending\":1,\"vfs\":[]}",
         };
         for (size_t i = 0; i < ELEMENTSOF(damaged); i++) {
                 json_object *d = json_tokener_parse(damaged[i]);
