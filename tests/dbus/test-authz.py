@@ -14,7 +14,19 @@ authorization, checked against iovirtd's one table.  TAP output.
     answered with its reason, not with a password prompt;
   - the plan is made again after authorization: the host may have changed
     while the password was typed (a polkit mock that answers only when the
-    test says so).
+    test says so);
+  - with python-dbusmock's polkitd, every guarded method of the table (a
+    method without a case here fails the test): polkit allowing nothing,
+    nobody's call is refused NotAuthorized naming its action ("polkit says
+    no"), polkit was asked exactly that, and nothing changed; polkit
+    allowing that action, the call succeeds and the host changed as asked
+    (then it is undone).  The release methods twice: nobody's own
+    assignment needs org.iovirt1.release, root's org.iovirt1.release-any,
+    and release alone is not enough for root's;
+  - the bus policy on the real bus: nobody and daemon (uid 1) cannot own
+    org.iovirt1 (AccessDenied), root can (with iovirtd stopped); nobody's
+    calls to an interface the policy does not name are denied by the bus,
+    and the Properties it names are read-only.
 """
 
 import ast
@@ -277,6 +289,321 @@ def replan_after_authorization(env):
         mock.wait(10)
 
 
+# ---- polkit says no, then yes: every guarded method ----
+
+def mock_call(env, method, *args):
+    return subprocess.run(["gdbus", "call", "--system", "--dest", "org.freedesktop.PolicyKit1", "--object-path",
+                           "/org/freedesktop/PolicyKit1/Authority", "--method", "org.freedesktop.DBus.Mock." + method]
+                          + list(args), env=env.bus.env(), capture_output=True, text=True, timeout=60)
+
+
+def allow(env, *actions):
+    """polkit allows exactly these actions from now on; its record of calls is cleared"""
+    res = mock_call(env, "SetAllowed", "[%s]" % ", ".join("'%s'" % a for a in actions) if actions else "@as []")
+    mock_call(env, "ClearCalls")
+    return res.returncode == 0
+
+
+def asked(env):
+    """The actions polkit was asked about since the last allow()"""
+    import re
+    out = mock_call(env, "GetMethodCalls", "CheckAuthorization").stdout
+    return re.findall(r"'(org\.iovirt1\.[\w.-]+)'", out)
+
+
+def doc_of(res):
+    try:
+        return json.loads(ast.literal_eval(res[1].strip())[0]) if res[0] == 0 else {}
+    except (ValueError, SyntaxError, IndexError, TypeError):
+        return {}
+
+
+def group_drivers(env, addr):
+    full = addr if addr.count(":") == 2 else "0000:" + addr
+    return {a: env.driver(a) for a in env.members(env.group_of(full))}
+
+
+XML = ("\"<domain><name>%s</name><memory unit='MiB'>64</memory><devices><hostdev mode='subsystem' type='pci' "
+       "managed='no'><source><address domain='0' bus='4' slot='0' function='0'/></source></hostdev></devices>"
+       "</domain>\"")
+FREE = "04:00.0"        # desktop: an assignable group nobody holds (a USB controller with no driver)
+
+
+class Case:
+    """One guarded method as nobody: setup() makes what the call needs as
+    root (no polkit for root), call() is nobody's call, done(res) says
+    whether the host changed as asked, undo() gives it back as root."""
+
+    def __init__(self, env, method, action, owner=None):
+        self.env, self.method, self.action, self.owner = env, method, action, owner
+
+    def run(self, live):
+        env = self.env
+        what = "%s%s" % (self.method, " of %s's" % self.owner if self.owner else "")
+        self.setup()
+        try:
+            allow(env)
+            before = state_of(env)
+            res = self.call()
+            name, msg = error_of(res)
+            t.ok(name == "org.iovirt1.Error.NotAuthorized" and "(polkit action %s)" % self.action in msg and
+                 "polkit says no" in msg and asked(env) == [self.action] and state_of(env) == before and
+                 not self.done_now(),
+                 "polkit allowing nothing: nobody's %s is refused naming %s, polkit was asked that, nothing changed"
+                 % (what, self.action), (res, asked(env)))
+            allow(env, self.action)
+            res = self.call()
+            ok = res[0] == 0 and asked(env) == [self.action] and self.done(res)
+            t.ok(ok, "polkit allowing %s: nobody's %s succeeds and %s" % (self.action, what, self.effect),
+                 (res, asked(env)))
+        finally:
+            self.undo()
+
+
+def polkit_cases(env, table):
+    """A case for each (method, action) of the table on the desktop host; the
+    SR-IOV methods are sriov_polkit()'s"""
+    def root_assign(target, consumer):
+        res = env.assign(target, consumer)
+        t.ok(res[0] == 0, "root assigns %s to %s" % (target, consumer), res)
+
+    def nobody_assign(target, consumer):
+        allow(env, "org.iovirt1.assign")
+        res = env.assign(target, consumer, user="nobody")
+        t.ok(res[0] == 0, "nobody assigns %s to %s (polkit allowing assign)" % (target, consumer), res)
+
+    def released(res, consumer):
+        back = {a: d for a, d in group_drivers(env, FREE).items() if d == "vfio-pci"}
+        return (consumer in [r.get("consumer") for r in doc_of(res).get("released", [])] and not back and
+                not [r for r in env.records().values() if r.get("consumer") == consumer])
+
+    def release_cases(method, arg, consumer, own, domain=False):
+        action = "org.iovirt1.release" if own else "org.iovirt1.release-any"
+        c = Case(env, method, action, None if own else "root")
+        if domain:
+            c.setup = lambda: (allow(env, "org.iovirt1.assign"),
+                               t.ok(env.call("PrepareDomain", arg, XML % arg, "false",
+                                             user="nobody" if own else None)[0] == 0,
+                                    "%s prepares domain %s, its hostdev %s" % ("nobody" if own else "root", arg, FREE)))
+        else:
+            c.setup = (lambda: nobody_assign(FREE, consumer)) if own else (lambda: root_assign(FREE, consumer))
+        c.call = lambda: env.call(method, arg, "false", user="nobody")
+        c.done_now = lambda: env.driver("0000:" + FREE) != "vfio-pci"
+        c.done = lambda res: released(res, consumer)
+        c.effect = "the group is back on its driver, no record left"
+        c.undo = lambda: env.call("ReleaseDomain" if domain else "ReleaseConsumer", arg if domain else consumer,
+                                  "false")
+        return c
+
+    cases = {}
+    c = Case(env, "Assign", "org.iovirt1.assign")
+    c.setup = lambda: None
+    c.call = lambda: env.assign(FREE, "vm-polkit", user="nobody")
+    c.done_now = lambda: bool(env.records())
+    c.done = lambda res: (set(group_drivers(env, FREE).values()) == {"vfio-pci"} and
+                          [(r.get("consumer"), r.get("holder", {}).get("uid")) for r in env.records().values()] ==
+                          [("vm-polkit", 65534)])
+    c.effect = "%s's group is on vfio-pci, recorded for vm-polkit with holder uid 65534" % FREE
+    c.undo = lambda: env.call("ReleaseConsumer", "vm-polkit", "false")
+    cases[("Assign", "org.iovirt1.assign")] = c
+
+    c = Case(env, "PrepareDomain", "org.iovirt1.assign")
+    c.setup = lambda: None
+    c.call = lambda: env.call("PrepareDomain", "db", XML % "db", "false", user="nobody")
+    c.done_now = lambda: bool(env.records())
+    c.done = lambda res: (env.driver("0000:" + FREE) == "vfio-pci" and
+                          [r.get("consumer") for r in env.records().values()] == ["domain:db"])
+    c.effect = "its hostdev %s is on vfio-pci, recorded for domain:db" % FREE
+    c.undo = lambda: env.call("ReleaseDomain", "db", "false")
+    cases[("PrepareDomain", "org.iovirt1.assign")] = c
+
+    c = Case(env, "StartedDomain", "org.iovirt1.assign")
+    c.setup = lambda: pooled_domain(env)
+    c.call = lambda: env.call("StartedDomain", "pooled", "false", user="nobody")
+    attaching = "Attaching 1 pool device to domain pooled"
+    c.done_now = lambda: attaching in env.log()
+    # libvirt's test driver cannot attach: what nobody may do is ask for it, which iovirtd queues and logs
+    c.done = lambda res: (doc_of(res).get("queued") == [env.group_of("0000:" + FREE)] and
+                          harness.wait_until(lambda: attaching in env.log(), 30))
+    c.effect = "the attach of pool device %s to domain pooled is queued" % FREE
+
+    def unpool():
+        env.call("ReleaseDomain", "pooled", "false")
+        os.unlink(os.path.join(env.tb, "etc/iovirt/policy.d/50-spare.conf"))
+        env.ctl("--no-ask-password", "reload")
+    c.undo = unpool
+    cases[("StartedDomain", "org.iovirt1.assign")] = c
+
+    c = Case(env, "Reload", "org.iovirt1.reload")
+    spare = os.path.join(env.tb, "etc/iovirt/policy.d/50-polkit.conf")
+
+    def pool_file():
+        os.makedirs(os.path.dirname(spare), exist_ok=True)
+        with open(spare, "w") as f:
+            f.write("[Pool polkit-spare]\nDevices=0000:%s\n" % FREE)
+    c.setup = pool_file
+    c.call = lambda: env.call("Reload", "false", user="nobody")
+    c.done_now = lambda: "polkit-spare" in env.call("DescribePolicy")[1]
+    c.done = lambda res: "polkit-spare" in env.call("DescribePolicy")[1]
+    c.effect = "the policy file written meanwhile is in force (DescribePolicy shows its pool)"
+
+    def unreload():
+        os.unlink(spare)
+        env.ctl("--no-ask-password", "reload")
+    c.undo = unreload
+    cases[("Reload", "org.iovirt1.reload")] = c
+
+    for own in (True, False):
+        a = "org.iovirt1.release" if own else "org.iovirt1.release-any"
+        cases[("Release", a)] = release_cases("Release", FREE, "vm-rel", own)
+        cases[("ReleaseConsumer", a)] = release_cases("ReleaseConsumer", "vm-relc", "vm-relc", own)
+        cases[("ReleaseDomain", a)] = release_cases("ReleaseDomain", "reldom", "domain:reldom", own, domain=True)
+    return cases
+
+
+def release_alone_not_enough(env):
+    """polkit allowing release (not release-any): nobody still cannot
+    release what root holds, by any of the three methods"""
+    res = env.assign(FREE, "vm-root")
+    dom = env.call("PrepareDomain", "rootdom", (XML % "rootdom").replace("bus='4' slot='0'", "bus='0' slot='20'"),
+                   "false")
+    t.ok(res[0] == 0 and dom[0] == 0, "root assigns %s to vm-root and prepares domain rootdom's 00:14.0" % FREE,
+         (res, dom))
+    for method, arg in (("Release", FREE), ("ReleaseConsumer", "vm-root"), ("ReleaseDomain", "rootdom")):
+        allow(env, "org.iovirt1.release")
+        before = state_of(env)
+        name, msg = error_of(env.call(method, arg, "false", user="nobody"))
+        t.ok(name == "org.iovirt1.Error.NotAuthorized" and "org.iovirt1.release-any" in msg and
+             asked(env) == ["org.iovirt1.release-any"] and state_of(env) == before,
+             "polkit allowing release only: nobody's %s of root's %s is refused, release-any asked" % (method, arg),
+             msg)
+    env.call("ReleaseConsumer", "vm-root", "false")
+    env.call("ReleaseDomain", "rootdom", "false")
+
+
+def polkit_says(env, table):
+    mock = start_polkit_mock(env)
+    driver = env.driver("0000:" + FREE)
+    try:
+        cases = polkit_cases(env, table)
+        wanted = [(m, a) for m, kinds in sorted(table.items()) if kinds != "read-only" for a in kinds.split()
+                  if m not in ("SetVfs", "ConfigureVf")]
+        missing = [w for w in wanted if w not in cases]
+        t.ok(not missing and sorted(cases) == sorted(wanted),
+             "a polkit case for every guarded method and action of the table (%d)" % len(wanted), (missing, sorted(cases)))
+        for key in wanted:
+            if key in cases:
+                cases[key].run(None)
+        release_alone_not_enough(env)
+        t.ok(not env.records() and env.driver("0000:" + FREE) == driver,
+             "every case undone: %s back on %s" % (FREE, driver or "no driver"), env.records())
+    finally:
+        mock.terminate()
+        mock.wait(10)
+
+
+def sriov_polkit(table):
+    """SetVfs and ConfigureVf with polkit saying no, then yes, on the sriov host"""
+    env = harness.Env(IOVIRTD, IOVIRTCTL, EMU, WRITER, "sriov")
+    mock = start_polkit_mock(env)
+    pf = "0000:05:00.0"
+
+    def numvfs():
+        with open(os.path.join(env.tb, "sys/bus/pci/devices", pf, "sriov_numvfs")) as f:
+            return int(f.read())
+    try:
+        methods = sorted(m for m, a in table.items() if a != "read-only" and m in ("SetVfs", "ConfigureVf"))
+        t.ok(methods == ["ConfigureVf", "SetVfs"] and table["SetVfs"] == table["ConfigureVf"] ==
+             "org.iovirt1.manage-sriov", "SetVfs and ConfigureVf: org.iovirt1.manage-sriov", table)
+        c = Case(env, "SetVfs", "org.iovirt1.manage-sriov")
+        c.setup = lambda: None
+        c.call = lambda: env.call("SetVfs", "05:00.0", "2", "{}", "false", user="nobody")
+        c.done_now = lambda: numvfs() != 0
+        c.done = lambda res: numvfs() == 2 and doc_of(res).get("pf", {}).get("num_vfs") == 2
+        c.effect = "sriov_numvfs is 2"
+        c.undo = lambda: env.call("SetVfs", "05:00.0", "0", "{}", "false")
+        c.run(None)
+
+        env.call("SetVfs", "05:00.0", "1", "{}", "false")
+        c = Case(env, "ConfigureVf", "org.iovirt1.manage-sriov")
+        c.setup = lambda: None
+        c.call = lambda: env.call("ConfigureVf", "05:00.0#0", SAMPLES["settings"], "false", user="nobody")
+        c.done_now = lambda: False
+        # the PF's interface enp5s0f0 lives in the testbed, not in this network namespace: past polkit, the
+        # kernel's netlink is asked and answers that there is no such interface (tests/e2e sets a real igb VF)
+        c.done = lambda res: False
+        c.undo = lambda: env.call("SetVfs", "05:00.0", "0", "{}", "false")
+        allow(env)
+        before = state_of(env)
+        name, msg = error_of(c.call())
+        t.ok(name == "org.iovirt1.Error.NotAuthorized" and "org.iovirt1.manage-sriov" in msg and
+             "polkit says no" in msg and asked(env) == ["org.iovirt1.manage-sriov"] and state_of(env) == before,
+             "polkit allowing nothing: nobody's ConfigureVf is refused naming org.iovirt1.manage-sriov, nothing "
+             "changed", msg)
+        allow(env, "org.iovirt1.manage-sriov")
+        name, msg = error_of(c.call())
+        t.ok(name not in (None, "org.iovirt1.Error.NotAuthorized") and "enp5s0f0" in msg and
+             asked(env) == ["org.iovirt1.manage-sriov"] and state_of(env) == before,
+             "polkit allowing manage-sriov: nobody's ConfigureVf gets past polkit to the PF's interface enp5s0f0 "
+             "(not in this network namespace: %s)" % (name or "").split(".")[-1], msg)
+        c.undo()
+        t.ok(numvfs() == 0, "undone: 05:00.0 back at 0 VFs")
+    finally:
+        mock.terminate()
+        mock.wait(10)
+        env.close()
+
+
+# ---- the bus policy, on the real bus ----
+
+def request_name(env, user):
+    who = {"nobody": harness.NOBODY, "daemon": ["setpriv", "--reuid=1", "--regid=1", "--clear-groups", "--"],
+           "root": []}[user]
+    return subprocess.run(who + ["gdbus", "call", "--system", "--dest", "org.freedesktop.DBus", "--object-path",
+                                 "/org/freedesktop/DBus", "--method", "org.freedesktop.DBus.RequestName",
+                                 "org.iovirt1", "4"], env=env.bus.env(), capture_output=True, text=True, timeout=60)
+
+
+def bus_policy(env):
+    """data/dbus-1/system.d/org.iovirt1.conf as the test's dbus-daemon
+    enforces it"""
+    env.stop()
+    try:
+        for user in ("nobody", "daemon"):
+            res = request_name(env, user)
+            name, msg = error_of((res.returncode, res.stdout, res.stderr))
+            t.ok(name == "org.freedesktop.DBus.Error.AccessDenied" and "org.iovirt1" in msg,
+                 "with iovirtd stopped, %s cannot own org.iovirt1: AccessDenied" % user, res)
+        res = request_name(env, "root")
+        # 1: DBUS_REQUEST_NAME_REPLY_PRIMARY_OWNER (released again as gdbus disconnects)
+        t.ok(res.returncode == 0 and res.stdout.strip() == "(uint32 1,)", "root may own org.iovirt1", res)
+    finally:
+        env.start()
+    for iface, method, args in (("org.freedesktop.DBus.ObjectManager", "GetManagedObjects", []),
+                                ("org.iovirt1.Private", "Assign", [FREE, "vm-x", "[]", "false"])):
+        argv = harness.GDBUS_CALL + ["--method", iface + "." + method] + args
+        res = subprocess.run(harness.NOBODY + argv, env=env.bus.env(), capture_output=True, text=True, timeout=60)
+        name, msg = error_of((res.returncode, res.stdout, res.stderr))
+        root = subprocess.run(argv, env=env.bus.env(), capture_output=True, text=True, timeout=60)
+        rname, _ = error_of((root.returncode, root.stdout, root.stderr))
+        t.ok(name == "org.freedesktop.DBus.Error.AccessDenied" and rname not in (None, name) and not env.records(),
+             "nobody's call to %s, an interface the policy does not name, is denied by the bus (root's reaches "
+             "iovirtd: %s)" % (iface, (rname or "").split(".")[-1]), (msg, rname))
+    get = subprocess.run(harness.GDBUS_CALL + ["--method", "org.freedesktop.DBus.Properties.Get", "org.iovirt1.Manager",
+                                              "Version"], env=env.bus.env(), capture_output=True, text=True, timeout=60)
+    res = subprocess.run(harness.NOBODY + harness.GDBUS_CALL + ["--method", "org.freedesktop.DBus.Properties.Set",
+                                                               "org.iovirt1.Manager", "Version", "<'9.9'>"],
+                         env=env.bus.env(), capture_output=True, text=True, timeout=60)
+    name, msg = error_of((res.returncode, res.stdout, res.stderr))
+    again = subprocess.run(harness.GDBUS_CALL + ["--method", "org.freedesktop.DBus.Properties.Get",
+                                                "org.iovirt1.Manager", "Version"], env=env.bus.env(),
+                           capture_output=True, text=True, timeout=60)
+    t.ok(res.returncode != 0 and name == "org.freedesktop.DBus.Error.PropertyReadOnly" and get.returncode == 0 and
+         again.stdout == get.stdout,
+         "nobody may send Properties.Set (the policy names the interface), and iovirtd refuses it: read-only",
+         (msg, get.stdout, again.stdout))
+
+
 def main():
     env = harness.Env(IOVIRTD, IOVIRTCTL, EMU, WRITER, "desktop")
     try:
@@ -286,9 +613,14 @@ def main():
         sriov_denied(table, live)
         refusals_before_polkit(env)
         replan_after_authorization(env)
+        for consumer in ("vm-held", "vm-authz", "vm-first"):
+            env.call("ReleaseConsumer", consumer, "false")
+        polkit_says(env, table)
+        bus_policy(env)
         t.ok(env.daemon.poll() is None, "iovirtd is still up")
     finally:
         env.close()
+    sriov_polkit(table)
     return t.done()
 
 
