@@ -22,7 +22,7 @@ const char *ctl_error_name(CtlError kind) {
         return kind < _CTL_ERROR_MAX ? error_names[kind] : error_names[CTL_ERROR_FAILED];
 }
 
-static int vfail(Ctl *c, const char *name, json_object *fields, const char *fmt, va_list ap) {
+_printf_(4, 0) static int vfail(Ctl *c, const char *name, json_object *fields, const char *fmt, va_list ap) {
         _cleanup_(json_object_putp) json_object *f = fields;
         _cleanup_free_ char *message = NULL;
         int status = streq_ptr(name, error_names[CTL_ERROR_USAGE]) ? EXIT_USAGE : 1;

@@ -24,7 +24,9 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(struct pci_dev *, pci_free_dev);
  * pci_read_block() that we report ourselves, naming the device. */
 static __thread jmp_buf *pci_guard;
 
-_Noreturn static void pci_fatal(char *msg _unused_, ...) {
+/* noreturn as an attribute, not _Noreturn: clang takes it into the type of
+ * pci_access.error, which libpci declares with it */
+__attribute__((noreturn)) static void pci_fatal(char *msg _unused_, ...) {
         if (pci_guard)
                 longjmp(*pci_guard, 1);
         abort();    /* a libpci call outside a guard is a bug of ours */
@@ -33,7 +35,7 @@ _Noreturn static void pci_fatal(char *msg _unused_, ...) {
 /* libpci's last warning ("Cannot open .../config: ..."), to explain a failed read */
 static __thread char pci_warning[256];
 
-static void pci_warn(char *msg, ...) {
+_printf_(1, 2) static void pci_warn(char *msg, ...) {
         va_list ap;
         va_start(ap, msg);
         vsnprintf(pci_warning, sizeof(pci_warning), msg, ap);

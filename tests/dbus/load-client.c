@@ -91,7 +91,7 @@ static double now_us(void) {
         return t.tv_sec * 1e6 + t.tv_nsec / 1e3;
 }
 
-static void fail(const Client *c, const char *fmt, ...) {
+__attribute__((format(printf, 2, 3))) static void fail(const Client *c, const char *fmt, ...) {
         va_list ap;
         failures++;
         if (failures > 50)
