@@ -10,7 +10,9 @@ that hangs is killed after a bounded time and its console log is attached.
 The boots that need a device QEMU 7.2 lacks (igb) run QEMU 10 from
 bookworm-backports (tests/e2e/backports.py), fetched like the kernel. The
 libvirt boot runs this machine's libvirtd inside the guest, with iovirt's
-qemu hook.
+qemu hook. The systemd boot runs systemd as the guest's PID 1, with what
+meson install puts on a host (into a DESTDIR here, copied into place in the
+guest by tests/e2e/systemd_root.py), and iovirtd in its unit's sandbox.
 
 Usage: run-e2e.py SOURCE_DIR BUILD_DIR
 IOVIRT_E2E_BOOTS=numa,main (names from BOOTS, comma-separated) runs only
@@ -43,6 +45,9 @@ GUEST_OWN = ("/proc", "/sys", "/dev", "/run")
 SANITIZER_OPTIONS = ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS")
 GUEST_MEMORY = 1024         # MiB
 BOOT_TIMEOUT = 360          # seconds; the main boot takes 60-90 s under TCG, 200 s under ASan on a busy machine
+# boots that take longer: systemd's takes 250-300 s (80 s of it to reach its
+# checks, 60 s a libvirt domain's start), and more on a busy machine
+BOOT_TIMEOUTS = {"systemd": 600}
 
 # fixed slots on pcie.0, so that the guest can find each part by its port
 HOSTROOT_SLOT, RESULTS_SLOT = 0x03, 0x04
@@ -58,13 +63,22 @@ def root_port(name, chassis):
     return ["-device", "pcie-root-port,id=%s,bus=pcie.0,addr=0x%x,chassis=%d" % (name, PORTS[name], chassis)]
 
 
+def nvme_port(work, chassis):
+    """an SR-IOV NVMe controller (2 VFs) with a namespace, on root port nvme"""
+    disk = os.path.join(work, "nvme.img")
+    with open(disk, "wb") as f:
+        f.truncate(8 << 20)
+    return root_port("nvme", chassis) + ["-drive", "file=%s,if=none,format=raw,id=nvm0" % disk,
+                                         "-device", "nvme-subsys,id=ss0,nqn=ss0",
+                                         "-device", "nvme,id=nvme0,serial=iovirt0,subsys=ss0,bus=nvme,sriov_max_vfs=2,"
+                                                    "sriov_vq_flexible=4,sriov_vi_flexible=2,max_ioqpairs=6,msix_qsize=8",
+                                         "-device", "nvme-ns,drive=nvm0,bus=nvme0"]
+
+
 def main_topology(work):
     """ACS root ports, a switch without ACS, a multifunction endpoint, an
     SR-IOV NVMe controller, and a NIC with a network behind it.
     Returns the root ports used and QEMU's arguments."""
-    disk = os.path.join(work, "nvme.img")
-    with open(disk, "wb") as f:
-        f.truncate(8 << 20)
     nic = "e1000e,romfile="
     return ["nic", "uplink", "multi", "switch", "nvme"], (root_port("nic", 1) + ["-device", nic + ",bus=nic"] +
             root_port("uplink", 2) + ["-netdev", "user,id=net0", "-device", nic + ",bus=uplink,netdev=net0"] +
@@ -74,11 +88,7 @@ def main_topology(work):
                                       "-device", "xio3130-downstream,id=down1,bus=up,chassis=11,slot=0",
                                       "-device", "xio3130-downstream,id=down2,bus=up,chassis=12,slot=1",
                                       "-device", nic + ",bus=down1", "-device", nic + ",bus=down2"] +
-            root_port("nvme", 5) + ["-drive", "file=%s,if=none,format=raw,id=nvm0" % disk,
-                                    "-device", "nvme-subsys,id=ss0,nqn=ss0",
-                                    "-device", "nvme,id=nvme0,serial=iovirt0,subsys=ss0,bus=nvme,sriov_max_vfs=2,"
-                                               "sriov_vq_flexible=4,sriov_vi_flexible=2,max_ioqpairs=6,msix_qsize=8",
-                                    "-device", "nvme-ns,drive=nvm0,bus=nvme0"])
+            nvme_port(work, 5))
 
 
 def nic_topology(work):
@@ -91,6 +101,13 @@ def libvirt_topology(work):
     and the policy's pool"""
     return ["nic", "nic2"], (root_port("nic", 1) + ["-device", "e1000e,romfile=,bus=nic"] +
                              root_port("nic2", 2) + ["-device", "e1000e,romfile=,bus=nic2"])
+
+
+def systemd_topology(work):
+    """a NIC on its own ACS root port (assigned to a process, to a domain of
+    the guest's libvirtd, and moved to vfio-pci after it was unloaded) and
+    the SR-IOV NVMe controller (VFs created and assigned)"""
+    return ["nic", "nvme"], root_port("nic", 1) + ["-device", "e1000e,romfile=,bus=nic"] + nvme_port(work, 2)
 
 
 def igb_topology(work):
@@ -121,12 +138,23 @@ BOOTS = [
     ("igb", "intel-iommu,caching-mode=on", igb_topology, "backports"),
     ("numa", "intel-iommu,caching-mode=on", numa_topology, "system"),
     ("libvirt", "intel-iommu,caching-mode=on", libvirt_topology, "system"),
+    # systemd as PID 1, iovirtd installed as meson install puts it and
+    # started by D-Bus activation through its unit (tests/e2e/systemd_root.py
+    # prepares the root, tests/e2e/guest_systemd.py checks)
+    ("systemd", "intel-iommu,caching-mode=on", systemd_topology, "system"),
 ]
 
 
 # what a boot runs in the guest beyond the suite's own needs (the guest's
 # root is this machine's), and the Debian package that has it
-BOOT_NEEDS = {"libvirt": [("/usr/sbin/libvirtd", "libvirt-daemon-system"), ("/usr/bin/virsh", "libvirt-clients")]}
+BOOT_NEEDS = {"libvirt": [("/usr/sbin/libvirtd", "libvirt-daemon-system"), ("/usr/bin/virsh", "libvirt-clients")],
+              "systemd": [("/lib/systemd/systemd", "systemd"), ("/usr/bin/dbus-daemon", "dbus-daemon"),
+                          ("/usr/lib/polkit-1/polkitd", "polkitd"), ("/usr/bin/pkaction", "polkitd"),
+                          ("/sbin/modprobe", "kmod"), ("/usr/bin/nsenter", "util-linux"),
+                          ("/usr/sbin/libvirtd", "libvirt-daemon-system"), ("/usr/bin/virsh", "libvirt-clients")]}
+# what the systemd boot covers with its own tmpfs (or an overlay of one): a
+# source or build directory below them would vanish from the guest's view
+SYSTEMD_COVERS = ("/tmp", "/var", "/etc")
 
 
 def boot_missing(name):
@@ -163,6 +191,7 @@ class Boot:
         self.sriov = read_json(os.path.join(results, "sriov.json"), None)
         self.scenarios = read_json(os.path.join(results, "scenarios.json"), [])
         self.libvirt = read_json(os.path.join(results, "libvirt.json"), [])
+        self.systemd = read_json(os.path.join(results, "systemd.json"), None)
 
 
 def read_json(path, default):
@@ -181,22 +210,49 @@ def read(path):
         return ""
 
 
+def meson_install(build, work):
+    """meson install of BUILD into a DESTDIR below WORK, as a packager runs
+    it: returns (DESTDIR, {installed path: what the build made}), the paths
+    as meson introspect --installed names them, below /"""
+    meson = shutil.which("meson")
+    if not meson:
+        raise guest_kernel.Unavailable("meson is not on PATH")
+    destdir = os.path.join(work, "install-systemd")
+    shutil.rmtree(destdir, ignore_errors=True)
+    guest_kernel.run([meson, "install", "-C", build, "--no-rebuild", "--quiet", "--destdir", destdir])
+    installed = json.loads(guest_kernel.run([meson, "introspect", "--installed", build]))
+    return destdir, {dest: built for built, dest in installed.items()}
+
+
 def boot(kernel, initrd, work, source, build, name, iommu, topology, qemu):
     """QEMU is a function from QEMU's arguments to the command line"""
     results = os.path.join(work, "results-" + name)
     shutil.rmtree(results, ignore_errors=True)
     os.makedirs(results)
     used, devices = topology(work)
+    config = {"boot": name, "source": source, "build": build, "topology": topology_names(used)}
+    guest = "guest.py"
+    if name == "systemd":
+        # the guest's init runs PREPARE in the host's root, then makes
+        # systemd PID 1 there (tests/e2e/init)
+        config["destdir"], config["installed"] = meson_install(build, work)
+        config["modules"] = os.path.dirname(kernel.modules)
+        guest = "guest_systemd.py"
+        with open(os.path.join(results, "prepare"), "w") as f:
+            f.write("#!/bin/sh\n# written by tests/e2e/run-e2e.py; run by the guest's init before systemd\n"
+                    "exec /usr/bin/python3 -B %s /run/iovirt-e2e/config.json >/run/iovirt-e2e/prepare.log 2>&1\n" %
+                    os.path.join(source, "tests", "e2e", "systemd_root.py"))
+        os.chmod(os.path.join(results, "prepare"), 0o755)
     with open(os.path.join(results, "config.json"), "w") as f:
-        json.dump({"boot": name, "source": source, "build": build, "topology": topology_names(used)}, f)
+        json.dump(config, f)
     with open(os.path.join(results, "run"), "w") as f:
-        f.write("#!/bin/sh\n# written by tests/e2e/run-e2e.py; run by the guest's init\n"
-                "export TMPDIR=/run/tmp\n")
+        f.write("#!/bin/sh\n# written by tests/e2e/run-e2e.py; run by the guest's init (or, in the systemd boot, "
+                "by its iovirt-e2e.service)\nexport TMPDIR=/run/tmp\n")
         for var in SANITIZER_OPTIONS:          # a sanitizer build behaves in the guest as it does here
             if var in os.environ:
                 f.write("export %s=%s\n" % (var, shlex.quote(os.environ[var])))
         f.write("exec /usr/bin/python3 -B %s /run/iovirt-e2e/config.json "
-                ">/run/iovirt-e2e/tap 2>/run/iovirt-e2e/guest.log\n" % os.path.join(source, "tests", "e2e", "guest.py"))
+                ">/run/iovirt-e2e/tap 2>/run/iovirt-e2e/guest.log\n" % os.path.join(source, "tests", "e2e", guest))
     os.chmod(os.path.join(results, "run"), 0o755)
     console = os.path.join(work, "console-%s.log" % name)
     if os.path.exists(console):
@@ -217,7 +273,7 @@ def boot(kernel, initrd, work, source, build, name, iommu, topology, qemu):
     with open(os.path.join(work, "qemu-%s.log" % name), "w") as qlog:
         p = subprocess.Popen(cmd, stdout=qlog, stderr=subprocess.STDOUT)
         try:
-            p.wait(BOOT_TIMEOUT)
+            p.wait(BOOT_TIMEOUTS.get(name, BOOT_TIMEOUT))
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait()
@@ -248,7 +304,7 @@ def relay(tap, b):
                    "\n".join(detail + [b.where, b.guest_log[-3000:]]))
     tail = "\n".join(b.console.splitlines()[-40:])
     if b.timed_out:
-        tap.ok(False, "%s: the guest finished within %d s" % (b.name, BOOT_TIMEOUT),
+        tap.ok(False, "%s: the guest finished within %d s" % (b.name, BOOT_TIMEOUTS.get(b.name, BOOT_TIMEOUT)),
                "%s\nconsole:\n%s" % (b.where, tail))
     else:
         tap.ok(finished, "%s: the guest ran every scenario and powered off (%.1f s)" % (b.name, b.seconds),
@@ -275,6 +331,8 @@ def report(boots, total):
                                              "; ".join("%s %.1f s" % (n, t) for n, t in b.scenarios)))
         if b.libvirt:
             print("# %s%s: %s" % (sanitized, b.name, "; ".join("%s: %.1f s" % (w, t) for w, t in b.libvirt)))
+        if b.systemd:
+            print("# %s%s: %s" % (sanitized, b.name, "; ".join("%s: %s" % (w, v) for w, v in b.systemd)))
         s = b.sriov
         if s:
             ours, floor = s.get("iovirtctl"), s.get("by_hand")
@@ -321,6 +379,11 @@ def main():
     boots = []
     for name, iommu, topology, which in chosen:
         why = boot_missing(name)
+        if not why and name == "systemd":
+            covered = [p for p in (source, build) for d in SYSTEMD_COVERS if p == d or p.startswith(d + "/")]
+            if covered:
+                why = "%s is under %s, which the systemd boot covers with its own; build elsewhere" % (
+                    covered[0], ", ".join(SYSTEMD_COVERS))
         if why:
             if required:
                 tap.ok(False, "%s: what the boot runs in the guest is installed" % name, why)
@@ -342,7 +405,11 @@ def main():
             else:
                 tap.skip("%s: boot with QEMU 10 from bookworm-backports" % name, str(qemus[which]))
             continue
-        b = boot(kernel, initrd, work, source, build, name, iommu, topology, qemus[which])
+        try:
+            b = boot(kernel, initrd, work, source, build, name, iommu, topology, qemus[which])
+        except guest_kernel.Unavailable as e:        # the systemd boot's meson install
+            tap.ok(False, "%s: the build installs (meson install --destdir)" % name, str(e))
+            continue
         relay(tap, b)
         boots.append(b)
     report(boots, time.monotonic() - t0)
