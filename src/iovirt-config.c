@@ -134,12 +134,12 @@ static void decode_header(IovirtConfig *c, IovirtCaps *caps) {
         }
 }
 
-static void decode_pcie(IovirtConfig *c, IovirtCaps *caps, unsigned pos) {
+static int decode_pcie(IovirtConfig *c, IovirtCaps *caps, unsigned pos) {
         /* flags, DevCap, and the link registers up to LnkSta, in one read */
         if (iovirt_config_fetch(c, pos, PCI_EXP_LNKSTA + 2) < 0) {
                 problem(caps, "the PCI Express capability cannot be read", pos);
                 caps->pcie = IOVIRT_UNKNOWN;
-                return;
+                return -ENODATA;
         }
         caps->pcie = IOVIRT_PRESENT;
         caps->pcie_type = (get16(c, pos + PCI_EXP_FLAGS) & PCI_EXP_FLAGS_TYPE) >> 4;
@@ -150,6 +150,7 @@ static void decode_pcie(IovirtConfig *c, IovirtCaps *caps, unsigned pos) {
                 caps->lnkcap = get32(c, pos + PCI_EXP_LNKCAP);
                 caps->lnksta = get16(c, pos + PCI_EXP_LNKSTA);
         }
+        return 0;
 }
 
 static void walk_caps(IovirtConfig *c, IovirtCaps *caps) {
@@ -188,20 +189,28 @@ static void walk_caps(IovirtConfig *c, IovirtCaps *caps) {
                         problem(caps, "the capability list reads 0xff (device gone?)", pos);
                         break;
                 }
-                if (id == PCI_CAP_ID_EXP && caps->pcie == IOVIRT_UNKNOWN)
-                        decode_pcie(c, caps, pos);
-                else if (id == PCI_CAP_ID_PM && caps->pm == IOVIRT_UNKNOWN) {
+                /* A capability on the list whose registers cannot be read
+                 * stops the walk: it is there, so it must not end up ABSENT
+                 * when the list is complete. */
+                if (id == PCI_CAP_ID_EXP && caps->pcie == IOVIRT_UNKNOWN) {
+                        if (decode_pcie(c, caps, pos) < 0)
+                                break;
+                } else if (id == PCI_CAP_ID_PM && caps->pm == IOVIRT_UNKNOWN) {
                         uint16_t ctrl;
-                        if (iovirt_config_u16(c, pos + PCI_PM_CTRL, &ctrl) == 0) {
-                                caps->pm = IOVIRT_PRESENT;
-                                caps->pm_no_soft_reset = ctrl & PCI_PM_CTRL_NO_SOFT_RST;
+                        if (iovirt_config_u16(c, pos + PCI_PM_CTRL, &ctrl) < 0) {
+                                problem(caps, "the Power Management capability cannot be read", pos);
+                                break;
                         }
+                        caps->pm = IOVIRT_PRESENT;
+                        caps->pm_no_soft_reset = ctrl & PCI_PM_CTRL_NO_SOFT_RST;
                 } else if (id == PCI_CAP_ID_AF && caps->af == IOVIRT_UNKNOWN) {
                         uint8_t afcap;
-                        if (iovirt_config_u8(c, pos + PCI_AF_CAP, &afcap) == 0) {
-                                caps->af = IOVIRT_PRESENT;
-                                caps->af_flr = (afcap & PCI_AF_CAP_TP) && (afcap & PCI_AF_CAP_FLR);
+                        if (iovirt_config_u8(c, pos + PCI_AF_CAP, &afcap) < 0) {
+                                problem(caps, "the Advanced Features capability cannot be read", pos);
+                                break;
                         }
+                        caps->af = IOVIRT_PRESENT;
+                        caps->af_flr = (afcap & PCI_AF_CAP_TP) && (afcap & PCI_AF_CAP_FLR);
                 }
                 pos = (hdr >> 8) & ~3;
         }
@@ -252,23 +261,28 @@ static void walk_ext_caps(IovirtConfig *c, IovirtCaps *caps) {
                         break;
                 }
                 unsigned id = hdr & 0xffff, next = (hdr >> 20) & ~3u;
+                /* as in walk_caps(): one that cannot be read is not absent */
                 if (id == PCI_EXT_CAP_ID_ACS && caps->acs == IOVIRT_UNKNOWN) {
-                        if (iovirt_config_fetch(c, pos, PCI_ACS_CTRL + 2) == 0) {
-                                caps->acs = IOVIRT_PRESENT;
-                                caps->acs_cap = get16(c, pos + PCI_ACS_CAP);
-                                caps->acs_ctl = get16(c, pos + PCI_ACS_CTRL);
+                        if (iovirt_config_fetch(c, pos, PCI_ACS_CTRL + 2) < 0) {
+                                problem(caps, "the ACS capability cannot be read", pos);
+                                break;
                         }
+                        caps->acs = IOVIRT_PRESENT;
+                        caps->acs_cap = get16(c, pos + PCI_ACS_CAP);
+                        caps->acs_ctl = get16(c, pos + PCI_ACS_CTRL);
                 } else if (id == PCI_EXT_CAP_ID_SRIOV && caps->sriov == IOVIRT_UNKNOWN) {
-                        if (iovirt_config_fetch(c, pos, PCI_IOV_DID + 2) == 0) {
-                                caps->sriov = IOVIRT_PRESENT;
-                                caps->iov_ctrl = get16(c, pos + PCI_IOV_CTRL);
-                                caps->iov_initial = get16(c, pos + PCI_IOV_INITIALVF);
-                                caps->iov_total = get16(c, pos + PCI_IOV_TOTALVF);
-                                caps->iov_num = get16(c, pos + PCI_IOV_NUMVF);
-                                caps->iov_offset = get16(c, pos + PCI_IOV_OFFSET);
-                                caps->iov_stride = get16(c, pos + PCI_IOV_STRIDE);
-                                caps->iov_did = get16(c, pos + PCI_IOV_DID);
+                        if (iovirt_config_fetch(c, pos, PCI_IOV_DID + 2) < 0) {
+                                problem(caps, "the SR-IOV capability cannot be read", pos);
+                                break;
                         }
+                        caps->sriov = IOVIRT_PRESENT;
+                        caps->iov_ctrl = get16(c, pos + PCI_IOV_CTRL);
+                        caps->iov_initial = get16(c, pos + PCI_IOV_INITIALVF);
+                        caps->iov_total = get16(c, pos + PCI_IOV_TOTALVF);
+                        caps->iov_num = get16(c, pos + PCI_IOV_NUMVF);
+                        caps->iov_offset = get16(c, pos + PCI_IOV_OFFSET);
+                        caps->iov_stride = get16(c, pos + PCI_IOV_STRIDE);
+                        caps->iov_did = get16(c, pos + PCI_IOV_DID);
                 }
                 seen[pos / 4 / 32] |= 1u << ((pos / 4) % 32);
                 if (next == 0) {
