@@ -113,11 +113,32 @@ unsigned iovirt_selector_max(const IovirtSelector *s) {
         return m;
 }
 
+/* Steps from range to range rather than index to index: at most two steps
+ * per range, so the time goes with what was written, not with the highest
+ * index (index by index, a 4 KiB selector of 2,000 ranges ending at 65534
+ * cost iovirtd 0.1 s of CPU per call, fuzz-selector found). */
 unsigned iovirt_selector_count(const IovirtSelector *s) {
-        unsigned n = 0, max = iovirt_selector_max(s);
-        for (unsigned i = 0; s->n_ranges && i <= max; i++)
-                n += iovirt_selector_has(s, i);
-        return n;
+        unsigned n = 0;
+        for (unsigned i = 0;;) {
+                /* the furthest a range holding i reaches; else where the next range starts */
+                unsigned reach = 0, next = UINT_MAX;
+                bool held = false;
+                for (size_t k = 0; k < s->n_ranges; k++) {
+                        const IovirtVfRange *r = &s->ranges[k];
+                        if (r->first <= i && i <= r->last) {
+                                held = true;
+                                reach = r->last > reach ? r->last : reach;
+                        } else if (r->first > i && r->first < next)
+                                next = r->first;
+                }
+                if (held) {
+                        n += reach - i + 1;
+                        i = reach + 1;          /* indexes end at IOVIRT_VF_INDEX_MAX: no overflow */
+                } else if (next != UINT_MAX)
+                        i = next;
+                else
+                        return n;
+        }
 }
 
 /* ---- VFs of a PF ---- */
