@@ -25,6 +25,7 @@ import sys
 
 CONFIG = json.load(open(sys.argv[1]))
 RESULTS = os.path.dirname(sys.argv[1])
+KEEP = "/run/iovirt-e2e-keep"      # the folders under test, held while a tmpfs covers where they are
 RW = "/run/iovirt-e2e-rw"           # uppers and work folders of the overlays (tmpfs: /run)
 # what the guest's iovirtd is given as its watchdog (iovirtd.service says
 # 3min): short enough that a boot sees many periods go by
@@ -162,9 +163,37 @@ def libvirt():
         os.unlink(os.path.join(autostart, link))
 
 
+def held_below(cover):
+    """The folders under test (the source and the build, outermost only)
+    that a tmpfs on COVER would hide: a CI's clone is often in /tmp.  Each
+    is bound to a holding folder in /run first; put_back() binds it again
+    into the new tmpfs, read-only as the host's root is.  systemd-tmpfiles,
+    which empties /tmp at boot, stops at mount points."""
+    paths = sorted({CONFIG["source"], CONFIG["build"]}, key=len)
+    outer = [p for i, p in enumerate(paths) if not any(p.startswith(q.rstrip("/") + "/") for q in paths[:i])]
+    held = []
+    for p in outer:
+        if p.startswith(cover.rstrip("/") + "/"):
+            hold = os.path.join(KEEP, str(len(os.listdir(KEEP)) if os.path.isdir(KEEP) else 0))
+            os.makedirs(hold)
+            run("mount", "--bind", p, hold)
+            held.append((p, hold))
+    return held
+
+
+def put_back(held):
+    for p, hold in held:
+        os.makedirs(p, exist_ok=True)
+        run("mount", "--bind", hold, p)
+
+
 def main():
+    held = held_below("/tmp")
     run("mount", "-t", "tmpfs", "-o", "mode=1777", "tmp", "/tmp")
+    put_back(held)
+    held = held_below("/var")
     var()
+    put_back(held)
     # overlayfs first (the host may have no /lib/modules to bind over)
     release = os.listdir(CONFIG["modules"])[0]
     run("insmod", os.path.join(CONFIG["modules"], release, "kernel", "fs", "overlayfs", "overlay.ko"))
