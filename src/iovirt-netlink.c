@@ -161,6 +161,10 @@ int iovirt_vf_settings_check(const IovirtVfSettings *s, const char **reason) {
 static struct nlmsghdr *link_request(void *buf, size_t size, uint16_t type, uint32_t seq, const char *ifname) {
         if (size < MNL_NLMSG_HDRLEN + MNL_ALIGN(sizeof(struct ifinfomsg)))
                 return NULL;
+        /* libmnl before 1.0.5 (Debian 12 has 1.0.4) leaves an attribute's
+         * alignment padding as it found it: IFLA_IFNAME's would carry stack
+         * bytes to the kernel (valgrind: sendto points to uninitialised bytes) */
+        memset(buf, 0, size);
         struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
         nlh->nlmsg_type = type;
         nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK;
