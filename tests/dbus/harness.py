@@ -6,14 +6,26 @@ import re
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
+
+HOSTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "hosts")
+if os.path.realpath(HOSTS_DIR) not in map(os.path.realpath, sys.path):
+    sys.path.append(HOSTS_DIR)
+import wrapper as testwrap  # noqa: E402   IOVIRT_TEST_WRAPPER (meson test --setup valgrind)
+
+# iovirtd under the wrapper: its errors fail the test at exit, whoever stopped it
+testwrap.judge_at_exit()
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PRELOAD = "libumockdev-preload.so.0"
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"]
 GDBUS_CALL = ["gdbus", "call", "--system", "--dest", "org.iovirt1", "--object-path", "/org/iovirt1"]
+if testwrap.active():
+    # a call's reply waits as long as the wrapped iovirtd is slower (gdbus's own bound is 25 s)
+    GDBUS_CALL += ["--timeout", str(25 * testwrap.SLOW)]
 
 
 class Bus:
@@ -61,12 +73,19 @@ def start_iovirtd(iovirtd, bus, testbed, preload=PRELOAD, **extra):
         env.update(UMOCKDEV_DIR=testbed, IOVIRT_ROOT=testbed, LD_PRELOAD=preload,
                    STATE_DIRECTORY=os.path.join(os.path.dirname(testbed), "state"), IOVIRT_LIBVIRT_URI=LIBVIRT_TEST_URI)
     wrapper = extra.pop("wrapper", [])
+    if testwrap.active() and "IOVIRT_SRIOV_TIMEOUT" not in os.environ:
+        # SetVfs waits for the VFs' uevents, which the wrapped iovirtd reads that much slower
+        # (a test that names its own bound keeps it)
+        env["IOVIRT_SRIOV_TIMEOUT"] = str(min(3600, 60 * testwrap.SLOW))
     env.update(extra)
     s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     s.bind(notify)
-    s.settimeout(60)
+    s.settimeout(60 * testwrap.SLOW)
     log = open(os.path.join(bus.dir, "iovirtd.log"), "a")
-    p = subprocess.Popen(wrapper + [iovirtd, "--debug"], env=bus.env(**env), stderr=log, text=True)
+    # the test's own wrapper (unshare ...), then IOVIRT_TEST_WRAPPER's, right before iovirtd
+    p = subprocess.Popen(wrapper + testwrap.prefix("iovirtd") + [iovirtd, "--debug"],
+                         env=bus.env(**env), stderr=log, text=True)
+    testwrap.started(p)
     p.log_path = log.name
     try:
         while b"READY=1" not in s.recv(4096):
@@ -106,7 +125,7 @@ class Daemon:
         import shutil
         if self.daemon and self.daemon.poll() is None:
             self.daemon.terminate()
-            self.daemon.wait(10)
+            self.daemon.wait(10 * testwrap.SLOW)
         if self.bus:
             self.bus.stop()
         shutil.rmtree(self.root, ignore_errors=True)
@@ -144,7 +163,7 @@ class Env:
         machine under ASan can stretch"""
         if self.daemon and self.daemon.poll() is None:
             self.daemon.terminate()
-            self.daemon.wait(60)
+            self.daemon.wait(60 * testwrap.SLOW)
 
     def close(self):
         self.stop()
@@ -155,8 +174,10 @@ class Env:
         return open(self.daemon.log_path).read()
 
     def ctl(self, *args):
-        p = subprocess.run([self.iovirtctl] + list(args), env=self.bus.env(COLUMNS="200"), capture_output=True,
-                           text=True, timeout=120)
+        # IOVIRT_TEST_WRAPPER: the CLI's client side, which only the D-Bus tests reach
+        p = subprocess.run(testwrap.prefix("iovirtctl") + [self.iovirtctl] + list(args),
+                           env=self.bus.env(COLUMNS="200"), capture_output=True, text=True,
+                           timeout=120 * testwrap.SLOW)
         return p.returncode, p.stdout, p.stderr
 
     def call(self, method, *args, user=None):

@@ -26,6 +26,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import goldens  # noqa: E402
 import verdicts  # noqa: E402
+import wrapper  # noqa: E402
 from hosts import HOSTS  # noqa: E402
 from lspci import disagreements, parse_lspci  # noqa: E402
 from tap import Tap  # noqa: E402
@@ -45,7 +46,9 @@ class Host:
         self.env["DBUS_SYSTEM_BUS_ADDRESS"] = "unix:path=/nonexistent/iovirt-test-bus"
 
     def run(self, *args):
-        p = subprocess.run([self.ctl] + list(args), env=self.env, capture_output=True, text=True, timeout=120)
+        # IOVIRT_TEST_WRAPPER (meson test --setup valgrind) goes in front of iovirtctl only, never lspci
+        p = subprocess.run(wrapper.prefix("iovirtctl") + [self.ctl] + list(args), env=self.env,
+                           capture_output=True, text=True, timeout=120 * wrapper.SLOW)
         return p.returncode, p.stdout, p.stderr
 
     def json(self, *args):
@@ -357,6 +360,7 @@ def main():
     ctl, name = sys.argv[1], sys.argv[2]
     shim = sys.argv[3] if len(sys.argv) > 3 else None
     tap = Tap()
+    wrapper.judge_at_exit()     # what an exception left unjudged
     root = tempfile.mkdtemp(prefix="iovirt-test-%s." % name)
     try:
         host = Host(ctl, name, root)
@@ -374,6 +378,10 @@ def main():
         check_oracle(tap, host)
         if name == "desktop" and shim:
             check_vanish(tap, ctl, shim)
+        if wrapper.VALGRIND:
+            runs, unfinished, per, problems = wrapper.judge()
+            tap.ok(runs and not problems and not unfinished, "%s: %s" % (name, wrapper.summary(runs, unfinished, per)),
+                   "\n".join(problems) or "%d runs, %d without a whole report" % (runs, unfinished))
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return tap.done()

@@ -15,6 +15,7 @@ import tempfile
 
 from tap import Tap
 from cli_errors import error_object
+import wrapper      # IOVIRT_TEST_WRAPPER (meson test --setup valgrind) in front of iovirtctl
 
 ctl = sys.argv[1]
 tmp = tempfile.mkdtemp(prefix="iovirt-usage.")
@@ -116,12 +117,14 @@ MALFORMED = [
 ]
 
 t = Tap()
+wrapper.judge_at_exit()     # what an exception left unjudged
 
 
 def run(args):
     """(exit code, stdout, stderr, connections made to the bus)"""
     try:
-        p = subprocess.run([ctl] + args, env=env, capture_output=True, timeout=20)
+        p = subprocess.run(wrapper.prefix("iovirtctl") + [ctl] + args, env=env, capture_output=True,
+                           timeout=20 * wrapper.SLOW)
         rc, out, err = p.returncode, p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace")
     except subprocess.TimeoutExpired:
         rc, out, err = None, "", "timed out (waiting for a bus?)"
@@ -169,9 +172,10 @@ for args, text in MALFORMED:
 
 # Well formed, and so past the syntax: these do reach for the bus (and the
 # host), which is what the cases above are told apart from
-p = subprocess.Popen([ctl, "--json", "assign", "05:00.0", "--to", "vm", "--no-ask-password"], env=env,
+p = subprocess.Popen(wrapper.prefix("iovirtctl") + [ctl, "--json", "assign", "05:00.0", "--to", "vm",
+                                                  "--no-ask-password"], env=env,
                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-readable, _, _ = select.select([bus], [], [], 20)
+readable, _, _ = select.select([bus], [], [], 20 * wrapper.SLOW)
 p.kill()
 out, err = p.communicate()
 if readable:
@@ -199,4 +203,9 @@ missing = [v for v in verbs if v not in out]
 t.ok(got == 0 and not missing, "--help lists every command and option", "lacks %s" % missing)
 
 bus.close()
+if wrapper.VALGRIND:
+    runs, unfinished, per, problems = wrapper.judge()
+    # one run is killed on purpose (the well-formed assign, once it has connected)
+    t.ok(runs and not problems and unfinished <= 1, "usage: " + wrapper.summary(runs, unfinished, per),
+         "\n".join(problems) or "%d runs, %d without a whole report" % (runs, unfinished))
 sys.exit(t.done())
