@@ -470,19 +470,6 @@ int iovirt_memlock_record_save(const char *dir, const IovirtMemlockRecord *r) {
         return iovirt_file_save_atomic(dir, name, text, size);
 }
 
-/* An unsigned number as json-c wrote it (a negative one reads as 0 with errno) */
-static int get_u64(json_object *o, const char *key, uint64_t max, uint64_t *ret) {
-        json_object *v;
-        if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_int))
-                return -EBADMSG;
-        errno = 0;
-        uint64_t u = json_object_get_uint64(v);
-        if (errno != 0 || u > max || (u == 0 && json_object_get_int64(v) < 0))
-                return -EBADMSG;
-        *ret = u;
-        return 0;
-}
-
 int iovirt_memlock_record_load(const char *dir, pid_t pid, IovirtMemlockRecord *ret) {
         char name[64], path[PATH_MAX];
         _cleanup_free_ char *text = NULL, *why = NULL;
@@ -501,10 +488,10 @@ int iovirt_memlock_record_load(const char *dir, pid_t pid, IovirtMemlockRecord *
         if (k < 0)
                 return k == -ENOMEM ? k : -EBADMSG;
         IovirtMemlockRecord r = {};
-        if (!json_object_is_type(o, json_type_object) || get_u64(o, "version", UINT32_MAX, &version) < 0 ||
-            version != IOVIRT_STATE_VERSION || get_u64(o, "pid", INT32_MAX, &p) < 0 || p != (uint64_t) pid ||
-            get_u64(o, "pid_start", UINT64_MAX, &r.pid_start) < 0 || get_u64(o, "soft", UINT64_MAX, &r.soft) < 0 ||
-            get_u64(o, "hard", UINT64_MAX, &r.hard) < 0 || !json_object_object_get_ex(o, "consumer", &c) ||
+        if (!json_object_is_type(o, json_type_object) || iovirt_json_get_u64(o, "version", UINT32_MAX, &version) < 0 ||
+            version != IOVIRT_STATE_VERSION || iovirt_json_get_u64(o, "pid", INT32_MAX, &p) < 0 || p != (uint64_t) pid ||
+            iovirt_json_get_u64(o, "pid_start", UINT64_MAX, &r.pid_start) < 0 || iovirt_json_get_u64(o, "soft", UINT64_MAX, &r.soft) < 0 ||
+            iovirt_json_get_u64(o, "hard", UINT64_MAX, &r.hard) < 0 || !json_object_object_get_ex(o, "consumer", &c) ||
             !json_object_is_type(c, json_type_string))
                 return -EBADMSG;
         r.pid = (int32_t) p;

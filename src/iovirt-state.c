@@ -180,8 +180,7 @@ json_object *iovirt_record_to_json(const IovirtRecord *r) {
         return TAKE_PTR(o);
 }
 
-/* An unsigned number json-c wrote with json_object_new_uint64 */
-static int get_uint64(json_object *o, const char *key, uint64_t max, uint64_t *ret) {
+int iovirt_json_get_u64(json_object *o, const char *key, uint64_t max, uint64_t *ret) {
         json_object *v;
         if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_int))
                 return -EBADMSG;
@@ -198,10 +197,10 @@ static int holder_from_json(json_object *o, IovirtHolder *h) {
         json_object *v, *before;
         uint64_t uid, pid;
         *h = (IovirtHolder) { .known = true };
-        if (!json_object_is_type(o, json_type_object) || get_uint64(o, "uid", UINT32_MAX - 1, &uid) < 0 ||
-            get_uint64(o, "pid", INT32_MAX, &pid) < 0 || get_uint64(o, "pid_start", UINT64_MAX, &h->pid_start) < 0 ||
-            get_uint64(o, "memory", UINT64_MAX, &h->memory) < 0 ||
-            get_uint64(o, "memlock", UINT64_MAX, &h->memlock) < 0 ||
+        if (!json_object_is_type(o, json_type_object) || iovirt_json_get_u64(o, "uid", UINT32_MAX - 1, &uid) < 0 ||
+            iovirt_json_get_u64(o, "pid", INT32_MAX, &pid) < 0 || iovirt_json_get_u64(o, "pid_start", UINT64_MAX, &h->pid_start) < 0 ||
+            iovirt_json_get_u64(o, "memory", UINT64_MAX, &h->memory) < 0 ||
+            iovirt_json_get_u64(o, "memlock", UINT64_MAX, &h->memlock) < 0 ||
             !json_object_object_get_ex(o, "viommu", &v) || !json_object_is_type(v, json_type_boolean))
                 return -EBADMSG;
         h->uid = (uint32_t) uid;
@@ -209,8 +208,8 @@ static int holder_from_json(json_object *o, IovirtHolder *h) {
         h->viommu = json_object_get_boolean(v);
         if (json_object_object_get_ex(o, "memlock_before", &before)) {
                 if (!json_object_is_type(before, json_type_object) ||
-                    get_uint64(before, "soft", UINT64_MAX, &h->memlock_soft) < 0 ||
-                    get_uint64(before, "hard", UINT64_MAX, &h->memlock_hard) < 0)
+                    iovirt_json_get_u64(before, "soft", UINT64_MAX, &h->memlock_soft) < 0 ||
+                    iovirt_json_get_u64(before, "hard", UINT64_MAX, &h->memlock_hard) < 0)
                         return -EBADMSG;
                 h->memlock_saved = true;
         }
@@ -334,8 +333,8 @@ int iovirt_record_from_json(json_object *o, IovirtRecord **ret, char **reason) {
         }
         if (json_object_object_get_ex(o, "vfio_node", &v)) {
                 uint64_t to, uid, gid;
-                if (!json_object_is_type(v, json_type_object) || get_uint64(v, "given_to", UINT32_MAX - 1, &to) < 0 ||
-                    get_uint64(v, "uid", UINT32_MAX - 1, &uid) < 0 || get_uint64(v, "gid", UINT32_MAX - 1, &gid) < 0)
+                if (!json_object_is_type(v, json_type_object) || iovirt_json_get_u64(v, "given_to", UINT32_MAX - 1, &to) < 0 ||
+                    iovirt_json_get_u64(v, "uid", UINT32_MAX - 1, &uid) < 0 || iovirt_json_get_u64(v, "gid", UINT32_MAX - 1, &gid) < 0)
                         return bad(reason, "an invalid \"vfio_node\" (given_to, uid, gid)");
                 r->node_given = true;
                 r->node_uid = (uint32_t) to;

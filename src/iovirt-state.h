@@ -120,6 +120,9 @@ const char *iovirt_state_write_advice(int r);
  * dropped a part of it for want of memory, which it only says in errno */
 int iovirt_json_text(json_object *o, const char **ret, size_t *size);
 int iovirt_json_text_parse(const char *text, size_t size, json_object **ret, char **reason);
+/* O's KEY, an unsigned number json-c wrote (json_object_new_uint64), at most
+ * MAX: -EBADMSG when it is missing, not a number, negative or above MAX */
+int iovirt_json_get_u64(json_object *o, const char *key, uint64_t max, uint64_t *ret);
 int iovirt_file_set_aside(const char *dir, const char *name, const char *why, char **problem);
 
 /* Removes group-N.json durably; 0 when there was none. */
