@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import resource
 import shutil
 import socket
 import subprocess
@@ -267,3 +268,85 @@ class Stalled:
         for c in self.conns:
             c.close()
         self.sock.close()
+
+
+def fault_points(source):
+    """(every iovirt_fault_point("...") the C sources below SOURCE reach,
+    the points src/iovirt-fault.h lists, in its order): a point added in C
+    is crashed at by test-assign.py or test-crash.py without anyone copying
+    it, and the list must name each exactly once"""
+    used = set()
+    for folder in ("src", "daemon"):
+        for name in sorted(os.listdir(os.path.join(source, folder))):
+            if name.endswith(".c"):
+                with open(os.path.join(source, folder, name)) as f:
+                    used |= set(re.findall(r'iovirt_fault_point\("([^"]+)"\)', f.read()))
+    with open(os.path.join(source, "src", "iovirt-fault.h")) as f:
+        listed = re.findall(r'"([a-z]+\.[a-z]+)"', f.read().split("#define IOVIRT_FAULT_POINTS", 1)[1].split("#if", 1)[0])
+    return used, listed
+
+
+class Child:
+    """`sleep 600` with RLIMIT_MEMLOCK MEMLOCK (soft, hard), as USER (None:
+    ours), on CPUS (None: any).  iovirtd reads
+    /proc/PID/{status,stat,cgroup} below the testbed: status and stat are
+    links to the real ones; cgroup is ours ("0::/CGROUP"), so that the
+    memory cgroup check does not depend on how this machine mounts cgroups
+    (a v1 memory controller would make it unknown)."""
+
+    def __init__(self, env, memlock, cgroup="/iovirt-test.slice/vm.scope", cpus=None, user=None):
+        self.env = env
+        # a plain QEMU of another user: setpriv execs sleep as it, keeping the PID
+        # (the limit set before, by prlimit(1) execing on: root cannot prlimit another uid's process here)
+        as_user = (["prlimit", "--memlock=%d:%d" % memlock, "setpriv", "--reuid=" + user, "--regid=nogroup",
+                    "--clear-groups"] if user else [])
+        # not our stdout: a child left behind must not hold the TAP stream open
+        self.proc = subprocess.Popen(as_user + (["taskset", "-c", cpus] if cpus else []) + ["sleep", "600"],
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        self.pid = self.proc.pid
+        self.dir = os.path.join(env.tb, "proc", str(self.pid))
+        if user:
+            # until setpriv has become the user and exec'd sleep (bounded: it is a few syscalls away)
+            import pwd
+            uid = pwd.getpwnam(user).pw_uid
+            wait_until(lambda: open("/proc/%d/comm" % self.pid).read().strip() == "sleep" and
+                       os.stat("/proc/%d" % self.pid).st_uid == uid, timeout=10, step=0.01)
+        try:
+            if not user:
+                resource.prlimit(self.pid, resource.RLIMIT_MEMLOCK, memlock)     # lowering needs no privilege
+            os.makedirs(self.dir)
+            for name in ("status", "stat"):
+                os.symlink("/proc/%d/%s" % (self.pid, name), os.path.join(self.dir, name))
+            with open(os.path.join(self.dir, "cgroup"), "w") as f:
+                f.write("0::%s\n" % cgroup)
+            # a cgroup2 mount with that cgroup in it (no memory.max yet: no limit)
+            fs = os.path.join(env.tb, "sys/fs/cgroup")
+            os.makedirs(os.path.join(fs, cgroup.lstrip("/")), exist_ok=True)
+            with open(os.path.join(fs, "cgroup.controllers"), "w") as f:
+                f.write("cpu memory pids\n")
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def consumer(self):
+        return "pid:%d" % self.pid
+
+    def memlock(self):
+        """(soft, hard) of "Max locked memory" in /proc/PID/limits, in bytes"""
+        with open("/proc/%d/limits" % self.pid) as f:
+            for line in f:
+                if line.startswith("Max locked memory"):
+                    soft, hard = line[len("Max locked memory"):].split()[:2]
+                    return tuple(-1 if v == "unlimited" else int(v) for v in (soft, hard))
+        return None
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(10)
+
+    def close(self):
+        self.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)

@@ -40,23 +40,8 @@ def Env(host, **extra):
 SOURCE = os.path.join(HERE, "..", "..")
 
 
-def fault_points():
-    """Every iovirt_fault_point("...") in the C sources, in the order of
-    src/iovirt-fault.h's list, which must name each of them exactly once: a
-    point added in C is crashed at here without anyone copying it."""
-    used = set()
-    for folder in ("src", "daemon"):
-        for name in sorted(os.listdir(os.path.join(SOURCE, folder))):
-            if name.endswith(".c"):
-                with open(os.path.join(SOURCE, folder, name)) as f:
-                    used |= set(re.findall(r'iovirt_fault_point\("([^"]+)"\)', f.read()))
-    with open(os.path.join(SOURCE, "src", "iovirt-fault.h")) as f:
-        listed = re.findall(r'"([a-z]+\.[a-z]+)"', f.read().split("#define IOVIRT_FAULT_POINTS", 1)[1].split("#if", 1)[0])
-    return used, listed
-
-
 t = Tap()
-USED_POINTS, LISTED_POINTS = fault_points()
+USED_POINTS, LISTED_POINTS = harness.fault_points(SOURCE)
 t.ok(USED_POINTS and sorted(USED_POINTS) == sorted(LISTED_POINTS) and len(set(LISTED_POINTS)) == len(LISTED_POINTS),
      "src/iovirt-fault.h lists every fault point the C sources reach, once (%d)" % len(USED_POINTS),
      "in the code only: %s; listed only: %s" % (sorted(USED_POINTS - set(LISTED_POINTS)),

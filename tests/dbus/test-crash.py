@@ -57,8 +57,6 @@ assign.commit: assigned.
 import json
 import os
 import re
-import resource
-import shutil
 import signal
 import subprocess
 import sys
@@ -77,19 +75,6 @@ MIB, GIB = 1 << 20, 1 << 30
 
 def Env(host, **extra):
     return harness.Env(IOVIRTD, IOVIRTCTL, EMU, WRITER, host, **extra)
-
-
-def fault_points():
-    """(points the C sources reach, points src/iovirt-fault.h lists)"""
-    used = set()
-    for folder in ("src", "daemon"):
-        for name in sorted(os.listdir(os.path.join(SOURCE, folder))):
-            if name.endswith(".c"):
-                with open(os.path.join(SOURCE, folder, name)) as f:
-                    used |= set(re.findall(r'iovirt_fault_point\("([^"]+)"\)', f.read()))
-    with open(os.path.join(SOURCE, "src", "iovirt-fault.h")) as f:
-        listed = re.findall(r'"([a-z]+\.[a-z]+)"', f.read().split("#define IOVIRT_FAULT_POINTS", 1)[1].split("#if", 1)[0])
-    return used, listed
 
 
 def kill_at(env, point, call):
@@ -227,58 +212,9 @@ def can_raise_limits():
     return bool(eff & (1 << 24))
 
 
-class Child:
-    """`sleep 600` with RLIMIT_MEMLOCK ORIG_MEMLOCK, as user (None: ours).
-    iovirtd reads /proc/PID/{status,stat,cgroup} below the testbed: status
-    and stat are links to the real ones, cgroup ours (as in
-    test-policy.py)."""
-
-    def __init__(self, env, user=None):
-        as_user = (["prlimit", "--memlock=%d:%d" % ORIG_MEMLOCK, "setpriv", "--reuid=" + user, "--regid=nogroup",
-                    "--clear-groups"] if user else [])
-        self.proc = subprocess.Popen(as_user + ["sleep", "600"], stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.pid = self.proc.pid
-        self.dir = os.path.join(env.tb, "proc", str(self.pid))
-        try:
-            if user:
-                import pwd
-                uid = pwd.getpwnam(user).pw_uid
-                harness.wait_until(lambda: open("/proc/%d/comm" % self.pid).read().strip() == "sleep" and
-                                   os.stat("/proc/%d" % self.pid).st_uid == uid, timeout=10, step=0.01)
-            else:
-                resource.prlimit(self.pid, resource.RLIMIT_MEMLOCK, ORIG_MEMLOCK)
-            os.makedirs(self.dir)
-            for name in ("status", "stat"):
-                os.symlink("/proc/%d/%s" % (self.pid, name), os.path.join(self.dir, name))
-            with open(os.path.join(self.dir, "cgroup"), "w") as f:
-                f.write("0::/iovirt-test.slice/vm.scope\n")
-            fs = os.path.join(env.tb, "sys/fs/cgroup")
-            os.makedirs(os.path.join(fs, "iovirt-test.slice/vm.scope"), exist_ok=True)
-            with open(os.path.join(fs, "cgroup.controllers"), "w") as f:
-                f.write("cpu memory pids\n")
-        except BaseException:
-            self.close()
-            raise
-
-    @property
-    def consumer(self):
-        return "pid:%d" % self.pid
-
-    def memlock(self):
-        """(soft, hard) of "Max locked memory" in /proc/PID/limits"""
-        with open("/proc/%d/limits" % self.pid) as f:
-            for line in f:
-                if line.startswith("Max locked memory"):
-                    soft, hard = line[len("Max locked memory"):].split()[:2]
-                    return tuple(-1 if v == "unlimited" else int(v) for v in (soft, hard))
-        return None
-
-    def close(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(10)
-        shutil.rmtree(self.dir, ignore_errors=True)
+def Child(env, user=None):
+    """a consumer process starting at ORIG_MEMLOCK, as USER (harness.Child)"""
+    return harness.Child(env, ORIG_MEMLOCK, user=user)
 
 
 RAISE = can_raise_limits()
@@ -365,7 +301,7 @@ def memlock_case(point, before, call, expect):
 
 
 def main():
-    used, listed = fault_points()
+    used, listed = harness.fault_points(SOURCE)
     ours = [p for p in listed if p in used and not p.startswith(("assign.", "release."))] + \
         sorted(p for p in used - set(listed) if not p.startswith(("assign.", "release.")))
     cased = {c[0] for c in SRIOV_CASES} | {c[0] for c in MEMLOCK_CASES}
