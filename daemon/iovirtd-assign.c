@@ -864,6 +864,11 @@ static int assign_done(Manager *m, sd_bus_message *msg, void *p) {
         if (j->r < 0) {
                 log_full_errno(LOG_ERR, j->r, NULL, "Assigning group %d to %s failed: %s", plan->group, plan->consumer,
                                strna(j->reason));
+                /* the job put back what it raised, which is what another group held then: when that group
+                 * was released meanwhile (its release saw this one still placed and left the limit), the
+                 * consumer holds nothing now and its limit from before goes back here */
+                if (back && j->raised && !manager_consumer_holds(m, plan->consumer))
+                        policy_restore_memlock(plan->consumer, &plan->holder, m->state_dir);
                 return sd_bus_reply_method_errorf(msg, j->raise_failed    ? IOVIRT_ERROR_FAILED
                                                        : j->attach_failed ? IOVIRT_ERROR_LIBVIRT
                                                                           : IOVIRT_ERROR_BIND_FAILED,

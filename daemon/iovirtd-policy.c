@@ -317,7 +317,9 @@ int policy_holder(Manager *m, const PolicyFacts *f, const IovirtPlan *plan, Iovi
         /* The limit from before its first group, kept with every group of
          * the consumer, whichever of them raised it and whichever goes last */
         struct rlimit now;
-        if (tally.my_holder && tally.my_holder->memlock_saved) {
+        /* (only while it is the same process: a PID reused under the same name has limits of its own) */
+        if (tally.my_holder && tally.my_holder->memlock_saved && tally.my_holder->pid == h.pid &&
+            tally.my_holder->pid_start == h.pid_start) {
                 h.memlock_saved = true;
                 h.memlock_soft = tally.my_holder->memlock_soft;
                 h.memlock_hard = tally.my_holder->memlock_hard;
@@ -344,11 +346,11 @@ static int memlock_record(const IovirtHolder *holder, const char *consumer, cons
         iovirt_memlock_record_clear(&rec);
         struct rlimit now;
         rec = (IovirtMemlockRecord) { .pid = holder->pid, .pid_start = holder->pid_start };
-        r = 0;
-        if (holder->memlock_saved) {
+        r = iovirt_boot_id(&rec.boot_id);
+        if (r >= 0 && holder->memlock_saved) {
                 rec.soft = holder->memlock_soft;
                 rec.hard = holder->memlock_hard;
-        } else if ((r = iovirt_memlock_get(holder->pid, &now)) >= 0) {
+        } else if (r >= 0 && (r = iovirt_memlock_get(holder->pid, &now)) >= 0) {
                 rec.soft = rlim_to_u64(now.rlim_cur);
                 rec.hard = rlim_to_u64(now.rlim_max);
         }
@@ -356,7 +358,8 @@ static int memlock_record(const IovirtHolder *holder, const char *consumer, cons
                 r = (rec.consumer = strdup(consumer)) ? iovirt_memlock_record_save(dir, &rec) : -ENOMEM;
         if (r < 0)
                 return iovirt_set_reason(reason, r, "Could not record RLIMIT_MEMLOCK of process %d in %s before "
-                                         "raising it: %s; nothing was changed", (int) holder->pid, dir, strerror(-r));
+                                         "raising it: %s; nothing was changed%s", (int) holder->pid, dir, strerror(-r),
+                                         iovirt_state_write_advice(r));
         return 1;
 }
 
@@ -439,8 +442,20 @@ void policy_restore_memlock(const char *consumer, const IovirtHolder *holder, co
         uint64_t start;
         /* only the very process that was raised: a PID of another is left alone */
         int r = iovirt_process_identity(holder->pid, &uid, &start);
-        if (r >= 0 && start == holder->pid_start && holder->memlock_saved) {
-                struct rlimit orig = { u64_to_rlim(holder->memlock_soft), u64_to_rlim(holder->memlock_hard) };
+        if (r < 0 && r != -ENOENT && r != -ESRCH) {
+                /* not known to be gone: the record stays, and the next start looks again */
+                log_warning_errno(r, "Could not tell whether process %d (%s) still runs: %m; its RLIMIT_MEMLOCK is "
+                                  "put back at the next start", (int) holder->pid, consumer);
+                return;
+        }
+        _cleanup_(iovirt_memlock_record_clear) IovirtMemlockRecord rec = {};
+        bool saved = holder->memlock_saved;
+        struct rlimit orig = { u64_to_rlim(holder->memlock_soft), u64_to_rlim(holder->memlock_hard) };
+        if (!saved && iovirt_memlock_record_load(dir, holder->pid, &rec) >= 0 && rec.pid_start == holder->pid_start) {
+                saved = true;           /* the group kept none: what the process's record says */
+                orig = (struct rlimit) { u64_to_rlim(rec.soft), u64_to_rlim(rec.hard) };
+        }
+        if (r >= 0 && start == holder->pid_start && saved) {
                 r = iovirt_memlock_restore(holder->pid, &orig);
                 if (r < 0) {
                         /* the record stays: the next start tries again */
@@ -454,17 +469,20 @@ void policy_restore_memlock(const char *consumer, const IovirtHolder *holder, co
         memlock_record_drop(dir, holder->pid, holder->pid_start);
 }
 
+/* Whether a group may still be held by rec's process: a group whose holder
+ * is unknown (its record was rebuilt from the host) may be, so it counts
+ * for every process, and no limit is lowered under a running guest */
 static bool pid_holds_group(Manager *m, const IovirtMemlockRecord *rec) {
         for (size_t i = 0; i < m->state->n_records; i++) {
                 const IovirtHolder *h = &m->state->records[i]->holder;
-                if (h->known && h->pid == rec->pid && h->pid_start == rec->pid_start)
+                if (!h->known || (h->pid == rec->pid && h->pid_start == rec->pid_start))
                         return true;
         }
         return false;
 }
 
 /* One process's memlock record at start-up */
-static int restore_memlock_one(Manager *m, pid_t pid) {
+static int restore_memlock_one(Manager *m, pid_t pid, const char *boot_id) {
         _cleanup_(iovirt_memlock_record_clear) IovirtMemlockRecord rec = {};
         _cleanup_free_ char *problem = NULL;
         uint32_t uid;
@@ -482,6 +500,13 @@ static int restore_memlock_one(Manager *m, pid_t pid) {
         if (r < 0) {
                 log_warning_errno(r, "Cannot read %s/memlock-%d.json: %m; RLIMIT_MEMLOCK of process %d is left as it "
                                   "is", m->state_dir, (int) pid, (int) pid);
+                return 0;
+        }
+        if (!streq_ptr(rec.boot_id, boot_id)) {
+                /* (pid, start time) name no process of this boot: the one raised is gone with it */
+                log_info("Process %d (%s), whose RLIMIT_MEMLOCK iovirtd raised, was of an earlier boot", (int) pid,
+                         rec.consumer);
+                (void) iovirt_memlock_record_remove(m->state_dir, pid);
                 return 0;
         }
         if (pid_holds_group(m, &rec))
@@ -518,8 +543,20 @@ int manager_restore_memlock(Manager *m) {
                 log_warning_errno(r, "Cannot list the memlock records in %s: %m", m->state_dir);
                 return 0;
         }
+        if (n == 0)
+                return 0;
+        _cleanup_free_ char *boot_id = NULL;
+        r = iovirt_boot_id(&boot_id);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0) {
+                /* which boot a record is of cannot be told: none is acted on */
+                log_warning_errno(r, "Cannot read the kernel's boot id: %m; the RLIMIT_MEMLOCK records in %s are left "
+                                  "as they are", m->state_dir);
+                return 0;
+        }
         for (size_t i = 0; i < n; i++) {
-                r = restore_memlock_one(m, pids[i]);
+                r = restore_memlock_one(m, pids[i], boot_id);
                 if (r == -ENOMEM)
                         return r;
         }

@@ -222,10 +222,13 @@ int iovirt_memlock_raise(pid_t pid, uint64_t bytes, struct rlimit *orig, bool *r
                         .rlim_cur = rlim_max_of(old.rlim_cur, want.rlim_cur),
                         .rlim_max = rlim_max_of(old.rlim_max, want.rlim_max),
                 };
-                if (prlimit(pid, RLIMIT_MEMLOCK, &again, NULL) < 0)
-                        return -errno;
+                /* raised already by the first set: said so even if this one fails */
                 if (orig)
                         *orig = old;
+                if (raised)
+                        *raised = true;
+                if (prlimit(pid, RLIMIT_MEMLOCK, &again, NULL) < 0)
+                        return -errno;
         }
         if (raised)
                 *raised = true;
@@ -423,8 +426,10 @@ int iovirt_cgroup_memory_max(pid_t pid, uint64_t *ret, char **ret_path, char **r
 #define MEMLOCK_RECORD_SUFFIX ".json"
 
 void iovirt_memlock_record_clear(IovirtMemlockRecord *r) {
-        if (r)
+        if (r) {
                 r->consumer = mfree(r->consumer);
+                r->boot_id = mfree(r->boot_id);
+        }
 }
 
 static void record_name(char buf[static 64], pid_t pid) {
@@ -462,6 +467,11 @@ int iovirt_memlock_record_save(const char *dir, const IovirtMemlockRecord *r) {
                 k = add_u64(o, "soft", r->soft);
         if (k >= 0)
                 k = add_u64(o, "hard", r->hard);
+        json_object *b = k >= 0 && r->boot_id ? json_object_new_string(r->boot_id) : NULL;
+        if (k >= 0 && r->boot_id && (!b || json_object_object_add(o, "boot_id", b) < 0)) {
+                json_object_put(b);
+                k = -ENOMEM;
+        }
         if (k >= 0)
                 k = iovirt_json_text(o, &text, &size);
         if (k < 0)
@@ -474,7 +484,7 @@ int iovirt_memlock_record_load(const char *dir, pid_t pid, IovirtMemlockRecord *
         char name[64], path[PATH_MAX];
         _cleanup_free_ char *text = NULL, *why = NULL;
         _cleanup_(json_object_putp) json_object *o = NULL;
-        json_object *c;
+        json_object *c, *b;
         uint64_t version, p;
         size_t size = 0;
 
@@ -490,13 +500,17 @@ int iovirt_memlock_record_load(const char *dir, pid_t pid, IovirtMemlockRecord *
         IovirtMemlockRecord r = {};
         if (!json_object_is_type(o, json_type_object) || iovirt_json_get_u64(o, "version", UINT32_MAX, &version) < 0 ||
             version != IOVIRT_STATE_VERSION || iovirt_json_get_u64(o, "pid", INT32_MAX, &p) < 0 || p != (uint64_t) pid ||
-            iovirt_json_get_u64(o, "pid_start", UINT64_MAX, &r.pid_start) < 0 || iovirt_json_get_u64(o, "soft", UINT64_MAX, &r.soft) < 0 ||
+            iovirt_json_get_u64(o, "pid_start", UINT64_MAX, &r.pid_start) < 0 ||
+            iovirt_json_get_u64(o, "soft", UINT64_MAX, &r.soft) < 0 ||
             iovirt_json_get_u64(o, "hard", UINT64_MAX, &r.hard) < 0 || !json_object_object_get_ex(o, "consumer", &c) ||
-            !json_object_is_type(c, json_type_string))
+            !json_object_is_type(c, json_type_string) || !json_object_object_get_ex(o, "boot_id", &b) ||
+            !json_object_is_type(b, json_type_string))
                 return -EBADMSG;
         r.pid = (int32_t) p;
-        if (!(r.consumer = strdup(json_object_get_string(c))))
+        if (!(r.consumer = strdup(json_object_get_string(c))) || !(r.boot_id = strdup(json_object_get_string(b)))) {
+                iovirt_memlock_record_clear(&r);
                 return -ENOMEM;
+        }
         *ret = r;
         return 0;
 }

@@ -130,7 +130,7 @@ int iovirt_pidfd_alive(int pidfd);
 int iovirt_cgroup_memory_max(pid_t pid, uint64_t *ret, char **path, char **reason);
 
 /* ---- what iovirt keeps of a process whose limit it raises ----
- * STATE_DIR/memlock-PID.json: {"version":1,"pid","pid_start","consumer","soft","hard"}.
+ * STATE_DIR/memlock-PID.json: {"version":1,"pid","pid_start","consumer","soft","hard","boot_id"}.
  * Written before the first raise of that process and removed once its
  * limit from before is back (its last group released, a failed assign
  * undone), so that a crash between the raise and the group's own record,
@@ -143,6 +143,7 @@ typedef struct IovirtMemlockRecord {
         uint64_t pid_start;                /* with pid, which process (iovirt_process_identity) */
         uint64_t soft, hard;               /* the limit before iovirt raised it; RLIM_INFINITY as UINT64_MAX */
         char *consumer;                    /* for the operator: "pid:N" as it was named */
+        char *boot_id;                     /* the kernel's boot: a record of another boot names no process */
 } IovirtMemlockRecord;
 
 void iovirt_memlock_record_clear(IovirtMemlockRecord *r);

@@ -376,7 +376,7 @@ static void test_record_round_trip(void **state) {
         char *dir = tree_new();
         assert_non_null(dir);
         IovirtMemlockRecord r = { .pid = 4242, .pid_start = 987654321, .soft = 8 * MiB, .hard = UINT64_MAX,
-                                  .consumer = (char *) "pid:4242" }, back = {};
+                                  .consumer = (char *) "pid:4242", .boot_id = (char *) "b007" }, back = {};
         assert_int_equal(iovirt_memlock_record_load(dir, 4242, &back), -ENOENT);
         assert_int_equal(iovirt_memlock_record_save(dir, &r), 0);
         assert_int_equal(iovirt_memlock_record_load(dir, 4242, &back), 0);
@@ -385,8 +385,10 @@ static void test_record_round_trip(void **state) {
         assert_int_equal(back.soft, 8 * MiB);
         assert_true(back.hard == UINT64_MAX);           /* RLIM_INFINITY survives */
         assert_string_equal(back.consumer, "pid:4242");
+        assert_string_equal(back.boot_id, "b007");
         iovirt_memlock_record_clear(&back);
         assert_null(back.consumer);
+        assert_null(back.boot_id);
 
         /* only canonical names are records; a temporary file left by a crash is removed */
         assert_int_equal(tree_write(dir, "memlock-0042.json", "{}"), 0);
@@ -402,14 +404,15 @@ static void test_record_round_trip(void **state) {
         snprintf(path, sizeof(path), "%s/.memlock-4242.json.XXXX", dir);
         assert_int_equal(access(path, F_OK), -1);
 
-        /* a record of another pid, a wrong version, a negative limit, no consumer: damaged */
+        /* a record of another pid, a wrong version, a negative limit, no consumer, no boot: damaged */
         static const char *const damaged[] = {
                 "",
-                "{\"version\":1,\"pid\":4243,\"pid_start\":1,\"soft\":1,\"hard\":1,\"consumer\":\"pid:4243\"}",
-                "{\"version\":99,\"pid\":4242,\"pid_start\":1,\"soft\":1,\"hard\":1,\"consumer\":\"x\"}",
-                "{\"version\":1,\"pid\":4242,\"pid_start\":1,\"soft\":-1,\"hard\":1,\"consumer\":\"x\"}",
-                "{\"version\":1,\"pid\":4242,\"pid_start\":1,\"soft\":1,\"hard\":1}",
-                "{\"version\":1,\"pid\":4242,\"pid_start\":1,\"soft\":1,\"hard\":1,\"consumer\":\"x\"} trailing",
+                "{\"version\":1,\"pid\":4243,\"pid_start\":1,\"soft\":1,\"hard\":1,\"consumer\":\"pid:4243\",\"boot_id\":\"b\"}",
+                "{\"version\":99,\"pid\":4242,\"pid_start\":1,\"soft\":1,\"hard\":1,\"consumer\":\"x\",\"boot_id\":\"b\"}",
+                "{\"version\":1,\"pid\":4242,\"pid_start\":1,\"soft\":-1,\"hard\":1,\"consumer\":\"x\",\"boot_id\":\"b\"}",
+                "{\"version\":1,\"pid\":4242,\"pid_start\":1,\"soft\":1,\"hard\":1,\"boot_id\":\"b\"}",
+                "{\"version\":1,\"pid\":4242,\"pid_start\":1,\"soft\":1,\"hard\":1,\"consumer\":\"x\"}",
+                "{\"version\":1,\"pid\":4242,\"pid_start\":1,\"soft\":1,\"hard\":1,\"consumer\":\"x\",\"boot_id\":\"b\"} trailing",
         };
         for (size_t i = 0; i < ELEMENTSOF(damaged); i++) {
                 assert_int_equal(tree_write(dir, "memlock-4242.json", damaged[i]), 0);
