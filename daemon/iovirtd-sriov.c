@@ -563,6 +563,13 @@ static int intent_record(const IovirtSriovPlan *p, const IovirtSriovRecord *next
                 r->autoprobe = p->autoprobe;
         }
         r->pending = true;
+        _cleanup_free_ char *boot_id = NULL;
+        k = iovirt_boot_id(&boot_id);
+        if (k < 0)
+                return k;
+        if (strlen(boot_id) >= sizeof(r->boot_id))
+                return -EBADMSG;
+        strcpy(r->boot_id, boot_id);
         *ret = TAKE_PTR(r);
         return 0;
 }
@@ -588,9 +595,17 @@ static void set_vfs_work(void *p) {
         if (j->intent)
                 iovirt_fault_point("sriov.intent");
         j->r = j->plan->done ? 0 : iovirt_sriov_execute(j->plan, &j->kernel_usec, &j->reason);
-        if (j->r < 0 && recorded && (k = record_write(j->dir, j->plan->pf, j->old)) < 0)
-                (void) asprintf(&j->save_error, "and its record in %s could not be put back (%s): check it with "
-                                "'iovirtctl sriov %s'", j->dir, strerror(-k), j->plan->pf);
+        if (j->r < 0 && recorded && (k = record_write(j->dir, j->plan->pf, j->old)) < 0) {
+                /* the pending intent must not outlive the refusal (the next start would carry it
+                 * out): without room to put the old record back, it goes (unlink needs none) */
+                if (j->intent && j->old && iovirt_sriov_record_remove(j->dir, j->plan->pf) >= 0)
+                        (void) asprintf(&j->save_error, "and its persisted record in %s could not be put back (%s), "
+                                        "so it was removed: persist its VFs again with 'iovirtctl sriov %s --vfs N "
+                                        "--persist' once there is room", j->dir, strerror(-k), j->plan->pf);
+                else
+                        (void) asprintf(&j->save_error, "and its record in %s could not be put back (%s): check it "
+                                        "with 'iovirtctl sriov %s'", j->dir, strerror(-k), j->plan->pf);
+        }
         if (j->r < 0 || !j->intent)
                 return;
         /* still pending when this fails: the next start finishes it */
@@ -1071,7 +1086,7 @@ static int settle_pending(Manager *m, IovirtSriovRecord *taken) {
 /* One PF's record (taken): its VFs and settings back as persisted, or the
  * change a crash cut short (pending) carried out.  Negative only when
  * memory ran out; 1 when the host changed. */
-static int restore_one(Manager *m, IovirtSriovRecord *taken) {
+static int restore_one(Manager *m, IovirtSriovRecord *taken, const char *boot_id) {
         _cleanup_(iovirt_sriov_record_freep) IovirtSriovRecord *rec = taken;
         _cleanup_(iovirt_sriov_plan_freep) IovirtSriovPlan *p = NULL;
         _cleanup_free_ char *reason = NULL;
@@ -1080,6 +1095,17 @@ static int restore_one(Manager *m, IovirtSriovRecord *taken) {
         size_t pf;
         int r;
 
+        if (rec->pending && boot_id && strcmp(rec->boot_id, boot_id) != 0) {
+                /* cut short in an earlier boot, which took its VFs along: a change to be persisted
+                 * stands as persisted; one that was not is not made in this boot */
+                log_warning("%s: a change to %u VFs was cut short in an earlier boot%s", rec->pf, rec->num_vfs,
+                            rec->persist ? "; its VFs are put back as persisted" : ", and was not to be kept: "
+                                                                                    "it is left undone");
+                rec->pending = false;
+                if (rec->persist && iovirt_sriov_record_save(m->state_dir, rec) < 0)
+                        log_warning("%s: its record in %s still says pending; the next start looks again", rec->pf,
+                                    m->state_dir);
+        }
         if (!rec->persist && !rec->pending) {
                 /* settings made without persist are not kept past a start */
                 (void) iovirt_sriov_record_remove(m->state_dir, rec->pf);
@@ -1131,6 +1157,14 @@ int manager_restore_sriov(Manager *m) {
         bool changed = false;
         int r;
 
+        /* which boot a pending change was cut short in (unreadable: every one is taken as this boot's) */
+        _cleanup_free_ char *boot_id = NULL;
+        r = iovirt_boot_id(&boot_id);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0)
+                log_warning_errno(r, "Cannot read the kernel's boot id: %m; SR-IOV changes cut short are finished "
+                                  "as this boot's");
         r = iovirt_sriov_records_load(m->state_dir, &recs, &n, &problems, &n_problems);
         for (size_t i = 0; i < n_problems; i++) {
                 log_full_errno(LOG_CRIT, 0, NULL, "%s", problems[i]);
@@ -1145,7 +1179,7 @@ int manager_restore_sriov(Manager *m) {
                         iovirt_sriov_record_free(recs[i]);
                         continue;
                 }
-                r = restore_one(m, recs[i]);
+                r = restore_one(m, recs[i], boot_id);
                 changed = changed || r > 0;
         }
         free(recs);

@@ -490,6 +490,8 @@ json_object *iovirt_sriov_record_to_json(const IovirtSriovRecord *r) {
                 k = add(o, "persist", json_object_new_boolean(r->persist));
         if (k >= 0 && r->pending)
                 k = add(o, "pending", json_object_new_boolean(true));
+        if (k >= 0 && r->pending)
+                k = add(o, "boot_id", json_object_new_string(r->boot_id));
         if (k >= 0 && r->autoprobe != IOVIRT_AUTOPROBE_KEEP)
                 k = add(o, "autoprobe", json_object_new_boolean(r->autoprobe == IOVIRT_AUTOPROBE_ON));
         for (size_t i = 0; k >= 0 && i < r->n_vfs; i++) {
@@ -585,6 +587,13 @@ int iovirt_sriov_record_from_json(json_object *o, IovirtSriovRecord **ret, char 
         if (get_bool(o, "pending", &pending) < 0)
                 return bad(reason, "its pending is not a boolean");
         r->pending = pending > 0;
+        if (r->pending) {
+                json_object *b;
+                if (!json_object_object_get_ex(o, "boot_id", &b) || !json_object_is_type(b, json_type_string) ||
+                    strlen(json_object_get_string(b)) >= sizeof(r->boot_id))
+                        return bad(reason, "a pending change names no boot_id");
+                strcpy(r->boot_id, json_object_get_string(b));
+        }
         if (get_bool(o, "autoprobe", &autoprobe) < 0)
                 return bad(reason, "its autoprobe is not a boolean");
         r->autoprobe = autoprobe < 0 ? IOVIRT_AUTOPROBE_KEEP : autoprobe ? IOVIRT_AUTOPROBE_ON : IOVIRT_AUTOPROBE_OFF;
@@ -619,7 +628,8 @@ int iovirt_sriov_record_from_json(json_object *o, IovirtSriovRecord **ret, char 
 
 bool iovirt_sriov_records_equal(const IovirtSriovRecord *a, const IovirtSriovRecord *b) {
         if (!streq_ptr(a->pf, b->pf) || a->num_vfs != b->num_vfs || a->persist != b->persist ||
-            a->pending != b->pending || a->autoprobe != b->autoprobe || a->n_vfs != b->n_vfs)
+            a->pending != b->pending || (a->pending && strcmp(a->boot_id, b->boot_id) != 0) ||
+            a->autoprobe != b->autoprobe || a->n_vfs != b->n_vfs)
                 return false;
         for (size_t i = 0; i < a->n_vfs; i++) {
                 const IovirtVfConfig *x = &a->vfs[i], *y = &b->vfs[i];

@@ -121,7 +121,8 @@ int iovirt_sriov_execute(const IovirtSriovPlan *p, uint64_t *usec, char **reason
 int iovirt_sriov_read_autoprobe(const IovirtDevice *pf);
 
 /* ---- what is kept of a PF: STATE_DIR/sriov-ADDRESS.json ----
- * {"version":1,"pf","num_vfs","persist","pending"(only when true),"autoprobe"(optional),"vfs":[..]} */
+ * {"version":1,"pf","num_vfs","persist","pending" and "boot_id"(only when pending),"autoprobe"(optional),
+ *  "vfs":[..]} */
 
 typedef struct IovirtVfConfig {
         unsigned index;
@@ -141,6 +142,7 @@ typedef struct IovirtSriovRecord {
          * carried out, then the record becomes what the change leaves
          * (persisted without pending, or gone when persist is false). */
         bool pending;
+        char boot_id[40];                  /* with pending: the kernel's boot the change was cut short in */
         IovirtAutoprobe autoprobe;         /* KEEP: as the kernel has it */
         IovirtVfConfig *vfs;               /* settings by index */
         size_t n_vfs;

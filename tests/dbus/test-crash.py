@@ -57,6 +57,7 @@ assign.commit: assigned.
 import json
 import os
 import re
+import resource
 import signal
 import subprocess
 import sys
@@ -300,6 +301,50 @@ def memlock_case(point, before, call, expect):
         env.close()
 
 
+def earlier_boot():
+    """Records a crash left in an earlier boot name nothing of this one: a
+    pending SR-IOV change not to be kept is left undone (one to be kept is
+    put back as persisted), and a memlock record's (pid, start) is not
+    taken for this boot's process, whose limit is not touched"""
+    env = Env("sriov")
+    try:
+        env.stop()
+        with open(os.path.join(env.tb, "proc/sys/kernel/random/boot_id"), "w") as f:
+            f.write("00000000-0000-4000-8000-0000000000e1\n")
+        pending = {"version": 1, "pf": PF, "num_vfs": 2, "persist": False, "pending": True,
+                   "boot_id": "00000000-0000-4000-8000-0000000000e0", "vfs": []}
+        with open(os.path.join(env.state, "sriov-%s.json" % PF), "w") as f:
+            json.dump(pending, f)
+        child = Child(env)
+        raised = (2 * ORIG_MEMLOCK[0], ORIG_MEMLOCK[1])
+        resource.prlimit(child.pid, resource.RLIMIT_MEMLOCK, raised)          # as if raised then
+        with open("/proc/%d/stat" % child.pid) as f:
+            start = int(f.read().rsplit(")", 1)[1].split()[19])
+        with open(os.path.join(env.state, "memlock-%d.json" % child.pid), "w") as f:
+            json.dump({"version": 1, "pid": child.pid, "pid_start": start, "soft": ORIG_MEMLOCK[0],
+                       "hard": ORIG_MEMLOCK[1], "consumer": child.consumer,
+                       "boot_id": "00000000-0000-4000-8000-0000000000e0"}, f)
+        env.start()
+        t.ok(int(attr(env, "sriov_numvfs")) == 0 and sriov_record(env) is None and "earlier boot" in env.log(),
+             "a pending change to 2 VFs not to be kept, cut short in an earlier boot: left undone, record gone",
+             "sriov_numvfs=%s record=%s\n%s" % (attr(env, "sriov_numvfs"), sriov_record(env), env.log()[-800:]))
+        t.ok(child.memlock() == raised and memlock_record(env, child) is None,
+             "a memlock record of an earlier boot: this boot's process of the same pid and start keeps its "
+             "limit, the record is dropped", "limits=%s record=%s" % (child.memlock(), memlock_record(env, child)))
+        child.close()
+        env.stop()
+        pending["persist"] = True
+        with open(os.path.join(env.state, "sriov-%s.json" % PF), "w") as f:
+            json.dump(pending, f)
+        env.start()
+        rec = sriov_record(env) or {}
+        t.ok(int(attr(env, "sriov_numvfs")) == 2 and rec.get("persist") is True and "pending" not in rec,
+             "one to be kept: put back as persisted (2 VFs), no longer pending", "sriov_numvfs=%s record=%s" % (
+                 attr(env, "sriov_numvfs"), rec))
+    finally:
+        env.close()
+
+
 def main():
     used, listed = harness.fault_points(SOURCE)
     ours = [p for p in listed if p in used and not p.startswith(("assign.", "release."))] + \
@@ -318,6 +363,7 @@ def main():
         kills += bool(sriov_case(*case))
     for case in MEMLOCK_CASES:
         kills += bool(memlock_case(*case))
+    earlier_boot()
     t.ok(kills == len(SRIOV_CASES) + len(MEMLOCK_CASES),
          "%d kills at %d points (SR-IOV and memlock)" % (kills, len(cased)))
     return t.done()
