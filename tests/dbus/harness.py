@@ -306,13 +306,13 @@ class Child:
                                      stderr=subprocess.DEVNULL)
         self.pid = self.proc.pid
         self.dir = os.path.join(env.tb, "proc", str(self.pid))
-        if user:
-            # until setpriv has become the user and exec'd sleep (bounded: it is a few syscalls away)
-            import pwd
-            uid = pwd.getpwnam(user).pw_uid
-            wait_until(lambda: open("/proc/%d/comm" % self.pid).read().strip() == "sleep" and
-                       os.stat("/proc/%d" % self.pid).st_uid == uid, timeout=10, step=0.01)
         try:
+            if user:
+                # until setpriv has become the user and exec'd sleep (bounded: it is a few syscalls away)
+                import pwd
+                uid = pwd.getpwnam(user).pw_uid
+                wait_until(lambda: open("/proc/%d/comm" % self.pid).read().strip() == "sleep" and
+                           os.stat("/proc/%d" % self.pid).st_uid == uid, timeout=10, step=0.01)
             if not user:
                 resource.prlimit(self.pid, resource.RLIMIT_MEMLOCK, memlock)     # lowering needs no privilege
             os.makedirs(self.dir)
