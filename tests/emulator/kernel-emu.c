@@ -79,7 +79,9 @@
  *                           umockdev's stand-in for NETLINK_KOBJECT_UEVENT, the
  *                           one bound to $UMOCKDEV_DIR/eventN.  Once: it creates
  *                           $UMOCKDEV_DIR/emulator/overflowed ("PID FD") and
- *                           fires again only after that file is gone
+ *                           fires again only after that file is gone.  (A
+ *                           uevent that does not fit a listener's queue does
+ *                           the same without a fault: see send_to().)
  *   hold ADDRESS OP         a write of OP (override|unbind|bind|probe|sriov|
  *                           autoprobe) for ADDRESS waits, as soon as it
  *                           arrives, until the line
@@ -119,7 +121,15 @@
  * "kernel"; not the time spent waiting for a listener to read its uevents
  * (see send_to()), which is the listener's.  Benchmarks subtract it to tell
  * the daemon's share from the emulated kernel's; writes that overlap each
- * count their own time. */
+ * count their own time.
+ *
+ * Every fd a process opens for writing to one of those files is emulated,
+ * whatever its number: an fd that cannot be tracked fails the open (EMFILE,
+ * said on stderr), never lets the write reach the plain file.  And since
+ * umockdev's preload leaks a socket on each open() or fopen() of a path
+ * below /dev/ that has no ioctl handler (see dev_path_without_ioctl()),
+ * such paths are opened here instead, where umockdev would have opened them:
+ * a daemon under load must not run through its fd numbers. */
 /* the wrappers below must be the plain symbols, open64 beside open */
 #undef _FILE_OFFSET_BITS
 #include <dlfcn.h>
@@ -138,6 +148,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -181,15 +192,50 @@ static bool kind_on_device(Kind kind) {
 
 /* Which open fds are emulated sysfs files.  open() and close() run in every
  * thread and in a child between fork and exec, so no lock here: kind is
- * published after arg (release) and read before it (acquire).  An fd is only
- * written while it is open, and its number comes back only after close(). */
+ * published after arg and file (release) and read before them (acquire).
+ * An fd is only written while it is open, and its number comes back only
+ * after close(); the file's identity is checked again on each write, for an
+ * fd closed behind close()'s back (fclose(), close_range()) and reused.
+ *
+ * Any fd number: a daemon with thousands of fds open (200 bus clients, or
+ * fds leaked) gets numbers past any fixed table, and a write on an fd the
+ * table did not cover went to the plain file, silently: no unbind, no probe,
+ * an sriov_numvfs that only changed its text.  So the table is chunks of
+ * TRACK_CHUNK, mapped when first needed (mmap: no malloc between fork and
+ * exec), up to RLIMIT_NOFILE's ceiling (nr_open, 1 Mi by default). */
 typedef struct Tracked {
         _Atomic Kind kind;
+        dev_t dev;                /* the file opened, as fstat() says */
+        ino_t ino;
         char arg[NAME_MAX_];      /* the device (override, sriov) or the driver (bind, unbind) */
 } Tracked;
 
-#define MAX_FD 4096
-static Tracked tracked[MAX_FD];
+#define TRACK_CHUNK 4096
+#define TRACK_CHUNKS 1024
+static _Atomic(Tracked *) tracked[TRACK_CHUNKS];
+
+/* fd's entry, NULL when it has none (create: make its chunk, NULL only
+ * when that fails or fd is beyond every chunk) */
+static Tracked *tracked_at(int fd, bool create) {
+        if (fd < 0 || (size_t) fd >= (size_t) TRACK_CHUNK * TRACK_CHUNKS)
+                return NULL;
+        _Atomic(Tracked *) *slot = &tracked[fd / TRACK_CHUNK];
+        Tracked *chunk = atomic_load_explicit(slot, memory_order_acquire);
+        if (!chunk && create) {
+                Tracked *fresh = mmap(NULL, TRACK_CHUNK * sizeof(Tracked), PROT_READ | PROT_WRITE,
+                                      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+                if (fresh == MAP_FAILED)
+                        return NULL;
+                Tracked *none = NULL;
+                if (atomic_compare_exchange_strong(slot, &none, fresh))
+                        chunk = fresh;
+                else {          /* another thread was first */
+                        munmap(fresh, TRACK_CHUNK * sizeof(Tracked));
+                        chunk = none;
+                }
+        }
+        return chunk ? &chunk[fd % TRACK_CHUNK] : NULL;
+}
 
 static const char *root(void) {
         return getenv("UMOCKDEV_DIR");
@@ -197,10 +243,13 @@ static const char *root(void) {
 
 static int (*next_open)(const char *, int, ...);
 static int (*next_openat)(int, const char *, int, ...);
+static FILE *(*next_fopen)(const char *, const char *);
+static FILE *(*libc_fopen)(const char *, const char *);
 static ssize_t (*next_write)(int, const void *, size_t);
 static int (*next_close)(int);
 static ssize_t (*next_recvmsg)(int, struct msghdr *, int);
 static ssize_t (*next_recv)(int, void *, size_t, int);
+static int (*next_bind)(int, const struct sockaddr *, socklen_t);
 
 /* The emulated kernel's lock, for this process; kernel_lock() adds a flock()
  * for the others. */
@@ -225,6 +274,11 @@ static void resolve_once(void) {
         next_close = dlsym(RTLD_NEXT, "close");
         next_recvmsg = dlsym(RTLD_NEXT, "recvmsg");
         next_recv = dlsym(RTLD_NEXT, "recv");
+        next_bind = dlsym(RTLD_NEXT, "bind");
+        next_fopen = dlsym(RTLD_NEXT, "fopen");
+        /* fopen() itself, behind umockdev's: see dev_path_without_ioctl() */
+        void *libc = dlopen("libc.so.6", RTLD_LAZY | RTLD_NOLOAD);
+        libc_fopen = libc ? dlsym(libc, "fopen") : NULL;
         pthread_atfork(before_fork, after_fork, after_fork);
 }
 
@@ -258,7 +312,7 @@ static FILE *raw_fopen(const char *path) {
         return f;
 }
 
-static void tb(char *buf, size_t size, const char *fmt, ...) {
+__attribute__((format(printf, 3, 4))) static void tb(char *buf, size_t size, const char *fmt, ...) {
         va_list ap;
         int n = snprintf(buf, size, "%s", root());
         va_start(ap, fmt);
@@ -422,31 +476,62 @@ static void stall(const char *path, uint64_t now) {
         stalled[oldest].until = now + (uint64_t) UEVENT_STALL_MS * 1000000u;
 }
 
+/* The marker of messages lost for the listener bound at path (its eventN) */
+static void dropped_marker(const char *path, char *buf, size_t size) {
+        const char *base = strrchr(path, '/');
+        tb(buf, size, "/emulator/dropped-%s", base ? base + 1 : path);
+}
+
+static bool try_send(int s, const void *msg, size_t len) {
+        return send(s, msg, len, MSG_NOSIGNAL | MSG_DONTWAIT) >= 0 || errno != EAGAIN;
+}
+
 /* One datagram to a listener.  A unix datagram queue holds only
  * net.unix.max_dgram_qlen messages (10 by default), where udevd's monitors
  * have buffers of 128 MiB: a full queue is waited for, up to
  * UEVENT_WAIT_MS, as a listener that reads (the daemon's event loop beside
  * the worker that writes) empties it.  Never longer: the listener may be
  * this very thread, busy in the write that caused the event; the message
- * is dropped then (as the kernel drops netlink messages for a full
- * receiver) and that listener not waited for again for UEVENT_STALL_MS. */
+ * is dropped then and that listener not waited for again for
+ * UEVENT_STALL_MS.  A drop is never silent: as the kernel does for a
+ * netlink receiver whose buffer is full (netlink_overrun(): sk_err =
+ * ENOBUFS), the listener's next receive fails with ENOBUFS (recvmsg()
+ * below), and the messages queued before stay for the receives after.
+ * The mark is a file, emulator/dropped-eventN, as the writer may be another
+ * process; one mark stands for any number of drops until the listener
+ * takes it.  (Every sender holds the kernel lock, so only the listener
+ * races with this.) */
 static void send_to(int s, const char *path, const void *msg, size_t len) {
-        if (send(s, msg, len, MSG_NOSIGNAL | MSG_DONTWAIT) >= 0 || errno != EAGAIN)
+        if (try_send(s, msg, len))
                 return;
         uint64_t start = now_ns(), end = start + (uint64_t) UEVENT_WAIT_MS * 1000000u, now = start;
-        if (stalled_now(path, start))
-                return;
-        bool sent = false;
-        while (!sent && now < end) {
+        bool sent = false, waited_enough = stalled_now(path, start);
+        while (!sent && !waited_enough && now < end) {
                 struct pollfd p = { .fd = s, .events = POLLOUT };
                 if (poll(&p, 1, (int) ((end - now) / 1000000u) + 1) < 0 && errno != EINTR)
                         break;
-                sent = send(s, msg, len, MSG_NOSIGNAL | MSG_DONTWAIT) >= 0 || errno != EAGAIN;
+                sent = try_send(s, msg, len);
                 now = now_ns();
         }
-        if (!sent)
-                stall(path, now);
         listener_wait_ns += now - start;
+        if (sent)
+                return;
+        if (!waited_enough)
+                stall(path, now);
+
+        char marker[PATH_MAX];
+        dropped_marker(path, marker, sizeof(marker));
+        int m = raw_open(marker, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        bool armed = m >= 0;
+        if (m >= 0)
+                next_close(m);
+        else if (errno != EEXIST)
+                fprintf(stderr, "kernel-emu: cannot mark %s's lost uevents (%s): %s\n", path, marker, strerror(errno));
+        /* The listener may have emptied its queue (and gone to sleep in
+         * poll(), with nothing to wake it to its ENOBUFS) since the last
+         * try: then the message fits after all, and is not lost. */
+        if (try_send(s, msg, len) && armed)
+                unlink(marker);
 }
 
 /* (under the kernel lock, like everything that changes the testbed) */
@@ -1321,12 +1406,14 @@ static int emulate(Kind kind, const char *arg, const char *text, const char *add
 
 /* ---- the wrappers ---- */
 
-static void track(int fd, const char *path) {
-        if (fd < 0 || fd >= MAX_FD)
-                return;
-        atomic_store(&tracked[fd].kind, KIND_NONE);
+/* fd was just opened at path for writing: is it one of the emulated files?
+ * -EMFILE when it is and cannot be tracked. */
+static int track(int fd, const char *path) {
+        Tracked *t = tracked_at(fd, false);
+        if (t)
+                atomic_store(&t->kind, KIND_NONE);
         if (!root() || (strncmp(path, SYS_PCI, strlen(SYS_PCI)) != 0 && strncmp(path, "/sys/devices/", 13) != 0))
-                return;
+                return 0;
         const char *base = strrchr(path, '/') + 1;
         char parent[PATH_MAX];
         snprintf(parent, sizeof(parent), "%.*s", (int) (base - 1 - path), path);
@@ -1346,9 +1433,62 @@ static void track(int fd, const char *path) {
         else if (strncmp(path, SYS_PCI "drivers/", strlen(SYS_PCI "drivers/")) == 0 && strcmp(base, "unbind") == 0)
                 kind = KIND_UNBIND;
         if (kind == KIND_NONE)
-                return;
-        snprintf(tracked[fd].arg, sizeof(tracked[fd].arg), "%s", pbase);
-        atomic_store_explicit(&tracked[fd].kind, kind, memory_order_release);
+                return 0;
+        struct stat st;
+        if (!(t = tracked_at(fd, true)) || syscall(SYS_fstat, fd, &st) < 0) {
+                fprintf(stderr, "kernel-emu: cannot follow writes on fd %d (%s); refusing to open it (EMFILE)\n", fd,
+                        path);
+                return -EMFILE;
+        }
+        t->dev = st.st_dev;
+        t->ino = st.st_ino;
+        snprintf(t->arg, sizeof(t->arg), "%s", pbase);
+        atomic_store_explicit(&t->kind, kind, memory_order_release);
+        return 0;
+}
+
+/* ---- umockdev's ioctl sockets ---- */
+
+static bool raw_exists(const char *path) {
+        return syscall(SYS_faccessat, AT_FDCWD, path, F_OK) == 0;
+}
+
+/* umockdev's open() and fopen() (0.17.16; 0.19 alike) hand every path
+ * below /dev/ to ioctl_emulate_open(), which makes a socket for
+ * $UMOCKDEV_DIR/ioctl/PATH, else ioctl/_default, and when neither is there
+ * returns without closing it: one fd leaked per open of /dev/null, of a
+ * testbed node, or of any file of a testbed below /dev/shm, which tests
+ * and benchmarks use (iovirtd reads its $IOVIRT_ROOT files there, some
+ * 150 a second under load: 9,400 fds in a minute).  (For a path the
+ * testbed has, it even exits.)  Such a path, without an ioctl handler to
+ * talk to, is opened here instead: the testbed's copy when there is one
+ * (and the testbed is not disabled), as trap_path() would choose, else the
+ * path itself.  True with the path to open in real. */
+static bool dev_path_without_ioctl(const char *path, char *real, size_t size) {
+        char p[PATH_MAX];
+        const char *r = root();
+        if (!path || strncmp(path, "/dev/", 5) != 0)
+                return false;
+        if (r) {
+                snprintf(p, sizeof(p), "%s/ioctl/%s", r, path);
+                if (raw_exists(p))
+                        return false;
+                snprintf(p, sizeof(p), "%s/ioctl/_default", r);
+                if (raw_exists(p))
+                        return false;
+                snprintf(p, sizeof(p), "%s/disabled", r);
+                if (!raw_exists(p)) {
+                        snprintf(p, sizeof(p), "%s%s", r, path);
+                        if (raw_exists(p) && strlen(p) < size) {
+                                memcpy(real, p, strlen(p) + 1);
+                                return true;
+                        }
+                }
+        }
+        if (strlen(path) >= size)
+                return false;
+        memcpy(real, path, strlen(path) + 1);
+        return true;
 }
 
 static int flags_need_mode(int flags) {
@@ -1356,10 +1496,21 @@ static int flags_need_mode(int flags) {
 }
 
 static int do_openat(int dirfd, const char *path, int flags, mode_t mode) {
+        char real[PATH_MAX];
         resolve();
-        int fd = dirfd == AT_FDCWD ? next_open(path, flags, mode) : next_openat(dirfd, path, flags, mode);
-        if (fd >= 0 && (flags & O_ACCMODE) != O_RDONLY && path[0] == '/')
-                track(fd, path);
+        int fd;
+        if (dirfd == AT_FDCWD && dev_path_without_ioctl(path, real, sizeof(real)))
+                fd = (int) syscall(SYS_openat, AT_FDCWD, real, flags, mode);
+        else
+                fd = dirfd == AT_FDCWD ? next_open(path, flags, mode) : next_openat(dirfd, path, flags, mode);
+        if (fd >= 0 && (flags & O_ACCMODE) != O_RDONLY && path[0] == '/') {
+                int r = track(fd, path);
+                if (r < 0) {
+                        next_close(fd);
+                        errno = -r;
+                        return -1;
+                }
+        }
         return fd;
 }
 
@@ -1391,21 +1542,54 @@ int openat64(int dirfd, const char *path, int flags, ...) {
         return do_openat(dirfd, path, flags | O_LARGEFILE, MODE_ARG(flags));
 }
 
+/* what open() becomes with _FORTIFY_SOURCE when the flags are not constant */
+int __open_2(const char *path, int flags) {
+        return do_openat(AT_FDCWD, path, flags, 0);
+}
+
+int __open64_2(const char *path, int flags) {
+        return do_openat(AT_FDCWD, path, flags | O_LARGEFILE, 0);
+}
+
+static FILE *do_fopen(const char *path, const char *mode) {
+        char real[PATH_MAX];
+        resolve();
+        if (libc_fopen && dev_path_without_ioctl(path, real, sizeof(real)))
+                return libc_fopen(real, mode);
+        return next_fopen(path, mode);
+}
+
+FILE *fopen(const char *path, const char *mode) {
+        return do_fopen(path, mode);
+}
+
+FILE *fopen64(const char *path, const char *mode) {
+        return do_fopen(path, mode);
+}
+
 int close(int fd) {
         resolve();
-        if (fd >= 0 && fd < MAX_FD)
-                atomic_store(&tracked[fd].kind, KIND_NONE);     /* before the number can come back */
+        Tracked *t = tracked_at(fd, false);
+        if (t)
+                atomic_store(&t->kind, KIND_NONE);      /* before the number can come back */
         return next_close(fd);
 }
 
 ssize_t write(int fd, const void *buf, size_t count) {
         resolve();
-        Kind kind = fd >= 0 && fd < MAX_FD ? atomic_load_explicit(&tracked[fd].kind, memory_order_acquire) : KIND_NONE;
+        Tracked *t = tracked_at(fd, false);
+        Kind kind = t ? atomic_load_explicit(&t->kind, memory_order_acquire) : KIND_NONE;
+        struct stat st;
+        if (kind != KIND_NONE && (syscall(SYS_fstat, fd, &st) < 0 || st.st_dev != t->dev || st.st_ino != t->ino)) {
+                /* closed without close() and the number reused: not ours any more */
+                atomic_store(&t->kind, KIND_NONE);
+                kind = KIND_NONE;
+        }
         if (kind == KIND_NONE || !root())
                 return next_write(fd, buf, count);
 
         char arg[NAME_MAX_], text[256], addr[ADDR_MAX];
-        memcpy(arg, tracked[fd].arg, sizeof(arg));
+        memcpy(arg, t->arg, sizeof(arg));
         arg[sizeof(arg) - 1] = 0;
         snprintf(text, sizeof(text), "%.*s", (int) (count < sizeof(text) ? count : sizeof(text) - 1),
                  (const char *) buf);
@@ -1427,8 +1611,9 @@ ssize_t write(int fd, const void *buf, size_t count) {
 /* ---- the udev monitor's receive buffer overflowing ---- */
 
 /* Is fd umockdev's stand-in for a NETLINK_KOBJECT_UEVENT socket: a unix
- * socket bound to $UMOCKDEV_DIR/eventN (its bind() names it so)? */
-static bool monitor_socket(int fd) {
+ * socket bound to $UMOCKDEV_DIR/eventN (its bind() names it so)?  path:
+ * where it is bound. */
+static bool monitor_socket(int fd, char path[static sizeof(((struct sockaddr_un *) 0)->sun_path)]) {
         struct sockaddr_un sa;
         socklen_t len = sizeof(sa);
         char prefix[PATH_MAX];
@@ -1439,14 +1624,23 @@ static bool monitor_socket(int fd) {
         sa.sun_path[got < sizeof(sa.sun_path) ? got : sizeof(sa.sun_path) - 1] = 0;
         tb(prefix, sizeof(prefix), "/event");
         size_t n = strlen(prefix);
+        memcpy(path, sa.sun_path, sizeof(sa.sun_path));
         return strncmp(sa.sun_path, prefix, n) == 0 && sa.sun_path[n] && strspn(sa.sun_path + n, "0123456789") ==
                strlen(sa.sun_path + n);
 }
 
-/* "overflow monitor uevents", once: whoever creates the marker takes it */
+/* A monitor's receive fails with ENOBUFS once for each "overflow monitor
+ * uevents" (whoever creates emulator/overflowed takes it), and once for any
+ * number of uevents send_to() dropped for it since its last ENOBUFS (whoever
+ * removes emulator/dropped-eventN takes it) */
 static bool overflows(int fd) {
-        char path[PATH_MAX], text[64];
-        if (!monitor_socket(fd) || !fault_is("overflow", "monitor", "uevents"))
+        char path[PATH_MAX], text[64], bound[sizeof(((struct sockaddr_un *) 0)->sun_path)];
+        if (!monitor_socket(fd, bound))
+                return false;
+        dropped_marker(bound, path, sizeof(path));
+        if (unlink(path) == 0)
+                return true;
+        if (!fault_is("overflow", "monitor", "uevents"))
                 return false;
         tb(path, sizeof(path), "/emulator/overflowed");
         int m = raw_open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
@@ -1456,6 +1650,19 @@ static bool overflows(int fd) {
         (void) !pwrite(m, text, (size_t) n, 0);
         next_close(m);
         return true;
+}
+
+/* A monitor just bound has lost nothing: a mark left for an earlier
+ * listener at the same eventN (a daemon that was restarted) is not its */
+int bind(int fd, const struct sockaddr *addr, socklen_t len) {
+        char bound[sizeof(((struct sockaddr_un *) 0)->sun_path)], marker[PATH_MAX];
+        resolve();
+        int r = next_bind(fd, addr, len);
+        if (r == 0 && monitor_socket(fd, bound)) {
+                dropped_marker(bound, marker, sizeof(marker));
+                (void) unlink(marker);
+        }
+        return r;
 }
 
 ssize_t recvmsg(int fd, struct msghdr *msg, int flags) {

@@ -20,6 +20,23 @@
  *       "first: RESULT".  RESULT is "ok" or the errno name.  Waiting for WAIT
  *       gives up after 10 s ("second: not started").
  *
+ *   sysfs-threads stress-above FD ROUNDS ADDRESS...
+ *       stress, with every fd below FD taken first: each write goes through
+ *       an fd numbered FD or above, as in a daemon with thousands open
+ *
+ *   sysfs-threads opens PATH N
+ *       opens PATH N times with open() and N times with fopen(), closing
+ *       each; prints "open: leaked K" and "fopen: leaked K", the fds still
+ *       open afterwards that were not before
+ *
+ *   sysfs-threads listen
+ *       a udev monitor's socket, as libudev makes it (NETLINK_KOBJECT_UEVENT;
+ *       umockdev's preload makes it a unix socket bound to
+ *       $UMOCKDEV_DIR/eventN); prints "listening eventN".  For each line
+ *       read on stdin it receives (recvmsg) until nothing is waiting and
+ *       prints a line for each: "ENOBUFS", or the uevent's "ACTION ADDRESS";
+ *       then "end".
+ *
  * Paths the emulator changes are read from the testbed, $UMOCKDEV_DIR. */
 #include <errno.h>
 #include <fcntl.h>
@@ -32,8 +49,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
+#include <linux/netlink.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -152,6 +173,104 @@ static int stress(int rounds, int n, char **addrs) {
         return atomic_load(&wrong) ? 1 : 0;
 }
 
+/* Takes every free fd below above, so that the next open() gets one above */
+static int take_fds_below(int above) {
+        struct rlimit rl;
+        if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+                return -errno;
+        if (rl.rlim_cur < (rlim_t) above + 256) {
+                rl.rlim_cur = rl.rlim_max < (rlim_t) above + 256 ? rl.rlim_max : (rlim_t) above + 256;
+                if (setrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur < (rlim_t) above + 256)
+                        return -EMFILE;
+        }
+        for (;;) {
+                int fd = dup(0);
+                if (fd < 0)
+                        return -errno;
+                if (fd >= above - 1)
+                        return 0;
+        }
+}
+
+/* ---- opens ---- */
+
+static int open_fds(void) {
+        struct rlimit rl;
+        int n = 0;
+        getrlimit(RLIMIT_NOFILE, &rl);
+        for (int fd = 0; fd < (int) rl.rlim_cur && fd < 65536; fd++)
+                n += fcntl(fd, F_GETFD) >= 0;
+        return n;
+}
+
+static int opens(const char *path, int n) {
+        int before = open_fds();
+        for (int i = 0; i < n; i++) {
+                int fd = open(path, O_RDONLY | O_CLOEXEC);
+                if (fd < 0) {
+                        printf("open: %s\n", strerrorname_np(errno));
+                        return 1;
+                }
+                close(fd);
+        }
+        int after = open_fds();
+        printf("open: leaked %d\n", after - before);
+        for (int i = 0; i < n; i++) {
+                FILE *f = fopen(path, "re");
+                if (!f) {
+                        printf("fopen: %s\n", strerrorname_np(errno));
+                        return 1;
+                }
+                fclose(f);
+        }
+        printf("fopen: leaked %d\n", open_fds() - after);
+        return 0;
+}
+
+/* ---- listen ---- */
+
+static int listen_uevents(void) {
+        int s = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_KOBJECT_UEVENT);
+        struct sockaddr_nl nl = { .nl_family = AF_NETLINK, .nl_groups = 2 };
+        struct sockaddr_un sa;
+        socklen_t len = sizeof(sa);
+        char line[64];
+
+        if (s < 0 || bind(s, (struct sockaddr *) &nl, sizeof(nl)) < 0 ||
+            getsockname(s, (struct sockaddr *) &sa, &len) < 0 || sa.sun_family != AF_UNIX) {
+                printf("no monitor socket: %s\n", strerrorname_np(errno));
+                return 1;
+        }
+        printf("listening %s\n", strrchr(sa.sun_path, '/') ? strrchr(sa.sun_path, '/') + 1 : sa.sun_path);
+        while (fgets(line, sizeof(line), stdin)) {
+                for (;;) {
+                        char buf[8192], action[64] = "", addr[64] = "";
+                        struct iovec iov = { buf, sizeof(buf) - 1 };
+                        struct sockaddr_nl from;
+                        struct msghdr msg = { .msg_name = &from, .msg_namelen = sizeof(from), .msg_iov = &iov,
+                                              .msg_iovlen = 1 };
+                        ssize_t n = recvmsg(s, &msg, 0);
+                        if (n < 0 && errno == ENOBUFS) {
+                                printf("ENOBUFS\n");
+                                continue;
+                        }
+                        if (n < 0)
+                                break;
+                        buf[n] = 0;
+                        /* "libudev" header (40 bytes), then KEY=VALUE\0... */
+                        for (size_t off = 40; off < (size_t) n; off += strlen(buf + off) + 1) {
+                                if (strncmp(buf + off, "ACTION=", 7) == 0)
+                                        snprintf(action, sizeof(action), "%s", buf + off + 7);
+                                else if (strncmp(buf + off, "PCI_SLOT_NAME=", 14) == 0)
+                                        snprintf(addr, sizeof(addr), "%s", buf + off + 14);
+                        }
+                        printf("%s %s\n", action, addr);
+                }
+                printf("end\n");
+        }
+        return 0;
+}
+
 /* ---- beside ---- */
 
 typedef struct First {
@@ -222,9 +341,24 @@ int main(int argc, char **argv) {
         setvbuf(stdout, NULL, _IOLBF, 0);
         if (argc >= 4 && strcmp(argv[1], "stress") == 0)
                 return stress(atoi(argv[2]), argc - 3, argv + 3);
+        if (argc >= 5 && strcmp(argv[1], "stress-above") == 0) {
+                int r = take_fds_below(atoi(argv[2]));
+                if (r < 0) {
+                        printf("cannot take the fds below %s: %s\n", argv[2], strerrorname_np(-r));
+                        return 1;
+                }
+                return stress(atoi(argv[3]), argc - 4, argv + 4);
+        }
+        if (argc == 4 && strcmp(argv[1], "opens") == 0)
+                return opens(argv[2], atoi(argv[3]));
+        if (argc == 2 && strcmp(argv[1], "listen") == 0)
+                return listen_uevents();
         if (argc == 7 && strcmp(argv[1], "beside") == 0)
                 return beside(argv[2], argv + 3);
         fprintf(stderr, "usage: sysfs-threads stress ROUNDS ADDRESS...\n"
+                        "       sysfs-threads stress-above FD ROUNDS ADDRESS...\n"
+                        "       sysfs-threads opens PATH N\n"
+                        "       sysfs-threads listen\n"
                         "       sysfs-threads beside WAIT PATH TEXT PATH2 TEXT2\n");
         return 2;
 }
