@@ -293,6 +293,8 @@ int manager_start_monitor(Manager *m) {
         r = sd_event_add_io(m->event, &m->monitor_source, udev_monitor_get_fd(m->monitor), EPOLLIN, on_uevent, m);
         if (r < 0)
                 return log_error_errno(r, "Failed to watch udev events: %m");
+        /* read before bus calls: 200 busy clients must not let the buffer overflow, or answers lag the host */
+        (void) sd_event_source_set_priority(m->monitor_source, SD_EVENT_PRIORITY_IMPORTANT);
         return 0;
 }
 
