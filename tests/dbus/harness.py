@@ -350,3 +350,23 @@ class Child:
     def close(self):
         self.kill()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# python-dbusmock's polkitd on the test's system bus (SetAllowed, and the rest of its Mock interface)
+POLKIT_MOCK = ["gdbus", "call", "--system", "--dest", "org.freedesktop.PolicyKit1", "--object-path",
+               "/org/freedesktop/PolicyKit1/Authority", "--method"]
+
+
+def start_polkit_mock(env):
+    """python-dbusmock's polkitd template, once it owns its name"""
+    mock = subprocess.Popen(["/usr/bin/python3", "-m", "dbusmock", "--system", "--template", "polkitd"],
+                            env=env.bus.env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(["gdbus", "wait", "--system", "--timeout", "60", "org.freedesktop.PolicyKit1"],
+                   env=env.bus.env(), check=True, timeout=90)
+    return mock
+
+
+def polkit_mock_call(env, method, *args):
+    """METHOD of the mock's org.freedesktop.DBus.Mock interface (SetAllowed...)"""
+    return subprocess.run(POLKIT_MOCK + ["org.freedesktop.DBus.Mock." + method] + list(args), env=env.bus.env(),
+                          capture_output=True, text=True, timeout=60)

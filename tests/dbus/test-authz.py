@@ -221,12 +221,7 @@ def refusals_before_polkit(env):
     t.ok(state_of(env) == before, "none of these changed anything")
 
 
-def start_polkit_mock(env):
-    mock = subprocess.Popen(["/usr/bin/python3", "-m", "dbusmock", "--system", "--template", "polkitd"],
-                            env=env.bus.env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    subprocess.run(["gdbus", "wait", "--system", "--timeout", "60", "org.freedesktop.PolicyKit1"],
-                   env=env.bus.env(), check=True, timeout=90)
-    return mock
+start_polkit_mock = harness.start_polkit_mock
 
 
 def wait_for(path, timeout=60):

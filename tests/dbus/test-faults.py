@@ -369,21 +369,8 @@ def udev_overflow():
 
 # ---- polkitd going away ----
 
-POLKIT = ["gdbus", "call", "--system", "--dest", "org.freedesktop.PolicyKit1", "--object-path",
-          "/org/freedesktop/PolicyKit1/Authority", "--method"]
-
-
-def start_polkit_mock(env):
-    mock = subprocess.Popen(["/usr/bin/python3", "-m", "dbusmock", "--system", "--template", "polkitd"],
-                            env=env.bus.env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    subprocess.run(["gdbus", "wait", "--system", "--timeout", "60", "org.freedesktop.PolicyKit1"],
-                   env=env.bus.env(), check=True, timeout=90)
-    return mock
-
-
-def polkit_call(env, method, *args):
-    return subprocess.run(POLKIT + ["org.freedesktop.DBus.Mock." + method] + list(args), env=env.bus.env(),
-                          capture_output=True, text=True, timeout=60)
+start_polkit_mock = harness.start_polkit_mock
+polkit_call = harness.polkit_mock_call
 
 
 def as_nobody(env, *args):

@@ -930,18 +930,8 @@ def numa(env):
 
 # ---- 8. ownership ----
 
-def polkit_mock(env):
-    mock = subprocess.Popen(["/usr/bin/python3", "-m", "dbusmock", "--system", "--template", "polkitd"],
-                            env=env.bus.env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    subprocess.run(["gdbus", "wait", "--system", "--timeout", "60", "org.freedesktop.PolicyKit1"],
-                   env=env.bus.env(), check=True, timeout=90)
-    return mock
-
-
-def mock_call(env, method, *args):
-    return subprocess.run(["gdbus", "call", "--system", "--dest", "org.freedesktop.PolicyKit1", "--object-path",
-                           "/org/freedesktop/PolicyKit1/Authority", "--method", "org.freedesktop.DBus.Mock." + method]
-                          + list(args), env=env.bus.env(), capture_output=True, text=True, timeout=60)
+polkit_mock = harness.start_polkit_mock
+mock_call = harness.polkit_mock_call
 
 
 def asked(env):
